@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,analytics]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/minimal_service/serve.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check plugin tests benchmarks examples
+	$(PY) -m ruff format --check plugin tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_capture.py
+	$(PY) benchmarks/bench_flusher_mode.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,36 @@
+"""The shape of a captured prediction, as it sits in the ring.
+
+A capture is a plain tuple because building one is the only work the request path
+does: a tuple literal costs a few dozen nanoseconds, a dataclass or NamedTuple
+several times that. Its positions are named here once; :mod:`predlog._logger`
+builds captures and :mod:`predlog._batch` unpacks them, both from this order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+#: Position of each value in a capture tuple.
+CAPTURE_FIELDS: Final = (
+    "timestamp_ns",
+    "request_id",
+    "features",
+    "score",
+    "decision",
+    "threshold",
+    "session_id",
+    "user_segment",
+    "channel",
+    "geographic_region",
+    "model_name",
+    "model_version",
+    "feature_store_snapshot_id",
+    "feature_freshness_max_age_seconds",
+    "feature_timestamps",
+    "feature_fetch_ms",
+    "inference_ms",
+    "total_ms",
+    "extra",
+)
+
+Capture = tuple[Any, ...]

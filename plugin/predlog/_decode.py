@@ -1,0 +1,196 @@
+"""Turning captured values into column values, in the flusher.
+
+Everything a caller might hand to ``log()`` is accepted here, however odd: NaN
+scores, numpy scalars, arrays instead of dicts, raw JSON bytes, unserialisable
+objects, a 10 MB vector. Each oddity becomes a ``data_quality`` flag on the record
+rather than an exception. Nothing here runs on the request path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+#: Decodes a raw body into features. The default parses JSON.
+Extractor = Callable[[bytes], Mapping[str, Any]]
+
+#: orjson options for every JSON column: numpy values and non-string keys are fine.
+JSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def json_extractor(body: bytes) -> Mapping[str, Any]:
+    """Default extractor: the body is a JSON object of features."""
+    value = orjson.loads(body)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def score(value: Any, flags: list[str]) -> float | None:
+    """A finite float, or None with the reason in ``flags``."""
+    if value is None:
+        flags.append("score_missing")
+        return None
+    if isinstance(value, float):
+        result = value
+    else:
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            flags.append("score_invalid")
+            return None
+    if math.isfinite(result):
+        return result
+    flags.append("score_nan" if math.isnan(result) else "score_inf")
+    return None
+
+
+def optional_float(value: Any, name: str, flags: list[str]) -> float | None:
+    """A finite float for timing-like fields; None (flagged) when unusable."""
+    if value is None:
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        flags.append(f"{name}_invalid")
+        return None
+    if not math.isfinite(result):
+        flags.append(f"{name}_invalid")
+        return None
+    return result
+
+
+def optional_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _is_null(value: Any) -> bool:
+    # `value != value` is the NaN test that works for float, numpy floats and
+    # Decimal alike without importing numpy.
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except Exception:  # noqa: BLE001  # arrays and odd objects: not a null scalar
+        return False
+
+
+def _dumps(value: Any, flags: list[str], what: str) -> bytes:
+    try:
+        return orjson.dumps(value, option=JSON_OPTIONS)
+    except TypeError:
+        flags.append(f"{what}_coerced")
+        return orjson.dumps(value, option=JSON_OPTIONS, default=repr)
+
+
+class FeatureEncoder:
+    """Encodes a features value as JSON text and computes its quality signals."""
+
+    __slots__ = ("_extractor", "_max_bytes", "_names", "_summary")
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        summary_keys: tuple[str, ...] = (),
+        feature_names: tuple[str, ...] = (),
+        extractor: Extractor = json_extractor,
+    ) -> None:
+        self._max_bytes = max_bytes
+        self._summary = summary_keys
+        self._names = feature_names
+        self._extractor = extractor
+
+    def encode(
+        self, value: Any, flags: list[str]
+    ) -> tuple[str | None, str | None, int | None]:
+        """Return (features JSON, summary JSON, null count) for one record."""
+        if value is None:
+            flags.append("features_missing")
+            return None, None, None
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            try:
+                value = self._extractor(bytes(value))
+            except Exception:  # noqa: BLE001  # malformed bodies are flagged, not raised
+                flags.append("features_undecodable")
+                return None, None, None
+        if isinstance(value, Mapping):
+            mapping = value
+        elif isinstance(value, (str, int, float, bool)):
+            flags.append("features_invalid_type")
+            return None, None, None
+        else:
+            mapping = self._from_sequence(value, flags)
+            if mapping is None:
+                return None, None, None
+        encoded = _dumps(mapping if isinstance(mapping, dict) else dict(mapping), flags, "features")
+        nulls = sum(1 for v in mapping.values() if _is_null(v)) if b"null" in encoded else 0
+        if len(encoded) > self._max_bytes:
+            flags.append("features_oversize")
+            return None, self._summary_json(mapping, flags), nulls
+        return encoded.decode(), self._summary_json(mapping, flags), nulls
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
+    def summary_keys(self) -> tuple[str, ...]:
+        return self._summary
+
+    def _from_sequence(self, value: Any, flags: list[str]) -> Mapping[str, Any] | None:
+        tolist = getattr(value, "tolist", None)
+        try:
+            items = tolist() if callable(tolist) else list(value)
+        except TypeError:
+            flags.append("features_invalid_type")
+            return None
+        if not isinstance(items, list):  # a 0-d array's tolist() is a scalar
+            flags.append("features_invalid_type")
+            return None
+        if self._names and len(self._names) == len(items):
+            return dict(zip(self._names, items))
+        if self._names:
+            flags.append("features_names_mismatch")
+        return {str(i): v for i, v in enumerate(items)}
+
+    def _summary_json(self, mapping: Mapping[str, Any], flags: list[str]) -> str | None:
+        if not self._summary:
+            return None
+        picked = {key: mapping.get(key) for key in self._summary}
+        return _dumps(picked, flags, "features_summary").decode()
+
+
+def max_age_seconds(timestamps: Any, at_s: float, flags: list[str]) -> float | None:
+    """Age of the stalest feature, from per-feature timestamps (epoch s or datetime)."""
+    if not isinstance(timestamps, Mapping):
+        flags.append("feature_timestamps_invalid")
+        return None
+    oldest: float | None = None
+    for stamp in timestamps.values():
+        if stamp is None:
+            continue
+        if isinstance(stamp, datetime):
+            seconds = stamp.timestamp()
+        elif isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+            seconds = float(stamp)
+        else:
+            flags.append("feature_timestamps_invalid")
+            return None
+        if oldest is None or seconds < oldest:
+            oldest = seconds
+    if oldest is None:
+        return None
+    return max(0.0, at_s - oldest)
+
+
+def extra_json(extra: Mapping[str, Any], flags: list[str]) -> str | None:
+    if not extra:
+        return None
+    return _dumps(dict(extra), flags, "extra").decode()

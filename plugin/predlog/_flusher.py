@@ -1,0 +1,286 @@
+"""The flusher: the one consumer of the ring, on a background thread.
+
+It wakes every ``poll_s`` (or when asked), and drains the ring when a batch is
+full or the flush interval has passed. Each drained batch is decoded, sampled and
+built into Arrow (:mod:`predlog._batch`), then handed to every sink in turn. A sink
+that raises is counted and reported against itself; the other sinks still get the
+batch and the flusher carries on.
+
+Why a thread and not an asyncio task: decoding and Arrow building are CPU work of
+a few milliseconds per batch. On the server's event loop they would stall every
+request for that long; on a thread they interleave with the loop in GIL switch
+intervals, and Parquet compression and file writes release the GIL entirely. It
+also needs no running loop, so the same flusher serves a plain script, a thread
+pool server and an ASGI app. ``benchmarks/bench_flusher_mode.py`` measures both.
+
+Nothing here ever waits on the request path: producers never take the drain
+lock, and the flusher never signals producers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from predlog._batch import BatchBuilder, BuildResult
+from predlog._capture import Capture
+from predlog._report import ErrorReporter
+from predlog._ring import RingBuffer
+from predlog._sink import Sink
+
+
+@dataclass
+class SinkState:
+    """A sink and how it has fared; written only by whoever holds the drain lock."""
+
+    sink: Sink
+    name: str
+    delivered: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _sink_name(sink: Sink, index: int) -> str:
+    return f"{type(sink).__name__}[{index}]"
+
+
+class Flusher:
+    """Drains a :class:`RingBuffer` into sinks, in batches, on its own thread."""
+
+    def __init__(
+        self,
+        ring: RingBuffer[Capture],
+        builder: BatchBuilder,
+        sinks: Sequence[Sink],
+        *,
+        batch_size: int,
+        interval_s: float,
+        reporter: ErrorReporter,
+        poll_s: float = 0.05,
+    ) -> None:
+        self._ring = ring
+        self._builder = builder
+        self.sinks = [SinkState(sink, _sink_name(sink, i)) for i, sink in enumerate(sinks)]
+        self._batch_size = batch_size
+        self._interval_s = interval_s
+        self._poll_s = min(poll_s, interval_s)
+        self._reporter = reporter
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        # Flush requests from other threads, each answered by setting its event.
+        self._requests: deque[threading.Event] = deque()
+        self._last_drain = time.monotonic()
+        self._last_tick = time.monotonic()
+        # Outcome counters: written only under self._lock, read by anyone.
+        self.sampled_out = 0
+        self.delivered = 0
+        self.failed = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="predlog-flusher", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        """Drain everything captured so far and flush every sink.
+
+        Returns False if it could not finish within ``timeout`` seconds. The work
+        is done by the flusher thread when it runs, so a caller whose sink stalls
+        gets its answer at the timeout rather than stalling with the sink.
+        """
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            request = threading.Event()
+            self._requests.append(request)
+            self._wake.set()
+            if request.wait(timeout):
+                return True
+            if thread.is_alive():
+                return False
+            # The thread stopped (shutdown) before serving us: fall through and do it.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._acquire(deadline):
+            return False
+        try:
+            return self._flush_locked(deadline)
+        finally:
+            self._lock.release()
+
+    def _flush_locked(self, deadline: float | None) -> bool:
+        """Drain, flush every sink, and answer waiting flush requests. Lock held."""
+        waiting = []
+        while self._requests:
+            waiting.append(self._requests.popleft())
+        done = self._drain_locked(deadline)
+        for state in self.sinks:
+            try:
+                state.sink.flush()
+            except Exception as exc:  # noqa: BLE001  # isolate each sink
+                self._sink_error(state, "flush", exc)
+        if done:
+            for request in waiting:
+                request.set()
+        else:
+            self._requests.extendleft(reversed(waiting))
+        return done
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop the thread, drain what is left, close the sinks. Safe to call twice."""
+        if self._closed:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done = self.force_flush(remaining)
+        if not self._acquire(deadline):
+            return False
+        try:
+            for state in self.sinks:
+                try:
+                    state.sink.close()
+                except Exception as exc:  # noqa: BLE001  # isolate each sink
+                    self._sink_error(state, "close", exc)
+            self._closed = True
+        finally:
+            self._lock.release()
+        return done
+
+    def after_fork_in_child(self) -> None:
+        """Reset for a forked child: fresh lock, fresh counters, a new thread.
+
+        The parent's captured records stay the parent's to deliver; the child
+        starts with an empty ring (the caller resets it).
+        """
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        self._requests = deque()
+        self.sampled_out = self.delivered = self.failed = 0
+        for state in self.sinks:
+            state.delivered = state.failed = 0
+            state.errors = {}
+        if not self._closed:
+            self.start()
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The drain lock; held around fork so no batch is half-written in a child."""
+        return self._lock
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                self._step()
+            except Exception as exc:  # noqa: BLE001  # the flusher thread must never die
+                self._reporter.report("flusher_error", f"flusher step failed: {exc!r}", exc=exc)
+                time.sleep(self._poll_s)
+
+    def _step(self) -> None:
+        if self._requests:
+            with self._lock:
+                self._flush_locked(None)
+            return
+        pending = len(self._ring)
+        now = time.monotonic()
+        if pending >= self._batch_size or (
+            pending and now - self._last_drain >= self._interval_s
+        ):
+            with self._lock:
+                self._drain_locked(None)
+            return
+        if not pending and now - self._last_tick >= self._interval_s:
+            self._last_tick = now
+            with self._lock:
+                self._tick_sinks(now)
+        self._wake.wait(self._poll_s)
+        self._wake.clear()
+
+    def _acquire(self, deadline: float | None) -> bool:
+        if deadline is None:
+            return self._lock.acquire()
+        return self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _drain_locked(self, deadline: float | None) -> bool:
+        """Drain what is in the ring now (not what arrives meanwhile). Lock held."""
+        self._last_drain = time.monotonic()
+        rounds = math.ceil(len(self._ring) / self._batch_size)
+        for _ in range(rounds):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            captures = self._ring.drain(self._batch_size)
+            if not captures:
+                break
+            self._process(captures)
+        return True
+
+    def _process(self, captures: list[Capture]) -> None:
+        try:
+            result = self._builder.build(captures)
+        except Exception as exc:  # noqa: BLE001  # a builder bug loses a batch, counted
+            self.failed += len(captures)
+            self._reporter.report("batch_invalid", f"could not build a batch: {exc!r}", exc=exc)
+            return
+        self.sampled_out += result.sampled_out
+        self.failed += result.failed
+        if result.batch is not None:
+            self._export(result)
+
+    def _export(self, result: BuildResult) -> None:
+        batch = result.batch
+        assert batch is not None
+        all_ok = True
+        for state in self.sinks:
+            try:
+                state.sink.export(batch)
+            except Exception as exc:  # noqa: BLE001  # isolate each sink
+                all_ok = False
+                state.failed += result.kept
+                self._sink_error(state, "export", exc)
+            else:
+                state.delivered += result.kept
+        # A record counts as delivered only when every sink took it.
+        if all_ok:
+            self.delivered += result.kept
+        else:
+            self.failed += result.kept
+
+    def _tick_sinks(self, now: float) -> None:
+        for state in self.sinks:
+            tick = getattr(state.sink, "tick", None)
+            if tick is None:
+                continue
+            try:
+                tick(now)
+            except Exception as exc:  # noqa: BLE001  # isolate each sink
+                self._sink_error(state, "tick", exc)
+
+    def _sink_error(self, state: SinkState, action: str, exc: BaseException) -> None:
+        kind = f"{type(exc).__name__}"
+        state.errors[kind] = state.errors.get(kind, 0) + 1
+        self._reporter.report(
+            f"sink_{action}_failed:{state.name}",
+            f"{state.name}.{action}() raised {exc!r}",
+            exc=exc,
+        )

@@ -1,0 +1,349 @@
+"""PredictionLogger: the request path.
+
+``log()`` is everything a prediction pays for: one counter increment, one clock
+read, one tuple of references, one lock-free ring claim. No parsing, no copying,
+no serialisation, no I/O, no lock; and no exception escapes it. Read ``log()``
+top to bottom to see the whole cost.
+
+Everything else here is lifecycle: building the pipeline from settings, draining
+at exit and on SIGTERM, and starting again in a forked child.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+import weakref
+from collections.abc import Sequence
+from datetime import datetime
+from time import time_ns
+from types import FrameType, TracebackType
+from typing import Any
+
+from predlog._batch import BatchBuilder
+from predlog._capture import Capture
+from predlog._config import MISSING, Settings, resolve
+from predlog._counter import AtomicCounter
+from predlog._decode import Extractor, FeatureEncoder, json_extractor
+from predlog._flusher import Flusher
+from predlog._parquet import ParquetSink
+from predlog._report import ErrorReporter
+from predlog._ring import RingBuffer
+from predlog._sampling import Sampler
+from predlog._sink import Sink
+
+_SHUTDOWN_TIMEOUT_S = 10.0
+
+
+class PredictionLogger:
+    """Captures predictions on the request path and delivers them in the background.
+
+    Settings come from keyword arguments first, then ``PREDLOG_*`` environment
+    variables, then defaults (see :class:`predlog.Settings`); a malformed value
+    raises :class:`predlog.ConfigError` naming the setting, here, at start-up.
+    With no ``sinks`` it writes Parquet under ``data_dir``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_name: Any = MISSING,
+        model_version: Any = MISSING,
+        model_framework: Any = MISSING,
+        sinks: Sequence[Sink] | None = None,
+        data_dir: Any = MISSING,
+        sample_rate: Any = MISSING,
+        high_risk_score: Any = MISSING,
+        new_version_window_s: Any = MISSING,
+        decision_threshold: Any = MISSING,
+        summary_features: Any = MISSING,
+        feature_names: Sequence[str] = (),
+        ring_capacity: Any = MISSING,
+        batch_size: Any = MISSING,
+        flush_interval_s: Any = MISSING,
+        overflow: Any = MISSING,
+        max_feature_bytes: Any = MISSING,
+        install_signal_handlers: Any = MISSING,
+        parquet_max_file_bytes: Any = MISSING,
+        parquet_max_file_age_s: Any = MISSING,
+        extractor: Extractor = json_extractor,
+        error_log_interval_s: float = 60.0,
+    ) -> None:
+        given = {
+            name: value
+            for name, value in locals().items()
+            if name not in ("self", "sinks", "feature_names", "extractor", "error_log_interval_s")
+            and value is not MISSING
+        }
+        self.settings: Settings = resolve(given)
+        s = self.settings
+        self._reporter = ErrorReporter(interval_s=error_log_interval_s)
+        self._ring: RingBuffer[Capture] = RingBuffer(s.ring_capacity, overflow=s.overflow)
+        self._captured = AtomicCounter()
+        self._request_failures = AtomicCounter()
+        self._closed_drops = AtomicCounter()
+        self._count = self._captured.incr
+        self._put = self._ring.put
+        self._closed = False
+        if sinks is None:
+            sinks = [
+                ParquetSink(
+                    s.data_dir,
+                    max_file_bytes=s.parquet_max_file_bytes,
+                    max_file_age_s=s.parquet_max_file_age_s,
+                )
+            ]
+        builder = BatchBuilder(
+            s,
+            sampler=Sampler(
+                sample_rate=s.sample_rate,
+                high_risk_score=s.high_risk_score,
+                new_version_window_s=s.new_version_window_s,
+            ),
+            reporter=self._reporter,
+            features=FeatureEncoder(
+                max_bytes=s.max_feature_bytes,
+                summary_keys=s.summary_features,
+                feature_names=tuple(feature_names),
+                extractor=extractor,
+            ),
+        )
+        self._flusher = Flusher(
+            self._ring,
+            builder,
+            list(sinks),
+            batch_size=s.batch_size,
+            interval_s=s.flush_interval_s,
+            reporter=self._reporter,
+        )
+        self._flusher.start()
+        _register(self)
+
+    # -- the request path --------------------------------------------------------
+
+    def log(
+        self,
+        *,
+        request_id: str | None = None,
+        features: Any = None,
+        score: Any = None,
+        decision: Any = None,
+        threshold: float | None = None,
+        session_id: str | None = None,
+        user_segment: str | None = None,
+        channel: str | None = None,
+        geographic_region: str | None = None,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        feature_store_snapshot_id: str | None = None,
+        feature_freshness_max_age_seconds: float | None = None,
+        feature_timestamps: Any = None,
+        feature_fetch_ms: float | None = None,
+        inference_ms: float | None = None,
+        total_ms: float | None = None,
+        timestamp: float | datetime | None = None,
+        **extra: Any,
+    ) -> bool:
+        """Capture one prediction. Never raises, never blocks; False if it was dropped.
+
+        ``features`` may be a mapping, a sequence or array (named by
+        ``feature_names``), or raw JSON bytes (decoded by the extractor in the
+        flusher). Values are held by reference until the flusher decodes them:
+        do not mutate them after this call. Unknown keyword arguments go to the
+        record's ``extra`` map.
+        """
+        self._count()
+        try:
+            return self._put(
+                (
+                    time_ns() if timestamp is None else _epoch_ns(timestamp),
+                    request_id,
+                    features,
+                    score,
+                    decision,
+                    threshold,
+                    session_id,
+                    user_segment,
+                    channel,
+                    geographic_region,
+                    model_name,
+                    model_version,
+                    feature_store_snapshot_id,
+                    feature_freshness_max_age_seconds,
+                    feature_timestamps,
+                    feature_fetch_ms,
+                    inference_ms,
+                    total_ms,
+                    extra,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001  # a prediction never fails because of us
+            self._request_failures.incr()
+            self._reporter.report("log_failed", f"log() could not capture: {exc!r}", exc=exc)
+            return False
+
+    # -- accounting --------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Where every captured record is: always
+        ``captured == sampled_out + delivered + dropped + failed + pending``.
+
+        ``pending`` is what is in the ring or in the flusher's hands. Counters are
+        read outcome-first and ``captured`` last, so ``pending`` is never negative.
+        """
+        flusher = self._flusher
+        sampled_out = flusher.sampled_out
+        delivered = flusher.delivered
+        failed = flusher.failed + self._request_failures.value
+        dropped = self._ring.dropped + self._closed_drops.value
+        captured = self._captured.value
+        return {
+            "captured": captured,
+            "sampled_out": sampled_out,
+            "delivered": delivered,
+            "dropped": dropped,
+            "failed": failed,
+            "pending": captured - sampled_out - delivered - dropped - failed,
+        }
+
+    def sink_stats(self) -> dict[str, dict[str, Any]]:
+        """Per sink: records delivered and failed, and errors by exception type."""
+        return {
+            state.name: {
+                "delivered": state.delivered,
+                "failed": state.failed,
+                "errors": dict(state.errors),
+            }
+            for state in self._flusher.sinks
+        }
+
+    def errors(self) -> dict[str, int]:
+        """Every error predlog caught instead of raising, counted by kind."""
+        return self._reporter.counts()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything captured so far; False if ``timeout`` ran out first."""
+        return self._flusher.force_flush(timeout)
+
+    def close(self, timeout: float | None = _SHUTDOWN_TIMEOUT_S) -> bool:
+        """Deliver what is pending, close the sinks. Later ``log()`` calls are dropped."""
+        if not self._closed:
+            self._closed = True
+            self._put = self._drop_closed
+        return self._flusher.shutdown(timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> PredictionLogger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _drop_closed(self, capture: Capture) -> bool:
+        self._closed_drops.incr()
+        return False
+
+    def _before_fork(self) -> None:
+        self._fork_locked = self._flusher.lock.acquire(timeout=5.0)
+
+    def _after_fork_in_parent(self) -> None:
+        if getattr(self, "_fork_locked", False):
+            self._fork_locked = False
+            self._flusher.lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        self._fork_locked = False
+        self._ring.reset()
+        self._ring = RingBuffer(self.settings.ring_capacity, overflow=self.settings.overflow)
+        self._flusher._ring = self._ring  # noqa: SLF001  # the pair is rebuilt together
+        self._put = self._drop_closed if self._closed else self._ring.put
+        for counter in (self._captured, self._request_failures, self._closed_drops):
+            counter.reset()
+        self._count = self._captured.incr
+        self._flusher.after_fork_in_child()
+
+
+def _epoch_ns(timestamp: float | datetime) -> int:
+    if isinstance(timestamp, datetime):
+        return int(timestamp.timestamp() * 1e9)
+    return int(timestamp * 1e9)
+
+
+# -- process-wide hooks: exit, SIGTERM, fork ----------------------------------------
+
+_live: weakref.WeakSet[PredictionLogger] = weakref.WeakSet()
+_hooks_installed = False
+_previous_sigterm: Any = None
+
+
+def _register(logger: PredictionLogger) -> None:
+    global _hooks_installed  # noqa: PLW0603  # one set of process hooks for all loggers
+    _live.add(logger)
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(_close_all)
+        os.register_at_fork(
+            before=lambda: _each(PredictionLogger._before_fork),  # noqa: SLF001
+            after_in_parent=lambda: _each(PredictionLogger._after_fork_in_parent),  # noqa: SLF001
+            after_in_child=lambda: _each(PredictionLogger._after_fork_in_child),  # noqa: SLF001
+        )
+    if logger.settings.install_signal_handlers:
+        _install_sigterm()
+
+
+def _each(method: Any) -> None:
+    for logger in list(_live):
+        try:
+            method(logger)
+        except Exception:  # noqa: BLE001, S110  # a fork hook must never break the fork
+            pass
+
+
+def _close_all() -> None:
+    for logger in list(_live):
+        try:
+            logger.close()
+        except Exception:  # noqa: BLE001, S110  # at exit, close what we can
+            pass
+
+
+def _install_sigterm() -> None:
+    """Drain on SIGTERM, then let the signal do what it would have done.
+
+    Only from the main thread, and only over the default action or a Python
+    handler (which is then chained). A server that installs its own handler later
+    (uvicorn, BentoML) shuts down gracefully and the atexit hook drains instead.
+    """
+    global _previous_sigterm  # noqa: PLW0603  # the handler we chain to is process-wide
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _on_sigterm or current == signal.SIG_IGN:
+        return
+    _previous_sigterm = current
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    previous = _previous_sigterm
+    if callable(previous):
+        # Someone else owns shutdown: make what we have durable, let them proceed.
+        for logger in list(_live):
+            logger.flush(_SHUTDOWN_TIMEOUT_S)
+        previous(signum, frame)
+        return
+    _close_all()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,207 @@
+"""ParquetSink: the embedded default, rolling Parquet files under a data directory.
+
+Layout::
+
+    <data_dir>/predictions/date=YYYY-MM-DD/part-<UTC start>-<host>-<pid>-<seq>.parquet
+
+The date is the prediction's own UTC date (hive-style, so DuckDB and Spark prune
+on it). Each process has its own writer and puts its host name and pid in every
+file name, so the workers of one server never collide. A file is written under a
+hidden temporary name and renamed into place only once complete and fsynced:
+readers globbing ``*.parquet`` never see a partial file. Files roll by size, by
+age, on ``flush()`` and at ``close()``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import weakref
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from predlog._record import arrow_schema
+
+_US_PER_DAY: Final = 86_400_000_000
+_SCHEMA: Final = arrow_schema()
+#: Writers inherited across fork: kept referenced so they are never closed (which
+#: would write a footer into the parent's file) and pointed at /dev/null.
+_ORPHANS: list[Any] = []
+
+
+def _host() -> str:
+    name = socket.gethostname().split(".")[0] or "host"
+    return "".join(ch if ch.isalnum() or ch == "-" else "_" for ch in name)[:32]
+
+
+class _OpenFile:
+    """One temporary file being written, and where it will be published."""
+
+    __slots__ = ("file", "final", "opened", "rows", "temp", "writer")
+
+    def __init__(self, final: Path, temp: Path, compression: str) -> None:
+        self.final = final
+        self.temp = temp
+        self.file = pa.OSFile(str(temp), "wb")
+        self.writer = pq.ParquetWriter(self.file, _SCHEMA, compression=compression)
+        self.opened = time.monotonic()
+        self.rows = 0
+
+    @property
+    def size(self) -> int:
+        return int(self.file.tell())
+
+    def publish(self) -> Path:
+        self.writer.close()
+        fd = self.file.fileno()
+        os.fsync(fd)
+        self.file.close()
+        os.replace(self.temp, self.final)
+        _fsync_dir(self.final.parent)
+        return self.final
+
+    def abandon(self) -> None:
+        """Stop writing and remove the temporary file (the rows in it are lost)."""
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001, S110  # the file is being thrown away anyway
+            pass
+        try:
+            self.file.close()
+        finally:
+            self.temp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class ParquetSink:
+    """Writes prediction batches to rolling, atomically published Parquet files."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] = "./predlog-data",
+        *,
+        max_file_bytes: int = 128 << 20,
+        max_file_age_s: float = 300.0,
+        compression: str = "zstd",
+    ) -> None:
+        if max_file_bytes <= 0:
+            raise ValueError(f"max_file_bytes: must be positive, got {max_file_bytes!r}")
+        if max_file_age_s <= 0:
+            raise ValueError(f"max_file_age_s: must be positive, got {max_file_age_s!r}")
+        self.root = Path(data_dir) / "predictions"
+        self._max_bytes = max_file_bytes
+        self._max_age = max_file_age_s
+        self._compression = compression
+        self._host = _host()
+        self._pid = os.getpid()
+        self._seq = 0
+        self._open: dict[int, _OpenFile] = {}
+        self._closed = False
+        #: Every file this sink has published, in order.
+        self.published: list[Path] = []
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def export(self, batch: pa.RecordBatch) -> None:
+        if self._closed:
+            raise RuntimeError("ParquetSink is closed")
+        if batch.num_rows == 0:
+            return
+        micros = batch.column("timestamp_utc").cast(pa.int64()).to_numpy()
+        days = micros // _US_PER_DAY
+        first, last = int(days.min()), int(days.max())
+        if first == last:
+            self._write(first, batch)
+        else:
+            for day in np.unique(days):
+                self._write(int(day), batch.filter(pa.array(days == day)))
+        for day, handle in list(self._open.items()):
+            if handle.size >= self._max_bytes:
+                self._publish(day)
+
+    def tick(self, now: float | None = None) -> None:
+        """Publish files that have been open longer than ``max_file_age_s``."""
+        current = time.monotonic() if now is None else now
+        for day, handle in list(self._open.items()):
+            if current - handle.opened >= self._max_age:
+                self._publish(day)
+
+    def flush(self) -> None:
+        for day in list(self._open):
+            self._publish(day)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+
+    def _write(self, day: int, batch: pa.RecordBatch) -> None:
+        handle = self._open.get(day)
+        if handle is None:
+            handle = self._open[day] = self._new_file(day)
+        try:
+            handle.writer.write_batch(batch)
+        except Exception:
+            # A failed write may leave the file unreadable: abandon it so no broken
+            # file is ever published, and let the flusher count the batch as failed.
+            del self._open[day]
+            handle.abandon()
+            raise
+        handle.rows += batch.num_rows
+
+    def _new_file(self, day: int) -> _OpenFile:
+        date = datetime.fromtimestamp(day * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
+        directory = self.root / f"date={date}"
+        directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        stamp = datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%S")
+        name = f"part-{stamp}-{self._host}-{self._pid}-{self._seq:06d}.parquet"
+        return _OpenFile(directory / name, directory / f".{name}.tmp", self._compression)
+
+    def _publish(self, day: int) -> None:
+        handle = self._open.pop(day)
+        self.published.append(handle.publish())
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: the open files belong to the parent. Never touch them."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            for handle in self._open.values():
+                try:
+                    os.dup2(devnull, handle.file.fileno())
+                except (OSError, ValueError):
+                    pass
+                _ORPHANS.append(handle)
+        finally:
+            os.close(devnull)
+        self._open = {}
+        self._pid = os.getpid()
+        self._seq = 0
+        self.published = []
+
+
+def _after_fork(ref: weakref.ref[ParquetSink]) -> None:
+    sink = ref()
+    if sink is not None:
+        sink._forget_inherited()  # noqa: SLF001  # the hook is part of the class's contract

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import pytest
+
+import predlog
+from predlog._config import resolve
+from predlog.errors import ConfigError
+from predlog.testing import MemorySink
+
+
+class TestResolve:
+    def test_defaults_without_configuration(self):
+        """With nothing set, the embedded defaults apply."""
+        s = resolve({}, environ={})
+        assert s.data_dir == "./predlog-data"
+        assert s.sample_rate == 1.0
+        assert s.high_risk_score == 0.9
+        assert s.new_version_window_s == 24 * 3600
+        assert s.overflow == "drop_newest"
+
+    def test_environment_overrides_defaults(self):
+        """PREDLOG_* variables replace defaults and are parsed to the right type."""
+        s = resolve(
+            {},
+            environ={
+                "PREDLOG_SAMPLE_RATE": "0.25",
+                "PREDLOG_DATA_DIR": "/srv/logs",
+                "PREDLOG_RING_CAPACITY": "1024",
+                "PREDLOG_SUMMARY_FEATURES": "amount, hour,,channel",
+                "PREDLOG_INSTALL_SIGNAL_HANDLERS": "false",
+            },
+        )
+        assert s.sample_rate == 0.25
+        assert s.data_dir == "/srv/logs"
+        assert s.ring_capacity == 1024
+        assert s.summary_features == ("amount", "hour", "channel")
+        assert s.install_signal_handlers is False
+        assert s.sources["sample_rate"] == "PREDLOG_SAMPLE_RATE"
+
+    def test_keyword_arguments_override_environment(self):
+        """A keyword argument wins over the environment."""
+        s = resolve({"sample_rate": 0.5}, environ={"PREDLOG_SAMPLE_RATE": "0.1"})
+        assert s.sample_rate == 0.5
+        assert s.sources["sample_rate"] == "argument"
+
+    def test_legacy_sample_rate_alias(self):
+        """PREDICTION_LOG_SAMPLE_RATE is honoured, but PREDLOG_SAMPLE_RATE wins."""
+        assert resolve({}, environ={"PREDICTION_LOG_SAMPLE_RATE": "0.3"}).sample_rate == 0.3
+        both = {"PREDICTION_LOG_SAMPLE_RATE": "0.3", "PREDLOG_SAMPLE_RATE": "0.7"}
+        assert resolve({}, environ=both).sample_rate == 0.7
+
+    @pytest.mark.parametrize(
+        ("environ", "setting"),
+        [
+            ({"PREDLOG_SAMPLE_RATE": "lots"}, "PREDLOG_SAMPLE_RATE"),
+            ({"PREDLOG_SAMPLE_RATE": "1.5"}, "PREDLOG_SAMPLE_RATE"),
+            ({"PREDICTION_LOG_SAMPLE_RATE": "-1"}, "PREDICTION_LOG_SAMPLE_RATE"),
+            ({"PREDLOG_RING_CAPACITY": "0"}, "PREDLOG_RING_CAPACITY"),
+            ({"PREDLOG_RING_CAPACITY": "4k"}, "PREDLOG_RING_CAPACITY"),
+            ({"PREDLOG_OVERFLOW": "block"}, "PREDLOG_OVERFLOW"),
+            ({"PREDLOG_FLUSH_INTERVAL_S": "0"}, "PREDLOG_FLUSH_INTERVAL_S"),
+            ({"PREDLOG_INSTALL_SIGNAL_HANDLERS": "maybe"}, "PREDLOG_INSTALL_SIGNAL_HANDLERS"),
+        ],
+    )
+    def test_malformed_environment_names_the_variable(self, environ, setting):
+        """A bad environment value fails with a message starting with the variable name."""
+        with pytest.raises(ConfigError) as info:
+            resolve({}, environ=environ)
+        assert str(info.value).startswith(f"{setting}: ")
+        assert info.value.setting == setting
+
+    @pytest.mark.parametrize(
+        ("kwargs", "setting"),
+        [
+            ({"sample_rate": 2}, "sample_rate"),
+            ({"sample_rate": float("nan")}, "sample_rate"),
+            ({"sample_rate": "0.5"}, "sample_rate"),
+            ({"high_risk_score": True}, "high_risk_score"),
+            ({"ring_capacity": 10.5}, "ring_capacity"),
+            ({"batch_size": -1}, "batch_size"),
+            ({"model_name": ""}, "model_name"),
+            ({"summary_features": "amount"}, "summary_features"),
+            ({"new_version_window_s": float("inf")}, "new_version_window_s"),
+            ({"sampel_rate": 0.5}, "sampel_rate"),
+        ],
+    )
+    def test_malformed_argument_names_the_argument(self, kwargs, setting):
+        """A bad keyword argument (or a misspelt one) fails naming that argument."""
+        with pytest.raises(ConfigError) as info:
+            resolve(kwargs, environ={})
+        assert str(info.value).startswith(f"{setting}: ")
+
+    def test_batch_size_is_capped_by_ring_capacity(self):
+        """A batch can never be larger than the ring that feeds it."""
+        s = resolve({"ring_capacity": 128, "batch_size": 4096}, environ={})
+        assert s.batch_size == 128
+
+
+class TestLoggerStartup:
+    def test_bad_config_fails_at_construction(self, monkeypatch):
+        """PredictionLogger refuses to start on a malformed environment, naming it."""
+        monkeypatch.setenv("PREDLOG_SAMPLE_RATE", "half")
+        with pytest.raises(ConfigError, match=r"^PREDLOG_SAMPLE_RATE: "):
+            predlog.PredictionLogger(sinks=[MemorySink()], install_signal_handlers=False)
+
+    def test_environment_reaches_the_logger(self, monkeypatch):
+        """Settings from the environment are the ones the logger runs with."""
+        monkeypatch.setenv("PREDLOG_MODEL_NAME", "credit")
+        monkeypatch.setenv("PREDLOG_MODEL_VERSION", "v9")
+        sink = MemorySink()
+        with predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False) as log:
+            log.log(request_id="r", score=0.2)
+        assert sink.records[0]["model_name"] == "credit"
+        assert sink.records[0]["model_version"] == "v9"
