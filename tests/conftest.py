@@ -19,7 +19,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("PREDLOG_") or name == "PREDICTION_LOG_SAMPLE_RATE":
             monkeypatch.delenv(name)
-    yield
+    return
 
 
 @pytest.fixture

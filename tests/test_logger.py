@@ -17,7 +17,10 @@ from predlog.testing import MemorySink, capture_records
 
 def identity_holds(stats):
     return stats["captured"] == (
-        stats["sampled_out"] + stats["delivered"] + stats["dropped"] + stats["failed"]
+        stats["sampled_out"]
+        + stats["delivered"]
+        + stats["dropped"]
+        + stats["failed"]
         + stats["pending"]
     )
 
@@ -44,7 +47,9 @@ class TestFieldMapping:
         """Each log() argument ends up in the column of the same meaning."""
         fetched = time.time() - 90
         with capture_records(
-            model_name="fraud", model_version="v2.1.0", model_framework="lightgbm",
+            model_name="fraud",
+            model_version="v2.1.0",
+            model_framework="lightgbm",
             summary_features=["amount"],
         ) as (log, sink):
             log.log(
@@ -75,10 +80,14 @@ class TestFieldMapping:
         assert r["decision_threshold"] == 0.6
         assert r["model_confidence"] == "medium"
         assert (r["model_name"], r["model_version"], r["model_framework"]) == (
-            "fraud", "v2.1.0", "lightgbm",
+            "fraud",
+            "v2.1.0",
+            "lightgbm",
         )
         assert (r["user_segment"], r["channel"], r["geographic_region"]) == (
-            "high_value", "web", "EU",
+            "high_value",
+            "web",
+            "EU",
         )
         assert r["feature_store_snapshot_id"] == "snap-7"
         assert 89 <= r["feature_freshness_max_age_seconds"] <= 120
@@ -259,8 +268,13 @@ class TestAccounting:
         """captured == sampled_out + delivered + dropped + failed + pending, while running."""
         sink = StallingSink()
         log = predlog.PredictionLogger(
-            sinks=[sink], ring_capacity=256, batch_size=64, flush_interval_s=0.01,
-            sample_rate=0.5, new_version_window_s=0, install_signal_handlers=False,
+            sinks=[sink],
+            ring_capacity=256,
+            batch_size=64,
+            flush_interval_s=0.01,
+            sample_rate=0.5,
+            new_version_window_s=0,
+            install_signal_handlers=False,
         )
         seen = []
         for i in range(3000):
@@ -278,11 +292,15 @@ class TestAccounting:
 
     def test_log_after_close_is_counted_dropped(self):
         """A closed logger drops new records, counts them, and never raises."""
-        with capture_records() as (log, sink):
+        with capture_records() as (log, _sink):
             log.log(request_id="a", score=0.2)
         assert log.log(request_id="b", score=0.2) is False
         assert log.stats() == {
-            "captured": 2, "sampled_out": 0, "delivered": 1, "dropped": 1, "failed": 0,
+            "captured": 2,
+            "sampled_out": 0,
+            "delivered": 1,
+            "dropped": 1,
+            "failed": 0,
             "pending": 0,
         }
         assert log.close() is True  # twice is fine
@@ -291,8 +309,12 @@ class TestAccounting:
         """With drop_oldest a full ring evicts old records in favour of new ones."""
         sink = StallingSink()
         log = predlog.PredictionLogger(
-            sinks=[sink], ring_capacity=8, batch_size=8, flush_interval_s=60,
-            overflow="drop_oldest", install_signal_handlers=False,
+            sinks=[sink],
+            ring_capacity=8,
+            batch_size=8,
+            flush_interval_s=60,
+            overflow="drop_oldest",
+            install_signal_handlers=False,
         )
         for i in range(100):
             log.log(request_id=f"r{i}", score=0.2)
@@ -308,7 +330,9 @@ class TestSinkIsolation:
         """One sink raising leaves the other sink fed; the failure is counted and logged once."""
         good, bad = MemorySink(), FailingSink()
         log = predlog.PredictionLogger(
-            sinks=[good, bad], batch_size=10, flush_interval_s=0.01,
+            sinks=[good, bad],
+            batch_size=10,
+            flush_interval_s=0.01,
             install_signal_handlers=False,
         )
         with caplog.at_level(logging.ERROR, logger="predlog"):
@@ -323,7 +347,9 @@ class TestSinkIsolation:
         per_sink = log.sink_stats()
         assert per_sink["MemorySink[0]"]["delivered"] == 100
         assert per_sink["FailingSink[1]"] == {
-            "delivered": 0, "failed": 100, "errors": {"OSError": 10},
+            "delivered": 0,
+            "failed": 100,
+            "errors": {"OSError": 10},
         }
         lines = [r for r in caplog.records if "FailingSink" in r.getMessage()]
         assert len(lines) == 1
@@ -345,7 +371,10 @@ class TestSinkIsolation:
         """log() keeps returning while the only sink is blocked (it never waits on a sink)."""
         sink = StallingSink()
         log = predlog.PredictionLogger(
-            sinks=[sink], ring_capacity=1024, batch_size=16, flush_interval_s=0.01,
+            sinks=[sink],
+            ring_capacity=1024,
+            batch_size=16,
+            flush_interval_s=0.01,
             install_signal_handlers=False,
         )
         done = threading.Event()

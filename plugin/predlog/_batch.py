@@ -182,7 +182,7 @@ class BatchBuilder:
             inference_ms,
             total_ms,
             extras,
-        ) = zip(*captures)
+        ) = zip(*captures, strict=True)
         flags: Flags = {}
 
         stamps = np.fromiter(ts_ns, dtype=np.int64, count=n)
@@ -218,7 +218,7 @@ class BatchBuilder:
             version_py = version_col.to_pylist() if version_col is not None else [None] * n
             models = [
                 (a or s.model_name, b or s.model_version)
-                for a, b in zip(name_py, version_py)
+                for a, b in zip(name_py, version_py, strict=True)
             ]
         request_col = _strings(request_ids)
         request_py: list[str | None] | None = None
@@ -267,8 +267,14 @@ class BatchBuilder:
                     for f in flag_list:
                         _flag(flags, i, f)
         timings = [
-            _floats(col, flags, missing=None, invalid=f"{name}_invalid",
-                    nan=f"{name}_invalid", inf=f"{name}_invalid")
+            _floats(
+                col,
+                flags,
+                missing=None,
+                invalid=f"{name}_invalid",
+                nan=f"{name}_invalid",
+                inf=f"{name}_invalid",
+            )
             for name, col in (
                 ("feature_fetch_ms", fetch_ms),
                 ("inference_ms", inference_ms),
@@ -360,9 +366,7 @@ class BatchBuilder:
         )
 
     @staticmethod
-    def _encode_extras(
-        extras: Sequence[Any], positions: list[int], flags: Flags
-    ) -> pa.Array:  # type: ignore[type-arg]
+    def _encode_extras(extras: Sequence[Any], positions: list[int], flags: Flags) -> pa.Array:  # type: ignore[type-arg]
         if not any(extras):
             return pa.nulls(len(positions), type=_STRING)
         out: list[str | None] = []
@@ -381,6 +385,5 @@ class BatchBuilder:
     def _quality(flags: Flags, positions: list[int]) -> pa.Array:  # type: ignore[type-arg]
         kept = len(positions)
         if not flags:
-            offsets = pa.array(np.zeros(kept + 1, dtype=np.int32))
-            return pa.ListArray.from_arrays(offsets, pa.array([], type=_STRING))
+            return pa.ListArray.from_arrays([0] * (kept + 1), pa.array([], type=_STRING))
         return pa.array([flags.get(i, []) for i in positions], type=pa.list_(_STRING))

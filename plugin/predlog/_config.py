@@ -165,13 +165,9 @@ _OPTIONS: Final[dict[str, _Option]] = {
         _Option("summary_features", ("PREDLOG_SUMMARY_FEATURES",), _parse_list, _str_tuple),
         _Option("ring_capacity", ("PREDLOG_RING_CAPACITY",), _parse_int, _positive_int),
         _Option("batch_size", ("PREDLOG_BATCH_SIZE",), _parse_int, _positive_int),
-        _Option(
-            "flush_interval_s", ("PREDLOG_FLUSH_INTERVAL_S",), _parse_float, _positive_number
-        ),
+        _Option("flush_interval_s", ("PREDLOG_FLUSH_INTERVAL_S",), _parse_float, _positive_number),
         _Option("overflow", ("PREDLOG_OVERFLOW",), _parse_str, _overflow),
-        _Option(
-            "max_feature_bytes", ("PREDLOG_MAX_FEATURE_BYTES",), _parse_int, _positive_int
-        ),
+        _Option("max_feature_bytes", ("PREDLOG_MAX_FEATURE_BYTES",), _parse_int, _positive_int),
         _Option(
             "install_signal_handlers",
             ("PREDLOG_INSTALL_SIGNAL_HANDLERS",),
@@ -273,4 +269,3 @@ def resolve(
     if settings.batch_size > settings.ring_capacity:
         settings = replace(settings, batch_size=settings.ring_capacity)
     return settings
-

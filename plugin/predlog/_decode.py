@@ -76,7 +76,7 @@ def _is_null(value: Any) -> bool:
     if value is None:
         return True
     try:
-        return bool(value != value)
+        return bool(value != value)  # noqa: PLR0124  # NaN is the value unequal to itself
     except Exception:  # noqa: BLE001  # arrays and odd objects: not a null scalar
         return False
 
@@ -107,9 +107,7 @@ class FeatureEncoder:
         self._names = feature_names
         self._extractor = extractor
 
-    def encode(
-        self, value: Any, flags: list[str]
-    ) -> tuple[str | None, str | None, int | None]:
+    def encode(self, value: Any, flags: list[str]) -> tuple[str | None, str | None, int | None]:
         """Return (features JSON, summary JSON, null count) for one record."""
         if value is None:
             flags.append("features_missing")
@@ -120,6 +118,7 @@ class FeatureEncoder:
             except Exception:  # noqa: BLE001  # malformed bodies are flagged, not raised
                 flags.append("features_undecodable")
                 return None, None, None
+        mapping: Mapping[Any, Any] | None
         if isinstance(value, Mapping):
             mapping = value
         elif isinstance(value, (str, int, float, bool)):
@@ -155,7 +154,7 @@ class FeatureEncoder:
             flags.append("features_invalid_type")
             return None
         if self._names and len(self._names) == len(items):
-            return dict(zip(self._names, items))
+            return dict(zip(self._names, items, strict=True))
         if self._names:
             flags.append("features_names_mismatch")
         return {str(i): v for i, v in enumerate(items)}

@@ -204,9 +204,7 @@ class Flusher:
             return
         pending = len(self._ring)
         now = time.monotonic()
-        if pending >= self._batch_size or (
-            pending and now - self._last_drain >= self._interval_s
-        ):
+        if pending >= self._batch_size or (pending and now - self._last_drain >= self._interval_s):
             with self._lock:
                 self._drain_locked(None)
             return

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 _VERSION = np.uint64(0x7000)
@@ -32,7 +33,7 @@ class UUID7Factory:
     def __init__(self) -> None:
         self._next = itertools.count()
 
-    def batch(self, unix_ms: Sequence[int]) -> pa.ExtensionArray:  # type: ignore[type-arg]
+    def batch(self, unix_ms: Sequence[int] | npt.NDArray[np.int64]) -> pa.ExtensionArray:  # type: ignore[type-arg]
         """One UUIDv7 per timestamp, as an Arrow ``uuid`` array."""
         n = len(unix_ms)
         start = next(self._next)

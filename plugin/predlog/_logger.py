@@ -12,11 +12,12 @@ at exit and on SIGTERM, and starting again in a forked child.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from time import time_ns
 from types import FrameType, TracebackType
@@ -85,7 +86,7 @@ class PredictionLogger:
         self._request_failures = AtomicCounter()
         self._closed_drops = AtomicCounter()
         self._count = self._captured.incr
-        self._put = self._ring.put
+        self._put: Callable[[Capture], bool] = self._ring.put
         self._closed = False
         if sinks is None:
             sinks = [
@@ -267,7 +268,7 @@ class PredictionLogger:
         self._fork_locked = False
         self._ring.reset()
         self._ring = RingBuffer(self.settings.ring_capacity, overflow=self.settings.overflow)
-        self._flusher._ring = self._ring  # noqa: SLF001  # the pair is rebuilt together
+        self._flusher._ring = self._ring  # the pair is rebuilt together
         self._put = self._drop_closed if self._closed else self._ring.put
         for counter in (self._captured, self._request_failures, self._closed_drops):
             counter.reset()
@@ -295,9 +296,9 @@ def _register(logger: PredictionLogger) -> None:
         _hooks_installed = True
         atexit.register(_close_all)
         os.register_at_fork(
-            before=lambda: _each(PredictionLogger._before_fork),  # noqa: SLF001
-            after_in_parent=lambda: _each(PredictionLogger._after_fork_in_parent),  # noqa: SLF001
-            after_in_child=lambda: _each(PredictionLogger._after_fork_in_child),  # noqa: SLF001
+            before=lambda: _each(PredictionLogger._before_fork),
+            after_in_parent=lambda: _each(PredictionLogger._after_fork_in_parent),
+            after_in_child=lambda: _each(PredictionLogger._after_fork_in_child),
         )
     if logger.settings.install_signal_handlers:
         _install_sigterm()
@@ -305,18 +306,16 @@ def _register(logger: PredictionLogger) -> None:
 
 def _each(method: Any) -> None:
     for logger in list(_live):
-        try:
+        # A fork hook must never break the fork.
+        with contextlib.suppress(Exception):
             method(logger)
-        except Exception:  # noqa: BLE001, S110  # a fork hook must never break the fork
-            pass
 
 
 def _close_all() -> None:
     for logger in list(_live):
-        try:
+        # At exit, close what we can.
+        with contextlib.suppress(Exception):
             logger.close()
-        except Exception:  # noqa: BLE001, S110  # at exit, close what we can
-            pass
 
 
 def _install_sigterm() -> None:

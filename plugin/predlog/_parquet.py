@@ -14,19 +14,23 @@ age, on ``flush()`` and at ``close()``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
 import weakref
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predlog._record import arrow_schema
+
+#: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
+Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
 
 _US_PER_DAY: Final = 86_400_000_000
 _SCHEMA: Final = arrow_schema()
@@ -45,7 +49,7 @@ class _OpenFile:
 
     __slots__ = ("file", "final", "opened", "rows", "temp", "writer")
 
-    def __init__(self, final: Path, temp: Path, compression: str) -> None:
+    def __init__(self, final: Path, temp: Path, compression: Compression) -> None:
         self.final = final
         self.temp = temp
         self.file = pa.OSFile(str(temp), "wb")
@@ -68,10 +72,9 @@ class _OpenFile:
 
     def abandon(self) -> None:
         """Stop writing and remove the temporary file (the rows in it are lost)."""
-        try:
+        # The file is being thrown away; a writer that cannot close cleanly is fine.
+        with contextlib.suppress(Exception):
             self.writer.close()
-        except Exception:  # noqa: BLE001, S110  # the file is being thrown away anyway
-            pass
         try:
             self.file.close()
         finally:
@@ -100,7 +103,7 @@ class ParquetSink:
         *,
         max_file_bytes: int = 128 << 20,
         max_file_age_s: float = 300.0,
-        compression: str = "zstd",
+        compression: Compression = "zstd",
     ) -> None:
         if max_file_bytes <= 0:
             raise ValueError(f"max_file_bytes: must be positive, got {max_file_bytes!r}")
@@ -117,6 +120,8 @@ class ParquetSink:
         self._closed = False
         #: Every file this sink has published, in order.
         self.published: list[Path] = []
+        #: Rows accepted earlier but lost when a failed write forced a file to be abandoned.
+        self.lost_rows = 0
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
@@ -125,6 +130,9 @@ class ParquetSink:
             raise RuntimeError("ParquetSink is closed")
         if batch.num_rows == 0:
             return
+        if not batch.schema.equals(_SCHEMA, check_metadata=False):
+            # Refuse before touching any file: the open file and its rows stay intact.
+            raise ValueError("batch does not have the prediction record schema")
         micros = batch.column("timestamp_utc").cast(pa.int64()).to_numpy()
         days = micros // _US_PER_DAY
         first, last = int(days.min()), int(days.max())
@@ -163,9 +171,12 @@ class ParquetSink:
         try:
             handle.writer.write_batch(batch)
         except Exception:
-            # A failed write may leave the file unreadable: abandon it so no broken
-            # file is ever published, and let the flusher count the batch as failed.
+            # A write that failed part-way (disk full, I/O error) may leave the file
+            # unreadable: abandon it so no broken file is ever published. Its earlier
+            # rows are lost with it, and counted as such; this batch's rows are
+            # counted failed by the flusher.
             del self._open[day]
+            self.lost_rows += handle.rows
             handle.abandon()
             raise
         handle.rows += batch.num_rows
@@ -188,10 +199,8 @@ class ParquetSink:
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             for handle in self._open.values():
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     os.dup2(devnull, handle.file.fileno())
-                except (OSError, ValueError):
-                    pass
                 _ORPHANS.append(handle)
         finally:
             os.close(devnull)
@@ -204,4 +213,4 @@ class ParquetSink:
 def _after_fork(ref: weakref.ref[ParquetSink]) -> None:
     sink = ref()
     if sink is not None:
-        sink._forget_inherited()  # noqa: SLF001  # the hook is part of the class's contract
+        sink._forget_inherited()  # the hook is part of the class's contract

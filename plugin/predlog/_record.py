@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 from uuid import UUID
 
 import pyarrow as pa
@@ -100,7 +100,7 @@ def _build_schema() -> pa.Schema:
     for f in dataclasses.fields(PredictionRecord):
         arrow_type, nullable = _arrow_type(f.name, str(f.type))
         arrow_fields.append(pa.field(f.name, arrow_type, nullable=nullable))
-    metadata = {
+    metadata: dict[bytes | str, bytes | str] = {
         b"predlog.schema_version": str(SCHEMA_VERSION).encode(),
         b"predlog.json_columns": ",".join(JSON_COLUMNS).encode(),
     }
@@ -138,8 +138,3 @@ def confidence_band(score: float, threshold: float) -> str:
     if distance > 0.1:
         return "medium"
     return "low"
-
-
-def as_record(row: dict[str, Any]) -> PredictionRecord:
-    """Build a :class:`PredictionRecord` from a row dict keyed by field name."""
-    return PredictionRecord(**{name: row.get(name) for name in FIELD_NAMES})

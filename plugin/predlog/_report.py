@@ -9,6 +9,7 @@ sink at 10,000 predictions per second therefore yields one log line a minute, no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -48,7 +49,8 @@ class ErrorReporter:
             self._last_logged[kind] = now
             suppressed = self._suppressed.pop(kind, 0)
         suffix = f" ({suppressed} more since last report)" if suppressed else ""
-        try:
+        # A broken log handler must not break the flusher.
+        with contextlib.suppress(Exception):
             self._log.error(
                 "%s: %s%s",
                 kind,
@@ -57,8 +59,6 @@ class ErrorReporter:
                 exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
                 extra={"predlog_error_kind": kind},
             )
-        except Exception:  # noqa: BLE001, S110  # a broken log handler must not break the flusher
-            pass
 
     def counts(self) -> dict[str, int]:
         """Errors so far, by kind."""

@@ -57,7 +57,7 @@ class SampleResult:
 
     @property
     def kept(self) -> npt.NDArray[np.bool_]:
-        return self.reasons != SAMPLED_OUT
+        return np.asarray(self.reasons != SAMPLED_OUT, dtype=np.bool_)
 
 
 class Sampler:

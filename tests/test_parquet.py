@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import predlog
+from predlog import ParquetSink, arrow_schema
+from tests.helpers import parquet_files, read_all, start_python
+
+
+def logger(data_dir, **kwargs):
+    kwargs.setdefault("install_signal_handlers", False)
+    return predlog.PredictionLogger(data_dir=str(data_dir), **kwargs)
+
+
+class TestLayout:
+    def test_files_are_partitioned_by_prediction_date(self, data_dir):
+        """Records land under date=YYYY-MM-DD of their own UTC timestamp."""
+        with logger(data_dir) as log:
+            log.log(
+                request_id="a",
+                score=0.1,
+                timestamp=datetime(2025, 12, 31, 23, 59, 59, 999_000, tzinfo=timezone.utc),
+            )
+            log.log(
+                request_id="b",
+                score=0.1,
+                timestamp=datetime(2026, 1, 1, 0, 0, 0, tzinfo=timezone.utc),
+            )
+        by_dir = {
+            f.parent.name: pq.read_table(f).column("request_id").to_pylist()
+            for f in parquet_files(data_dir)
+        }
+        assert by_dir == {"date=2025-12-31": ["a"], "date=2026-01-01": ["b"]}
+
+    def test_file_names_carry_host_and_pid(self, data_dir):
+        """A file name says which process wrote it, so workers never collide."""
+        with logger(data_dir) as log:
+            log.log(request_id="a", score=0.1)
+        (path,) = parquet_files(data_dir)
+        assert f"-{os.getpid()}-" in path.name
+        assert path.name.startswith("part-") and path.suffix == ".parquet"
+
+    def test_data_dir_from_environment(self, tmp_path, monkeypatch):
+        """PREDLOG_DATA_DIR chooses where the default Parquet sink writes."""
+        target = tmp_path / "from-env"
+        monkeypatch.setenv("PREDLOG_DATA_DIR", str(target))
+        with predlog.PredictionLogger(install_signal_handlers=False) as log:
+            log.log(request_id="a", score=0.1)
+        assert len(parquet_files(target)) == 1
+
+
+class TestReadBack:
+    def test_pyarrow_reads_the_declared_schema(self, data_dir):
+        """pyarrow reads every column with exactly the declared type."""
+        with logger(data_dir, model_name="fraud") as log:
+            for i in range(100):
+                log.log(
+                    request_id=f"r{i}", features={"amount": i}, score=i / 100, decision="approved"
+                )
+        table = pq.read_table(parquet_files(data_dir)[0])
+        assert table.schema.equals(arrow_schema(), check_metadata=False)
+        assert table.schema.metadata[b"predlog.schema_version"] == b"1"
+        assert table.num_rows == 100
+
+    def test_duckdb_reads_it(self, data_dir):
+        """DuckDB reads the files with the expected SQL types and hive partitions."""
+        with logger(data_dir, model_name="fraud") as log:
+            for i in range(100):
+                log.log(
+                    request_id=f"r{i}", features={"amount": i}, score=i / 100, user_segment="hv"
+                )
+        glob = str(data_dir / "predictions" / "**" / "*.parquet")
+        con = duckdb.connect()
+        described = con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"
+        )
+        types = {row[0]: row[1] for row in described.fetchall()}
+        assert "date" in types
+        assert types["prediction_id"] == "UUID"
+        assert types["timestamp_utc"] == "TIMESTAMP WITH TIME ZONE"
+        assert types["raw_score"] == "DOUBLE"
+        assert types["data_quality"] == "VARCHAR[]"
+        assert types["feature_null_count"] == "INTEGER"
+        n, total, seg = con.execute(
+            "SELECT count(*), sum((features->>'amount')::INT), any_value(user_segment) "
+            f"FROM read_parquet('{glob}')"
+        ).fetchone()
+        assert (n, total, seg) == (100, sum(range(100)), "hv")
+
+
+class TestPublishing:
+    def test_nothing_visible_until_published(self, data_dir):
+        """An open file is hidden under a temporary name; flush() publishes it whole."""
+        sink = ParquetSink(data_dir)
+        log = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
+        log.log(request_id="a", score=0.1)
+        # Drain into the sink without publishing, as the flusher does between rolls.
+        log._flusher._drain_locked(None)
+        day_dir = next((data_dir / "predictions").glob("date=*"))
+        assert parquet_files(data_dir) == []
+        hidden = list(day_dir.iterdir())
+        assert len(hidden) == 1 and hidden[0].name.startswith(".") and hidden[0].suffix == ".tmp"
+        log.flush()
+        assert len(parquet_files(data_dir)) == 1
+        assert list(day_dir.glob(".*")) == []
+        log.close()
+
+    def test_rolls_by_size(self, data_dir):
+        """Files roll once they pass max_file_bytes; every row is in exactly one file."""
+        with logger(
+            data_dir, parquet_max_file_bytes=20_000, batch_size=100, flush_interval_s=0.01
+        ) as log:
+            for i in range(5_000):
+                log.log(request_id=f"r{i}", features={"amount": i, "pad": "x" * 50}, score=0.1)
+                if i % 100 == 99:
+                    log._flusher._wake.set()
+        files = parquet_files(data_dir)
+        assert len(files) > 3
+        ids = read_all(data_dir).column("request_id").to_pylist()
+        assert sorted(ids) == sorted(f"r{i}" for i in range(5_000))
+
+    def test_rolls_by_age_when_idle(self, data_dir):
+        """An idle file older than max_file_age_s is published without any new traffic."""
+        sink = ParquetSink(data_dir, max_file_age_s=0.2)
+        log = predlog.PredictionLogger(
+            sinks=[sink], flush_interval_s=0.05, install_signal_handlers=False
+        )
+        log.log(request_id="a", score=0.1)
+        deadline = datetime.now().timestamp() + 10
+        while not parquet_files(data_dir) and datetime.now().timestamp() < deadline:
+            import time
+
+            time.sleep(0.05)
+        assert len(parquet_files(data_dir)) == 1
+        log.close()
+
+    def test_wrong_batch_is_refused_without_harm(self, data_dir):
+        """A batch with another schema raises, and the rows already written survive."""
+        sink = ParquetSink(data_dir)
+        good = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
+        good.log(request_id="a", score=0.1)
+        good._flusher._drain_locked(None)
+        now = pa.array([datetime.now(timezone.utc)], pa.timestamp("us", tz="UTC"))
+        wrong = pa.RecordBatch.from_pydict({"timestamp_utc": now})
+        with pytest.raises(ValueError, match="schema"):
+            sink.export(wrong)
+        good.close()
+        assert read_all(data_dir).column("request_id").to_pylist() == ["a"]
+
+    def test_failed_write_publishes_nothing_broken(self, data_dir, monkeypatch):
+        """An I/O error mid-write abandons the file: nothing partial is published, loss counted."""
+        sink = ParquetSink(data_dir)
+        log = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
+        log.log(request_id="a", score=0.1)
+        log._flusher._drain_locked(None)
+        handle = next(iter(sink._open.values()))
+
+        def disk_full(batch):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(handle.writer, "write_batch", disk_full)
+        log.log(request_id="b", score=0.1)
+        log.close()
+        assert parquet_files(data_dir) == []
+        assert list((data_dir / "predictions").rglob(".*.tmp")) == []
+        assert sink.lost_rows == 1
+        assert log.stats()["failed"] == 1
+        assert log.sink_stats()["ParquetSink[0]"]["errors"] == {"OSError": 1}
+
+
+WRITER = """
+import sys, predlog
+log = predlog.PredictionLogger(data_dir=sys.argv[1] if len(sys.argv) > 1 else {data!r},
+                               parquet_max_file_bytes=30_000, batch_size=200,
+                               flush_interval_s=0.01, install_signal_handlers=False)
+for i in range({n}):
+    log.log(request_id="{tag}-%d" % i, features={{"i": i, "pad": "y" * 40}}, score=0.2)
+log.close()
+print(log.stats()["delivered"])
+"""
+
+
+class TestProcesses:
+    def test_two_writer_processes_never_collide(self, data_dir):
+        """Two processes writing one data dir concurrently produce distinct, complete files."""
+        procs = [
+            start_python(WRITER.format(data=str(data_dir), n=20_000, tag=tag)) for tag in ("p", "q")
+        ]
+        outs = [p.communicate(timeout=300) for p in procs]
+        for proc, (out, err) in zip(procs, outs, strict=True):
+            assert proc.returncode == 0, err
+            assert out.strip() == "20000"
+        files = parquet_files(data_dir)
+        assert len({f.name for f in files}) == len(files)
+        pids = {f.name.split("-")[-2] for f in files}
+        assert len(pids) == 2
+        ids = read_all(data_dir).column("request_id").to_pylist()
+        assert len(ids) == 40_000 and len(set(ids)) == 40_000
+        assert list((data_dir / "predictions").rglob(".*")) == []
+
+    def test_forked_child_writes_its_own_files(self, data_dir):
+        """After fork the child logs to new files; the parent's open file is unharmed."""
+        code = f"""
+import os, sys, predlog
+log = predlog.PredictionLogger(data_dir={str(data_dir)!r}, install_signal_handlers=False)
+for i in range(500):
+    log.log(request_id="parent-%d" % i, score=0.2)
+log.flush()
+for i in range(500, 1000):
+    log.log(request_id="parent-%d" % i, score=0.2)
+log._flusher._wake.set()
+pid = os.fork()
+if pid == 0:
+    for i in range(300):
+        log.log(request_id="child-%d" % i, score=0.2)
+    log.close()
+    os._exit(0 if log.stats()["delivered"] == 300 else 3)
+_, status = os.waitpid(pid, 0)
+for i in range(1000, 1200):
+    log.log(request_id="parent-%d" % i, score=0.2)
+log.close()
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+        proc = start_python(code)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        ids = read_all(data_dir).column("request_id").to_pylist()
+        assert sorted(i for i in ids if i.startswith("parent")) == sorted(
+            f"parent-{i}" for i in range(1200)
+        )
+        assert sorted(i for i in ids if i.startswith("child")) == sorted(
+            f"child-{i}" for i in range(300)
+        )
