@@ -182,6 +182,17 @@ class Flusher:
         if not self._closed:
             self.start()
 
+    def drain(self) -> int:
+        """Drain what is in the ring now on the calling thread; returns records taken.
+
+        For callers that schedule draining themselves (the asyncio comparison in
+        ``benchmarks/bench_flusher_mode.py``); the background thread does this alone.
+        """
+        with self._lock:
+            before = len(self._ring)
+            self._drain_locked(None)
+            return before
+
     @property
     def lock(self) -> threading.Lock:
         """The drain lock; held around fork so no batch is half-written in a child."""
