@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predlog import arrow_schema
+from predlog.testing import MemorySink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,3 +46,30 @@ def read_all(data_dir: Path) -> pa.Table:
     if not files:
         return arrow_schema().empty_table()
     return pa.concat_tables(pq.read_table(f, schema=arrow_schema()) for f in files)
+
+
+class BlockedSink(MemorySink):
+    """Blocks every export until ``release`` is set: a sink that has stalled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def export(self, batch: pa.RecordBatch) -> None:
+        self.release.wait()
+        super().export(batch)
+
+
+class SlowSink(MemorySink):
+    """Takes 5 ms per batch: a sink slower than the producers."""
+
+    def export(self, batch: pa.RecordBatch) -> None:
+        time.sleep(0.005)
+        super().export(batch)
+
+
+class FailingSink(MemorySink):
+    """Raises on every export."""
+
+    def export(self, batch: pa.RecordBatch) -> None:
+        raise OSError("disk on fire")

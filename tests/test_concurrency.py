@@ -5,43 +5,30 @@ from __future__ import annotations
 import gc
 import json
 import threading
-import time
 import tracemalloc
 
 import predlog
-from predlog.testing import MemorySink
+from tests.helpers import BlockedSink, SlowSink
 
 THREADS = 8
 CALLS = 50_000
 
 
-class SlowSink(MemorySink):
-    def export(self, batch):
-        time.sleep(0.005)
-        super().export(batch)
-
-
-class BlockedSink(MemorySink):
-    def __init__(self):
-        super().__init__()
-        self.release = threading.Event()
-
-    def export(self, batch):
-        self.release.wait()
-        super().export(batch)
+def small_ring_logger(sink):
+    return predlog.PredictionLogger(
+        sinks=[sink],
+        ring_capacity=4096,
+        batch_size=512,
+        flush_interval_s=0.01,
+        install_signal_handlers=False,
+    )
 
 
 class TestManyProducers:
     def test_eight_threads_into_a_small_ring(self):
         """8 x 50,000 calls into 4,096 slots: nothing duplicated or corrupted, drops exact."""
         sink = SlowSink()
-        log = predlog.PredictionLogger(
-            sinks=[sink],
-            ring_capacity=4096,
-            batch_size=512,
-            flush_interval_s=0.01,
-            install_signal_handlers=False,
-        )
+        log = small_ring_logger(sink)
         start = threading.Barrier(THREADS)
 
         def worker(t: int) -> None:
@@ -80,13 +67,7 @@ class TestManyProducers:
     def test_memory_is_flat_while_the_sink_is_stalled(self):
         """With the sink blocked, 200,000 more calls allocate nothing that stays."""
         sink = BlockedSink()
-        log = predlog.PredictionLogger(
-            sinks=[sink],
-            ring_capacity=4096,
-            batch_size=512,
-            flush_interval_s=0.01,
-            install_signal_handlers=False,
-        )
+        log = small_ring_logger(sink)
 
         def burst(n: int, offset: int) -> None:
             for i in range(n):

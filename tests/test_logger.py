@@ -13,6 +13,7 @@ import pytest
 
 import predlog
 from predlog.testing import MemorySink, capture_records
+from tests.helpers import BlockedSink, FailingSink
 
 
 def identity_holds(stats):
@@ -23,23 +24,6 @@ def identity_holds(stats):
         + stats["failed"]
         + stats["pending"]
     )
-
-
-class FailingSink(MemorySink):
-    def export(self, batch):
-        raise OSError("disk on fire")
-
-
-class StallingSink(MemorySink):
-    """Blocks every export until released."""
-
-    def __init__(self):
-        super().__init__()
-        self.release = threading.Event()
-
-    def export(self, batch):
-        self.release.wait()
-        super().export(batch)
 
 
 class TestFieldMapping:
@@ -266,7 +250,7 @@ class TestBadInputNeverRaises:
 class TestAccounting:
     def test_identity_at_every_moment(self):
         """captured == sampled_out + delivered + dropped + failed + pending, while running."""
-        sink = StallingSink()
+        sink = BlockedSink()
         log = predlog.PredictionLogger(
             sinks=[sink],
             ring_capacity=256,
@@ -307,7 +291,7 @@ class TestAccounting:
 
     def test_drop_oldest_keeps_the_newest(self):
         """With drop_oldest a full ring evicts old records in favour of new ones."""
-        sink = StallingSink()
+        sink = BlockedSink()
         log = predlog.PredictionLogger(
             sinks=[sink],
             ring_capacity=8,
@@ -356,7 +340,7 @@ class TestSinkIsolation:
 
     def test_flush_times_out_on_a_stalled_sink(self):
         """flush(timeout) returns False instead of hanging when a sink stalls."""
-        sink = StallingSink()
+        sink = BlockedSink()
         log = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
         log.log(request_id="a", score=0.2)
         started = time.monotonic()
@@ -369,7 +353,7 @@ class TestSinkIsolation:
 
     def test_log_is_instant_while_sink_is_stalled(self):
         """log() keeps returning while the only sink is blocked (it never waits on a sink)."""
-        sink = StallingSink()
+        sink = BlockedSink()
         log = predlog.PredictionLogger(
             sinks=[sink],
             ring_capacity=1024,
