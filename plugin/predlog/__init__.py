@@ -13,9 +13,11 @@ Quick start::
 
 from __future__ import annotations
 
-from predlog._config import Settings
+from predlog._config import MiddlewareSettings, Settings
+from predlog._context import record
 from predlog._decode import Extractor, json_extractor
 from predlog._logger import PredictionLogger
+from predlog._oplog import OperationalLogSink, configure_logging
 from predlog._parquet import ParquetSink
 from predlog._record import (
     SCHEMA_VERSION,
@@ -27,6 +29,7 @@ from predlog._ring import RingBuffer
 from predlog._sampling import Sampler, sampling_hash
 from predlog._sink import Sink
 from predlog.errors import ConfigError, PredlogError, SinkError
+from predlog.middleware import PredictionLogMiddleware
 
 __version__ = "0.1.0"
 
@@ -34,7 +37,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "ConfigError",
     "Extractor",
+    "MiddlewareSettings",
+    "OperationalLogSink",
     "ParquetSink",
+    "PredictionLogMiddleware",
     "PredictionLogger",
     "PredictionRecord",
     "PredlogError",
@@ -46,6 +52,8 @@ __all__ = [
     "__version__",
     "arrow_schema",
     "confidence_band",
+    "configure_logging",
     "json_extractor",
+    "record",
     "sampling_hash",
 ]

@@ -26,7 +26,9 @@ import pyarrow as pa
 from predlog import _decode
 from predlog._capture import Capture
 from predlog._config import Settings
+from predlog._exchange import Exchange, ExchangeDecoder
 from predlog._ids import UUID7Factory
+from predlog._pii import Pseudonymiser
 from predlog._record import BAND_DECIMALS, SCHEMA_VERSION, arrow_schema
 from predlog._report import ErrorReporter
 from predlog._sampling import REASONS, Sampler
@@ -130,10 +132,34 @@ class BatchBuilder:
         self._reporter = reporter
         self._features = features
         self._ids = UUID7Factory()
+        self._exchanges: ExchangeDecoder | None = None
+
+    def decode_exchanges(self, decoder: ExchangeDecoder) -> None:
+        """Decode middleware captures (holding an :class:`Exchange`) with ``decoder``."""
+        self._exchanges = decoder
+
+    def _resolve_exchanges(self, captures: Sequence[Capture]) -> list[Capture]:
+        assert self._exchanges is not None
+        resolve = self._exchanges.resolve
+        out: list[Capture] = []
+        for capture in captures:
+            if type(capture[2]) is Exchange:
+                try:
+                    capture = resolve(capture)
+                except Exception as exc:  # noqa: BLE001  # keep the record, say what failed
+                    self._reporter.report(
+                        "exchange_invalid", f"could not decode an exchange: {exc!r}", exc=exc
+                    )
+                    flags = (*(capture[21] or ()), "exchange_undecodable")
+                    capture = (*capture[:2], None, *capture[3:21], flags)
+            out.append(capture)
+        return out
 
     def build(self, captures: Sequence[Capture]) -> BuildResult:
         if not captures:
             return BuildResult(None, 0, 0, 0)
+        if self._exchanges is not None:
+            captures = self._resolve_exchanges(captures)
         try:
             return self._build(captures, 0)
         except Exception as exc:  # noqa: BLE001  # retry one by one to isolate the culprit
@@ -182,8 +208,15 @@ class BatchBuilder:
             inference_ms,
             total_ms,
             extras,
+            trace_ids,
+            span_ids,
+            capture_flags,
         ) = zip(*captures, strict=True)
         flags: Flags = {}
+        if capture_flags.count(None) != n:
+            for i, given in enumerate(capture_flags):
+                if given:
+                    flags[i] = list(given)
 
         stamps = np.fromiter(ts_ns, dtype=np.int64, count=n)
         at_s = stamps / 1e9
@@ -281,14 +314,18 @@ class BatchBuilder:
                 ("total_ms", total_ms),
             )
         ]
-        extra_col = self._encode_extras(extras, positions, flags)
+        extra_col = self._encode_extras(extras, positions, flags, self._features.pseudonymiser)
 
         columns: dict[str, pa.Array] = {  # type: ignore[type-arg]
             "schema_version": pa.array(np.full(kept, SCHEMA_VERSION, dtype=np.int16)),
             "prediction_id": self._ids.batch(stamps[index] // 1_000_000),
             "request_id": sel(request_col),
             "session_id": sel(_strings(sessions)),
-            "timestamp_utc": pa.array(stamps[index] // 1_000, type=_SCHEMA.field(4).type),
+            "trace_id": sel(_strings(trace_ids)),
+            "span_id": sel(_strings(span_ids)),
+            "timestamp_utc": pa.array(
+                stamps[index] // 1_000, type=_SCHEMA.field("timestamp_utc").type
+            ),
             "model_name": (
                 pa.array([m[0] for m in models], type=_STRING).take(take)
                 if isinstance(models, list)
@@ -332,7 +369,7 @@ class BatchBuilder:
         dumps = orjson.dumps
         option = _decode.JSON_OPTIONS
         limit = encoder.max_bytes
-        simple = not encoder.summary_keys
+        simple = not encoder.summary_keys and encoder.pseudonymiser is None
         # Decode each result to str at once: holding on to orjson's bytes objects is
         # six times slower here (measured), whatever pyarrow would save on them.
         texts: list[str | None] = []
@@ -366,7 +403,12 @@ class BatchBuilder:
         )
 
     @staticmethod
-    def _encode_extras(extras: Sequence[Any], positions: list[int], flags: Flags) -> pa.Array:  # type: ignore[type-arg]
+    def _encode_extras(
+        extras: Sequence[Any],
+        positions: list[int],
+        flags: Flags,
+        pseudonymiser: Pseudonymiser | None,
+    ) -> pa.Array:  # type: ignore[type-arg]
         if not any(extras):
             return pa.nulls(len(positions), type=_STRING)
         out: list[str | None] = []
@@ -376,7 +418,7 @@ class BatchBuilder:
                 out.append(None)
                 continue
             record_flags: list[str] = []
-            out.append(_decode.extra_json(extra, record_flags))
+            out.append(_decode.extra_json(extra, record_flags, pseudonymiser))
             for f in record_flags:
                 _flag(flags, i, f)
         return pa.array(out, type=_STRING)

@@ -31,6 +31,9 @@ CAPTURE_FIELDS: Final = (
     "inference_ms",
     "total_ms",
     "extra",
+    "trace_id",
+    "span_id",
+    "flags",
 )
 
 Capture = tuple[Any, ...]

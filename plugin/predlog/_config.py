@@ -130,6 +130,14 @@ def _bool(value: Any) -> str | None:
     return None
 
 
+def _header_name(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"must be a header name, got {value!r}"
+    if not all(33 <= ord(ch) <= 126 and ch not in '()<>@,;:\\"/[]?={}' for ch in value):
+        return f"must be a valid HTTP header name, got {value!r}"
+    return None
+
+
 def _path(value: Any) -> str | None:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         return f"must be a directory path, got {value!r}"
@@ -186,6 +194,31 @@ _OPTIONS: Final[dict[str, _Option]] = {
             _parse_float,
             _positive_number,
         ),
+        _Option("pii_fields", ("PREDLOG_PII_FIELDS",), _parse_list, _str_tuple),
+        _Option("pseudonym_key", ("PREDLOG_PSEUDONYM_KEY",), _parse_str, _optional_str),
+        _Option("pseudonym_key_id", ("PREDLOG_PSEUDONYM_KEY_ID",), _parse_str, _optional_str),
+        _Option("feature_allowlist", ("PREDLOG_FEATURE_ALLOWLIST",), _parse_list, _str_tuple),
+        _Option(
+            "stale_feature_age_s",
+            ("PREDLOG_STALE_FEATURE_AGE_S",),
+            _parse_float,
+            _positive_number,
+        ),
+        _Option("operational_log", ("PREDLOG_OPERATIONAL_LOG",), _parse_bool, _bool),
+    )
+}
+
+_MIDDLEWARE_OPTIONS: Final[dict[str, _Option]] = {
+    opt.name: opt
+    for opt in (
+        _Option("paths", ("PREDLOG_PATHS",), _parse_list, _str_tuple),
+        _Option("exclude_paths", ("PREDLOG_EXCLUDE_PATHS",), _parse_list, _str_tuple),
+        _Option("methods", ("PREDLOG_METHODS",), _parse_list, _str_tuple),
+        _Option("request_id_header", ("PREDLOG_REQUEST_ID_HEADER",), _parse_str, _header_name),
+        _Option("max_body_bytes", ("PREDLOG_MAX_BODY_BYTES",), _parse_int, _positive_int),
+        _Option("features_field", ("PREDLOG_FEATURES_FIELD",), _parse_str, _optional_str),
+        _Option("score_field", ("PREDLOG_SCORE_FIELD",), _parse_str, _optional_str),
+        _Option("decision_field", ("PREDLOG_DECISION_FIELD",), _parse_str, _optional_str),
     )
 }
 
@@ -215,6 +248,12 @@ class Settings:
     install_signal_handlers: bool = True
     parquet_max_file_bytes: int = 128 << 20
     parquet_max_file_age_s: float = 300.0
+    pii_fields: tuple[str, ...] = ()
+    pseudonym_key: str | None = field(default=None, repr=False)
+    pseudonym_key_id: str | None = None
+    feature_allowlist: tuple[str, ...] = ()
+    stale_feature_age_s: float = 3600.0
+    operational_log: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -222,25 +261,47 @@ class Settings:
         return Path(self.data_dir)
 
 
-def resolve(
-    kwargs: Mapping[str, Any],
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Merge keyword arguments, environment and defaults into validated :class:`Settings`.
+@dataclass(frozen=True)
+class MiddlewareSettings:
+    """Resolved options of :class:`~predlog.PredictionLogMiddleware` (beyond the logger's)."""
 
-    A keyword argument whose value is :data:`MISSING` counts as not given. Unknown
-    keyword arguments are an error rather than silently ignored: a typo in a
-    setting is a configuration bug the operator wants to hear about.
-    """
+    #: Path prefixes to log; empty means every path not excluded.
+    paths: tuple[str, ...] = ()
+    exclude_paths: tuple[str, ...] = (
+        "/health",
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+    )
+    methods: tuple[str, ...] = ("POST",)
+    request_id_header: str = "X-Request-ID"
+    max_body_bytes: int = 1 << 20
+    features_field: str | None = None
+    score_field: str | None = None
+    decision_field: str | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+SettingsT = TypeVar("SettingsT", Settings, MiddlewareSettings)
+
+
+def _resolve_into(
+    cls: type[SettingsT],
+    options: Mapping[str, _Option],
+    kwargs: Mapping[str, Any],
+    environ: Mapping[str, str] | None,
+) -> SettingsT:
     env = os.environ if environ is None else environ
-    known = {f.name for f in fields(Settings)} - {"sources"}
+    known = {f.name for f in fields(cls)} - {"sources"}
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise ConfigError(unknown[0], f"unknown setting (known: {', '.join(sorted(known))})")
-
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name, option in _OPTIONS.items():
+    for name, option in options.items():
         given = kwargs.get(name, MISSING)
         if given is not MISSING:
             if isinstance(given, list):
@@ -265,7 +326,51 @@ def resolve(
             values[name] = parsed
             sources[name] = var
             break
-    settings = Settings(**values, sources=sources)
+    return cls(**values, sources=sources)
+
+
+def _name(settings: Settings | MiddlewareSettings, name: str) -> str:
+    """How the user spelt a setting: the argument or the variable it came from."""
+    source = settings.sources.get(name, "argument")
+    return name if source == "argument" else source
+
+
+def resolve(
+    kwargs: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge keyword arguments, environment and defaults into validated :class:`Settings`.
+
+    A keyword argument whose value is :data:`MISSING` counts as not given. Unknown
+    keyword arguments are an error rather than silently ignored: a typo in a
+    setting is a configuration bug the operator wants to hear about.
+    """
+    settings = _resolve_into(Settings, _OPTIONS, kwargs, environ)
+    if settings.pii_fields and not settings.pseudonym_key:
+        raise ConfigError(
+            "PREDLOG_PSEUDONYM_KEY",
+            f"PII fields are configured ({_name(settings, 'pii_fields')}="
+            f"{','.join(settings.pii_fields)}) but no pseudonymisation key is set; "
+            "refusing to start rather than log them in the clear",
+        )
+    if settings.pseudonym_key is not None and len(settings.pseudonym_key) < 16:
+        raise ConfigError(
+            _name(settings, "pseudonym_key"), "must be at least 16 characters of secret"
+        )
     if settings.batch_size > settings.ring_capacity:
         settings = replace(settings, batch_size=settings.ring_capacity)
     return settings
+
+
+def resolve_middleware(
+    kwargs: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> MiddlewareSettings:
+    """The middleware's own options: keyword arguments, then ``PREDLOG_*``, then defaults."""
+    settings = _resolve_into(MiddlewareSettings, _MIDDLEWARE_OPTIONS, kwargs, environ)
+    methods = tuple(m.upper() for m in settings.methods)
+    bad = [p for p in (*settings.paths, *settings.exclude_paths) if not p.startswith("/")]
+    if bad:
+        source = "paths" if bad[0] in settings.paths else "exclude_paths"
+        raise ConfigError(_name(settings, source), f"paths must start with '/', got {bad[0]!r}")
+    return replace(settings, methods=methods)

@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import orjson
 
+from predlog._pii import Pseudonymiser
+
 #: Decodes a raw body into features. The default parses JSON.
 Extractor = Callable[[bytes], Mapping[str, Any]]
 
@@ -92,7 +94,7 @@ def _dumps(value: Any, flags: list[str], what: str) -> bytes:
 class FeatureEncoder:
     """Encodes a features value as JSON text and computes its quality signals."""
 
-    __slots__ = ("_extractor", "_max_bytes", "_names", "_summary")
+    __slots__ = ("_extractor", "_max_bytes", "_names", "_summary", "pseudonymiser")
 
     def __init__(
         self,
@@ -101,7 +103,10 @@ class FeatureEncoder:
         summary_keys: tuple[str, ...] = (),
         feature_names: tuple[str, ...] = (),
         extractor: Extractor = json_extractor,
+        pseudonymiser: Pseudonymiser | None = None,
     ) -> None:
+        #: Applied to every features mapping before it is encoded, when active.
+        self.pseudonymiser = pseudonymiser if pseudonymiser and pseudonymiser.active else None
         self._max_bytes = max_bytes
         self._summary = summary_keys
         self._names = feature_names
@@ -128,6 +133,8 @@ class FeatureEncoder:
             mapping = self._from_sequence(value, flags)
             if mapping is None:
                 return None, None, None
+        if self.pseudonymiser is not None:
+            mapping = self.pseudonymiser.apply(mapping)
         encoded = _dumps(mapping if isinstance(mapping, dict) else dict(mapping), flags, "features")
         nulls = sum(1 for v in mapping.values() if _is_null(v)) if b"null" in encoded else 0
         if len(encoded) > self._max_bytes:
@@ -189,7 +196,10 @@ def max_age_seconds(timestamps: Any, at_s: float, flags: list[str]) -> float | N
     return max(0.0, at_s - oldest)
 
 
-def extra_json(extra: Mapping[str, Any], flags: list[str]) -> str | None:
+def extra_json(
+    extra: Mapping[str, Any], flags: list[str], pseudonymiser: Pseudonymiser | None = None
+) -> str | None:
     if not extra:
         return None
-    return _dumps(dict(extra), flags, "extra").decode()
+    mapping = pseudonymiser.apply_extra(extra) if pseudonymiser is not None else dict(extra)
+    return _dumps(mapping, flags, "extra").decode()

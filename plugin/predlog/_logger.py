@@ -29,7 +29,9 @@ from predlog._config import MISSING, Settings, resolve
 from predlog._counter import AtomicCounter
 from predlog._decode import Extractor, FeatureEncoder, json_extractor
 from predlog._flusher import Flusher
+from predlog._oplog import OperationalLogSink
 from predlog._parquet import ParquetSink
+from predlog._pii import Pseudonymiser
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
 from predlog._sampling import Sampler
@@ -69,6 +71,12 @@ class PredictionLogger:
         install_signal_handlers: Any = MISSING,
         parquet_max_file_bytes: Any = MISSING,
         parquet_max_file_age_s: Any = MISSING,
+        pii_fields: Any = MISSING,
+        pseudonym_key: Any = MISSING,
+        pseudonym_key_id: Any = MISSING,
+        feature_allowlist: Any = MISSING,
+        stale_feature_age_s: Any = MISSING,
+        operational_log: Any = MISSING,
         extractor: Extractor = json_extractor,
         error_log_interval_s: float = 60.0,
     ) -> None:
@@ -96,6 +104,19 @@ class PredictionLogger:
                     max_file_age_s=s.parquet_max_file_age_s,
                 )
             ]
+        pseudonymiser = Pseudonymiser(
+            key=s.pseudonym_key,
+            key_id=s.pseudonym_key_id,
+            pii_fields=s.pii_fields,
+            allowlist=s.feature_allowlist,
+        )
+        if s.operational_log:
+            sinks = [
+                *sinks,
+                OperationalLogSink(
+                    stale_after_s=s.stale_feature_age_s, is_pii=pseudonymiser.is_pii
+                ),
+            ]
         builder = BatchBuilder(
             s,
             sampler=Sampler(
@@ -109,6 +130,7 @@ class PredictionLogger:
                 summary_keys=s.summary_features,
                 feature_names=tuple(feature_names),
                 extractor=extractor,
+                pseudonymiser=pseudonymiser,
             ),
         )
         self._flusher = Flusher(
@@ -145,6 +167,8 @@ class PredictionLogger:
         inference_ms: float | None = None,
         total_ms: float | None = None,
         timestamp: float | datetime | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
         **extra: Any,
     ) -> bool:
         """Capture one prediction. Never raises, never blocks; False if it was dropped.
@@ -178,6 +202,9 @@ class PredictionLogger:
                     inference_ms,
                     total_ms,
                     extra,
+                    trace_id,
+                    span_id,
+                    None,
                 )
             )
         except Exception as exc:  # noqa: BLE001  # a prediction never fails because of us
@@ -251,6 +278,26 @@ class PredictionLogger:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def ring(self) -> RingBuffer[Capture]:
+        """The ring captures go into; the middleware puts its own captures here."""
+        return self._ring
+
+    @property
+    def count_capture(self) -> Callable[[], int]:
+        """Counts one capture; whoever puts into :attr:`ring` must call it first."""
+        return self._count
+
+    def put(self, capture: Capture) -> bool:
+        """Hand over a prepared capture tuple (see :mod:`predlog._capture`). Never raises."""
+        self._count()
+        try:
+            return self._put(capture)
+        except Exception as exc:  # noqa: BLE001  # a prediction never fails because of us
+            self._request_failures.incr()
+            self._reporter.report("log_failed", f"could not capture: {exc!r}", exc=exc)
+            return False
 
     def _drop_closed(self, capture: Capture) -> bool:
         self._closed_drops.incr()

@@ -41,6 +41,8 @@ class PredictionRecord:
     prediction_id: UUID
     request_id: str | None
     session_id: str | None
+    trace_id: str | None
+    span_id: str | None
     timestamp_utc: datetime
     model_name: str
     model_version: str

@@ -1,0 +1,39 @@
+"""The current request, as a context variable: what ``predlog.record()`` writes to.
+
+The middleware sets a fresh dict per request; ``record()`` updates it. Context
+variables follow the request into ``await``-ed code and, because Starlette and
+BentoML run sync handlers in a thread pool with a copy of the context, into those
+threads too: the copy refers to the same dict, so the handler's fields reach the
+middleware. Cost: one context variable read and one dict update.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+_fields: ContextVar[dict[str, Any] | None] = ContextVar("predlog_record", default=None)
+
+
+def record(**fields: Any) -> bool:
+    """Add what only the handler knows to the current request's prediction record.
+
+    Typical fields: ``features`` (what was actually fed to the model, after a
+    feature-store fetch), ``score``, ``decision``, ``threshold``,
+    ``feature_store_snapshot_id``, ``feature_timestamps``, ``user_segment``,
+    ``channel``, ``geographic_region``, ``feature_fetch_ms``, ``inference_ms``.
+    Any other field goes to the record's ``extra`` map (``feature_cache_hit=True``).
+
+    Returns False, and does nothing, outside a request the middleware logs.
+    Later calls override earlier ones field by field.
+    """
+    current = _fields.get()
+    if current is None:
+        return False
+    current.update(fields)
+    return True
+
+
+def current_fields() -> dict[str, Any] | None:
+    """The current request's recorded fields (the live dict), or None outside one."""
+    return _fields.get()

@@ -1,0 +1,70 @@
+"""OpenTelemetry on the request path: the request id on the server span and in baggage.
+
+With no OpenTelemetry SDK configured, every call here is a cheap no-op on
+non-recording spans. With one, the server span (BentoML's, or the OpenTelemetry
+ASGI middleware's) gets the request id and model attributes, and the request id
+goes into baggage so instrumented httpx/aiohttp clients carry it downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from opentelemetry import baggage, context, trace
+from opentelemetry.trace import Span, SpanKind
+
+_TRACER: Final = trace.get_tracer("predlog")
+
+#: Span attribute names. ``request_id`` is kept short so it is easy to search by.
+REQUEST_ID: Final = "request_id"
+MODEL_NAME: Final = "ml.model.name"
+MODEL_VERSION: Final = "ml.model.version"
+SCORE: Final = "ml.prediction.score"
+DECISION: Final = "ml.prediction.decision"
+THRESHOLD: Final = "ml.prediction.threshold"
+BAGGAGE_KEY: Final = "request_id"
+
+
+def enter(
+    request_id: str, model_name: str, model_version: str, method: str, path: str
+) -> tuple[object, Span, Span | None]:
+    """Annotate (or open) the server span and attach the baggage.
+
+    Returns the context token to detach, the server span, and the span predlog
+    opened itself (None when the server already had one).
+    """
+    span = trace.get_current_span()
+    ctx = context.get_current()
+    own: Span | None = None
+    if not span.get_span_context().is_valid:
+        own = _TRACER.start_span(f"{method} {path}", kind=SpanKind.SERVER)
+        span = own
+        ctx = trace.set_span_in_context(own, ctx)
+    if span.is_recording():
+        span.set_attributes(
+            {REQUEST_ID: request_id, MODEL_NAME: model_name, MODEL_VERSION: model_version}
+        )
+    ctx = baggage.set_baggage(BAGGAGE_KEY, request_id, context=ctx)
+    return context.attach(ctx), span, own
+
+
+def leave(token: object, span: Span, own: Span | None, fields: Mapping[str, Any]) -> None:
+    """Add what the handler recorded to the span, detach, end predlog's own span."""
+    if fields and span.is_recording():
+        for name, attribute in (("score", SCORE), ("decision", DECISION), ("threshold", THRESHOLD)):
+            value = fields.get(name)
+            if isinstance(value, (str, bool, int, float)):
+                span.set_attribute(attribute, value)
+        version = fields.get("model_version")
+        if isinstance(version, str):
+            span.set_attribute(MODEL_VERSION, version)
+    context.detach(token)  # type: ignore[arg-type]
+    if own is not None:
+        own.end()
+
+
+def ids(span: Span) -> tuple[int, int]:
+    """Trace and span id as integers (formatted to hex later, in the flusher)."""
+    ctx = span.get_span_context()
+    return ctx.trace_id, ctx.span_id

@@ -1,0 +1,237 @@
+"""PredictionLogMiddleware: one line on a BentoML service or any ASGI app.
+
+    FraudService.add_asgi_middleware(PredictionLogMiddleware, model_name="fraud",
+                                     model_version="v2.1.0")
+    app.add_middleware(PredictionLogMiddleware, model_name="fraud")   # FastAPI/Starlette
+
+This file is the whole per-request cost of predlog in a server; read ``__call__``
+top to bottom. For a logged request it: takes or makes the request id; annotates
+the server span and attaches baggage; binds the id into structlog's contextvars;
+keeps *references* to the body chunks as they pass; adds the ``X-Request-ID``
+response header; and, when the response has been sent, puts one tuple in the
+ring. It never parses, copies or serialises a body (a body larger than
+``max_body_bytes`` is cut there, and only then sliced), never waits on a sink, and
+never changes what the app sends except for that one header.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter_ns, time_ns
+from typing import Any
+
+from structlog.contextvars import bind_contextvars, reset_contextvars
+
+from predlog import _tracing
+from predlog._config import MISSING, resolve_middleware
+from predlog._context import _fields
+from predlog._exchange import (
+    Exchange,
+    ExchangeDecoder,
+    RequestExtractor,
+    ResponseExtractor,
+)
+from predlog._logger import PredictionLogger
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_MAX_REQUEST_ID = 128
+
+
+def _valid_request_id(raw: bytes) -> bool:
+    # 1-128 printable ASCII characters: no CR/LF, nothing a log or header could split on.
+    return 0 < len(raw) <= _MAX_REQUEST_ID and all(0x20 < b < 0x7F for b in raw)
+
+
+def _new_request_id() -> str:
+    return os.urandom(16).hex()
+
+
+class PredictionLogMiddleware:
+    """Pure ASGI middleware that logs every prediction request on the configured paths.
+
+    Options (each also read from a ``PREDLOG_*`` environment variable):
+    ``paths`` (prefixes; default all), ``exclude_paths`` (health and metrics by
+    default), ``methods`` (``POST``), ``request_id_header`` (``X-Request-ID``),
+    ``max_body_bytes`` (1 MiB), ``features_field``, ``score_field`` and
+    ``decision_field`` (dotted paths into the JSON bodies). ``request_extractor``
+    and ``response_extractor`` replace body decoding with your own callables.
+
+    Pass ``logger=`` to share a :class:`PredictionLogger`; otherwise every other
+    keyword argument (``model_name``, ``model_version``, ``data_dir``,
+    ``sample_rate``...) configures a new one.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        logger: PredictionLogger | None = None,
+        paths: Any = MISSING,
+        exclude_paths: Any = MISSING,
+        methods: Any = MISSING,
+        request_id_header: Any = MISSING,
+        max_body_bytes: Any = MISSING,
+        features_field: Any = MISSING,
+        score_field: Any = MISSING,
+        decision_field: Any = MISSING,
+        request_extractor: RequestExtractor | None = None,
+        response_extractor: ResponseExtractor | None = None,
+        **logger_options: Any,
+    ) -> None:
+        self.app = app
+        given = {
+            name: value
+            for name, value in (
+                ("paths", paths),
+                ("exclude_paths", exclude_paths),
+                ("methods", methods),
+                ("request_id_header", request_id_header),
+                ("max_body_bytes", max_body_bytes),
+                ("features_field", features_field),
+                ("score_field", score_field),
+                ("decision_field", decision_field),
+            )
+            if value is not MISSING
+        }
+        self.settings = resolve_middleware(given)
+        self.logger = logger if logger is not None else PredictionLogger(**logger_options)
+        reporter = self.logger._reporter  # one error budget per logger
+        self.logger._flusher._builder.decode_exchanges(
+            ExchangeDecoder(
+                features_field=self.settings.features_field,
+                score_field=self.settings.score_field,
+                decision_field=self.settings.decision_field,
+                request_extractor=request_extractor,
+                response_extractor=response_extractor,
+                report=lambda kind, msg, exc: reporter.report(kind, msg, exc=exc),
+            )
+        )
+        # Built once: per request these are set lookups and a tuple append.
+        self._methods = frozenset(self.settings.methods)
+        self._include = tuple(self.settings.paths)
+        self._exclude = tuple(self.settings.exclude_paths)
+        self._header = self.settings.request_id_header.lower().encode("latin-1")
+        self._cap = self.settings.max_body_bytes
+        self._model_name = self.logger.settings.model_name
+        self._model_version = self.logger.settings.model_version
+
+    def _logged(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["method"] not in self._methods:
+            return False
+        path: str = scope["path"]
+        if path.startswith(self._exclude):
+            return False
+        return not self._include or path.startswith(self._include)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._logged(scope):
+            await self.app(scope, receive, send)
+            return
+
+        started_ns = time_ns()
+        started = perf_counter_ns()
+        exchange = Exchange(scope["method"], scope["path"])
+        request_id: str | None = None
+        for name, value in scope["headers"]:
+            if name == self._header:
+                if _valid_request_id(value):
+                    request_id = value.decode("ascii")
+                else:
+                    exchange.invalid_request_id = value.decode("latin-1")
+            elif name == b"content-type":
+                exchange.request_content_type = value
+        if request_id is None:
+            request_id = _new_request_id()
+        echo = (self._header, request_id.encode("ascii"))
+        cap = self._cap
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                if body:
+                    kept = exchange.request_size
+                    exchange.request_size = kept + len(body)
+                    if kept < cap:
+                        # A reference, unless this chunk crosses the cap.
+                        exchange.request_chunks.append(
+                            body if kept + len(body) <= cap else body[: cap - kept]
+                        )
+            return message
+
+        async def send_and_keep(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                exchange.status = message["status"]
+                headers = [
+                    (name, value) for name, value in message.get("headers", ()) if name != echo[0]
+                ]
+                for name, value in headers:
+                    if name == b"content-type":
+                        exchange.response_content_type = value
+                headers.append(echo)
+                message = {**message, "headers": headers}
+            elif kind == "http.response.body":
+                body = message.get("body", b"")
+                if message.get("more_body", False):
+                    exchange.streamed = True
+                if body:
+                    kept = exchange.response_size
+                    exchange.response_size = kept + len(body)
+                    if kept < cap:
+                        exchange.response_chunks.append(
+                            body if kept + len(body) <= cap else body[: cap - kept]
+                        )
+            await send(message)
+
+        fields: dict[str, Any] = {}
+        exchange.fields = fields
+        fields_token = _fields.set(fields)
+        log_tokens = bind_contextvars(request_id=request_id, model_version=self._model_version)
+        trace_token, span, own_span = _tracing.enter(
+            request_id, self._model_name, self._model_version, exchange.method, exchange.path
+        )
+        trace_id, span_id = _tracing.ids(span)
+        try:
+            await self.app(scope, receive_and_keep, send_and_keep)
+        except BaseException:
+            exchange.handler_failed = True
+            if not exchange.status:
+                exchange.status = 500
+            raise
+        finally:
+            _tracing.leave(trace_token, span, own_span, fields)
+            reset_contextvars(**log_tokens)
+            _fields.reset(fields_token)
+            self.logger.put(
+                (
+                    started_ns,
+                    request_id,
+                    exchange,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    (perf_counter_ns() - started) / 1e6,
+                    None,
+                    trace_id or None,
+                    span_id or None,
+                    None,
+                )
+            )
