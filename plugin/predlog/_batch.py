@@ -143,16 +143,17 @@ class BatchBuilder:
         resolve = self._exchanges.resolve
         out: list[Capture] = []
         for capture in captures:
-            if type(capture[2]) is Exchange:
-                try:
-                    capture = resolve(capture)
-                except Exception as exc:  # noqa: BLE001  # keep the record, say what failed
-                    self._reporter.report(
-                        "exchange_invalid", f"could not decode an exchange: {exc!r}", exc=exc
-                    )
-                    flags = (*(capture[21] or ()), "exchange_undecodable")
-                    capture = (*capture[:2], None, *capture[3:21], flags)
-            out.append(capture)
+            if type(capture[2]) is not Exchange:
+                out.append(capture)
+                continue
+            try:
+                out.append(resolve(capture))
+            except Exception as exc:  # noqa: BLE001  # keep the record, say what failed
+                self._reporter.report(
+                    "exchange_invalid", f"could not decode an exchange: {exc!r}", exc=exc
+                )
+                flags = (*(capture[21] or ()), "exchange_undecodable")
+                out.append((*capture[:2], None, *capture[3:21], flags))
         return out
 
     def build(self, captures: Sequence[Capture]) -> BuildResult:
