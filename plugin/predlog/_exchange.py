@@ -57,6 +57,7 @@ class Exchange:
         "request_size",
         "response_chunks",
         "response_content_type",
+        "response_parts",
         "response_size",
         "status",
         "streamed",
@@ -70,6 +71,7 @@ class Exchange:
         self.request_content_type: bytes | None = None
         self.response_chunks: list[bytes] = []
         self.response_size = 0
+        self.response_parts = 0
         self.response_content_type: bytes | None = None
         self.status = 0
         self.streamed = False
@@ -230,7 +232,7 @@ class ExchangeDecoder:
         return flatten(parsed)
 
     def _response_values(self, exchange: Exchange, flags: list[str]) -> dict[str, Any]:
-        if exchange.streamed:
+        if exchange.streamed and exchange.response_parts > 1:
             flags.append("response_streamed")
             return {}
         if exchange.response_size > sum(len(c) for c in exchange.response_chunks):

@@ -172,16 +172,21 @@ class PredictionLogMiddleware:
                 headers = [
                     (name, value) for name, value in message.get("headers", ()) if name != echo[0]
                 ]
+                sized = False
                 for name, value in headers:
                     if name == b"content-type":
                         exchange.response_content_type = value
+                    elif name == b"content-length":
+                        sized = True
+                # A sized body may still arrive in pieces (BentoML ends with an empty
+                # one); only an unsized, multi-part body is a stream.
+                exchange.streamed = not sized
                 headers.append(echo)
                 message = {**message, "headers": headers}
             elif kind == "http.response.body":
                 body = message.get("body", b"")
-                if message.get("more_body", False):
-                    exchange.streamed = True
                 if body:
+                    exchange.response_parts += 1
                     kept = exchange.response_size
                     exchange.response_size = kept + len(body)
                     if kept < cap:

@@ -1,0 +1,87 @@
+"""The fraud decision, shared by the BentoML service and the FastAPI app.
+
+One ``Scorer.score()`` call: fetch the card's features, score, decide, and tell
+predlog what the model actually saw with ``predlog.record()``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+import predlog
+from examples.fraud_service import model as fraud_model
+from examples.fraud_service.feature_store import FeatureStore
+
+DECLINE_AT = 0.7
+REVIEW_AT = 0.4
+MODEL_VERSION = fraud_model.MODEL_VERSION
+
+#: predlog options both apps pass to the middleware. card_id identifies a person's
+#: card: it is pseudonymised, so the service needs PREDLOG_PSEUDONYM_KEY to start.
+PREDLOG_OPTIONS: dict[str, Any] = {
+    "model_name": "fraud",
+    "model_version": MODEL_VERSION,
+    "model_framework": "scikit-learn",
+    "paths": ["/predict"],
+    "pii_fields": ["card_id"],
+    "summary_features": ["amount", "merchant_category", "channel", "txn_count_1h"],
+}
+
+
+class Transaction(BaseModel):
+    transaction_id: str
+    card_id: str
+    amount: float
+    merchant_category: str
+    hour: int
+    user_segment: str
+    channel: str
+    region: str
+
+
+def decide(score: float) -> str:
+    if score >= DECLINE_AT:
+        return "declined"
+    if score >= REVIEW_AT:
+        return "review"
+    return "approved"
+
+
+class Scorer:
+    def __init__(self) -> None:
+        self.model = fraud_model.load()
+        self.store = FeatureStore()
+
+    def score(self, transaction: Transaction) -> dict[str, Any]:
+        started = time.perf_counter()
+        stored, stamps, cache_hit = self.store.fetch(transaction.card_id)
+        fetched = time.perf_counter()
+        features = {
+            "amount": transaction.amount,
+            "hour": transaction.hour,
+            "merchant_category": transaction.merchant_category,
+            "user_segment": transaction.user_segment,
+            "channel": transaction.channel,
+            "region": transaction.region,
+            **stored,
+        }
+        score = float(self.model.predict_proba(fraud_model.frame([features]))[0, 1])
+        decision = decide(score)
+        predlog.record(
+            features=features,
+            feature_timestamps=stamps,
+            feature_store_snapshot_id=self.store.snapshot_id,
+            feature_cache_hit=cache_hit,
+            feature_fetch_ms=(fetched - started) * 1000,
+            inference_ms=(time.perf_counter() - fetched) * 1000,
+            score=score,
+            decision=decision,
+            threshold=DECLINE_AT,
+            user_segment=transaction.user_segment,
+            channel=transaction.channel,
+            geographic_region=transaction.region,
+        )
+        return {"score": score, "decision": decision, "model_version": MODEL_VERSION}
