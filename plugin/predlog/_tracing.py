@@ -49,8 +49,12 @@ def enter(
     return context.attach(ctx), span, own
 
 
-def leave(token: object, span: Span, own: Span | None, fields: Mapping[str, Any]) -> None:
-    """Add what the handler recorded to the span, detach, end predlog's own span."""
+def annotate(span: Span, fields: Mapping[str, Any]) -> None:
+    """Put what the handler recorded (score, decision...) on the span.
+
+    Called just before the last body message goes out: the OpenTelemetry ASGI
+    middleware ends its server span as soon as that message is sent.
+    """
     if fields and span.is_recording():
         for name, attribute in (("score", SCORE), ("decision", DECISION), ("threshold", THRESHOLD)):
             value = fields.get(name)
@@ -59,6 +63,10 @@ def leave(token: object, span: Span, own: Span | None, fields: Mapping[str, Any]
         version = fields.get("model_version")
         if isinstance(version, str):
             span.set_attribute(MODEL_VERSION, version)
+
+
+def leave(token: object, own: Span | None) -> None:
+    """Detach the context and end the span predlog opened, if it opened one."""
     context.detach(token)  # type: ignore[arg-type]
     if own is not None:
         own.end()

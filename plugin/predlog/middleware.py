@@ -150,6 +150,14 @@ class PredictionLogMiddleware:
             request_id = _new_request_id()
         echo = (self._header, request_id.encode("ascii"))
         cap = self._cap
+        fields: dict[str, Any] = {}
+        exchange.fields = fields
+        fields_token = _fields.set(fields)
+        log_tokens = bind_contextvars(request_id=request_id, model_version=self._model_version)
+        trace_token, span, own_span = _tracing.enter(
+            request_id, self._model_name, self._model_version, exchange.method, exchange.path
+        )
+        trace_id, span_id = _tracing.ids(span)
 
         async def receive_and_keep() -> Message:
             message = await receive()
@@ -184,6 +192,8 @@ class PredictionLogMiddleware:
                 headers.append(echo)
                 message = {**message, "headers": headers}
             elif kind == "http.response.body":
+                if not message.get("more_body", False):
+                    _tracing.annotate(span, fields)
                 body = message.get("body", b"")
                 if body:
                     exchange.response_parts += 1
@@ -195,14 +205,6 @@ class PredictionLogMiddleware:
                         )
             await send(message)
 
-        fields: dict[str, Any] = {}
-        exchange.fields = fields
-        fields_token = _fields.set(fields)
-        log_tokens = bind_contextvars(request_id=request_id, model_version=self._model_version)
-        trace_token, span, own_span = _tracing.enter(
-            request_id, self._model_name, self._model_version, exchange.method, exchange.path
-        )
-        trace_id, span_id = _tracing.ids(span)
         try:
             await self.app(scope, receive_and_keep, send_and_keep)
         except BaseException:
@@ -211,7 +213,9 @@ class PredictionLogMiddleware:
                 exchange.status = 500
             raise
         finally:
-            _tracing.leave(trace_token, span, own_span, fields)
+            if own_span is not None:
+                _tracing.annotate(own_span, fields)
+            _tracing.leave(trace_token, own_span)
             reset_contextvars(**log_tokens)
             _fields.reset(fields_token)
             self.logger.put(
