@@ -37,7 +37,11 @@ def enter(
     span = trace.get_current_span()
     ctx = context.get_current()
     own: Span | None = None
-    if not span.get_span_context().is_valid:
+    # With no SDK installed (the default proxy provider) a span would be a no-op:
+    # skip making one. The baggage below still works without an SDK.
+    if not span.get_span_context().is_valid and not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    ):
         own = _TRACER.start_span(f"{method} {path}", kind=SpanKind.SERVER)
         span = own
         ctx = trace.set_span_in_context(own, ctx)

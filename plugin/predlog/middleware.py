@@ -43,9 +43,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _MAX_REQUEST_ID = 128
 
 
+#: Bytes allowed in a request id: printable ASCII without space.
+_ALLOWED = bytes(range(0x21, 0x7F))
+
+
 def _valid_request_id(raw: bytes) -> bool:
     # 1-128 printable ASCII characters: no CR/LF, nothing a log or header could split on.
-    return 0 < len(raw) <= _MAX_REQUEST_ID and all(0x20 < b < 0x7F for b in raw)
+    # Deleting every allowed byte leaves nothing exactly when all bytes are allowed.
+    return 0 < len(raw) <= _MAX_REQUEST_ID and not raw.translate(None, _ALLOWED)
 
 
 def _new_request_id() -> str:
@@ -177,20 +182,26 @@ class PredictionLogMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 exchange.status = message["status"]
-                headers = [
-                    (name, value) for name, value in message.get("headers", ()) if name != echo[0]
-                ]
+                headers = message.get("headers")
+                if type(headers) is not list:
+                    headers = message["headers"] = list(headers or ())
                 sized = False
-                for name, value in headers:
+                ours = -1
+                for i, (name, value) in enumerate(headers):
                     if name == b"content-type":
                         exchange.response_content_type = value
                     elif name == b"content-length":
                         sized = True
+                    elif name == echo[0]:
+                        ours = i
                 # A sized body may still arrive in pieces (BentoML ends with an empty
                 # one); only an unsized, multi-part body is a stream.
                 exchange.streamed = not sized
-                headers.append(echo)
-                message = {**message, "headers": headers}
+                # In place, as Starlette's own middlewares do: no copy of the message.
+                if ours >= 0:
+                    headers[ours] = echo
+                else:
+                    headers.append(echo)
             elif kind == "http.response.body":
                 if not message.get("more_body", False):
                     _tracing.annotate(span, fields)
