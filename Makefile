@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/minimal_service/serve.py
+	$(PY) -m examples.fraud_service.demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check plugin tests benchmarks examples

@@ -90,7 +90,10 @@ def measure(n: int, repeats: int) -> dict[str, float]:
     # Sized for the whole run: this driver offers requests far faster than any server
     # would, and the point here is the request path, not overflow.
     logger = predlog.PredictionLogger(
-        model_name="fraud", model_version="v1", data_dir=tmp, install_signal_handlers=False,
+        model_name="fraud",
+        model_version="v1",
+        data_dir=tmp,
+        install_signal_handlers=False,
         ring_capacity=1 << 20,
     )
     variants = {

@@ -23,13 +23,15 @@ from time import time_ns
 from types import FrameType, TracebackType
 from typing import Any
 
+import structlog
+
 from predlog._batch import BatchBuilder
 from predlog._capture import Capture
 from predlog._config import MISSING, Settings, resolve
 from predlog._counter import AtomicCounter
 from predlog._decode import Extractor, FeatureEncoder, json_extractor
 from predlog._flusher import Flusher
-from predlog._oplog import OperationalLogSink
+from predlog._oplog import OperationalLogSink, configure_logging
 from predlog._parquet import ParquetSink
 from predlog._pii import Pseudonymiser
 from predlog._report import ErrorReporter
@@ -111,6 +113,8 @@ class PredictionLogger:
             allowlist=s.feature_allowlist,
         )
         if s.operational_log:
+            if not structlog.is_configured():
+                configure_logging()
             sinks = [
                 *sinks,
                 OperationalLogSink(

@@ -1,0 +1,199 @@
+"""``make demo``: the fraud service under ``bentoml serve``, with traffic and a look at the logs.
+
+1. trains the model if there is none (a few seconds, synthetic data);
+2. starts ``bentoml serve examples.fraud_service.service:FraudService``;
+3. sends a few hundred transactions with ``X-Request-ID`` headers;
+4. prints where the prediction log and the operational log are, and one
+   declined prediction as predlog recorded it;
+5. keeps serving until Ctrl-C (``--exit-after-demo`` stops instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.dataset as ds
+
+from examples.fraud_service import model as fraud_model
+
+ROOT = Path(__file__).resolve().parents[2]
+#: For the demo only. A real deployment takes its key from a secret store.
+DEMO_KEY = "demo-only-pseudonym-key-do-not-use"
+
+
+def transaction(rng: random.Random, i: int) -> dict[str, Any]:
+    risky = rng.random() < 0.1
+    return {
+        "transaction_id": f"tx-{i:05d}",
+        "card_id": f"card-{rng.randrange(400)}",
+        "amount": round(rng.lognormvariate(5.2 if risky else 3.4, 1.0), 2),
+        "merchant_category": rng.choice(
+            ["electronics", "online_services", "travel"] if risky else ["grocery", "fuel"]
+        ),
+        "hour": rng.choice([1, 2, 3, 23]) if risky else rng.randrange(7, 22),
+        "user_segment": rng.choice(["standard", "high_value", "new_customer", "business"]),
+        "channel": rng.choice(["pos", "web", "mobile"]),
+        "region": rng.choice(["EU", "US", "APAC", "LATAM"]),
+    }
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bentoml serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("bentoml serve did not become ready in time")
+
+
+def records(data_dir: Path) -> list[dict[str, Any]]:
+    root = data_dir / "predictions"
+    if not root.exists():
+        return []
+    return ds.dataset(root, format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "3000")))
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--data", type=Path, default=Path("predlog-data"))
+    parser.add_argument("--exit-after-demo", action="store_true")
+    args = parser.parse_args()
+    data_dir = args.data.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    print(
+        "model:",
+        fraud_model.DEFAULT_PATH,
+        "(training)" if not fraud_model.DEFAULT_PATH.exists() else "",
+    )
+    fraud_model.load()
+    env = dict(os.environ)
+    env.setdefault("PREDLOG_PSEUDONYM_KEY", DEMO_KEY)
+    env.update(
+        PREDLOG_DATA_DIR=str(data_dir),
+        PREDLOG_PARQUET_MAX_FILE_AGE_S="2",
+        PREDLOG_OPERATIONAL_LOG="true",
+        BENTOML_DO_NOT_TRACK="true",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "plugin"), str(ROOT), env.get("PYTHONPATH", "")]),
+    )
+    server_log = data_dir / "server.log"
+    bentoml = Path(sys.executable).parent / "bentoml"
+    with server_log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(bentoml),
+                "serve",
+                "examples.fraud_service.service:FraudService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        wait_ready(base, proc)
+        print(f"serving: POST {base}/predict  (bentoml serve, predlog enabled in one line)")
+        rng = random.Random(2026)
+        decisions: Counter[str] = Counter()
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for i in range(args.requests):
+                rid = f"demo-{i:04d}"
+                r = client.post(
+                    "/predict",
+                    json={"transaction": transaction(rng, i)},
+                    headers={"X-Request-ID": rid},
+                )
+                r.raise_for_status()
+                assert r.headers["x-request-id"] == rid
+                decisions[r.json()["decision"]] += 1
+        print(f"sent {args.requests} transactions with X-Request-IDs: {dict(decisions)}")
+
+        deadline = time.monotonic() + 30
+        rows = records(data_dir)
+        while (
+            len({r["request_id"] for r in rows if r["request_id"].startswith("demo-")})
+            < args.requests
+        ):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(rows)} records arrived; see {server_log}")
+            time.sleep(0.5)
+            rows = records(data_dir)
+        print(f"prediction log (Parquet): {data_dir / 'predictions'}  ({len(rows)} records)")
+        print(f"operational log (JSON lines): {server_log}")
+        declined = [r for r in rows if r["decision"] == "declined"] or rows
+        example = max(declined, key=lambda r: r["request_id"])
+        print(f"\none declined prediction, as predlog recorded it ({example['request_id']}):")
+        for key in (
+            "request_id",
+            "prediction_id",
+            "trace_id",
+            "timestamp_utc",
+            "model_name",
+            "model_version",
+            "raw_score",
+            "decision",
+            "decision_threshold",
+            "model_confidence",
+            "feature_store_snapshot_id",
+            "feature_freshness_max_age_seconds",
+            "feature_null_count",
+            "user_segment",
+            "channel",
+            "geographic_region",
+            "feature_fetch_ms",
+            "inference_ms",
+            "total_ms",
+            "sample_weight",
+            "sampling_reason",
+            "data_quality",
+        ):
+            print(f"  {key:34s} {example[key]}")
+        print("  features:")
+        for name, value in json.loads(example["features"]).items():
+            print(f"    {name:32s} {value}")
+        # Printed for the user to copy, never executed here.
+        glob = f"{data_dir}/predictions/**/*.parquet"
+        query = "SELECT decision, count(*), avg(raw_score) FROM read_parquet('{}') GROUP BY 1"
+        print(f'\nask your own questions:\n  duckdb -c "{query.format(glob)}"')
+        if args.exit_after_demo:
+            return 0
+        print(f"\nstill serving on {base}; Ctrl-C to stop")
+        proc.wait()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
