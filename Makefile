@@ -30,6 +30,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_flusher_mode.py
+	$(PY) benchmarks/bench_middleware.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

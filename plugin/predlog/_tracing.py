@@ -24,6 +24,13 @@ SCORE: Final = "ml.prediction.score"
 DECISION: Final = "ml.prediction.decision"
 THRESHOLD: Final = "ml.prediction.threshold"
 BAGGAGE_KEY: Final = "request_id"
+#: Recorded fields that also go on the span, and the attribute each becomes.
+_RECORDED: Final = (
+    ("score", SCORE),
+    ("decision", DECISION),
+    ("threshold", THRESHOLD),
+    ("model_version", MODEL_VERSION),
+)
 
 
 def enter(
@@ -60,13 +67,14 @@ def annotate(span: Span, fields: Mapping[str, Any]) -> None:
     middleware ends its server span as soon as that message is sent.
     """
     if fields and span.is_recording():
-        for name, attribute in (("score", SCORE), ("decision", DECISION), ("threshold", THRESHOLD)):
-            value = fields.get(name)
-            if isinstance(value, (str, bool, int, float)):
-                span.set_attribute(attribute, value)
-        version = fields.get("model_version")
-        if isinstance(version, str):
-            span.set_attribute(MODEL_VERSION, version)
+        # One call: the SDK validates and locks per call, not per attribute.
+        attributes = {
+            attribute: value
+            for name, attribute in _RECORDED
+            if isinstance(value := fields.get(name), (str, bool, int, float))
+        }
+        if attributes:
+            span.set_attributes(attributes)
 
 
 def leave(token: object, own: Span | None) -> None:
