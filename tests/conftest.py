@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from hypothesis import settings
 
 settings.register_profile("ci", deadline=None, print_blob=True)
@@ -20,6 +22,17 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("PREDLOG_") or name == "PREDICTION_LOG_SAMPLE_RATE":
             monkeypatch.delenv(name)
     return
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """configure_logging() changes process-wide state; undo it after every test."""
+    yield
+    structlog.reset_defaults()
+    stdlib = logging.getLogger("predlog")
+    for handler in list(stdlib.handlers):
+        stdlib.removeHandler(handler)
+    stdlib.propagate = True
 
 
 @pytest.fixture
