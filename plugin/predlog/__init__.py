@@ -16,6 +16,7 @@ from __future__ import annotations
 from predlog._config import MiddlewareSettings, Settings
 from predlog._context import record
 from predlog._decode import Extractor, json_extractor
+from predlog._kafka import KafkaSink
 from predlog._logger import PredictionLogger
 from predlog._oplog import OperationalLogSink, configure_logging
 from predlog._parquet import ParquetSink
@@ -37,6 +38,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ConfigError",
     "Extractor",
+    "KafkaSink",
     "MiddlewareSettings",
     "OperationalLogSink",
     "ParquetSink",

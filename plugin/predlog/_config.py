@@ -130,6 +130,12 @@ def _bool(value: Any) -> str | None:
     return None
 
 
+def _compression(value: Any) -> str | None:
+    if value not in ("lz4", "gzip", "snappy", "zstd", "none"):
+        return f"must be one of lz4, gzip, snappy, zstd, none; got {value!r}"
+    return None
+
+
 def _header_name(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return f"must be a header name, got {value!r}"
@@ -205,6 +211,21 @@ _OPTIONS: Final[dict[str, _Option]] = {
             _positive_number,
         ),
         _Option("operational_log", ("PREDLOG_OPERATIONAL_LOG",), _parse_bool, _bool),
+        _Option("kafka_bootstrap", ("PREDLOG_KAFKA_BOOTSTRAP",), _parse_str, _optional_str),
+        _Option("kafka_topic", ("PREDLOG_KAFKA_TOPIC",), _parse_str, _optional_str),
+        _Option(
+            "kafka_spool_max_bytes",
+            ("PREDLOG_KAFKA_SPOOL_MAX_BYTES",),
+            _parse_int,
+            _positive_int,
+        ),
+        _Option(
+            "kafka_delivery_timeout_s",
+            ("PREDLOG_KAFKA_DELIVERY_TIMEOUT_S",),
+            _parse_float,
+            _positive_number,
+        ),
+        _Option("kafka_compression", ("PREDLOG_KAFKA_COMPRESSION",), _parse_str, _compression),
     )
 }
 
@@ -254,6 +275,11 @@ class Settings:
     feature_allowlist: tuple[str, ...] = ()
     stale_feature_age_s: float = 3600.0
     operational_log: bool = False
+    kafka_bootstrap: str | None = None
+    kafka_topic: str | None = None
+    kafka_spool_max_bytes: int = 1 << 30
+    kafka_delivery_timeout_s: float = 10.0
+    kafka_compression: str = "lz4"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -356,6 +382,14 @@ def resolve(
     if settings.pseudonym_key is not None and len(settings.pseudonym_key) < 16:
         raise ConfigError(
             _name(settings, "pseudonym_key"), "must be at least 16 characters of secret"
+        )
+    if bool(settings.kafka_bootstrap) != bool(settings.kafka_topic):
+        missing = "kafka_topic" if settings.kafka_bootstrap else "kafka_bootstrap"
+        raise ConfigError(
+            _name(settings, missing)
+            if missing in settings.sources
+            else "PREDLOG_" + missing.upper(),
+            "the Kafka sink needs both a bootstrap server list and a topic",
         )
     if settings.batch_size > settings.ring_capacity:
         settings = replace(settings, batch_size=settings.ring_capacity)

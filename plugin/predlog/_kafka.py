@@ -30,7 +30,7 @@ from typing import Any, Final, TypeVar
 import pyarrow as pa
 
 from predlog import _wire
-from predlog._spool import Spool, SpoolFull
+from predlog._spool import Spool, SpoolFullError
 from predlog.errors import SinkError
 
 T = TypeVar("T")
@@ -132,7 +132,7 @@ class KafkaSink:
                 return
         try:
             self.spool.append(entries)
-        except SpoolFull as exc:
+        except SpoolFullError as exc:
             self.refused += len(entries)
             raise SinkError(f"Kafka unreachable and {exc}", retriable=True) from exc
         self.spooled += len(entries)
@@ -141,9 +141,7 @@ class KafkaSink:
         if self._producer is None:
             from aiokafka import AIOKafkaProducer  # noqa: PLC0415  # optional dependency
 
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap, **self._producer_options
-            )
+            producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, **self._producer_options)
             try:
                 await asyncio.wait_for(producer.start(), _START_TIMEOUT_S)
             except BaseException:

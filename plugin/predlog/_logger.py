@@ -79,6 +79,11 @@ class PredictionLogger:
         feature_allowlist: Any = MISSING,
         stale_feature_age_s: Any = MISSING,
         operational_log: Any = MISSING,
+        kafka_bootstrap: Any = MISSING,
+        kafka_topic: Any = MISSING,
+        kafka_spool_max_bytes: Any = MISSING,
+        kafka_delivery_timeout_s: Any = MISSING,
+        kafka_compression: Any = MISSING,
         extractor: Extractor = json_extractor,
         error_log_interval_s: float = 60.0,
     ) -> None:
@@ -99,13 +104,7 @@ class PredictionLogger:
         self._put: Callable[[Capture], bool] = self._ring.put
         self._closed = False
         if sinks is None:
-            sinks = [
-                ParquetSink(
-                    s.data_dir,
-                    max_file_bytes=s.parquet_max_file_bytes,
-                    max_file_age_s=s.parquet_max_file_age_s,
-                )
-            ]
+            sinks = [_default_sink(s)]
         pseudonymiser = Pseudonymiser(
             key=s.pseudonym_key,
             key_id=s.pseudonym_key_id,
@@ -325,6 +324,26 @@ class PredictionLogger:
             counter.reset()
         self._count = self._captured.incr
         self._flusher.after_fork_in_child()
+
+
+def _default_sink(s: Settings) -> Sink:
+    """Kafka when a broker and topic are configured, else Parquet files under data_dir."""
+    if s.kafka_bootstrap and s.kafka_topic:
+        from predlog._kafka import KafkaSink  # noqa: PLC0415  # needs the kafka extra
+
+        return KafkaSink(
+            bootstrap_servers=s.kafka_bootstrap,
+            topic=s.kafka_topic,
+            spool_dir=s.data_path / "spool" / f"{os.getpid()}",
+            spool_max_bytes=s.kafka_spool_max_bytes,
+            delivery_timeout_s=s.kafka_delivery_timeout_s,
+            compression_type=None if s.kafka_compression == "none" else s.kafka_compression,
+        )
+    return ParquetSink(
+        s.data_dir,
+        max_file_bytes=s.parquet_max_file_bytes,
+        max_file_age_s=s.parquet_max_file_age_s,
+    )
 
 
 def _epoch_ns(timestamp: float | datetime) -> int:

@@ -23,7 +23,7 @@ _HEAD = struct.Struct("<II")
 _KEYLEN = struct.Struct("<H")
 
 
-class SpoolFull(Exception):
+class SpoolFullError(Exception):
     """Appending would exceed the spool's size cap; nothing was written."""
 
 
@@ -58,7 +58,7 @@ class Spool:
         return sorted(self.directory.glob("*.seg"), key=lambda p: int(p.stem))
 
     def append(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
-        """Write entries durably, in order. Raises SpoolFull (writing nothing) at the cap."""
+        """Write entries durably, in order. Raises SpoolFullError (writing nothing) at the cap."""
         if not entries:
             return
         blob = bytearray()
@@ -68,7 +68,7 @@ class Spool:
             blob += payload
         if self._bytes + len(blob) > self.max_bytes:
             self.refused += len(entries)
-            raise SpoolFull(f"spool at {self._bytes} of {self.max_bytes} bytes")
+            raise SpoolFullError(f"spool at {self._bytes} of {self.max_bytes} bytes")
         segments = self._segments()
         target = segments[-1] if segments else None
         if (

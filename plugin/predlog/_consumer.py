@@ -1,0 +1,157 @@
+"""``predlog sink``: a consumer group that turns the Kafka topic into the Parquet layout.
+
+It writes exactly what :class:`~predlog.ParquetSink` writes, under the same
+``<data>/predictions/date=.../`` layout, so every tool works on either. Offsets
+are committed only after the Parquet file holding those records is published:
+a crash between the two re-reads the records (at least once), never loses them.
+Duplicates (a redelivery, or a record the producer's spool sent twice) are dropped
+by ``prediction_id`` within a bounded memory of recent ids; readers that must be
+exact across restarts deduplicate on ``prediction_id`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from predlog import _wire
+from predlog._parquet import ParquetSink
+
+
+@dataclass
+class ConsumerStats:
+    consumed: int = 0
+    written: int = 0
+    duplicates: int = 0
+    undecodable: int = 0
+    files: int = 0
+
+
+class _RecentIds:
+    """The last ``limit`` prediction ids seen, for dropping duplicates."""
+
+    def __init__(self, limit: int) -> None:
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+        self._limit = limit
+
+    def unseen(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        ids: Any = batch.column("prediction_id")
+        raw = ids.storage.to_numpy(zero_copy_only=False)
+        keep = np.ones(len(raw), dtype=bool)
+        for i, pid in enumerate(raw.tolist()):
+            if pid in self._ids:
+                keep[i] = False
+            else:
+                self._ids[pid] = None
+        while len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+        return batch if keep.all() else batch.filter(pa.array(keep))
+
+
+async def consume(
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    data_dir: str | Path,
+    group_id: str = "predlog-sink",
+    max_batch: int = 50_000,
+    max_wait_s: float = 5.0,
+    exit_when_idle_s: float | None = None,
+    remember_ids: int = 1_000_000,
+    stop: asyncio.Event | None = None,
+) -> ConsumerStats:
+    """Consume until ``stop`` is set (or the topic is idle for ``exit_when_idle_s``)."""
+    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415  # optional dependency
+
+    stop = stop or asyncio.Event()
+    stats = ConsumerStats()
+    sink = ParquetSink(data_dir)
+    recent = _RecentIds(remember_ids)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=10_000,
+    )
+    await consumer.start()
+    pending: list[bytes] = []
+    started = time.monotonic()
+    last_message = time.monotonic()
+    try:
+        while not stop.is_set():
+            polled = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            now = time.monotonic()
+            for messages in polled.values():
+                pending.extend(m.value for m in messages if m.value is not None)
+            if polled:
+                last_message = now
+            due = pending and (len(pending) >= max_batch or now - started >= max_wait_s)
+            idle = exit_when_idle_s is not None and now - last_message >= exit_when_idle_s
+            if due or (pending and idle):
+                _write(pending, sink, recent, stats)
+                await consumer.commit()
+                pending = []
+                started = now
+            if idle and not pending:
+                break
+        if pending:
+            _write(pending, sink, recent, stats)
+            await consumer.commit()
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        sink.close()
+    return stats
+
+
+def _write(
+    values: list[bytes], sink: ParquetSink, recent: _RecentIds, stats: ConsumerStats
+) -> None:
+    stats.consumed += len(values)
+    try:
+        batch = _wire.decode(values)
+    except Exception:  # noqa: BLE001  # one bad message must not stop the topic
+        good: list[bytes] = []
+        for value in values:
+            try:
+                _wire.decode([value])
+            except Exception:  # noqa: BLE001
+                stats.undecodable += 1
+            else:
+                good.append(value)
+        if not good:
+            return
+        batch = _wire.decode(good)
+    fresh = recent.unseen(batch)
+    stats.duplicates += batch.num_rows - fresh.num_rows
+    if fresh.num_rows:
+        sink.export(fresh)
+    before = len(sink.published)
+    sink.flush()  # publish before the caller commits the offsets
+    stats.files += len(sink.published) - before
+    stats.written += fresh.num_rows
+
+
+def run(argv_options: dict[str, Any]) -> ConsumerStats:
+    """Run :func:`consume` until SIGTERM/SIGINT, then finish the batch in hand."""
+
+    async def main() -> ConsumerStats:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        return await consume(stop=stop, **argv_options)
+
+    return asyncio.run(main())

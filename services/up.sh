@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Start the integration-test services on loopback, without Docker:
+#   Apache Kafka (KRaft, single node), jars resolved from Maven Central;
+#   Jaeger v2 (in-memory storage, OTLP 4317/4318, query API 16686), built from the Go module proxy.
+# Downloads and builds are cached under ~/.cache/predlog-ci; state lives under $PREDLOG_SERVICES_DIR.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/env.sh"
+
+mkdir -p "$PREDLOG_CACHE" "$PREDLOG_SERVICES_DIR"
+log() { printf '[services] %s\n' "$*" >&2; }
+
+wait_port() {  # host port seconds what
+    local deadline=$((SECONDS + $3))
+    until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
+        if ((SECONDS > deadline)); then log "$4 did not open $1:$2 within $3 s"; return 1; fi
+        sleep 0.5
+    done
+}
+
+# --- kcat, a Kafka client we did not write (Debian package) --------------------
+if ! command -v kcat >/dev/null; then
+    log "installing kcat"
+    (apt-get install -y -q kcat >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q kcat >/dev/null)
+fi
+
+# --- Kafka ------------------------------------------------------------------------
+if [[ ! -f "$KAFKA_HOME/.complete" ]]; then
+    log "resolving Apache Kafka $KAFKA_VERSION from Maven Central"
+    rm -rf "$KAFKA_HOME"
+    mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs"
+    touch "$KAFKA_HOME/.complete"
+fi
+kafka_dir="$PREDLOG_SERVICES_DIR/kafka"
+rm -rf "$kafka_dir" && mkdir -p "$kafka_dir"
+cat >"$kafka_dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$kafka_dir/data
+num.partitions=3
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+PROPS
+cluster_id="$(java -cp "$KAFKA_HOME/libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+java -cp "$KAFKA_HOME/libs/*" kafka.tools.StorageTool format -t "$cluster_id" \
+    -c "$kafka_dir/server.properties" >"$kafka_dir/format.log" 2>&1
+"$here/kafka.sh" start
+wait_port 127.0.0.1 "$KAFKA_PORT" 90 "Kafka"
+log "Kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT"
+
+# --- Jaeger ------------------------------------------------------------------------
+if [[ ! -x "$JAEGER_BIN" ]]; then
+    log "building Jaeger $JAEGER_VERSION (cmd/jaeger, the v2 binary) from the Go module proxy"
+    # `go install ...@version` refuses modules whose go.mod has replace directives, as
+    # Jaeger's does: download the module and build inside a writable copy instead.
+    src="$(cd "$PREDLOG_CACHE" && go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    build="$PREDLOG_CACHE/jaeger-src-$JAEGER_VERSION"
+    rm -rf "$build" && cp -r "$src" "$build" && chmod -R u+w "$build"
+    (cd "$build" && go build -o "$JAEGER_BIN.tmp" ./cmd/jaeger)
+    mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
+    rm -rf "$build"
+fi
+jaeger_dir="$PREDLOG_SERVICES_DIR/jaeger"
+mkdir -p "$jaeger_dir"
+nohup "$JAEGER_BIN" >"$jaeger_dir/jaeger.log" 2>&1 &
+echo $! >"$jaeger_dir/pid"
+wait_port 127.0.0.1 16686 90 "Jaeger query"
+wait_port 127.0.0.1 4318 30 "Jaeger OTLP/HTTP"
+log "Jaeger $JAEGER_VERSION up: OTLP 127.0.0.1:4317/4318, query http://127.0.0.1:16686"
