@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDLOG_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREDLOG_") or k.startswith("PREDLOG_TEST_")
+    }
     env["PYTHONPATH"] = str(ROOT / "plugin")
     env.update(extra)
     return env

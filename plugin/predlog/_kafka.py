@@ -152,6 +152,11 @@ class KafkaSink:
         return self._producer
 
     async def _send(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
+        # One deadline for the whole send: with the broker gone, even the metadata
+        # lookup for the topic's partitions waits forever.
+        await asyncio.wait_for(self._send_all(entries), self._delivery_timeout_s)
+
+    async def _send_all(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
         from aiokafka.partitioner import DefaultPartitioner  # noqa: PLC0415
 
         producer = await self._producer_ready()
@@ -172,7 +177,7 @@ class KafkaSink:
         for partition, builder in batches.items():
             if builder.record_count():
                 pending.append(await producer.send_batch(builder, self.topic, partition=partition))
-        await asyncio.wait_for(asyncio.gather(*pending), self._delivery_timeout_s)
+        await asyncio.gather(*pending)
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -213,6 +218,11 @@ class KafkaSink:
         if producer is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(producer.stop(), self._delivery_timeout_s)
+        # Producers dropped during an outage leave tasks behind: end them cleanly.
+        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
 
     def stats(self) -> dict[str, int]:
         return {
