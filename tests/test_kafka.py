@@ -16,7 +16,7 @@ import pytest
 import predlog
 from predlog import KafkaSink
 from predlog.testing import MemorySink
-from tests.helpers import ROOT, child_env
+from tests.helpers import child_env
 from tests.services import broker, fresh_topic, kafka_bootstrap, wait_for_port
 
 
@@ -93,9 +93,10 @@ class TestRoundTrip:
         assert (rows, distinct) == (n, n)
         assert ids == {f"rt-{i}" for i in range(n)}
         con = duckdb.connect()
+        glob = f"{tmp_path}/data/predictions/**/*.parquet"
         sample = con.execute(
-            f"SELECT features, raw_score, model_version FROM read_parquet('{tmp_path}/data/predictions/**/*.parquet') "
-            "WHERE request_id = 'rt-4242'"
+            "SELECT features, raw_score, model_version "
+            f"FROM read_parquet('{glob}') WHERE request_id = 'rt-4242'"
         ).fetchone()
         assert json.loads(sample[0]) == {"i": 4242, "amount": 424.2}
         assert sample[1:] == (0.42, "v4")
