@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean services-up services-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# The integration tests need Kafka and Jaeger: with-services.sh starts them (building
+# or downloading into ~/.cache/predlog-ci the first time) and stops them afterwards,
+# whether the tests pass or fail.
 unit: $(STAMP)
-	$(PY) -m pytest -q
+	services/with-services.sh $(PY) -m pytest -q
+
+services-up:
+	services/up.sh
+
+services-down:
+	services/down.sh
 
 test: lint typecheck unit
 
@@ -31,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_flusher_mode.py
 	$(PY) benchmarks/bench_middleware.py
+	services/with-services.sh $(PY) benchmarks/bench_kafka.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

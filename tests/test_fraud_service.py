@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fraud import PSEUDONYM_KEY, check_records, transactions
-from tests.helpers import ROOT, child_env, read_all
-from tests.test_demo import free_port
+from tests.fraud import PSEUDONYM_KEY, check_records, serve_fraud, transactions
+from tests.helpers import read_all
 
 BENTOML = Path(sys.executable).parent / "bentoml"
 
@@ -42,60 +37,8 @@ def send(client: httpx.Client, txs, *, with_ids: bool, prefix: str):
 
 @pytest.fixture
 def bentoml_server(tmp_path):
-    port = free_port()
-    data = tmp_path / "data"
-    env = child_env(
-        PREDLOG_DATA_DIR=str(data),
-        PREDLOG_PSEUDONYM_KEY=PSEUDONYM_KEY,
-        BENTOML_HOME=str(tmp_path / "bentoml"),
-        BENTOML_DO_NOT_TRACK="true",
-        PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
-    )
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(BENTOML),
-            "serve",
-            "examples.fraud_service.service:FraudService",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("bentoml serve did not become ready:\n" + (tmp_path / "server.log").read_text())
-
-    def stop() -> str:
-        # SIGTERM, as a process manager would: predlog must drain before the worker exits.
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        return (tmp_path / "server.log").read_text()
-
-    yield base, data, stop
-    if proc.poll() is None:
-        stop()
+    with serve_fraud(tmp_path) as server:
+        yield server
 
 
 class TestUnderBentomlServe:

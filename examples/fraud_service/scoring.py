@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from opentelemetry import trace
 from pydantic import BaseModel
 
 import predlog
@@ -18,6 +19,7 @@ from examples.fraud_service.feature_store import FeatureStore
 DECLINE_AT = 0.7
 REVIEW_AT = 0.4
 MODEL_VERSION = fraud_model.MODEL_VERSION
+tracer = trace.get_tracer("examples.fraud_service")
 
 #: predlog options both apps pass to the middleware. card_id identifies a person's
 #: card: it is pseudonymised, so the service needs PREDLOG_PSEUDONYM_KEY to start.
@@ -57,7 +59,9 @@ class Scorer:
 
     def score(self, transaction: Transaction) -> dict[str, Any]:
         started = time.perf_counter()
-        stored, stamps, cache_hit = self.store.fetch(transaction.card_id)
+        with tracer.start_as_current_span("feature_fetch") as span:
+            stored, stamps, cache_hit = self.store.fetch(transaction.card_id)
+            span.set_attribute("feature_store.cache_hit", cache_hit)
         fetched = time.perf_counter()
         features = {
             "amount": transaction.amount,
@@ -68,8 +72,10 @@ class Scorer:
             "region": transaction.region,
             **stored,
         }
-        score = float(self.model.predict_proba(fraud_model.frame([features]))[0, 1])
-        decision = decide(score)
+        with tracer.start_as_current_span("inference") as span:
+            score = float(self.model.predict_proba(fraud_model.frame([features]))[0, 1])
+            decision = decide(score)
+            span.set_attributes({"ml.prediction.score": score, "ml.prediction.decision": decision})
         predlog.record(
             features=features,
             feature_timestamps=stamps,

@@ -11,17 +11,41 @@ decision: declined, review or approved.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import bentoml
+from opentelemetry import trace
 
 from examples.fraud_service.scoring import PREDLOG_OPTIONS, Scorer, Transaction
 from predlog import PredictionLogMiddleware
 
 
-@bentoml.service(name="fraud", traffic={"timeout": 30})
+def tracing_config() -> dict[str, Any]:
+    """Export traces over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not endpoint:
+        return {}
+    return {
+        "tracing": {
+            "exporter_type": "otlp",
+            "sample_rate": 1.0,
+            "otlp": {"protocol": "http", "endpoint": f"{endpoint.rstrip('/')}/v1/traces"},
+        }
+    }
+
+
+@bentoml.service(name="fraud", traffic={"timeout": 30}, **tracing_config())
 class FraudService:
     def __init__(self) -> None:
+        if tracing_config():
+            # BentoML gives its tracer provider to its own middleware only; make it the
+            # global one so the scorer's child spans join the request's trace.
+            from bentoml._internal.configuration.containers import (  # noqa: PLC0415
+                BentoMLContainer,  # only when tracing is on
+            )
+
+            trace.set_tracer_provider(BentoMLContainer.tracer_provider.get())
         self.scorer = Scorer()
 
     @bentoml.api
