@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean services-up services-down
+.PHONY: demo test lint typecheck pytest bench clean services-up services-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ typecheck: $(STAMP)
 # The integration tests need Kafka and Jaeger: with-services.sh starts them (building
 # or downloading into ~/.cache/predlog-ci the first time) and stops them afterwards,
 # whether the tests pass or fail.
-unit: $(STAMP)
+pytest: $(STAMP)
 	services/with-services.sh $(PY) -m pytest -q
 
 services-up:
@@ -34,7 +34,7 @@ services-up:
 services-down:
 	services/down.sh
 
-test: lint typecheck unit
+test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py
