@@ -1,0 +1,202 @@
+"""Kafka: which record format, which batching, and what an outage costs the request path.
+
+Needs a broker (``make bench`` starts one; or set PREDLOG_TEST_KAFKA=host:port).
+Prints, each from this run:
+
+1. encoding 100,000 records: JSON per record (predlog record JSON v1) vs Arrow IPC
+   per batch, records/s;
+2. delivery to the broker, acks=all, idempotent: one message per record (aiokafka
+   batches, per-record keys; what KafkaSink does) vs the same records packed as one
+   Arrow IPC message per 8,192 records (no per-record keys), records/s;
+3. ``log()`` on the calling thread with the broker up vs stopped (records go to
+   the disk spool), ns/call, and the ratio.
+
+Usage: python benchmarks/bench_kafka.py [--records N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import predlog
+from _common import fraud_features
+from predlog import KafkaSink, _wire
+from predlog.testing import MemorySink
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def batches(n: int) -> list[pa.RecordBatch]:
+    rng = random.Random(5)
+    keep = MemorySink()
+    with predlog.PredictionLogger(
+        sinks=[keep], ring_capacity=n + 1, batch_size=8192, install_signal_handlers=False
+    ) as log:
+        for i in range(n):
+            log.log(
+                request_id=f"b-{i}",
+                features=fraud_features(rng),
+                score=rng.random(),
+                decision="approved",
+                user_segment="standard",
+                channel="web",
+            )
+    table = pa.Table.from_pylist(keep.records, schema=predlog.arrow_schema())
+    return table.to_batches(max_chunksize=8192)
+
+
+def ipc(batch: pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def encode_rates(data: list[pa.RecordBatch]) -> tuple[float, float]:
+    n = sum(b.num_rows for b in data)
+    start = time.perf_counter()
+    for b in data:
+        _wire.encode(b)
+    json_rate = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for b in data:
+        ipc(b)
+    return json_rate, n / (time.perf_counter() - start)
+
+
+def per_record_rate(bootstrap: str, data: list[pa.RecordBatch]) -> float:
+    with tempfile.TemporaryDirectory() as spool:
+        sink = KafkaSink(
+            bootstrap_servers=bootstrap, topic=f"bench-{uuid.uuid4().hex[:8]}", spool_dir=spool
+        )
+        sink.export(data[0])  # connect and create the topic outside the timing
+        n = sum(b.num_rows for b in data[1:])
+        start = time.perf_counter()
+        for b in data[1:]:
+            sink.export(b)
+        rate = n / (time.perf_counter() - start)
+        stats = sink.stats()
+        sink.close()
+    if stats["spooled"]:
+        raise SystemExit(f"records were spooled, the figure would mislead: {stats}")
+    return rate
+
+
+def packed_rate(bootstrap: str, data: list[pa.RecordBatch]) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> float:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="lz4",
+            max_request_size=64 << 20,
+            max_batch_size=64 << 20,
+        )
+        await producer.start()
+        topic = f"bench-packed-{uuid.uuid4().hex[:8]}"
+        await producer.send_and_wait(topic, ipc(data[0]))
+        n = sum(b.num_rows for b in data[1:])
+        start = time.perf_counter()
+        for b in data[1:]:
+            await producer.send_and_wait(topic, ipc(b))
+        rate = n / (time.perf_counter() - start)
+        await producer.stop()
+        return rate
+
+    return asyncio.run(run())
+
+
+def log_cost(bootstrap: str, *, broker_down: bool, calls: int, repeats: int) -> float:
+    rng = random.Random(9)
+    feats = [fraud_features(rng) for _ in range(256)]
+    with tempfile.TemporaryDirectory() as spool:
+        sink = KafkaSink(
+            bootstrap_servers=bootstrap,
+            topic=f"bench-o-{uuid.uuid4().hex[:8]}",
+            spool_dir=spool,
+            delivery_timeout_s=2,
+            retry_interval_s=1,
+        )
+        log = predlog.PredictionLogger(
+            sinks=[sink], flush_interval_s=0.1, install_signal_handlers=False
+        )
+        if broker_down:
+            subprocess.run([str(ROOT / "services/kafka.sh"), "stop"], check=True)
+        try:
+            samples = []
+            for r in range(repeats):
+                start = time.perf_counter_ns()
+                for i in range(calls):
+                    log.log(request_id=f"o-{r}-{i}", features=feats[i & 255], score=0.3)
+                samples.append((time.perf_counter_ns() - start) / calls)
+                time.sleep(0.3)  # let the flusher keep up: this measures capture, not overflow
+        finally:
+            if broker_down:
+                subprocess.run([str(ROOT / "services/kafka.sh"), "start"], check=True)
+                wait_port(bootstrap)
+        log.close(timeout=120)
+        stats = log.stats()
+        if stats["dropped"] or stats["failed"]:
+            raise SystemExit(f"records were lost, the figure would mislead: {stats}")
+        return statistics.median(samples)
+
+
+def wait_port(address: str) -> None:
+    import socket
+
+    host, port = address.rsplit(":", 1)
+    for _ in range(180):
+        with socket.socket() as s:
+            if s.connect_ex((host, int(port))) == 0:
+                return
+        time.sleep(0.5)
+    raise SystemExit("the broker did not come back")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000)
+    args = parser.parse_args()
+    bootstrap = os.environ.get("PREDLOG_TEST_KAFKA")
+    if not bootstrap:
+        raise SystemExit("set PREDLOG_TEST_KAFKA=host:port (make bench starts a broker)")
+
+    data = batches(args.records)
+    json_rate, ipc_rate = encode_rates(data)
+    print(
+        f"encode: JSON per record {json_rate:,.0f} records/s | Arrow IPC per batch "
+        f"{ipc_rate:,.0f} records/s | JSON/IPC = {json_rate / ipc_rate:.2f}x"
+    )
+    per_record = statistics.median(per_record_rate(bootstrap, data) for _ in range(3))
+    packed = statistics.median(packed_rate(bootstrap, data) for _ in range(3))
+    print(
+        f"to Kafka (acks=all, idempotent, lz4): one message per record {per_record:,.0f} "
+        f"records/s | one IPC message per 8,192 records {packed:,.0f} records/s | "
+        f"ratio {per_record / packed:.2f}x"
+    )
+    up = log_cost(bootstrap, broker_down=False, calls=5_000, repeats=15)
+    down = log_cost(bootstrap, broker_down=True, calls=5_000, repeats=15)
+    print(
+        f"log() on the calling thread: broker up {up:.0f} ns/call | broker stopped "
+        f"(spooling) {down:.0f} ns/call | down/up = {down / up:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
