@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from predlog._record import JSON_COLUMNS, SCHEMA_VERSION, arrow_schema
 
@@ -37,11 +38,37 @@ HEADERS: Final = [
     ("content-type", CONTENT_TYPE),
 ]
 _SCHEMA: Final = arrow_schema()
+#: Arrow's %S prints the fraction for microsecond timestamps: 2026-11-26T03:12:54.767701.
+_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S+00:00"
+
+
+def _uuid_text(column: Any) -> list[str]:
+    """Canonical 8-4-4-4-12 text of a uuid column, from its 16-byte storage in one pass."""
+    raw = column.storage.buffers()[1].to_pybytes()[
+        column.offset * 16 : (column.offset + len(column)) * 16
+    ]
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, len(h), 32)
+    ]
 
 
 def encode(batch: pa.RecordBatch) -> list[tuple[bytes, bytes]]:
     """(key, value) per record of ``batch``, in order."""
-    columns = {name: batch.column(name).to_pylist() for name in _SCHEMA.names}
+    # Column-wise conversions first: datetime and UUID objects per record would cost
+    # more than all the rest of the encoding.
+    columns: dict[str, list[Any]] = {}
+    for name in _SCHEMA.names:
+        column = batch.column(name)
+        if name == "prediction_id":
+            columns[name] = _uuid_text(column)
+        elif name == "timestamp_utc":
+            columns[name] = pc.strftime(column, format=_TIME_FORMAT).to_pylist()
+        elif name == "data_quality" and not len(column.flatten()):
+            columns[name] = [[]] * len(column)  # no flags at all, the usual case
+        else:
+            columns[name] = column.to_pylist()
     for name in JSON_COLUMNS:
         columns[name] = [None if v is None else orjson.Fragment(v) for v in columns[name]]
     names = _SCHEMA.names
@@ -49,8 +76,10 @@ def encode(batch: pa.RecordBatch) -> list[tuple[bytes, bytes]]:
     dumps = orjson.dumps
     for values in zip(*(columns[name] for name in names), strict=True):
         row = dict(zip(names, values, strict=True))
-        key = row["request_id"] or str(row["prediction_id"])
-        out.append((key.encode("utf-8"), dumps(row)))
+        key = row["request_id"] or row["prediction_id"]
+        # The round trip through str is deliberate: holding orjson's own bytes objects
+        # costs three times as much here (measured, as with the Parquet features).
+        out.append((key.encode("utf-8"), dumps(row).decode().encode()))
     return out
 
 
