@@ -14,16 +14,10 @@ from typing import Any
 
 import numpy as np
 
-BEHAVIOURAL = (
-    "distance_from_home_km",
-    "card_age_days",
-    "txn_count_1h",
-    "txn_count_24h",
-    "txn_count_7d",
-    "credit_score",
-    "debt_to_income",
-    "account_age_days",
-)
+from examples.fraud_service.data import NUMERIC
+
+#: What the store knows about a card: every numeric feature but the transaction's own.
+BEHAVIOURAL = tuple(name for name in NUMERIC if name not in ("amount", "hour"))
 
 
 class FeatureStore:

@@ -198,6 +198,22 @@ class ExchangeDecoder:
             values[20] = f"{values[20]:016x}"
         return tuple(values)
 
+    def _extract(
+        self,
+        extractor: Callable[[bytes], Mapping[str, Any]],
+        body: bytes,
+        flags: list[str],
+        side: str,
+    ) -> dict[str, Any] | None:
+        """Run a user extractor; a failure flags the record instead of losing it."""
+        try:
+            return dict(extractor(body))
+        except Exception as exc:  # noqa: BLE001  # a user extractor never loses the record
+            flags.append("extractor_failed")
+            if self._report is not None:
+                self._report("extractor_failed", f"{side} extractor raised {exc!r}", exc)
+            return None
+
     def _request_features(self, exchange: Exchange, flags: list[str]) -> Any:
         if exchange.request_size > sum(len(c) for c in exchange.request_chunks):
             flags.append("request_body_truncated")
@@ -207,13 +223,7 @@ class ExchangeDecoder:
             flags.append("request_body_empty")
             return None
         if self._request_extractor is not None:
-            try:
-                return dict(self._request_extractor(body))
-            except Exception as exc:  # noqa: BLE001  # a user extractor never loses the record
-                flags.append("extractor_failed")
-                if self._report is not None:
-                    self._report("extractor_failed", f"request extractor raised {exc!r}", exc)
-                return None
+            return self._extract(self._request_extractor, body, flags, "request")
         if not _is_json(exchange.request_content_type):
             flags.append("request_body_not_json")
             return None
@@ -242,13 +252,7 @@ class ExchangeDecoder:
         if not body:
             return {}
         if self._response_extractor is not None:
-            try:
-                return dict(self._response_extractor(body))
-            except Exception as exc:  # noqa: BLE001  # a user extractor never loses the record
-                flags.append("extractor_failed")
-                if self._report is not None:
-                    self._report("extractor_failed", f"response extractor raised {exc!r}", exc)
-                return {}
+            return self._extract(self._response_extractor, body, flags, "response") or {}
         if not _is_json(exchange.response_content_type):
             flags.append("response_not_json")
             return {}

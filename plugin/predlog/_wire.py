@@ -49,7 +49,8 @@ def _uuid_text(column: Any) -> list[str]:
     ]
     h = raw.hex()
     return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-"
+        f"{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
         for i in range(0, len(h), 32)
     ]
 
@@ -60,7 +61,7 @@ def encode(batch: pa.RecordBatch) -> list[tuple[bytes, bytes]]:
     # more than all the rest of the encoding.
     columns: dict[str, list[Any]] = {}
     for name in _SCHEMA.names:
-        column = batch.column(name)
+        column: Any = batch.column(name)
         if name == "prediction_id":
             columns[name] = _uuid_text(column)
         elif name == "timestamp_utc":

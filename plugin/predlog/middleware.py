@@ -41,6 +41,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _MAX_REQUEST_ID = 128
+#: Capture positions 3-16 (score ... inference_ms), filled from the exchange in the flusher.
+_DECODED_LATER = (None,) * 14
 
 
 #: Bytes allowed in a request id: printable ASCII without space.
@@ -229,25 +231,14 @@ class PredictionLogMiddleware:
             _tracing.leave(trace_token, own_span)
             reset_contextvars(**log_tokens)
             _fields.reset(fields_token)
+            # The capture layout of predlog._capture: everything between the exchange
+            # and total_ms is decoded from the exchange in the flusher.
             self.logger.put(
                 (
                     started_ns,
                     request_id,
                     exchange,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
+                    *_DECODED_LATER,
                     (perf_counter_ns() - started) / 1e6,
                     None,
                     trace_id or None,
