@@ -188,6 +188,13 @@ class KafkaSink:
 
     async def _replay(self) -> None:
         """Send spooled segments in order; stop at the first failure."""
+        # Reach the broker before reading anything: while it is away, a retry must cost
+        # one refused connection, not a pass over a 16 MB segment.
+        try:
+            await self._producer_ready()
+        except Exception:  # noqa: BLE001  # still away: try again later
+            await self._drop_producer()
+            return
         self.spool.seal()
         for segment in self.spool.segments():
             entries = list(self.spool.read(segment))
