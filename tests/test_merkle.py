@@ -47,8 +47,11 @@ class TestPublishedVectors:
                 bad = [bytearray(p) for p in proof]
                 bad[i][3] ^= 0x10
                 assert not m.verify_inclusion(
-                    case["leafIdx"], case["treeSize"], b64(case["leafHash"]),
-                    [bytes(b) for b in bad], b64(case["root"]),
+                    case["leafIdx"],
+                    case["treeSize"],
+                    b64(case["leafHash"]),
+                    [bytes(b) for b in bad],
+                    b64(case["root"]),
                 )
         for case in VECTORS["consistency"]:
             proof = [b64(p) for p in case["proof"]]
@@ -56,7 +59,10 @@ class TestPublishedVectors:
                 bad = [bytearray(p) for p in proof]
                 bad[i][3] ^= 0x10
                 assert not m.verify_consistency(
-                    case["size1"], case["size2"], b64(case["root1"]), b64(case["root2"]),
+                    case["size1"],
+                    case["size2"],
+                    b64(case["root1"]),
+                    b64(case["root2"]),
                     [bytes(b) for b in bad],
                 )
 

@@ -41,6 +41,53 @@ def _sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from predlog.audit import _log  # noqa: PLC0415  # needs the audit extra
+    from predlog.audit._merkle import verify_inclusion  # noqa: PLC0415
+    from predlog.audit._reader import AuditReader  # noqa: PLC0415
+
+    path = Path(args.path if args.action == "verify" else args.data)
+    key = args.public_key or (path / "public_key.hex").read_text().strip()
+    if args.action == "verify":
+        report = _log.verify(path, public_key=key)
+        print(json.dumps(report.__dict__))
+        return 0 if report.ok else 1
+    report = _log.verify(path, public_key=key)
+    reader = AuditReader(path)
+    matches = [
+        i for i, entry in enumerate(reader.entries) if entry.get("request_id") == args.request_id
+    ]
+    if not matches:
+        print(
+            f"predlog audit: no audit entry for request id {args.request_id!r} in {path}",
+            file=sys.stderr,
+        )
+        return 1
+    out: list[dict[str, object]] = []
+    for index in matches:
+        item: dict[str, object] = {"index": index, "entry": reader.entries[index]}
+        if args.action == "prove":
+            checkpoint = reader.latest_covering(index)
+            if checkpoint is None:
+                item["proof"] = None
+                item["note"] = "no checkpoint covers this entry yet"
+            else:
+                proof = reader.proof(index, checkpoint.size)
+                item["checkpoint"] = checkpoint.to_json()
+                item["leaf_hash"] = reader.leaves[index].hex()
+                item["inclusion_proof"] = [p.hex() for p in proof]
+                item["proof_verifies"] = verify_inclusion(
+                    index, checkpoint.size, reader.leaves[index], proof, checkpoint.root
+                )
+        out.append(item)
+    print(
+        json.dumps({"log_intact": report.ok, "problem": report.problem, "entries": out}, indent=2)
+    )
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="predlog", description="Prediction logging tools.")
     parser.add_argument("--version", action="version", version=f"predlog {__version__}")
@@ -65,6 +112,22 @@ def main(argv: list[str] | None = None) -> int:
         help="exit after this many seconds without a message",
     )
     sink.set_defaults(run=_sink)
+
+    audit = commands.add_parser("audit", help="verify the audit log, show or prove an entry")
+    actions = audit.add_subparsers(dest="action", required=True)
+    verify_cmd = actions.add_parser("verify", help="recompute the tree, check every checkpoint")
+    verify_cmd.add_argument("path", help="the audit log directory")
+    for name, text in (("prove", "an entry with its inclusion proof"), ("show", "an entry")):
+        cmd = actions.add_parser(name, help=f"print {text} for a request id")
+        cmd.add_argument("request_id")
+        cmd.add_argument("--data", required=True, help="the audit log directory")
+    for cmd in actions.choices.values():
+        cmd.add_argument(
+            "--public-key",
+            help="Ed25519 public key (hex or PEM file); default: public_key.hex in the log "
+            "directory, which is only as trustworthy as the directory itself",
+        )
+    audit.set_defaults(run=_audit)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()

@@ -1,0 +1,31 @@
+"""A read-only view of an audit directory, for the ``show`` and ``prove`` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from predlog.audit import _merkle
+from predlog.audit._log import Checkpoint
+from predlog.audit._store import LocalStore
+
+
+class AuditReader:
+    """Entries, leaf hashes and checkpoints of an audit log, loaded once."""
+
+    def __init__(self, path: str | Path) -> None:
+        store = LocalStore(path)
+        records = list(store.records())
+        self.entries: list[dict[str, Any]] = [json.loads(r.data) for r in records]
+        self.leaves = [r.leaf_hash for r in records]
+        self.checkpoints = [
+            Checkpoint.from_json(json.loads(line)) for line in store.checkpoint_lines()
+        ]
+
+    def latest_covering(self, index: int) -> Checkpoint | None:
+        covering = [c for c in self.checkpoints if c.size > index]
+        return covering[-1] if covering else None
+
+    def proof(self, index: int, size: int) -> list[bytes]:
+        return _merkle.inclusion_proof(index, self.leaves[:size])

@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from predlog.audit import AuditLog, canonical, verify, verify_consistency, verify_inclusion
+from predlog.audit._canonical import _number
+from predlog.audit._store import HEAD
+from tests.helpers import child_env
+
+KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+PUBLIC = KEY.public_key()
+
+
+def entry(i: int) -> dict:
+    return {
+        "request_id": f"req-{i}",
+        "prediction_id": f"p-{i}",
+        "model_name": "credit",
+        "model_version": "v3",
+        "raw_score": round(0.5 + i / 1000, 6),
+        "decision": "declined" if i % 2 else "approved",
+        "features": {"income": 1000 * i, "dti": 0.25},
+        "adverse_action_reasons": ["Debt-to-income ratio too high"] if i % 2 else [],
+    }
+
+
+class TestCanonicalJSON:
+    def test_keys_sorted_no_whitespace(self):
+        """RFC 8785: sorted keys, no insignificant whitespace, nested too."""
+        assert (
+            canonical({"b": 1, "a": {"d": [1, 2], "c": None}})
+            == b'{"a":{"c":null,"d":[1,2]},"b":1}'
+        )
+
+    @pytest.mark.parametrize(
+        ("value", "text"),
+        [
+            (1.0, "1"),
+            (0.5, "0.5"),
+            (1e21, "1e+21"),
+            (1e-7, "1e-7"),
+            (0.000001, "0.000001"),
+            (1e16, "10000000000000000"),
+            (-2.5e-8, "-2.5e-8"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (5e-324, "5e-324"),
+            (-0.0, "0"),
+        ],
+    )
+    def test_numbers_as_ecmascript_prints_them(self, value, text):
+        """Numbers follow ECMAScript's Number-to-string, as RFC 8785 requires."""
+        assert _number(value) == text
+
+    def test_string_escapes(self):
+        """Control characters are escaped as JSON.stringify does; other text is kept."""
+        assert canonical('a\n"b"\u0001é') == b'"a\\n\\"b\\"\\u0001\xc3\xa9"'
+
+    def test_nan_refused(self):
+        """NaN has no JSON form and must not reach the audit log."""
+        with pytest.raises(ValueError, match="NaN"):
+            canonical({"x": float("nan")})
+
+
+class TestAuditLog:
+    def test_append_checkpoint_verify(self, tmp_path):
+        """Entries appended and checkpointed verify; proofs check against the signed root."""
+        log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=4)
+        for i in range(10):
+            assert log.append(entry(i)) == i
+        first = log.checkpoints()[0]
+        last = log.checkpoint()
+        assert (first.size, last.size) == (4, 10)
+        assert first.verify(PUBLIC) and last.verify(PUBLIC)
+        report = verify(tmp_path, public_key=PUBLIC)
+        assert report.ok and report.entries == 10 and report.checkpoints == 3
+        (index,) = log.find("req-7")
+        proof = log.inclusion_proof(index, last.size)
+        assert verify_inclusion(index, last.size, log.leaf_hash(index), proof, last.root)
+        assert verify_consistency(4, 10, first.root, last.root, log.consistency_proof(4, 10))
+
+    def test_reopen_continues_the_same_tree(self, tmp_path):
+        """A restarted writer appends to the same tree; old checkpoints stay consistent."""
+        log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0)
+        log.append_many([entry(i) for i in range(5)])
+        old = log.checkpoint()
+        again = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0)
+        assert again.append(entry(5)) == 5
+        new = again.checkpoint()
+        assert verify_consistency(5, 6, old.root, new.root, again.consistency_proof(5, 6))
+        assert verify(tmp_path, public_key=PUBLIC).ok
+
+    def test_wrong_key_fails(self, tmp_path):
+        """Checkpoints signed by another key do not verify."""
+        log = AuditLog(tmp_path, signing_key=KEY)
+        log.append(entry(1))
+        log.checkpoint()
+        other = ed25519.Ed25519PrivateKey.generate().public_key()
+        report = verify(tmp_path, public_key=other)
+        assert not report.ok and report.checkpoint == 0
+
+
+def record_spans(path) -> list[tuple[int, int]]:
+    """(start, end) byte offsets of each record in the single segment."""
+    data = (path / "entries" / "000000000001.seg").read_bytes()
+    spans, offset = [], 0
+    while offset < len(data):
+        (length, _, _) = HEAD.unpack_from(data, offset)
+        end = offset + HEAD.size + length
+        spans.append((offset, end))
+        offset = end
+    return spans
+
+
+class TestTamperDetection:
+    @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        n=st.integers(min_value=2, max_value=25),
+        every=st.integers(min_value=1, max_value=8),
+        kind=st.sampled_from(["flip", "delete", "reorder", "truncate", "checkpoint"]),
+        pick=st.data(),
+    )
+    def test_every_tampering_is_found_and_located(self, tmp_path_factory, n, every, kind, pick):
+        """Flipped byte, deleted, reordered or truncated entries and a replaced checkpoint
+        are all detected, and the report names the entry or checkpoint concerned."""
+        path = tmp_path_factory.mktemp("audit")
+        log = AuditLog(path, signing_key=KEY, checkpoint_every=every)
+        log.append_many([entry(i) for i in range(n)])
+        log.checkpoint()  # the tail is always covered, as on a clean shutdown
+        assert verify(path, public_key=PUBLIC).ok
+        segment = path / "entries" / "000000000001.seg"
+        data = bytearray(segment.read_bytes())
+        spans = record_spans(path)
+
+        if kind == "flip":
+            p = pick.draw(st.integers(0, n - 1))
+            start, end = spans[p]
+            at = pick.draw(st.integers(start, end - 1))
+            data[at] ^= pick.draw(st.integers(1, 255))
+            segment.write_bytes(bytes(data))
+            report = verify(path, public_key=PUBLIC)
+            assert not report.ok
+            assert report.entry == p, report
+        elif kind == "delete":
+            p = pick.draw(st.integers(0, n - 1))
+            start, end = spans[p]
+            segment.write_bytes(bytes(data[:start] + data[end:]))
+            report = verify(path, public_key=PUBLIC)
+            assert not report.ok
+            assert report.entry == p, report
+        elif kind == "reorder":
+            p = pick.draw(st.integers(0, n - 2))
+            q = pick.draw(st.integers(p + 1, n - 1))
+            chunks = [bytes(data[s:e]) for s, e in spans]
+            chunks[p], chunks[q] = chunks[q], chunks[p]
+            segment.write_bytes(b"".join(chunks))
+            report = verify(path, public_key=PUBLIC)
+            assert not report.ok
+            assert report.entry == p, report
+        elif kind == "truncate":
+            keep = pick.draw(st.integers(0, n - 1))
+            segment.write_bytes(bytes(data[: spans[keep][0]]))
+            report = verify(path, public_key=PUBLIC)
+            assert not report.ok
+            assert report.entry == keep, report
+        else:
+            lines = (path / "checkpoints.jsonl").read_bytes().splitlines()
+            last = json.loads(lines[-1])
+            forger = ed25519.Ed25519PrivateKey.generate()
+            forged = AuditLog(tmp_path_factory.mktemp("forger"), signing_key=forger)
+            forged.append_many([entry(i) for i in range(n)])
+            fake = forged.checkpoint().to_json()
+            fake["key_id"] = last["key_id"]  # a forgery claims the real key
+            lines[-1] = json.dumps(fake).encode()
+            (path / "checkpoints.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+            report = verify(path, public_key=PUBLIC)
+            assert not report.ok
+            assert report.checkpoint == len(lines) - 1, report
+
+
+WRITER = """
+import sys
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from predlog.audit import AuditLog
+log = AuditLog(sys.argv[1], signing_key=ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32))),
+               checkpoint_every=50)
+i = 0
+while True:
+    index = log.append({"request_id": "k-%d" % i, "raw_score": 0.5, "decision": "declined"})
+    print(index, flush=True)
+    i += 1
+"""
+
+
+class TestCrashRecovery:
+    def test_sigkill_during_heavy_appends(self, tmp_path):
+        """After SIGKILL the store has every acknowledged entry and verifies."""
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path)],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        acknowledged = -1
+        for line in proc.stdout:
+            acknowledged = int(line)
+            if acknowledged >= 400:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0)
+        assert log.size >= acknowledged + 1
+        for i in range(acknowledged + 1):
+            assert log.find(f"k-{i}") == [i]
+        log.checkpoint()
+        assert verify(tmp_path, public_key=PUBLIC).ok
+
+
+class TestCommandLine:
+    def test_verify_prove_show(self, tmp_path):
+        """The CLI verifies (0 intact, 1 tampered), shows and proves an entry by request id."""
+        log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0)
+        log.append_many([entry(i) for i in range(6)])
+        log.checkpoint()
+        run = lambda *args: subprocess.run(  # noqa: E731
+            [sys.executable, "-m", "predlog", "audit", *args],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        ok = run("verify", str(tmp_path))
+        assert ok.returncode == 0, ok.stderr
+        assert json.loads(ok.stdout)["ok"] is True
+        proved = run("prove", "req-3", "--data", str(tmp_path))
+        assert proved.returncode == 0, proved.stderr
+        (item,) = json.loads(proved.stdout)["entries"]
+        assert item["entry"]["adverse_action_reasons"] == ["Debt-to-income ratio too high"]
+        assert item["proof_verifies"] is True
+        assert item["checkpoint"]["size"] == 6
+        shown = run("show", "req-2", "--data", str(tmp_path))
+        assert json.loads(shown.stdout)["entries"][0]["entry"]["decision"] == "approved"
+        segment = tmp_path / "entries" / "000000000001.seg"
+        data = bytearray(segment.read_bytes())
+        data[-3] ^= 0xFF
+        segment.write_bytes(bytes(data))
+        bad = run("verify", str(tmp_path))
+        assert bad.returncode == 1
+        assert json.loads(bad.stdout)["entry"] == 5
