@@ -189,8 +189,8 @@ WRITER = """
 import sys
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from predlog.audit import AuditLog
-log = AuditLog(sys.argv[1], signing_key=ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32))),
-               checkpoint_every=50)
+key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+log = AuditLog(sys.argv[1], signing_key=key, checkpoint_every=50)
 i = 0
 while True:
     index = log.append({"request_id": "k-%d" % i, "raw_score": 0.5, "decision": "declined"})
