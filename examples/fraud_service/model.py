@@ -63,6 +63,45 @@ def frame(rows: list[dict[str, Any]]) -> Any:
     return pd.DataFrame(rows, columns=list(data.FEATURES))
 
 
+def contributions(model: Pipeline, features: dict[str, Any]) -> dict[str, float]:
+    """Exact per-feature contributions to the log-odds of fraud (a linear model's terms).
+
+    Each transformed column's coefficient times its value, summed back onto the feature
+    it came from (the one-hot columns of a category add up to that category's term).
+    """
+    prepare = model.named_steps["prepare"]
+    coefficients = model.named_steps["classify"].coef_[0]
+    row = prepare.transform(frame([features]))
+    row = row.toarray()[0] if hasattr(row, "toarray") else np.asarray(row)[0]
+    out: dict[str, float] = {}
+    for name, coefficient, value in zip(
+        prepare.get_feature_names_out(), coefficients, row, strict=True
+    ):
+        _, _, column = name.partition("__")
+        feature = next(f for f in data.FEATURES if column == f or column.startswith(f"{f}_"))
+        out[feature] = out.get(feature, 0.0) + float(coefficient * value)
+    return out
+
+
+#: Plain-English adverse-action reasons, one per feature that can be a top reason.
+REASONS = {
+    "amount": "Transaction amount is unusually high",
+    "hour": "Transaction made at an unusual time of day",
+    "distance_from_home_km": "Transaction location is far from the cardholder's home",
+    "card_age_days": "Card was issued recently",
+    "txn_count_1h": "Many transactions on this card in the last hour",
+    "txn_count_24h": "Many transactions on this card in the last 24 hours",
+    "txn_count_7d": "Many transactions on this card in the last 7 days",
+    "credit_score": "Credit score is lower than typical",
+    "debt_to_income": "Debt-to-income ratio is high",
+    "account_age_days": "Account was opened recently",
+    "merchant_category": "Merchant category has elevated fraud risk",
+    "user_segment": "Customer segment has elevated risk",
+    "channel": "Purchase channel has elevated fraud risk",
+    "region": "Region has elevated fraud risk",
+}
+
+
 def train(path: Path = DEFAULT_PATH, *, n: int = 60_000) -> dict[str, float]:
     cols = data.generate(n, seed=7)
     table = frame(data.rows({k: v for k, v in cols.items() if k != "is_fraud"}))

@@ -6,13 +6,16 @@ predlog what the model actually saw with ``predlog.record()``.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from pydantic import BaseModel
 
 import predlog
+from examples.fraud_service import data
 from examples.fraud_service import model as fraud_model
 from examples.fraud_service.feature_store import FeatureStore
 
@@ -21,9 +24,35 @@ REVIEW_AT = 0.4
 MODEL_VERSION = fraud_model.MODEL_VERSION
 tracer = trace.get_tracer("examples.fraud_service")
 
+
+def audit_sink() -> Any:
+    """The audit log for declined decisions, when PREDLOG_AUDIT_SIGNING_KEY is set.
+
+    The key is an Ed25519 private key as 64 hex characters; a real deployment reads it
+    from a secret store. Entries go to <data dir>/audit, one writer process at a time.
+    """
+    key = os.environ.get("PREDLOG_AUDIT_SIGNING_KEY")
+    if not key:
+        return None
+    from predlog.audit import AuditLog  # noqa: PLC0415  # needs the audit extra
+    from predlog.audit._reasons import ReasonTable  # noqa: PLC0415
+    from predlog.audit._sink import AuditSink  # noqa: PLC0415
+
+    root = Path(os.environ.get("PREDLOG_DATA_DIR", "./predlog-data"))
+    return AuditSink(
+        AuditLog(root / "audit", signing_key=bytes.fromhex(key), checkpoint_every=100),
+        reasons=ReasonTable(fraud_model.REASONS, features=data.FEATURES),
+        decisions=("declined",),
+        jurisdiction="EU",
+        regulatory_category="payments-fraud-screening",
+        checkpoint_interval_s=5,
+    )
+
+
 #: predlog options both apps pass to the middleware. card_id identifies a person's
 #: card: it is pseudonymised, so the service needs PREDLOG_PSEUDONYM_KEY to start.
 PREDLOG_OPTIONS: dict[str, Any] = {
+    "audit": audit_sink,
     "model_name": "fraud",
     "model_version": MODEL_VERSION,
     "model_framework": "scikit-learn",
@@ -75,6 +104,13 @@ class Scorer:
         with tracer.start_as_current_span("inference") as span:
             score = float(self.model.predict_proba(fraud_model.frame([features]))[0, 1])
             decision = decide(score)
+            # Exact for this linear model; only a decline needs reasons.
+            explained: dict[str, Any] = {}
+            if decision == "declined":
+                explained["explanation"] = {
+                    "method": "linear_log_odds_contributions",
+                    "contributions": fraud_model.contributions(self.model, features),
+                }
             span.set_attributes({"ml.prediction.score": score, "ml.prediction.decision": decision})
         predlog.record(
             features=features,
@@ -89,5 +125,6 @@ class Scorer:
             user_segment=transaction.user_segment,
             channel=transaction.channel,
             geographic_region=transaction.region,
+            **explained,
         )
         return {"score": score, "decision": decision, "model_version": MODEL_VERSION}

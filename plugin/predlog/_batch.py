@@ -14,7 +14,7 @@ counted as failed. Neither ever stops the rest of its batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -133,6 +133,8 @@ class BatchBuilder:
         self._features = features
         self._ids = UUID7Factory()
         self._exchanges: ExchangeDecoder | None = None
+        #: (decision, model name, extra) -> whether the audit log must have the record.
+        self.audit_rule: Callable[[Any, Any, Any], bool] | None = None
 
     def decode_exchanges(self, decoder: ExchangeDecoder) -> None:
         """Decode middleware captures (holding an :class:`Exchange`) with ``decoder``."""
@@ -265,8 +267,21 @@ class BatchBuilder:
             rid = request_py[i]
             return rid if rid is not None else f"{ts_ns[i]}:{i}"
 
+        audited = None
+        if self.audit_rule is not None:
+            rule = self.audit_rule
+            audited = np.fromiter(
+                (rule(decisions[i], names[i] or s.model_name, extras[i]) for i in range(n)),
+                dtype=np.bool_,
+                count=n,
+            )
         sample = self._sampler.decide(
-            key_of=key_of, models=models, at_s=at_s, scores=scores, low_confidence=bands == 2
+            audited=audited,
+            key_of=key_of,
+            models=models,
+            at_s=at_s,
+            scores=scores,
+            low_confidence=bands == 2,
         )
         kept_mask = sample.kept
         kept = int(kept_mask.sum())

@@ -58,6 +58,7 @@ class PredictionLogger:
         model_version: Any = MISSING,
         model_framework: Any = MISSING,
         sinks: Sequence[Sink] | None = None,
+        audit: Any = None,
         data_dir: Any = MISSING,
         sample_rate: Any = MISSING,
         high_risk_score: Any = MISSING,
@@ -90,7 +91,8 @@ class PredictionLogger:
         given = {
             name: value
             for name, value in locals().items()
-            if name not in ("self", "sinks", "feature_names", "extractor", "error_log_interval_s")
+            if name
+            not in ("self", "sinks", "audit", "feature_names", "extractor", "error_log_interval_s")
             and value is not MISSING
         }
         self.settings: Settings = resolve(given)
@@ -136,6 +138,15 @@ class PredictionLogger:
                 pseudonymiser=pseudonymiser,
             ),
         )
+        #: The AuditSink, if regulated decisions are audited (the middleware reads it).
+        if callable(audit) and not hasattr(audit, "export"):
+            # A factory: made here, in the process that serves (BentoML imports the
+            # service module in its supervisor too, which must not open the audit log).
+            audit = audit()
+        self.audit = audit
+        if audit is not None:
+            builder.audit_rule = audit.wants
+            sinks = [*sinks, audit]
         self._flusher = Flusher(
             self._ring,
             builder,

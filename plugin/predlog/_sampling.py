@@ -11,6 +11,8 @@ The rules, in order:
 3. ``high_risk``: the score is at or above ``high_risk_score``.
 4. ``base_rate``: otherwise, keep with probability ``sample_rate``.
 
+Before all of these, ``audit``: a record the audit log must have is always kept.
+
 Records kept by rules 1-3 have probability 1 and weight 1; records kept by rule 4
 have weight ``1 / sample_rate``. Weighting each kept record by its ``sample_weight``
 therefore estimates totals and metrics over the unsampled stream without bias.
@@ -37,8 +39,8 @@ import numpy.typing as npt
 _TWO_64: Final = 1 << 64
 
 #: Reason names, indexed by the codes in :attr:`SampleResult.reasons`.
-REASONS: Final = ("new_model_version", "near_threshold", "high_risk", "base_rate")
-NEW_MODEL_VERSION, NEAR_THRESHOLD, HIGH_RISK, BASE_RATE = range(4)
+REASONS: Final = ("new_model_version", "near_threshold", "high_risk", "base_rate", "audit")
+NEW_MODEL_VERSION, NEAR_THRESHOLD, HIGH_RISK, BASE_RATE, AUDIT = range(5)
 #: Code of a record the sample leaves out.
 SAMPLED_OUT: Final = -1
 
@@ -95,6 +97,7 @@ class Sampler:
         at_s: npt.NDArray[np.float64],
         scores: npt.NDArray[np.float64],
         low_confidence: npt.NDArray[np.bool_],
+        audited: npt.NDArray[np.bool_] | None = None,
     ) -> SampleResult:
         """Decide a whole batch. ``models`` is one pair for all, or one per record.
 
@@ -104,8 +107,12 @@ class Sampler:
         """
         n = len(at_s)
         reasons = np.full(n, SAMPLED_OUT, dtype=np.int8)
+        if audited is not None:
+            # Regulated decisions are kept whatever the rate: their own stratum, weight 1.
+            reasons[audited] = AUDIT
         if self._window_s > 0:
-            reasons[self._new_version(models, at_s)] = NEW_MODEL_VERSION
+            fresh = self._new_version(models, at_s)
+            reasons[fresh & (reasons == SAMPLED_OUT)] = NEW_MODEL_VERSION
         open_ = reasons == SAMPLED_OUT
         reasons[open_ & low_confidence] = NEAR_THRESHOLD
         with np.errstate(invalid="ignore"):

@@ -59,6 +59,22 @@ def _new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+async def _unavailable(send: Send) -> None:
+    body = b'{"error":"audit log unavailable; decision not made"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"5"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class PredictionLogMiddleware:
     """Pure ASGI middleware that logs every prediction request on the configured paths.
 
@@ -139,6 +155,12 @@ class PredictionLogMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._logged(scope):
             await self.app(scope, receive, send)
+            return
+        audit = self.logger.audit
+        if audit is not None and not audit.accepting:
+            # Fail closed: while the audit store is failing under the "reject" policy, no
+            # decision is made that could not be audited.
+            await _unavailable(send)
             return
 
         started_ns = time_ns()

@@ -22,6 +22,7 @@ from typing import Any
 from predlog.audit import _merkle
 from predlog.audit._canonical import canonical
 from predlog.audit._store import LocalStore, UnreadableError
+from predlog.errors import ConfigError
 
 CHECKPOINT_FORMAT = "predlog-audit-checkpoint/v1"
 
@@ -127,6 +128,7 @@ class AuditLog:
         self.key_id = _public_hex(self._key.public_key())[:16]
         self._store = LocalStore(path)
         self.path = self._store.path
+        self._writer_lock = _lock_writer(self.path)
         self._every = checkpoint_every
         self._lock = threading.Lock()
         self._leaves: list[bytes] = []
@@ -214,6 +216,21 @@ class AuditLog:
 
     def leaf_hash(self, index: int) -> bytes:
         return self._leaves[index]
+
+
+def _lock_writer(path: Path) -> Any:
+    """Hold an exclusive lock on the directory: two writers would fork the tree."""
+    import fcntl  # noqa: PLC0415  # POSIX only, and only for writers
+
+    handle = (path / "writer.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            "audit_dir", f"another process is writing the audit log in {path}"
+        ) from None
+    return handle
 
 
 @dataclass(frozen=True)

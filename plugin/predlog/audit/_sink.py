@@ -1,0 +1,198 @@
+"""AuditSink: regulated decisions from the flusher into the audit log.
+
+A record is audited when the handler said so (``predlog.record(audit=True, ...)``), or
+its decision or model is configured as regulated. Audited records are never sampled
+away (the sampler keeps them as their own stratum) and never dropped silently.
+
+When the audit store fails, the configured policy applies, and both keep counters:
+
+* ``queue`` (default): entries wait in a bounded, checksummed disk queue and are
+  appended, in order, once the store works again. A full queue raises, and the
+  flusher counts the records as failed.
+* ``reject``: the sink stops accepting, and the middleware answers regulated requests
+  with 503 until an append succeeds again: no decision is made that cannot be audited.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from predlog._spool import Spool, SpoolFullError
+from predlog.audit._log import AuditLog
+from predlog.audit._reasons import ReasonTable
+from predlog.errors import ConfigError, SinkError
+
+
+class AuditSink:
+    """Writes audited prediction records to an :class:`AuditLog`."""
+
+    def __init__(
+        self,
+        log: AuditLog,
+        *,
+        reasons: ReasonTable,
+        decisions: Iterable[str] = ("declined",),
+        models: Iterable[str] = (),
+        adverse_decisions: Iterable[str] = ("declined",),
+        jurisdiction: str = "US",
+        regulatory_category: str = "credit",
+        failure_policy: str = "queue",
+        queue_dir: str | Path | None = None,
+        queue_max_bytes: int = 256 << 20,
+        retry_interval_s: float = 2.0,
+        checkpoint_interval_s: float = 60.0,
+    ) -> None:
+        if failure_policy not in ("queue", "reject"):
+            raise ConfigError("failure_policy", f"must be queue or reject, got {failure_policy!r}")
+        self.log = log
+        self._reasons = reasons
+        self._decisions = frozenset(decisions)
+        self._models = frozenset(models)
+        self._adverse = frozenset(adverse_decisions)
+        self._jurisdiction = jurisdiction
+        self._category = regulatory_category
+        self.policy = failure_policy
+        self._queue = Spool(
+            queue_dir if queue_dir is not None else Path(log.path) / "queue",
+            max_bytes=queue_max_bytes,
+        )
+        self._retry_interval_s = retry_interval_s
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._last_checkpoint = time.monotonic()
+        self._last_try = 0.0
+        self._lock = threading.Lock()
+        #: False while the store is failing under the ``reject`` policy.
+        self.accepting = True
+        self.appended = 0
+        self.queued = 0
+        self.failures = 0
+
+    def wants(self, decision: Any, model_name: Any, extra: Mapping[str, Any] | None) -> bool:
+        """Whether a record is audited (called by the sampler, per record)."""
+        if extra and extra.get("audit") is True:
+            return True
+        return decision in self._decisions or model_name in self._models
+
+    def export(self, batch: pa.RecordBatch) -> None:
+        entries = [self._entry(row) for row in batch.to_pylist() if self._selected(row)]
+        with self._lock:
+            self._replay_queue()
+            if not entries:
+                return
+            if self._queue:
+                self._enqueue(entries)  # keep order behind what is already waiting
+                return
+            try:
+                self.log.append_many(entries)
+            except Exception as exc:  # the store failed: apply the policy
+                self.failures += 1
+                if self.policy == "reject":
+                    self.accepting = False
+                    raise SinkError(f"audit store failed: {exc!r}", retriable=True) from exc
+                self._enqueue(entries)
+            else:
+                self.appended += len(entries)
+                self.accepting = True
+
+    def tick(self, now: float | None = None) -> None:
+        with self._lock:
+            self._replay_queue()
+            if time.monotonic() - self._last_checkpoint >= self._checkpoint_interval_s:
+                self._checkpoint()
+
+    def flush(self) -> None:
+        """Append what is queued and sign a checkpoint covering every entry."""
+        with self._lock:
+            self._replay_queue(force=True)
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        self._last_checkpoint = time.monotonic()
+        latest = self.log.latest_checkpoint()
+        if self.log.size and (latest is None or latest.size < self.log.size):
+            self.log.checkpoint()
+
+    def close(self) -> None:
+        self.flush()
+
+    def _selected(self, row: Mapping[str, Any]) -> bool:
+        extra = json.loads(row["extra"]) if row.get("extra") else None
+        return self.wants(row.get("decision"), row.get("model_name"), extra)
+
+    def _enqueue(self, entries: list[dict[str, Any]]) -> None:
+        try:
+            self._queue.append([(b"", json.dumps(e).encode()) for e in entries])
+        except SpoolFullError as exc:
+            raise SinkError(f"audit store failing and its queue is full: {exc}") from exc
+        self.queued += len(entries)
+
+    def _replay_queue(self, *, force: bool = False) -> None:
+        if not self._queue:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_try < self._retry_interval_s:
+            return
+        self._last_try = now
+        self._queue.seal()
+        for segment in self._queue.segments():
+            entries = [json.loads(value) for _, value in self._queue.read(segment)]
+            try:
+                if entries:
+                    self.log.append_many(entries)
+            except Exception:  # noqa: BLE001  # still failing: keep the queue, try later
+                self.failures += 1
+                return
+            self.appended += len(entries)
+            self._queue.remove(segment)
+        self.accepting = True
+
+    def _entry(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        extra = json.loads(row["extra"]) if row.get("extra") else {}
+        explanation_in = extra.get("explanation") or {}
+        contributions = explanation_in.get("contributions") or {}
+        decision = row.get("decision")
+        entry: dict[str, Any] = {
+            "audit_id": str(uuid.uuid4()),
+            "prediction_id": str(row["prediction_id"]),
+            "request_id": row.get("request_id"),
+            "timestamp": row["timestamp_utc"].isoformat(),
+            "model_name": row.get("model_name"),
+            "model_version": row.get("model_version"),
+            "raw_score": row.get("raw_score"),
+            "decision": decision,
+            "decision_threshold": row.get("decision_threshold"),
+            "features": json.loads(row["features"]) if row.get("features") else None,
+            "explanation": (
+                self._reasons.explanation(
+                    contributions, method=explanation_in.get("method", "unknown")
+                )
+                if contributions
+                else None
+            ),
+            "adverse_action_reasons": (
+                self._reasons.adverse_reasons(contributions)
+                if decision in self._adverse and contributions
+                else []
+            ),
+            "jurisdiction": extra.get("jurisdiction", self._jurisdiction),
+            "regulatory_category": extra.get("regulatory_category", self._category),
+            "data_quality": row.get("data_quality") or [],
+        }
+        return entry
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "appended": self.appended,
+            "queued": self.queued,
+            "queue_bytes": self._queue.size,
+            "failures": self.failures,
+            "accepting": self.accepting,
+        }
