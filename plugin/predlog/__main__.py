@@ -48,7 +48,15 @@ def _audit(args: argparse.Namespace) -> int:
     from predlog.audit._merkle import verify_inclusion  # noqa: PLC0415
     from predlog.audit._reader import AuditReader  # noqa: PLC0415
 
-    path = Path(args.path if args.action == "verify" else args.data)
+    location = args.path if args.action == "verify" else args.data
+    if location.startswith("s3://"):
+        if not args.public_key:
+            print("predlog audit: --public-key is required for an s3:// log", file=sys.stderr)
+            return 2
+        report = _log.verify(location, public_key=args.public_key)
+        print(json.dumps(report.__dict__))
+        return 0 if report.ok else 1
+    path = Path(location)
     key = args.public_key or (path / "public_key.hex").read_text().strip()
     if args.action == "verify":
         report = _log.verify(path, public_key=key)

@@ -123,6 +123,7 @@ class AuditLog:
         *,
         signing_key: Any,
         checkpoint_every: int = 1000,
+        archive: Any = None,
     ) -> None:
         self._key = load_private_key(signing_key)
         self.key_id = _public_hex(self._key.public_key())[:16]
@@ -130,6 +131,9 @@ class AuditLog:
         self.path = self._store.path
         self._writer_lock = _lock_writer(self.path)
         self._every = checkpoint_every
+        #: An S3Archive: sealed copies of entries and checkpoints on write-once storage.
+        self.archive = archive
+        self._archived = archive.uploaded_until() if archive is not None else 0
         self._lock = threading.Lock()
         self._leaves: list[bytes] = []
         self._by_request: dict[str, list[int]] = {}
@@ -186,8 +190,23 @@ class AuditLog:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         unsigned = Checkpoint(size, root, stamp, self.key_id, b"")
         signed = Checkpoint(size, root, stamp, self.key_id, self._key.sign(unsigned.message()))
-        self._store.append_checkpoint(json.dumps(signed.to_json()).encode())
+        line = json.dumps(signed.to_json()).encode()
+        self._store.append_checkpoint(line)
+        if self.archive is not None:
+            self._archive_until(size, line)
         return signed
+
+    def _archive_until(self, size: int, checkpoint_line: bytes) -> None:
+        """Seal the entries not yet archived, then the checkpoint that covers them."""
+        if size > self._archived:
+            records = [
+                (r.index, r.leaf_hash, r.data)
+                for r in self._store.records()
+                if self._archived <= r.position < size
+            ]
+            self.archive.put_segment(self._archived, records)
+            self._archived = size
+        self.archive.put_checkpoint(size, checkpoint_line)
 
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint.from_json(json.loads(line)) for line in self._store.checkpoint_lines()]
@@ -245,13 +264,23 @@ class VerifyReport:
     checkpoint: int | None = None
 
 
-def verify(path: str | Path, *, public_key: Any) -> VerifyReport:
-    """Recompute the tree from the files and check every checkpoint against it."""
-    key = load_public_key(public_key)
+def _source(path: str | Path, s3_client: Any) -> Any:
+    if str(path).startswith("s3://"):
+        from predlog.audit._s3 import S3Archive  # noqa: PLC0415
+
+        return S3Archive.from_url(str(path), client=s3_client)
     store = LocalStore.__new__(LocalStore)  # read only: no recovery, no directories made
     store.path = Path(path)
     store.entries_dir = store.path / "entries"
     store.checkpoints_path = store.path / "checkpoints.jsonl"
+    return store
+
+
+def verify(path: str | Path, *, public_key: Any, s3_client: Any = None) -> VerifyReport:
+    """Recompute the tree from the files (or ``s3://bucket/prefix``) and check every
+    checkpoint against it."""
+    key = load_public_key(public_key)
+    store = _source(path, s3_client)
     leaves: list[bytes] = []
     try:
         for record in store.records():

@@ -1,0 +1,115 @@
+"""S3 archive of an audit log, on write-once storage (S3 Object Lock, COMPLIANCE mode).
+
+At every checkpoint the entries appended since the last upload are written as one
+sealed object, ``<prefix>entries/<first>-<last>.seg`` (the local record framing, so
+the same verifier reads it), and the checkpoint as ``<prefix>checkpoints/<size>.json``.
+Both carry COMPLIANCE retention, 7 years by default: in that mode nobody, the root
+account included, can delete a version or shorten its retention before it expires.
+An overwrite only adds a newer version; the locked original stays readable, and
+``verify`` on the archive reports the overwritten object as tampered.
+
+The bucket must be created with Object Lock enabled. boto3 finds credentials and
+the endpoint (``AWS_ENDPOINT_URL``) the usual way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from predlog.audit._store import HEAD, Record, UnreadableError
+
+DEFAULT_RETENTION_DAYS = 7 * 365
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> (bucket, prefix ending in / or empty)."""
+    rest = url.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return bucket, prefix
+
+
+class S3Archive:
+    """Sealed audit segments and checkpoints in an Object Lock bucket."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        client: Any = None,
+    ) -> None:
+        if retention_days <= 0:
+            raise ValueError(f"retention_days: must be positive, got {retention_days!r}")
+        if client is None:
+            import boto3  # noqa: PLC0415  # the audit extra
+
+            client = boto3.client("s3")
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.retention_days = retention_days
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> S3Archive:
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, **kwargs)
+
+    def _lock(self) -> dict[str, Any]:
+        until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=self.retention_days)
+        return {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
+
+    def _keys(self, folder: str) -> list[str]:
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{folder}/"):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
+
+    def uploaded_until(self) -> int:
+        """Number of entries already archived (they are archived in order)."""
+        ends = [int(key.rsplit("-", 1)[1].split(".")[0]) + 1 for key in self._keys("entries")]
+        return max(ends, default=0)
+
+    def put_segment(self, first: int, records: list[tuple[int, bytes, bytes]]) -> str:
+        blob = bytearray()
+        for index, leaf, data in records:
+            blob += HEAD.pack(len(data), index, leaf)
+            blob += data
+        last = first + len(records) - 1
+        key = f"{self.prefix}entries/{first:012d}-{last:012d}.seg"
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(blob), **self._lock())
+        return key
+
+    def put_checkpoint(self, size: int, line: bytes) -> str:
+        key = f"{self.prefix}checkpoints/{size:012d}.json"
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=line, **self._lock())
+        return key
+
+    # -- the reading side, shaped like LocalStore for verify() -------------------
+
+    def records(self) -> Iterator[Record]:
+        position = 0
+        for key in sorted(self._keys("entries")):
+            data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            offset = 0
+            while offset < len(data):
+                if offset + HEAD.size > len(data):
+                    raise UnreadableError(position, f"truncated record header in {key}")
+                length, index, leaf = HEAD.unpack_from(data, offset)
+                start = offset + HEAD.size
+                if start + length > len(data):
+                    raise UnreadableError(position, f"truncated record in {key}")
+                yield Record(position, index, leaf, data[start : start + length])
+                position += 1
+                offset = start + length
+
+    def checkpoint_lines(self) -> list[bytes]:
+        return [
+            self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read().strip()
+            for key in sorted(self._keys("checkpoints"))
+        ]
