@@ -91,6 +91,7 @@ class TestAuditLog:
         log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0)
         log.append_many([entry(i) for i in range(5)])
         old = log.checkpoint()
+        log.close()
         again = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0)
         assert again.append(entry(5)) == 5
         new = again.checkpoint()

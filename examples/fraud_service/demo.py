@@ -28,8 +28,9 @@ import pyarrow.dataset as ds
 from examples.fraud_service import model as fraud_model
 
 ROOT = Path(__file__).resolve().parents[2]
-#: For the demo only. A real deployment takes its key from a secret store.
+#: For the demo only. A real deployment takes its keys from a secret store.
 DEMO_KEY = "demo-only-pseudonym-key-do-not-use"
+DEMO_AUDIT_KEY = "d3" * 32
 
 
 def transaction(rng: random.Random, i: int) -> dict[str, Any]:
@@ -87,6 +88,7 @@ def main() -> int:
     fraud_model.load()
     env = dict(os.environ)
     env.setdefault("PREDLOG_PSEUDONYM_KEY", DEMO_KEY)
+    env.setdefault("PREDLOG_AUDIT_SIGNING_KEY", DEMO_AUDIT_KEY)
     env.update(
         PREDLOG_DATA_DIR=str(data_dir),
         PREDLOG_PARQUET_MAX_FILE_AGE_S="2",
@@ -175,6 +177,12 @@ def main() -> int:
         print("  features:")
         for name, value in json.loads(example["features"]).items():
             print(f"    {name:32s} {value}")
+        audit_dir = data_dir / "audit"
+        print(f"\naudit log of declined decisions (Merkle tree, signed checkpoints): {audit_dir}")
+        print(
+            f"  prove this decision: predlog audit prove {example['request_id']} --data {audit_dir}"
+        )
+        print(f"  verify the whole log: predlog audit verify {audit_dir}")
         # Printed for the user to copy, never executed here.
         glob = f"{data_dir}/predictions/**/*.parquet"
         query = "SELECT decision, count(*), avg(raw_score) FROM read_parquet('{}') GROUP BY 1"

@@ -13,10 +13,16 @@ from __future__ import annotations
 from predlog.audit._canonical import canonical
 from predlog.audit._log import AuditLog, Checkpoint, VerifyReport, verify
 from predlog.audit._merkle import leaf_hash, verify_consistency, verify_inclusion
+from predlog.audit._reasons import ReasonTable
+from predlog.audit._s3 import S3Archive
+from predlog.audit._sink import AuditSink
 
 __all__ = [
     "AuditLog",
+    "AuditSink",
     "Checkpoint",
+    "ReasonTable",
+    "S3Archive",
     "VerifyReport",
     "canonical",
     "leaf_hash",

@@ -236,6 +236,18 @@ class AuditLog:
     def leaf_hash(self, index: int) -> bytes:
         return self._leaves[index]
 
+    def close(self) -> None:
+        """Release the writer lock (entries are already durable). Safe to call twice."""
+        handle, self._writer_lock = self._writer_lock, None
+        if handle is not None:
+            handle.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _lock_writer(path: Path) -> Any:
     """Hold an exclusive lock on the directory: two writers would fork the tree."""

@@ -121,7 +121,10 @@ class AuditSink:
             self.log.checkpoint()
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self.log.close()
 
     def _selected(self, row: Mapping[str, Any]) -> bool:
         extra = json.loads(row["extra"]) if row.get("extra") else None
