@@ -109,6 +109,25 @@ class TestAuditSink:
         log.close()
         assert [sink.log.entry(i)["request_id"] for i in range(sink.log.size)] == ["x"]
 
+    def test_regulated_endpoints_and_models(self, tmp_path):
+        """Every request to a configured endpoint, or for a configured model, is audited."""
+        sink = AuditSink(
+            AuditLog(tmp_path, signing_key=KEY),
+            reasons=table(),
+            decisions=(),
+            models=("credit",),
+            paths=("/v1/credit",),
+        )
+        log = logger_with(sink, model_name="fraud")
+        log.log(request_id="by-path", score=0.1, decision="approved", http_path="/v1/credit/score")
+        log.log(request_id="other-path", score=0.1, decision="approved", http_path="/v1/fraud")
+        log.log(request_id="by-model", score=0.1, decision="approved", model_name="credit")
+        log.close()
+        assert [sink.log.entry(i)["request_id"] for i in range(sink.log.size)] == [
+            "by-path",
+            "by-model",
+        ]
+
     def test_queue_policy_holds_and_replays_in_order(self, tmp_path, monkeypatch):
         """With the store failing, entries wait in the disk queue and land in order later."""
         sink = AuditSink(

@@ -1,8 +1,9 @@
 """AuditSink: regulated decisions from the flusher into the audit log.
 
-A record is audited when the handler said so (``predlog.record(audit=True, ...)``), or
-its decision or model is configured as regulated. Audited records are never sampled
-away (the sampler keeps them as their own stratum) and never dropped silently.
+A record is audited when the handler said so (``predlog.record(audit=True, ...)``),
+or its decision, model or endpoint (path prefix) is configured as regulated. Audited
+records are never sampled away (the sampler keeps them as their own stratum) and
+never dropped silently.
 
 When the audit store fails, the configured policy applies, and both keep counters:
 
@@ -41,6 +42,7 @@ class AuditSink:
         reasons: ReasonTable,
         decisions: Iterable[str] = ("declined",),
         models: Iterable[str] = (),
+        paths: Iterable[str] = (),
         adverse_decisions: Iterable[str] = ("declined",),
         jurisdiction: str = "US",
         regulatory_category: str = "credit",
@@ -56,6 +58,7 @@ class AuditSink:
         self._reasons = reasons
         self._decisions = frozenset(decisions)
         self._models = frozenset(models)
+        self._paths = tuple(paths)
         self._adverse = frozenset(adverse_decisions)
         self._jurisdiction = jurisdiction
         self._category = regulatory_category
@@ -77,8 +80,12 @@ class AuditSink:
 
     def wants(self, decision: Any, model_name: Any, extra: Mapping[str, Any] | None) -> bool:
         """Whether a record is audited (called by the sampler, per record)."""
-        if extra and extra.get("audit") is True:
-            return True
+        if extra:
+            if extra.get("audit") is True:
+                return True
+            path = extra.get("http_path")
+            if self._paths and isinstance(path, str) and path.startswith(self._paths):
+                return True
         return decision in self._decisions or model_name in self._models
 
     def export(self, batch: pa.RecordBatch) -> None:
