@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from predlog.audit._store import HEAD, Record, UnreadableError
+from predlog.audit._store import HEAD, Record, parse_records
 
 DEFAULT_RETENTION_DAYS = 7 * 365
 
@@ -96,17 +96,9 @@ class S3Archive:
         position = 0
         for key in sorted(self._keys("entries")):
             data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            offset = 0
-            while offset < len(data):
-                if offset + HEAD.size > len(data):
-                    raise UnreadableError(position, f"truncated record header in {key}")
-                length, index, leaf = HEAD.unpack_from(data, offset)
-                start = offset + HEAD.size
-                if start + length > len(data):
-                    raise UnreadableError(position, f"truncated record in {key}")
-                yield Record(position, index, leaf, data[start : start + length])
+            for record in parse_records(data, position, key):
+                yield record
                 position += 1
-                offset = start + length
 
     def checkpoint_lines(self) -> list[bytes]:
         return [

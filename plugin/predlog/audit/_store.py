@@ -102,18 +102,9 @@ class LocalStore:
         """Every record in order; raises UnreadableError where the framing breaks."""
         position = 0
         for segment in self.segments():
-            data = segment.read_bytes()
-            offset = 0
-            while offset < len(data):
-                if offset + HEAD.size > len(data):
-                    raise UnreadableError(position, f"truncated record header in {segment.name}")
-                length, index, leaf = HEAD.unpack_from(data, offset)
-                start = offset + HEAD.size
-                if start + length > len(data):
-                    raise UnreadableError(position, f"truncated record in {segment.name}")
-                yield Record(position, index, leaf, data[start : start + length])
+            for record in parse_records(segment.read_bytes(), position, segment.name):
+                yield record
                 position += 1
-                offset = start + length
 
     def append_checkpoint(self, line: bytes) -> None:
         fd = os.open(self.checkpoints_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -127,6 +118,21 @@ class LocalStore:
         if not self.checkpoints_path.exists():
             return []
         return [line for line in self.checkpoints_path.read_bytes().splitlines() if line]
+
+
+def parse_records(data: bytes, position: int, name: str) -> Iterator[Record]:
+    """The records of one segment's bytes; ``position`` is the first one's place in the log."""
+    offset = 0
+    while offset < len(data):
+        if offset + HEAD.size > len(data):
+            raise UnreadableError(position, f"truncated record header in {name}")
+        length, index, leaf = HEAD.unpack_from(data, offset)
+        start = offset + HEAD.size
+        if start + length > len(data):
+            raise UnreadableError(position, f"truncated record in {name}")
+        yield Record(position, index, leaf, data[start : start + length])
+        position += 1
+        offset = start + length
 
 
 def _fsync_dir(path: Path) -> None:
