@@ -1,0 +1,14 @@
+"""Answers from the prediction logs: investigate, evaluate, drift, replay.
+
+DuckDB over the Parquet layout (``<data>/predictions/date=YYYY-MM-DD/*.parquet``),
+the same whether the files were written by :class:`~predlog.ParquetSink` or by
+``predlog sink`` from Kafka. Needs the ``analytics`` extra.
+"""
+
+from __future__ import annotations
+
+from predlog.analytics._data import AnalyticsError, Predictions
+from predlog.analytics._evaluate import evaluate, weighted_auc
+from predlog.analytics._investigate import investigate
+
+__all__ = ["AnalyticsError", "Predictions", "evaluate", "investigate", "weighted_auc"]

@@ -1,0 +1,51 @@
+"""Opening the prediction log with DuckDB, with errors a person can act on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from predlog.errors import PredlogError
+
+
+class AnalyticsError(PredlogError):
+    """The data cannot answer the question; the message says why and what to check."""
+
+
+class Predictions:
+    """The prediction records under a data directory, as a DuckDB view ``predictions``."""
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+        import duckdb  # noqa: PLC0415  # the analytics extra
+
+        root = Path(data_dir or os.environ.get("PREDLOG_DATA_DIR") or "./predlog-data")
+        self.root = root
+        files = root / "predictions"
+        if not root.exists():
+            raise AnalyticsError(
+                f"data directory {root} does not exist (set --data or PREDLOG_DATA_DIR)"
+            )
+        if not files.exists() or not any(files.glob("date=*/*.parquet")):
+            raise AnalyticsError(
+                f"no prediction files under {files}: nothing has been logged there yet, "
+                "or files are still open (they are published on roll, flush and exit)"
+            )
+        self.con = duckdb.connect()
+        glob = str(files / "**" / "*.parquet").replace("'", "''")
+        self.con.execute(  # the glob is quoted above; DuckDB cannot bind a view's path
+            "CREATE VIEW predictions AS SELECT * FROM "  # noqa: S608
+            f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+        )
+        self.columns = {row[0] for row in self.con.execute("DESCRIBE predictions").fetchall()}
+
+    def require(self, *columns: str) -> None:
+        missing = [c for c in columns if c not in self.columns]
+        if missing:
+            raise AnalyticsError(
+                f"the prediction files have no column {', '.join(missing)} "
+                f"(found: {', '.join(sorted(self.columns))})"
+            )
+
+    def query(self, sql: str, params: list[Any] | None = None) -> Any:
+        return self.con.execute(sql, params or [])

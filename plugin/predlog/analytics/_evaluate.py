@@ -1,0 +1,173 @@
+"""Joining predictions with late ground truth: AUC, precision and recall, calibration, cohorts.
+
+Every metric is weighted by ``sample_weight``, so a stratified sample (all the risky
+and near-threshold decisions, 5% of the rest) still estimates the population's metrics
+without bias.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from predlog.analytics._data import AnalyticsError, Predictions
+
+COHORTS = ("user_segment", "channel", "geographic_region", "model_version")
+
+
+def weighted_auc(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, weights: npt.ArrayLike | None = None
+) -> float:
+    """ROC AUC with sample weights: the weighted probability that a positive outscores a
+    negative, ties counting one half. The same value as the area under the weighted ROC
+    curve (scikit-learn's ``roc_auc_score``)."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    w = np.ones(len(s)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if y.all() or not y.any():
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    s, y, w = s[order], y[order], w[order]
+    boundaries = np.flatnonzero(np.diff(s)) + 1
+    groups = np.split(np.arange(len(s)), boundaries)
+    neg_below = 0.0
+    total = 0.0
+    for g in groups:
+        pos = float(w[g][y[g]].sum())
+        neg = float(w[g][~y[g]].sum())
+        total += pos * (neg_below + 0.5 * neg)
+        neg_below += neg
+    return total / (float(w[y].sum()) * float(w[~y].sum()))
+
+
+def _calibration(y: Any, s: Any, w: Any, bins: int = 10) -> list[dict[str, Any]]:
+    edges = np.linspace(0, 1, bins + 1)
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        mask = (s >= lo) & ((s < hi) if hi < 1 else (s <= hi))
+        if not mask.any():
+            continue
+        weight = w[mask].sum()
+        out.append(
+            {
+                "bin": f"{lo:.1f}-{hi:.1f}",
+                "n": int(mask.sum()),
+                "mean_score": float((s[mask] * w[mask]).sum() / weight),
+                "observed_rate": float((y[mask] * w[mask]).sum() / weight),
+            }
+        )
+    return out
+
+
+def _metrics(y: Any, s: Any, w: Any, t: Any) -> dict[str, Any]:
+    predicted = s >= t
+    tp = float(w[predicted & y].sum())
+    fp = float(w[predicted & ~y].sum())
+    fn = float(w[~predicted & y].sum())
+    return {
+        "n": len(y),
+        "weighted_n": float(w.sum()),
+        "positives": int(y.sum()),
+        "auc": weighted_auc(y, s, w),
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+    }
+
+
+def evaluate(
+    outcomes: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    key: tuple[str, str] = ("request_id", "request_id"),
+    label: tuple[str, str | None] = ("label", None),
+    since: str | None = None,
+    until: str | None = None,
+    days_ago: int | None = None,
+    min_cohort: int = 100,
+) -> dict[str, Any]:
+    """Join predictions with outcomes (CSV or Parquet) and report metrics overall and per cohort.
+
+    ``key`` is (prediction column, outcome column); ``label`` is (outcome column, the value
+    that counts as positive, or None for a 0/1 or boolean column).
+    """
+    data = Predictions(data_dir)
+    pred_key, outcome_key = key
+    data.require(pred_key, "raw_score", "decision_threshold", "sample_weight", *COHORTS)
+    path = Path(outcomes)
+    if not path.exists():
+        raise AnalyticsError(f"outcomes file {path} does not exist")
+    reader = "read_parquet" if path.suffix == ".parquet" else "read_csv_auto"
+    quoted = str(path).replace("'", "''")  # a view cannot take a bound parameter
+    data.query(f"CREATE VIEW outcomes AS SELECT * FROM {reader}('{quoted}')")  # noqa: S608
+    outcome_columns = {r[0] for r in data.query("DESCRIBE outcomes").fetchall()}
+    label_column, positive = label
+    for column in (outcome_key, label_column):
+        if column not in outcome_columns:
+            found = ", ".join(sorted(outcome_columns))
+            raise AnalyticsError(f"the outcomes file has no column {column!r} (found: {found})")
+    where = ["p.raw_score IS NOT NULL"]
+    params: list[Any] = []
+    if days_ago is not None:
+        where.append("p.timestamp_utc >= now() - to_days(?)")
+        params.append(days_ago)
+    if since:
+        where.append("p.timestamp_utc >= CAST(? AS TIMESTAMPTZ)")
+        params.append(since)
+    if until:
+        where.append("p.timestamp_utc < CAST(? AS TIMESTAMPTZ)")
+        params.append(until)
+    label_sql = (
+        f'CAST(o."{label_column}" AS VARCHAR) = ?'
+        if positive is not None
+        else f'CAST(o."{label_column}" AS BOOLEAN)'
+    )
+    if positive is not None:
+        params.insert(0, positive)
+    # Column names are interpolated only after being found in the tables above.
+    sql = (
+        f"SELECT p.raw_score, p.decision_threshold, p.sample_weight, {label_sql} AS y, "  # noqa: S608
+        + ", ".join(f"p.{c}" for c in COHORTS)
+        + f' FROM predictions p JOIN outcomes o ON CAST(p."{pred_key}" AS VARCHAR) = '
+        f'CAST(o."{outcome_key}" AS VARCHAR) WHERE ' + " AND ".join(where)
+    )
+    rows = data.query(sql, params).fetchnumpy()
+    n = len(rows["raw_score"])
+    if n == 0:
+        predictions = data.query("SELECT count(*) FROM predictions").fetchone()[0]
+        labelled = data.query("SELECT count(*) FROM outcomes").fetchone()[0]
+        raise AnalyticsError(
+            f"the join matched nothing: {predictions} predictions, {labelled} outcomes, "
+            f"joined on predictions.{pred_key} = outcomes.{outcome_key} "
+            "(check --key and the time range)"
+        )
+    y = np.asarray(rows["y"], dtype=bool)
+    s = np.asarray(rows["raw_score"], dtype=np.float64)
+    w = np.asarray(rows["sample_weight"], dtype=np.float64)
+    t = np.asarray(rows["decision_threshold"], dtype=np.float64)
+    report: dict[str, Any] = {"n": n, "overall": _metrics(y, s, w, t)}
+    report["overall"]["calibration"] = _calibration(y, s, w)
+    report["cohorts"] = {}
+    report["omitted"] = []
+    for cohort in COHORTS:
+        values = np.asarray(rows[cohort], dtype=object)
+        report["cohorts"][cohort] = {}
+        for value in sorted({v for v in values.tolist() if v is not None}):
+            mask = values == value
+            if mask.sum() < min_cohort:
+                report["omitted"].append(
+                    {
+                        "cohort": cohort,
+                        "value": value,
+                        "n": int(mask.sum()),
+                        "reason": f"fewer than {min_cohort} labelled predictions",
+                    }
+                )
+                continue
+            report["cohorts"][cohort][value] = _metrics(y[mask], s[mask], w[mask], t[mask])
+    report["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return report

@@ -1,0 +1,98 @@
+"""Everything predlog recorded about one request, and how its features compare."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from predlog.analytics._data import AnalyticsError, Predictions
+
+#: Percentile rank of a value among all records, and among one customer's records.
+_POPULATION = (
+    "SELECT avg(CASE WHEN CAST(json_extract(features, ?) AS DOUBLE) <= ? THEN 1.0 ELSE 0.0 END),"
+    " count(*) FROM predictions WHERE json_extract(features, ?) IS NOT NULL"
+)
+_OWN_HISTORY = (
+    "SELECT avg(CASE WHEN CAST(json_extract(features, ?) AS DOUBLE) <= ? THEN 1.0 ELSE 0.0 END),"
+    " count(*) FROM predictions WHERE json_extract_string(features, ?) = ?"
+)
+
+
+def investigate(
+    request_id: str,
+    *,
+    data_dir: str | Path | None = None,
+    stale_after_s: float = 3600.0,
+    user_key: str | None = None,
+    jaeger_url: str | None = None,
+) -> list[dict[str, Any]]:
+    """Every record with this request id, across services and models, explained.
+
+    For each numeric feature: its percentile in the population of all logged records,
+    and (with ``user_key``, a feature naming the customer, e.g. a pseudonymised card id)
+    in that customer's own history.
+    """
+    data = Predictions(data_dir)
+    rows = data.query(
+        "SELECT * FROM predictions WHERE request_id = ? ORDER BY timestamp_utc", [request_id]
+    ).fetchall()
+    if not rows:
+        raise AnalyticsError(f"no prediction with request id {request_id!r} under {data.root}")
+    names = [d[0] for d in data.con.description]
+    jaeger = jaeger_url or os.environ.get("PREDLOG_JAEGER_URL")
+    out = []
+    for values in rows:
+        record = dict(zip(names, values, strict=True))
+        features = json.loads(record["features"]) if record.get("features") else {}
+        extra = json.loads(record["extra"]) if record.get("extra") else {}
+        numeric = {
+            k: v
+            for k, v in features.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        comparison = {}
+        for name, value in numeric.items():
+            path = "$." + json.dumps(name)
+            population = data.query(_POPULATION, [path, value, path]).fetchone()
+            entry = {
+                "value": value,
+                "population_percentile": round(100 * population[0], 1),
+                "population_n": population[1],
+            }
+            if user_key and user_key in features:
+                key_path = "$." + json.dumps(user_key)
+                own = data.query(
+                    _OWN_HISTORY, [path, value, key_path, str(features[user_key])]
+                ).fetchone()
+                entry["own_history_percentile"] = round(100 * own[0], 1) if own[1] else None
+                entry["own_history_n"] = own[1]
+            comparison[name] = entry
+        freshness = record.get("feature_freshness_max_age_seconds")
+        out.append(
+            {
+                "request_id": record["request_id"],
+                "prediction_id": str(record["prediction_id"]),
+                "timestamp_utc": str(record["timestamp_utc"]),
+                "model": f"{record['model_name']} {record['model_version']}",
+                "score": record["raw_score"],
+                "threshold": record["decision_threshold"],
+                "decision": record["decision"],
+                "confidence": record["model_confidence"],
+                "features": features,
+                "null_features": sorted(k for k, v in features.items() if v is None),
+                "freshness_max_age_seconds": freshness,
+                "stale": freshness is not None and freshness > stale_after_s,
+                "explanation": extra.get("explanation"),
+                "trace_id": record.get("trace_id"),
+                "trace_url": (
+                    f"{jaeger.rstrip('/')}/trace/{record['trace_id']}"
+                    if jaeger and record.get("trace_id")
+                    else None
+                ),
+                "data_quality": record.get("data_quality") or [],
+                "comparison": comparison,
+            }
+        )
+    return out
