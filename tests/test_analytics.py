@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -174,3 +176,57 @@ class TestInvestigate:
         """An unknown request id is a clear error, not an empty answer."""
         with pytest.raises(AnalyticsError, match="no prediction with request id"):
             investigate("does-not-exist", data_dir=logged / "data")
+
+
+class TestCommandLine:
+    def test_evaluate_and_investigate_commands(self, logged):
+        """`predlog evaluate --json` prints the documented shape; investigate finds a request."""
+        import subprocess
+        import sys
+
+        from tests.helpers import child_env
+
+        run = lambda *a: subprocess.run(  # noqa: E731
+            [sys.executable, "-m", "predlog", *a],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        out = run(
+            "evaluate",
+            "--outcomes",
+            str(logged / "outcomes.csv"),
+            "--data",
+            str(logged / "data"),
+            "--key",
+            "request_id=transaction_id",
+            "--label",
+            "outcome=chargeback",
+            "--json",
+        )
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert set(report) >= {"n", "overall", "cohorts", "omitted"}
+        assert set(report["cohorts"]) == {
+            "user_segment",
+            "channel",
+            "geographic_region",
+            "model_version",
+        }
+        api = evaluate(
+            logged / "outcomes.csv",
+            data_dir=logged / "data",
+            key=("request_id", "transaction_id"),
+            label=("outcome", "chargeback"),
+        )
+        assert report["overall"]["auc"] == api["overall"]["auc"]
+        kept = sorted(joined(logged)["request_id"])[0]
+        shown = run("investigate", kept, "--data", str(logged / "data"))
+        assert shown.returncode == 0, shown.stderr
+        assert f"request {kept}" in shown.stdout
+        assert "population p" in shown.stdout
+        missing = run("investigate", "nope", "--data", str(logged / "data"))
+        assert missing.returncode == 1
+        assert "no prediction with request id" in missing.stderr

@@ -96,6 +96,94 @@ def _audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _pair(text: str, what: str) -> tuple[str, str]:
+    left, sep, right = text.partition("=")
+    if not sep or not left or not right:
+        raise SystemExit(f"predlog: {what} must look like A=B, got {text!r}")
+    return left, right
+
+
+def _investigate(args: argparse.Namespace) -> int:
+    from predlog.analytics import AnalyticsError, investigate  # noqa: PLC0415
+
+    try:
+        records = investigate(
+            args.request_id,
+            data_dir=args.data,
+            user_key=args.user_key,
+            stale_after_s=args.stale_after,
+        )
+    except AnalyticsError as exc:
+        print(f"predlog investigate: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(records, indent=2, default=str))
+        return 0
+    for r in records:
+        print(
+            f"request {r['request_id']}  prediction {r['prediction_id']}  at {r['timestamp_utc']}"
+        )
+        print(
+            f"  model {r['model']}: score {r['score']} against threshold {r['threshold']}"
+            f" -> {r['decision']} ({r['confidence']} confidence)"
+        )
+        stale = " STALE" if r["stale"] else ""
+        print(
+            f"  features (freshness {r['freshness_max_age_seconds']} s{stale};"
+            f" null: {', '.join(r['null_features']) or 'none'}):"
+        )
+        for name, value in r["features"].items():
+            cmp = r["comparison"].get(name)
+            extra = ""
+            if cmp:
+                extra = f"  population p{cmp['population_percentile']:g}"
+                if cmp.get("own_history_percentile") is not None:
+                    extra += f", own history p{cmp['own_history_percentile']:g}"
+            print(f"    {name:28s} {value!s:>16s}{extra}")
+        if r["explanation"]:
+            print(f"  explanation: {json.dumps(r['explanation'])}")
+        if r["trace_id"]:
+            print(f"  trace {r['trace_id']}" + (f"  {r['trace_url']}" if r["trace_url"] else ""))
+        if r["data_quality"]:
+            print(f"  data quality: {', '.join(r['data_quality'])}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from predlog.analytics import AnalyticsError, evaluate  # noqa: PLC0415
+
+    key = _pair(args.key, "--key")
+    label_column, _, positive = args.label.partition("=")
+    try:
+        report = evaluate(
+            args.outcomes,
+            data_dir=args.data,
+            key=key,
+            label=(label_column, positive or None),
+            since=args.since,
+            until=args.until,
+            days_ago=args.days_ago,
+            min_cohort=args.min_cohort,
+        )
+    except AnalyticsError as exc:
+        print(f"predlog evaluate: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    o = report["overall"]
+    print(
+        f"n={report['n']} (weighted {o['weighted_n']:.0f})  AUC {o['auc']:.4f}  "
+        f"precision {o['precision']}  recall {o['recall']}"
+    )
+    for cohort, values in report["cohorts"].items():
+        for value, m in values.items():
+            print(f"  {cohort}={value}: n={m['n']} AUC {m['auc']:.4f}")
+    for item in report["omitted"]:
+        print(f"  omitted {item['cohort']}={item['value']}: n={item['n']} ({item['reason']})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="predlog", description="Prediction logging tools.")
     parser.add_argument("--version", action="version", version=f"predlog {__version__}")
@@ -136,6 +224,35 @@ def main(argv: list[str] | None = None) -> int:
             "directory, which is only as trustworthy as the directory itself",
         )
     audit.set_defaults(run=_audit)
+
+    data_default = os.environ.get("PREDLOG_DATA_DIR", "./predlog-data")
+    inv = commands.add_parser("investigate", help="everything recorded about one request")
+    inv.add_argument("request_id")
+    inv.add_argument("--data", default=data_default)
+    inv.add_argument("--user-key", help="feature naming the customer, for own-history percentiles")
+    inv.add_argument("--stale-after", type=float, default=3600.0, help="seconds (default 3600)")
+    inv.add_argument("--json", action="store_true")
+    inv.set_defaults(run=_investigate)
+
+    ev = commands.add_parser("evaluate", help="metrics against late ground truth, per cohort")
+    ev.add_argument("--outcomes", required=True, help="CSV or Parquet file of outcomes")
+    ev.add_argument(
+        "--key",
+        default="request_id=request_id",
+        help="prediction_column=outcome_column (default request_id=request_id)",
+    )
+    ev.add_argument(
+        "--label",
+        required=True,
+        help="outcome column, or column=value for the positive value (outcome=fraud)",
+    )
+    ev.add_argument("--since")
+    ev.add_argument("--until")
+    ev.add_argument("--days-ago", type=int)
+    ev.add_argument("--min-cohort", type=int, default=100)
+    ev.add_argument("--data", default=data_default)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(run=_evaluate)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
