@@ -83,6 +83,17 @@ def contributions(model: Pipeline, features: dict[str, Any]) -> dict[str, float]
     return out
 
 
+_loaded: dict[str, Pipeline] = {}
+
+
+def score_features(features: dict[str, Any]) -> float:
+    """Score one logged feature set with the saved model (``predlog replay --model``)."""
+    model = _loaded.get("model")
+    if model is None:
+        model = _loaded["model"] = load()
+    return float(model.predict_proba(frame([features]))[0, 1])
+
+
 #: Plain-English adverse-action reasons, one per feature that can be a top reason.
 REASONS = {
     "amount": "Transaction amount is unusually high",

@@ -8,7 +8,17 @@ the same whether the files were written by :class:`~predlog.ParquetSink` or by
 from __future__ import annotations
 
 from predlog.analytics._data import AnalyticsError, Predictions
+from predlog.analytics._drift import drift
 from predlog.analytics._evaluate import evaluate, weighted_auc
 from predlog.analytics._investigate import investigate
+from predlog.analytics._replay import replay
 
-__all__ = ["AnalyticsError", "Predictions", "evaluate", "investigate", "weighted_auc"]
+__all__ = [
+    "AnalyticsError",
+    "Predictions",
+    "drift",
+    "evaluate",
+    "investigate",
+    "replay",
+    "weighted_auc",
+]
