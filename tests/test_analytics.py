@@ -346,3 +346,57 @@ class TestReplay:
         assert proc.returncode == 0, proc.stderr[-2000:]
         (result,) = json.loads(proc.stdout.strip().splitlines()[-1])
         assert result["replayed"]["score"] == result["logged"]["score"]
+
+
+class TestDriftAndReplayCommands:
+    def test_drift_and_replay_commands(self, two_weeks, logged):
+        """`predlog drift` names the shifted feature; `predlog replay` shows both scores."""
+        import subprocess
+        import sys
+
+        from tests.helpers import ROOT, child_env
+
+        env = child_env(PYTHONPATH=f"{ROOT / 'plugin'}:{ROOT}")
+        drift_out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "predlog",
+                "drift",
+                "--baseline",
+                "2026-10-01..2026-10-08",
+                "--current",
+                "2026-10-08..2026-10-15",
+                "--data",
+                str(two_weeks / "data"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert drift_out.returncode == 0, drift_out.stderr
+        flagged = [line.split()[0] for line in drift_out.stdout.splitlines() if "DRIFTED" in line]
+        assert flagged == ["amount"]
+        request_id = sorted(joined(logged)["request_id"])[1]
+        replay_out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "predlog",
+                "replay",
+                request_id,
+                "--model",
+                "examples.fraud_service.model:score_features",
+                "--data",
+                str(logged / "data"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert replay_out.returncode == 0, replay_out.stderr
+        assert "difference 0.0; same side of threshold: True" in replay_out.stdout

@@ -184,6 +184,72 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift(args: argparse.Namespace) -> int:
+    from predlog.analytics import AnalyticsError, drift  # noqa: PLC0415
+
+    try:
+        report = drift(
+            baseline=args.baseline,
+            current=args.current,
+            data_dir=args.data,
+            psi_threshold=args.psi_threshold,
+            model_name=args.model_name,
+        )
+    except AnalyticsError as exc:
+        print(f"predlog drift: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(
+        f"baseline {report['baseline']['range']} (n={report['baseline']['n']}) vs "
+        f"current {report['current']['range']} (n={report['current']['n']})"
+    )
+    for name, f in report["features"].items():
+        mark = "DRIFTED" if f["drifted"] else ""
+        psi = "-" if f["psi"] is None else f"{f['psi']:.3f}"
+        nulls = f["null_rate"]
+        print(
+            f"  {name:28s} {f['kind']:11s} PSI {psi:>7s}  nulls "
+            f"{nulls['baseline']:.1%} -> {nulls['current']:.1%}  {mark}"
+        )
+    score = report["score"]
+    print(
+        f"  score PSI {score['psi']:.3f}, mean {score['mean']['baseline']:.4f} -> "
+        f"{score['mean']['current']:.4f}"
+    )
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from predlog.analytics import AnalyticsError, replay  # noqa: PLC0415
+
+    try:
+        results = replay(args.request_id, model=args.model, data_dir=args.data)
+    except AnalyticsError as exc:
+        print(f"predlog replay: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+        return 0
+    for r in results:
+        logged, replayed = r["logged"], r["replayed"]
+        print(f"prediction {r['prediction_id']} (threshold {r['threshold']})")
+        print(
+            f"  logged   {logged['model']:30s} score {logged['score']}"
+            f"  decision {logged['decision']}"
+        )
+        print(
+            f"  replayed {replayed['model']:30s} score {replayed['score']}"
+            f"  decision {replayed['decision']}"
+        )
+        print(
+            f"  difference {r['score_difference']}; same side of threshold: "
+            f"{r['same_side_of_threshold']}"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="predlog", description="Prediction logging tools.")
     parser.add_argument("--version", action="version", version=f"predlog {__version__}")
@@ -253,6 +319,22 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--data", default=data_default)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(run=_evaluate)
+
+    dr = commands.add_parser("drift", help="which features moved between two time ranges")
+    dr.add_argument("--baseline", required=True, help="START..END, e.g. 2026-10-01..2026-10-08")
+    dr.add_argument("--current", required=True, help="START..END")
+    dr.add_argument("--psi-threshold", type=float, default=0.2)
+    dr.add_argument("--model-name")
+    dr.add_argument("--data", default=data_default)
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(run=_drift)
+
+    rp = commands.add_parser("replay", help="re-score a logged prediction with a model")
+    rp.add_argument("request_id")
+    rp.add_argument("--model", required=True, help="module:callable or bentoml:<tag>")
+    rp.add_argument("--data", default=data_default)
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(run=_replay)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
