@@ -24,6 +24,12 @@ if ! command -v kcat >/dev/null; then
     (apt-get install -y -q kcat >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q kcat >/dev/null)
 fi
 
+# --- Chromium, to render the HTML reports in tests (Debian package) -----------------
+if ! command -v chromium >/dev/null; then
+    log "installing chromium"
+    (apt-get install -y -q chromium >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
+fi
+
 # --- Kafka ------------------------------------------------------------------------
 if [[ ! -f "$KAFKA_HOME/.complete" ]]; then
     log "resolving Apache Kafka $KAFKA_VERSION from Maven Central"

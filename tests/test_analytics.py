@@ -400,3 +400,93 @@ class TestDriftAndReplayCommands:
         )
         assert replay_out.returncode == 0, replay_out.stderr
         assert "difference 0.0; same side of threshold: True" in replay_out.stdout
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+
+
+def render(page, tmp_path):
+    """The page's rendered DOM and a screenshot, from headless Chromium."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: run the tests with `make test`")
+    profile = tmp_path / "profile"
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+    dom = subprocess.run(
+        [*base, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    shot = tmp_path / f"{page.stem}.png"
+    subprocess.run(
+        [*base, f"--screenshot={shot}", "--window-size=1400,1800", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    return dom, shot
+
+
+def ink(png) -> float:
+    """Share of pixels that are not (near) white."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
+    return float((pixels < 200).mean())
+
+
+class TestHtmlReports:
+    def test_evaluate_report_renders_roc_curves(self, logged, tmp_path):
+        """The evaluate report renders in Chromium with a ROC curve per cohort value."""
+        page = tmp_path / "evaluate.html"
+        report = evaluate(
+            logged / "outcomes.csv",
+            data_dir=logged / "data",
+            key=("request_id", "transaction_id"),
+            label=("fraud", None),
+            html_path=page,
+        )
+        dom, shot = render(page, tmp_path)
+        curves = dom.count("<polyline")
+        expected = 1 + sum(len(values) for values in report["cohorts"].values())
+        assert curves == expected
+        assert dom.count("<svg") >= 1 + sum(1 for v in report["cohorts"].values() if v)
+        assert "Omitted cohorts" in dom or not report["omitted"]
+        assert ink(shot) > 0.01, "the screenshot is blank"
+        from PIL import Image
+
+        colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
+        assert any(c == (31, 119, 180) for _, c in colours), "no ROC line drawn"
+
+    def test_drift_report_renders_histograms(self, two_weeks, tmp_path):
+        """The drift report renders in Chromium with a histogram per feature and the score."""
+        from predlog.analytics import drift
+
+        page = tmp_path / "drift.html"
+        report = drift(
+            baseline="2026-10-01..2026-10-08",
+            current="2026-10-08..2026-10-15",
+            data_dir=two_weeks / "data",
+            html_path=page,
+        )
+        dom, shot = render(page, tmp_path)
+        with_histograms = sum(1 for f in report["features"].values() if f.get("histogram"))
+        assert dom.count("<svg") == with_histograms + 1
+        assert dom.count("<rect") > 10 * with_histograms
+        assert "amount: PSI" in dom and "DRIFTED" in dom
+        assert ink(shot) > 0.01, "the screenshot is blank"

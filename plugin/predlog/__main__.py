@@ -318,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--min-cohort", type=int, default=100)
     ev.add_argument("--data", default=data_default)
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--html", help="also write an HTML report (ROC curves per cohort) here")
     ev.set_defaults(run=_evaluate)
 
     dr = commands.add_parser("drift", help="which features moved between two time ranges")
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     dr.add_argument("--model-name")
     dr.add_argument("--data", default=data_default)
     dr.add_argument("--json", action="store_true")
+    dr.add_argument("--html", help="also write an HTML report (histograms) here")
     dr.set_defaults(run=_drift)
 
     rp = commands.add_parser("replay", help="re-score a logged prediction with a model")

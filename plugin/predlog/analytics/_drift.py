@@ -61,6 +61,7 @@ def drift(
     data_dir: str | Path | None = None,
     psi_threshold: float = 0.2,
     model_name: str | None = None,
+    html_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Compare the records of two ranges, feature by feature."""
     from scipy import stats  # noqa: PLC0415  # the analytics extra
@@ -120,6 +121,7 @@ def drift(
             ks = stats.ks_2samp(b_num, c_num)
             entry["ks"] = {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
             entry["mean"] = {"baseline": float(b_num.mean()), "current": float(c_num.mean())}
+            entry["histogram"] = _histogram(b_num, c_num)
         else:
             b_cat, c_cat = b_vals.astype(str), c_vals.astype(str)
             categories = sorted(set(b_cat) | set(c_cat))
@@ -127,6 +129,11 @@ def drift(
             c_counts = np.array([cw[~c_null][c_cat == k].sum() for k in categories])
             entry["kind"] = "categorical"
             entry["psi"] = _psi_from_counts(b_counts, c_counts)
+            entry["histogram"] = {
+                "categories": categories,
+                "baseline": b_counts.tolist(),
+                "current": c_counts.tolist(),
+            }
             table = np.array(
                 [[np.sum(b_cat == k) for k in categories], [np.sum(c_cat == k) for k in categories]]
             )
@@ -157,4 +164,48 @@ def drift(
         "baseline": float(fresh_b.mean()) if len(fresh_b) else None,
         "current": float(fresh_c.mean()) if len(fresh_c) else None,
     }
+    if len(b_score) and len(c_score):
+        report["score"]["histogram"] = _histogram(b_score, c_score)
+    if html_path is not None:
+        _write_html(html_path, report)
     return report
+
+
+def _histogram(base: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> dict[str, Any]:
+    edges = np.unique(np.quantile(base, np.linspace(0, 1, 11)))
+    if len(edges) < 2:
+        edges = np.array([base.min(), base.max() + 1])
+    inner = edges.copy()
+    inner[0], inner[-1] = -np.inf, np.inf
+    return {
+        "edges": edges.tolist(),
+        "baseline": np.histogram(base, inner)[0].tolist(),
+        "current": np.histogram(current, inner)[0].tolist(),
+    }
+
+
+def _write_html(path: str | Path, report: dict[str, Any]) -> None:
+    from predlog.analytics import _html  # noqa: PLC0415
+
+    rows = [
+        {
+            "feature": name,
+            "kind": f["kind"],
+            "psi": f["psi"],
+            "drifted": f["drifted"],
+            "null_rate_baseline": f["null_rate"]["baseline"],
+            "null_rate_current": f["null_rate"]["current"],
+        }
+        for name, f in report["features"].items()
+    ]
+    sections = [("Features", _html.table(rows, list(rows[0]) if rows else []))]
+    if "histogram" in report["score"]:
+        h = report["score"]["histogram"]
+        sections.append(("Score", _html.histogram("score", h["baseline"], h["current"])))
+    for name, f in report["features"].items():
+        h = f.get("histogram")
+        if h:
+            label = f"{name}: PSI {f['psi']:.3f}" + (" DRIFTED" if f["drifted"] else "")
+            sections.append((label, _html.histogram(name, h["baseline"], h["current"])))
+    title = f"predlog drift: {report['baseline']['range']} vs {report['current']['range']}"
+    _html.write(path, _html.page(title, sections))

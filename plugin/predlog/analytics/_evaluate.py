@@ -89,6 +89,7 @@ def evaluate(
     until: str | None = None,
     days_ago: int | None = None,
     min_cohort: int = 100,
+    html_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Join predictions with outcomes (CSV or Parquet) and report metrics overall and per cohort.
 
@@ -170,4 +171,41 @@ def evaluate(
                 continue
             report["cohorts"][cohort][value] = _metrics(y[mask], s[mask], w[mask], t[mask])
     report["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if html_path is not None:
+        _write_html(html_path, report, rows, y=y, s=s, w=w)
     return report
+
+
+def _write_html(
+    path: str | Path, report: dict[str, Any], rows: Any, *, y: Any, s: Any, w: Any
+) -> None:
+    from predlog.analytics import _html  # noqa: PLC0415
+
+    o = report["overall"]
+    sections = [
+        (
+            "Overall",
+            _html.line_chart(f"ROC, AUC {o['auc']:.4f}", {"all": _html.roc_curve(y, s, w)})
+            + _html.table(
+                [{k: o[k] for k in ("n", "weighted_n", "auc", "precision", "recall")}],
+                ("n", "weighted_n", "auc", "precision", "recall"),
+            ),
+        ),
+        ("Calibration", _html.table(o["calibration"], ("bin", "n", "mean_score", "observed_rate"))),
+    ]
+    for cohort, values in report["cohorts"].items():
+        if not values:
+            continue
+        column = np.asarray(rows[cohort], dtype=object)
+        curves = {
+            f"{value} (AUC {m['auc']:.3f}, n={m['n']})": _html.roc_curve(
+                y[column == value], s[column == value], w[column == value]
+            )
+            for value, m in values.items()
+        }
+        sections.append((f"ROC by {cohort}", _html.line_chart(f"ROC by {cohort}", curves)))
+    if report["omitted"]:
+        sections.append(
+            ("Omitted cohorts", _html.table(report["omitted"], ("cohort", "value", "n", "reason")))
+        )
+    _html.write(path, _html.page(f"predlog evaluate: {report['generated_at']}", sections))
