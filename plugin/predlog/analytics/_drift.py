@@ -54,6 +54,15 @@ def _psi_from_counts(b: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> 
     return float(((q - p) * np.log(q / p)).sum())
 
 
+def _arrow(data: Predictions, sql: str, params: list[Any]) -> Any:
+    relation = data.con.sql(sql, params=params)
+    return (getattr(relation, "to_arrow_table", None) or relation.arrow)()
+
+
+def _json_path(name: str) -> str:
+    return "$." + json.dumps(name)
+
+
 def drift(
     *,
     baseline: str,
@@ -63,94 +72,135 @@ def drift(
     model_name: str | None = None,
     html_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Compare the records of two ranges, feature by feature."""
+    """Compare the records of two ranges, feature by feature.
+
+    DuckDB extracts one feature at a time from the JSON column, so memory holds a
+    single float column per range, not every record's features.
+    """
     from scipy import stats  # noqa: PLC0415  # the analytics extra
 
     data = Predictions(data_dir)
     data.require("features", "raw_score", "sample_weight", "timestamp_utc")
-    frames = {}
-    for name, text in (("baseline", baseline), ("current", current)):
+    counts = {}
+    for view, text in (("baseline", baseline), ("current", current)):
         start, end = parse_range(text)
-        sql = (
-            "SELECT features, raw_score, sample_weight, feature_freshness_max_age_seconds "
-            "FROM predictions WHERE timestamp_utc >= CAST(? AS TIMESTAMPTZ) "
-            "AND timestamp_utc < CAST(? AS TIMESTAMPTZ)"
-        )
+        where = "timestamp_utc >= CAST(? AS TIMESTAMPTZ) AND timestamp_utc < CAST(? AS TIMESTAMPTZ)"
         params: list[Any] = [start, end]
         if model_name:
-            sql += " AND model_name = ?"
+            where += " AND model_name = ?"
             params.append(model_name)
-        frame = data.query(sql, params).df()
-        if frame.empty:
-            raise AnalyticsError(f"no predictions in the {name} range {text}")
-        features = frame["features"].map(lambda t: {} if t is None else json.loads(t))
-        frames[name] = (frame, features)
+        data.con.sql(
+            "SELECT features, raw_score, sample_weight, feature_freshness_max_age_seconds "
+            f"FROM predictions WHERE {where}",  # fixed text, bound values
+            params=params,
+        ).create_view(view, replace=True)
+        counts[view] = data.query(f"SELECT count(*) FROM {view}").fetchall()[0][0]
+        if not counts[view]:
+            raise AnalyticsError(f"no predictions in the {view} range {text}")
 
-    base, base_features = frames["baseline"]
-    cur, cur_features = frames["current"]
-    names = sorted(set().union(*base_features.tolist()) | set().union(*cur_features.tolist()))
-    bw = base["sample_weight"].to_numpy(dtype=float)
-    cw = cur["sample_weight"].to_numpy(dtype=float)
+    sample = (
+        "SELECT features FROM (SELECT features FROM baseline USING SAMPLE 20000 ROWS "
+        "UNION ALL SELECT features FROM current USING SAMPLE 20000 ROWS) "
+        "WHERE features IS NOT NULL"
+    )
+    names = sorted(
+        r[0]
+        for r in data.query(
+            f"SELECT DISTINCT unnest(json_keys(features)) FROM ({sample})"
+        ).fetchall()
+    )
     report: dict[str, Any] = {
-        "baseline": {"range": baseline, "n": len(base)},
-        "current": {"range": current, "n": len(cur)},
+        "baseline": {"range": baseline, "n": counts["baseline"]},
+        "current": {"range": current, "n": counts["current"]},
         "psi_threshold": psi_threshold,
         "features": {},
         "drifted": [],
     }
     for feature in names:
-        b_raw = base_features.map(lambda f, k=feature: f.get(k)).to_numpy(dtype=object)
-        c_raw = cur_features.map(lambda f, k=feature: f.get(k)).to_numpy(dtype=object)
-        b_null = np.array([v is None for v in b_raw])
-        c_null = np.array([v is None for v in c_raw])
-        b_vals, c_vals = b_raw[~b_null], c_raw[~c_null]
-        entry: dict[str, Any] = {
-            "null_rate": {"baseline": float(b_null.mean()), "current": float(c_null.mean())},
-        }
-        numeric = all(
-            isinstance(v, (int, float)) and not isinstance(v, bool)
-            for v in np.concatenate([b_vals, c_vals])
-        )
-        if len(b_vals) == 0 or len(c_vals) == 0:
-            entry["kind"] = "empty"
-            entry["psi"] = None
-        elif numeric:
-            b_num, c_num = b_vals.astype(float), c_vals.astype(float)
-            entry["kind"] = "numerical"
-            entry["psi"] = psi(b_num, c_num, bw[~b_null], cw[~c_null])
-            ks = stats.ks_2samp(b_num, c_num)
-            entry["ks"] = {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
-            entry["mean"] = {"baseline": float(b_num.mean()), "current": float(c_num.mean())}
-            entry["histogram"] = _histogram(b_num, c_num)
+        path = _json_path(feature)
+        kinds = {
+            r[0]
+            for r in data.query(
+                f"SELECT DISTINCT json_type(features, ?) FROM ({sample})",
+                [path],
+            ).fetchall()
+        } - {None, "NULL"}
+        entry: dict[str, Any] = {}
+        if kinds and kinds <= {"UBIGINT", "BIGINT", "DOUBLE"}:
+            cols = {}
+            for view in ("baseline", "current"):
+                table = _arrow(
+                    data,
+                    f"SELECT CAST(json_extract(features, ?) AS DOUBLE) AS v, sample_weight AS w "
+                    f"FROM {view}",
+                    [path],
+                )
+                values = table.column("v").to_numpy(zero_copy_only=False)
+                weights = table.column("w").to_numpy(zero_copy_only=False)
+                null = np.isnan(values)
+                cols[view] = (values[~null], weights[~null], float(null.mean()))
+            (b_num, b_w, b_null), (c_num, c_w, c_null) = cols["baseline"], cols["current"]
+            entry["null_rate"] = {"baseline": b_null, "current": c_null}
+            if len(b_num) and len(c_num):
+                entry["kind"] = "numerical"
+                entry["psi"] = psi(b_num, c_num, b_w, c_w)
+                ks = stats.ks_2samp(b_num, c_num)
+                entry["ks"] = {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
+                entry["mean"] = {"baseline": float(b_num.mean()), "current": float(c_num.mean())}
+                entry["histogram"] = _histogram(b_num, c_num)
+            else:
+                entry["kind"], entry["psi"] = "empty", None
         else:
-            b_cat, c_cat = b_vals.astype(str), c_vals.astype(str)
-            categories = sorted(set(b_cat) | set(c_cat))
-            b_counts = np.array([bw[~b_null][b_cat == k].sum() for k in categories])
-            c_counts = np.array([cw[~c_null][c_cat == k].sum() for k in categories])
-            entry["kind"] = "categorical"
-            entry["psi"] = _psi_from_counts(b_counts, c_counts)
-            entry["histogram"] = {
-                "categories": categories,
-                "baseline": b_counts.tolist(),
-                "current": c_counts.tolist(),
+            tallies = {}
+            for view in ("baseline", "current"):
+                rows = data.query(
+                    f"SELECT json_extract_string(features, ?) AS v, sum(sample_weight), count(*) "
+                    f"FROM {view} GROUP BY v",
+                    [path],
+                ).fetchall()
+                tallies[view] = {r[0]: (float(r[1]), int(r[2])) for r in rows}
+            b_t, c_t = tallies["baseline"], tallies["current"]
+            entry["null_rate"] = {
+                view: tallies[view].get(None, (0.0, 0))[1] / counts[view]
+                for view in ("baseline", "current")
             }
-            table = np.array(
-                [[np.sum(b_cat == k) for k in categories], [np.sum(c_cat == k) for k in categories]]
-            )
-            table = table[:, table.sum(axis=0) > 0]
-            if table.shape[1] > 1:
-                chi2, p, dof, _ = stats.chi2_contingency(table)
-                entry["chi_square"] = {
-                    "statistic": float(chi2),
-                    "p_value": float(p),
-                    "dof": int(dof),
+            categories = sorted((set(b_t) | set(c_t)) - {None})
+            if categories:
+                b_counts = np.array([b_t.get(k, (0.0, 0))[0] for k in categories])
+                c_counts = np.array([c_t.get(k, (0.0, 0))[0] for k in categories])
+                entry["kind"] = "categorical"
+                entry["psi"] = _psi_from_counts(b_counts, c_counts)
+                entry["histogram"] = {
+                    "categories": categories,
+                    "baseline": b_counts.tolist(),
+                    "current": c_counts.tolist(),
                 }
+                table = np.array(
+                    [
+                        [b_t.get(k, (0.0, 0))[1] for k in categories],
+                        [c_t.get(k, (0.0, 0))[1] for k in categories],
+                    ]
+                )
+                table = table[:, table.sum(axis=0) > 0]
+                if table.shape[1] > 1:
+                    chi2, p, dof, _ = stats.chi2_contingency(table)
+                    entry["chi_square"] = {
+                        "statistic": float(chi2),
+                        "p_value": float(p),
+                        "dof": int(dof),
+                    }
+            else:
+                entry["kind"], entry["psi"] = "empty", None
         entry["drifted"] = entry["psi"] is not None and entry["psi"] > psi_threshold
         if entry["drifted"]:
             report["drifted"].append(feature)
         report["features"][feature] = entry
-    b_score = base["raw_score"].dropna().to_numpy(dtype=float)
-    c_score = cur["raw_score"].dropna().to_numpy(dtype=float)
+
+    scores = {}
+    for view in ("baseline", "current"):
+        values = _arrow(data, f"SELECT raw_score FROM {view} WHERE raw_score IS NOT NULL", [])
+        scores[view] = values.column("raw_score").to_numpy(zero_copy_only=False)
+    b_score, c_score = scores["baseline"], scores["current"]
     report["score"] = {
         "psi": psi(b_score, c_score) if len(b_score) and len(c_score) else None,
         "mean": {
@@ -158,12 +208,13 @@ def drift(
             "current": float(c_score.mean()) if len(c_score) else None,
         },
     }
-    fresh_b = base["feature_freshness_max_age_seconds"].dropna()
-    fresh_c = cur["feature_freshness_max_age_seconds"].dropna()
-    report["freshness_mean_seconds"] = {
-        "baseline": float(fresh_b.mean()) if len(fresh_b) else None,
-        "current": float(fresh_c.mean()) if len(fresh_c) else None,
+    fresh = {
+        view: data.query(f"SELECT avg(feature_freshness_max_age_seconds) FROM {view}").fetchall()[
+            0
+        ][0]
+        for view in ("baseline", "current")
     }
+    report["freshness_mean_seconds"] = fresh
     if len(b_score) and len(c_score):
         report["score"]["histogram"] = _histogram(b_score, c_score)
     if html_path is not None:

@@ -55,7 +55,7 @@ def investigate(
         comparison = {}
         for name, value in numeric.items():
             path = "$." + json.dumps(name)
-            population = data.query(_POPULATION, [path, value, path]).fetchone()
+            population = data.query(_POPULATION, [path, value, path]).fetchall()[0]
             entry = {
                 "value": value,
                 "population_percentile": round(100 * population[0], 1),
@@ -65,7 +65,7 @@ def investigate(
                 key_path = "$." + json.dumps(user_key)
                 own = data.query(
                     _OWN_HISTORY, [path, value, key_path, str(features[user_key])]
-                ).fetchone()
+                ).fetchall()[0]
                 entry["own_history_percentile"] = round(100 * own[0], 1) if own[1] else None
                 entry["own_history_n"] = own[1]
             comparison[name] = entry
