@@ -35,7 +35,7 @@ def generate(root: Path, n: int) -> None:
             uuid() AS prediction_id,
             'r-' || i AS request_id,
             TIMESTAMPTZ '2026-10-01 00:00:00+00'
-                + to_microseconds((i * 1209600000000 // {n})::BIGINT) AS timestamp_utc,
+                + to_microseconds((i::DOUBLE * 1209600000000 / {n})::BIGINT) AS timestamp_utc,
             'fraud' AS model_name,
             'v2.1.0' AS model_version,
             (i % 4)::INT AS seg,

@@ -223,6 +223,22 @@ class TestCommandLine:
             label=("outcome", "chargeback"),
         )
         assert report["overall"]["auc"] == api["overall"]["auc"]
+        page = logged / "cli-evaluate.html"
+        with_html = run(
+            "evaluate",
+            "--outcomes",
+            str(logged / "outcomes.csv"),
+            "--data",
+            str(logged / "data"),
+            "--key",
+            "request_id=transaction_id",
+            "--label",
+            "fraud",
+            "--html",
+            str(page),
+        )
+        assert with_html.returncode == 0, with_html.stderr
+        assert page.read_text().count("<polyline") >= 5
         kept = sorted(joined(logged)["request_id"])[0]
         shown = run("investigate", kept, "--data", str(logged / "data"))
         assert shown.returncode == 0, shown.stderr
@@ -379,6 +395,30 @@ class TestDriftAndReplayCommands:
         assert drift_out.returncode == 0, drift_out.stderr
         flagged = [line.split()[0] for line in drift_out.stdout.splitlines() if "DRIFTED" in line]
         assert flagged == ["amount"]
+        page = two_weeks / "cli-drift.html"
+        with_html = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "predlog",
+                "drift",
+                "--baseline",
+                "2026-10-01..2026-10-08",
+                "--current",
+                "2026-10-08..2026-10-15",
+                "--data",
+                str(two_weeks / "data"),
+                "--html",
+                str(page),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert with_html.returncode == 0, with_html.stderr
+        assert "amount: PSI" in page.read_text()
         request_id = sorted(joined(logged)["request_id"])[1]
         replay_out = subprocess.run(
             [

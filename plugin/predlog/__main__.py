@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from typing import Any
 
 from predlog import __version__
 
@@ -103,6 +104,13 @@ def _pair(text: str, what: str) -> tuple[str, str]:
     return left, right
 
 
+def _progress() -> Any:
+    """Progress lines on stderr when a person is watching it, none in pipes and logs."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda message: print(f"... {message}", file=sys.stderr, flush=True)
+
+
 def _investigate(args: argparse.Namespace) -> int:
     from predlog.analytics import AnalyticsError, investigate  # noqa: PLC0415
 
@@ -164,6 +172,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             until=args.until,
             days_ago=args.days_ago,
             min_cohort=args.min_cohort,
+            html_path=args.html,
+            progress=_progress(),
         )
     except AnalyticsError as exc:
         print(f"predlog evaluate: {exc}", file=sys.stderr)
@@ -194,6 +204,8 @@ def _drift(args: argparse.Namespace) -> int:
             data_dir=args.data,
             psi_threshold=args.psi_threshold,
             model_name=args.model_name,
+            html_path=args.html,
+            progress=_progress(),
         )
     except AnalyticsError as exc:
         print(f"predlog drift: {exc}", file=sys.stderr)

@@ -16,7 +16,9 @@ class AnalyticsError(PredlogError):
 class Predictions:
     """The prediction records under a data directory, as a DuckDB view ``predictions``."""
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str] | None = None, *, progress: bool = False
+    ) -> None:
         import duckdb  # noqa: PLC0415  # the analytics extra
 
         root = Path(data_dir or os.environ.get("PREDLOG_DATA_DIR") or "./predlog-data")
@@ -32,6 +34,9 @@ class Predictions:
                 "or files are still open (they are published on roll, flush and exit)"
             )
         self.con = duckdb.connect()
+        if progress:
+            # DuckDB draws its own bar on stderr for queries that run long.
+            self.con.execute("SET enable_progress_bar = true")
         glob = str(files / "**" / "*.parquet").replace("'", "''")
         self.con.execute(  # the glob is quoted above; DuckDB cannot bind a view's path
             "CREATE VIEW predictions AS SELECT * FROM "  # noqa: S608

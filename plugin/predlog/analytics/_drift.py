@@ -12,6 +12,7 @@ millions of records every p-value is tiny, so the tests are reported, not used a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def drift(
     psi_threshold: float = 0.2,
     model_name: str | None = None,
     html_path: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Compare the records of two ranges, feature by feature.
 
@@ -79,7 +81,7 @@ def drift(
     """
     from scipy import stats  # noqa: PLC0415  # the analytics extra
 
-    data = Predictions(data_dir)
+    data = Predictions(data_dir, progress=progress is not None)
     data.require("features", "raw_score", "sample_weight", "timestamp_utc")
     counts = {}
     for view, text in (("baseline", baseline), ("current", current)):
@@ -116,7 +118,9 @@ def drift(
         "features": {},
         "drifted": [],
     }
-    for feature in names:
+    for number, feature in enumerate(names, start=1):
+        if progress is not None:
+            progress(f"feature {number}/{len(names)}: {feature}")
         path = _json_path(feature)
         kinds = {
             r[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,15 @@ def evaluate(
     days_ago: int | None = None,
     min_cohort: int = 100,
     html_path: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Join predictions with outcomes (CSV or Parquet) and report metrics overall and per cohort.
 
     ``key`` is (prediction column, outcome column); ``label`` is (outcome column, the value
     that counts as positive, or None for a 0/1 or boolean column).
     """
-    data = Predictions(data_dir)
+    say = progress or (lambda message: None)
+    data = Predictions(data_dir, progress=progress is not None)
     pred_key, outcome_key = key
     data.require(pred_key, "raw_score", "decision_threshold", "sample_weight", *COHORTS)
     path = Path(outcomes)
@@ -134,6 +137,7 @@ def evaluate(
         + f' FROM predictions p JOIN outcomes o ON CAST(p."{pred_key}" AS VARCHAR) = '
         f'CAST(o."{outcome_key}" AS VARCHAR) WHERE ' + " AND ".join(where)
     )
+    say("joining predictions with outcomes")
     relation = data.con.sql(sql, params=params)
     # The relation API hands Arrow over without an extra copy of the rows (DuckDB 2 calls
     # it to_arrow_table, 1.x arrow).
@@ -167,6 +171,7 @@ def evaluate(
     report["cohorts"] = {}
     report["omitted"] = []
     for cohort in COHORTS:
+        say(f"cohorts by {cohort}")
         codes, labels = rows[cohort]
         report["cohorts"][cohort] = {}
         for code, value in sorted(enumerate(labels), key=lambda cv: str(cv[1])):
