@@ -530,3 +530,35 @@ class TestHtmlReports:
         assert dom.count("<rect") > 10 * with_histograms
         assert "amount: PSI" in dom and "DRIFTED" in dom
         assert ink(shot) > 0.01, "the screenshot is blank"
+
+
+class TestInvestigateAudited:
+    def test_shows_adverse_action_reasons_of_an_audited_decision(self, logged, tmp_path):
+        """With the audit log beside the data, investigate shows the decision's reasons."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from predlog.audit import AuditLog
+
+        kept = sorted(joined(logged)["request_id"])[2]
+        (plain,) = investigate(kept, data_dir=logged / "data")
+        assert plain["audit"] is None
+        audit_dir = tmp_path / "audit"
+        with AuditLog(audit_dir, signing_key=ed25519.Ed25519PrivateKey.generate()) as log:
+            log.append(
+                {
+                    "request_id": kept,
+                    "prediction_id": plain["prediction_id"],
+                    "decision": "declined",
+                    "adverse_action_reasons": [
+                        "Debt-to-income ratio is high",
+                        "Card was issued recently",
+                    ],
+                }
+            )
+            log.checkpoint()
+        (found,) = investigate(kept, data_dir=logged / "data", audit_dir=audit_dir)
+        assert found["audit"]["adverse_action_reasons"] == [
+            "Debt-to-income ratio is high",
+            "Card was issued recently",
+        ]
+        assert found["audit"]["index"] == 0

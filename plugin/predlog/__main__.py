@@ -117,6 +117,7 @@ def _investigate(args: argparse.Namespace) -> int:
     try:
         records = investigate(
             args.request_id,
+            audit_dir=args.audit,
             data_dir=args.data,
             user_key=args.user_key,
             stale_after_s=args.stale_after,
@@ -150,6 +151,10 @@ def _investigate(args: argparse.Namespace) -> int:
             print(f"    {name:28s} {value!s:>16s}{extra}")
         if r["explanation"]:
             print(f"  explanation: {json.dumps(r['explanation'])}")
+        if r["audit"]:
+            print(f"  audited (entry {r['audit']['index']}); adverse-action reasons:")
+            for reason in r["audit"]["adverse_action_reasons"]:
+                print(f"    - {reason}")
         if r["trace_id"]:
             print(f"  trace {r['trace_id']}" + (f"  {r['trace_url']}" if r["trace_url"] else ""))
         if r["data_quality"]:
@@ -310,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     inv.add_argument("--user-key", help="feature naming the customer, for own-history percentiles")
     inv.add_argument("--stale-after", type=float, default=3600.0, help="seconds (default 3600)")
     inv.add_argument("--json", action="store_true")
+    inv.add_argument("--audit", help="audit log directory (default: <data>/audit if present)")
     inv.set_defaults(run=_investigate)
 
     ev = commands.add_parser("evaluate", help="metrics against late ground truth, per cohort")

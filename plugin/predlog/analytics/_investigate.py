@@ -27,6 +27,7 @@ def investigate(
     stale_after_s: float = 3600.0,
     user_key: str | None = None,
     jaeger_url: str | None = None,
+    audit_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Every record with this request id, across services and models, explained.
 
@@ -42,6 +43,7 @@ def investigate(
         raise AnalyticsError(f"no prediction with request id {request_id!r} under {data.root}")
     names = [d[0] for d in data.con.description]
     jaeger = jaeger_url or os.environ.get("PREDLOG_JAEGER_URL")
+    audited = _audit_entries(request_id, audit_dir or data.root / "audit")
     out = []
     for values in rows:
         record = dict(zip(names, values, strict=True))
@@ -93,6 +95,28 @@ def investigate(
                 ),
                 "data_quality": record.get("data_quality") or [],
                 "comparison": comparison,
+                "audit": audited.get(str(record["prediction_id"])),
             }
         )
     return out
+
+
+def _audit_entries(request_id: str, audit_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Audit entries for the request, by prediction id: reasons, explanation, position."""
+    path = Path(audit_dir)
+    if not (path / "entries").exists():
+        return {}
+    from predlog.audit._reader import AuditReader  # noqa: PLC0415
+
+    reader = AuditReader(path)
+    found = {}
+    for index, entry in enumerate(reader.entries):
+        if entry.get("request_id") == request_id:
+            found[str(entry.get("prediction_id"))] = {
+                "index": index,
+                "adverse_action_reasons": entry.get("adverse_action_reasons", []),
+                "explanation": entry.get("explanation"),
+                "jurisdiction": entry.get("jurisdiction"),
+                "regulatory_category": entry.get("regulatory_category"),
+            }
+    return found
