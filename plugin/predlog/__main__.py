@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from predlog import __version__
+from predlog.errors import PredlogError
 
 
 def _sink(args: argparse.Namespace) -> int:
@@ -112,19 +113,15 @@ def _progress() -> Any:
 
 
 def _investigate(args: argparse.Namespace) -> int:
-    from predlog.analytics import AnalyticsError, investigate  # noqa: PLC0415
+    from predlog.analytics import investigate  # noqa: PLC0415
 
-    try:
-        records = investigate(
-            args.request_id,
-            audit_dir=args.audit,
-            data_dir=args.data,
-            user_key=args.user_key,
-            stale_after_s=args.stale_after,
-        )
-    except AnalyticsError as exc:
-        print(f"predlog investigate: {exc}", file=sys.stderr)
-        return 1
+    records = investigate(
+        args.request_id,
+        audit_dir=args.audit,
+        data_dir=args.data,
+        user_key=args.user_key,
+        stale_after_s=args.stale_after,
+    )
     if args.json:
         print(json.dumps(records, indent=2, default=str))
         return 0
@@ -163,26 +160,22 @@ def _investigate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from predlog.analytics import AnalyticsError, evaluate  # noqa: PLC0415
+    from predlog.analytics import evaluate  # noqa: PLC0415
 
     key = _pair(args.key, "--key")
     label_column, _, positive = args.label.partition("=")
-    try:
-        report = evaluate(
-            args.outcomes,
-            data_dir=args.data,
-            key=key,
-            label=(label_column, positive or None),
-            since=args.since,
-            until=args.until,
-            days_ago=args.days_ago,
-            min_cohort=args.min_cohort,
-            html_path=args.html,
-            progress=_progress(),
-        )
-    except AnalyticsError as exc:
-        print(f"predlog evaluate: {exc}", file=sys.stderr)
-        return 1
+    report = evaluate(
+        args.outcomes,
+        data_dir=args.data,
+        key=key,
+        label=(label_column, positive or None),
+        since=args.since,
+        until=args.until,
+        days_ago=args.days_ago,
+        min_cohort=args.min_cohort,
+        html_path=args.html,
+        progress=_progress(),
+    )
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -200,21 +193,17 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from predlog.analytics import AnalyticsError, drift  # noqa: PLC0415
+    from predlog.analytics import drift  # noqa: PLC0415
 
-    try:
-        report = drift(
-            baseline=args.baseline,
-            current=args.current,
-            data_dir=args.data,
-            psi_threshold=args.psi_threshold,
-            model_name=args.model_name,
-            html_path=args.html,
-            progress=_progress(),
-        )
-    except AnalyticsError as exc:
-        print(f"predlog drift: {exc}", file=sys.stderr)
-        return 1
+    report = drift(
+        baseline=args.baseline,
+        current=args.current,
+        data_dir=args.data,
+        psi_threshold=args.psi_threshold,
+        model_name=args.model_name,
+        html_path=args.html,
+        progress=_progress(),
+    )
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -239,13 +228,9 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from predlog.analytics import AnalyticsError, replay  # noqa: PLC0415
+    from predlog.analytics import replay  # noqa: PLC0415
 
-    try:
-        results = replay(args.request_id, model=args.model, data_dir=args.data)
-    except AnalyticsError as exc:
-        print(f"predlog replay: {exc}", file=sys.stderr)
-        return 1
+    results = replay(args.request_id, model=args.model, data_dir=args.data)
     if args.json:
         print(json.dumps(results, indent=2, default=str))
         return 0
@@ -359,7 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except PredlogError as exc:
+        # Missing data, a bad column, a join that matched nothing: said plainly, exit 1.
+        print(f"predlog {args.command}: {exc}", file=sys.stderr)
+        return 1
     return result
 
 
