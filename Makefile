@@ -41,6 +41,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_flusher_mode.py
 	$(PY) benchmarks/bench_middleware.py
 	services/with-services.sh $(PY) benchmarks/bench_kafka.py
+	command -v wrk >/dev/null || apt-get install -y -q wrk
+	$(PY) benchmarks/bench_server.py
+	$(PY) benchmarks/profile_request_path.py
+	$(PY) benchmarks/bench_analytics.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
