@@ -16,18 +16,15 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pyarrow.dataset as ds
+
+from predlog.testing import BentoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("bare", "monitor", "otel", "predlog", "predlog_oplog")
@@ -43,12 +40,6 @@ request = function()
 end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:
@@ -99,7 +90,6 @@ def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, flo
 
 
 def run_variant(variant: str, work: Path, seconds: int, connections: int) -> dict[str, float]:
-    port = free_port()
     data = work / f"{variant}-{uuid.uuid4().hex[:6]}"
     env = dict(
         os.environ,
@@ -109,48 +99,22 @@ def run_variant(variant: str, work: Path, seconds: int, connections: int) -> dic
         BENTOML_DO_NOT_TRACK="true",
         PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
     )
-    log = (work / f"{variant}.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "bentoml"),
-            "serve",
-            "benchmarks.servers.trivial_service:Trivial",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=work,
+    server = BentoServer(
+        "benchmarks.servers.trivial_service:Trivial",
+        log_path=work / f"{variant}.log",
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        cwd=work,
+        ready_timeout=180,
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise SystemExit(f"{variant} did not start; see {work / (variant + '.log')}")
+    with server:
         script = work / f"{variant}.lua"
         script.write_text(LUA % f"{variant}-{uuid.uuid4().hex[:6]}-")
-        warm = wrk(base, 3, connections, script)
-        rss_before = rss_mib(proc.pid)
-        result = wrk(base, seconds, connections, script)
+        warm = wrk(server.base_url, 3, connections, script)
+        rss_before = rss_mib(server.pid)
+        result = wrk(server.base_url, seconds, connections, script)
         result["rss_before"] = rss_before
-        result["rss_after"] = rss_mib(proc.pid)
+        result["rss_after"] = rss_mib(server.pid)
         result["sent"] = warm["requests"] + result["requests"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
     if variant.startswith("predlog"):
         files = list((data / "predictions").rglob("*.parquet"))
         written = ds.dataset(files, format="parquet").count_rows() if files else 0

@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from predlog._pii import Pseudonymiser
+from predlog.testing import BentoServer
 from tests.helpers import ROOT, child_env
 
 PSEUDONYM_KEY = "test-key-0123456789abcdef"
@@ -87,71 +83,28 @@ def check_records(sent: list[dict[str, Any]], records: list[dict[str, Any]]) -> 
             assert len(r["request_id"]) == 32
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve_fraud(tmp_path: Path, **env: str) -> Iterator[tuple[str, Path, Any]]:
     """`bentoml serve` the fraud example; yields (base url, data dir, stop())."""
-    port = free_port()
     data = tmp_path / "data"
-    full_env = child_env(
-        PREDLOG_DATA_DIR=str(data),
-        PREDLOG_PSEUDONYM_KEY=PSEUDONYM_KEY,
-        BENTOML_HOME=str(tmp_path / "bentoml"),
-        BENTOML_DO_NOT_TRACK="true",
-        PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
-        **env,
-    )
-    log_path = tmp_path / "server.log"
-    log = log_path.open("w")
-    bentoml = Path(sys.executable).parent / "bentoml"
-    proc = subprocess.Popen(
-        [
-            str(bentoml),
-            "serve",
-            "examples.fraud_service.service:FraudService",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-        ],
+    server = BentoServer(
+        "examples.fraud_service.service:FraudService",
+        log_path=tmp_path / "server.log",
         cwd=ROOT,
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env=child_env(
+            PREDLOG_DATA_DIR=str(data),
+            PREDLOG_PSEUDONYM_KEY=PSEUDONYM_KEY,
+            BENTOML_HOME=str(tmp_path / "bentoml"),
+            BENTOML_DO_NOT_TRACK="true",
+            PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
+            **env,
+        ),
     )
-    base = f"http://127.0.0.1:{port}"
-
-    def stop() -> str:
-        if proc.poll() is None:
-            # SIGTERM, as a process manager would: predlog must drain before exiting.
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
-        return log_path.read_text()
-
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("bentoml serve did not become ready:\n" + stop())
-            time.sleep(0.5)
-        yield base, data, stop
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}\n{server.stop()}")
+    try:
+        yield server.base_url, data, server.stop
     finally:
-        stop()
+        server.stop()

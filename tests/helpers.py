@@ -30,6 +30,18 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def predlog_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m predlog ARGS`` as a user would; the examples are importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "predlog", *args],
+        env=child_env(PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def start_python(code: str, **env: str) -> subprocess.Popen[str]:
     """Run ``code`` in a fresh interpreter with predlog importable."""
     return subprocess.Popen(

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 import predlog
 from predlog.analytics import AnalyticsError, evaluate, investigate, weighted_auc
-from tests.helpers import parquet_files
+from tests.helpers import parquet_files, predlog_cli
 
 N = 6000
 
@@ -182,19 +182,8 @@ class TestInvestigate:
 class TestCommandLine:
     def test_evaluate_and_investigate_commands(self, logged):
         """`predlog evaluate --json` prints the documented shape; investigate finds a request."""
-        import subprocess
-        import sys
 
-        from tests.helpers import child_env
-
-        run = lambda *a: subprocess.run(  # noqa: E731
-            [sys.executable, "-m", "predlog", *a],
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        run = predlog_cli
         out = run(
             "evaluate",
             "--outcomes",
@@ -367,76 +356,41 @@ class TestReplay:
 class TestDriftAndReplayCommands:
     def test_drift_and_replay_commands(self, two_weeks, logged):
         """`predlog drift` names the shifted feature; `predlog replay` shows both scores."""
-        import subprocess
-        import sys
 
-        from tests.helpers import ROOT, child_env
-
-        env = child_env(PYTHONPATH=f"{ROOT / 'plugin'}:{ROOT}")
-        drift_out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "predlog",
-                "drift",
-                "--baseline",
-                "2026-10-01..2026-10-08",
-                "--current",
-                "2026-10-08..2026-10-15",
-                "--data",
-                str(two_weeks / "data"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        drift_out = predlog_cli(
+            "drift",
+            "--baseline",
+            "2026-10-01..2026-10-08",
+            "--current",
+            "2026-10-08..2026-10-15",
+            "--data",
+            str(two_weeks / "data"),
         )
         assert drift_out.returncode == 0, drift_out.stderr
         flagged = [line.split()[0] for line in drift_out.stdout.splitlines() if "DRIFTED" in line]
         assert flagged == ["amount"]
         page = two_weeks / "cli-drift.html"
-        with_html = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "predlog",
-                "drift",
-                "--baseline",
-                "2026-10-01..2026-10-08",
-                "--current",
-                "2026-10-08..2026-10-15",
-                "--data",
-                str(two_weeks / "data"),
-                "--html",
-                str(page),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        with_html = predlog_cli(
+            "drift",
+            "--baseline",
+            "2026-10-01..2026-10-08",
+            "--current",
+            "2026-10-08..2026-10-15",
+            "--data",
+            str(two_weeks / "data"),
+            "--html",
+            str(page),
         )
         assert with_html.returncode == 0, with_html.stderr
         assert "amount: PSI" in page.read_text()
         request_id = sorted(joined(logged)["request_id"])[1]
-        replay_out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "predlog",
-                "replay",
-                request_id,
-                "--model",
-                "examples.fraud_service.model:score_features",
-                "--data",
-                str(logged / "data"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        replay_out = predlog_cli(
+            "replay",
+            request_id,
+            "--model",
+            "examples.fraud_service.model:score_features",
+            "--data",
+            str(logged / "data"),
         )
         assert replay_out.returncode == 0, replay_out.stderr
         assert "difference 0.0; same side of threshold: True" in replay_out.stdout

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from predlog.audit import AuditLog, canonical, verify, verify_consistency, verify_inclusion
 from predlog.audit._canonical import _number
 from predlog.audit._store import HEAD
-from tests.helpers import child_env
+from tests.helpers import child_env, predlog_cli
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 PUBLIC = KEY.public_key()
@@ -230,13 +230,10 @@ class TestCommandLine:
         log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0)
         log.append_many([entry(i) for i in range(6)])
         log.checkpoint()
-        run = lambda *args: subprocess.run(  # noqa: E731
-            [sys.executable, "-m", "predlog", "audit", *args],
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+
+        def run(*args: str):
+            return predlog_cli("audit", *args)
+
         ok = run("verify", str(tmp_path))
         assert ok.returncode == 0, ok.stderr
         assert json.loads(ok.stdout)["ok"] is True

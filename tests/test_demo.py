@@ -1,16 +1,10 @@
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
+from predlog.testing import free_port
 from tests.helpers import ROOT, child_env, read_all
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TestMinimalDemo:

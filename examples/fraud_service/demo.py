@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -26,6 +24,7 @@ import httpx
 import pyarrow.dataset as ds
 
 from examples.fraud_service import model as fraud_model
+from predlog.testing import BentoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 #: For the demo only. A real deployment takes its keys from a secret store.
@@ -47,20 +46,6 @@ def transaction(rng: random.Random, i: int) -> dict[str, Any]:
         "channel": rng.choice(["pos", "web", "mobile"]),
         "region": rng.choice(["EU", "US", "APAC", "LATAM"]),
     }
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"bentoml serve exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("bentoml serve did not become ready in time")
 
 
 def records(data_dir: Path) -> list[dict[str, Any]]:
@@ -97,27 +82,16 @@ def main() -> int:
         PYTHONPATH=os.pathsep.join([str(ROOT / "plugin"), str(ROOT), env.get("PYTHONPATH", "")]),
     )
     server_log = data_dir / "server.log"
-    bentoml = Path(sys.executable).parent / "bentoml"
-    with server_log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(bentoml),
-                "serve",
-                "examples.fraud_service.service:FraudService",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(args.port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{args.port}"
+    server = BentoServer(
+        "examples.fraud_service.service:FraudService",
+        log_path=server_log,
+        env=env,
+        cwd=ROOT,
+        port=args.port,
+    )
+    base = server.base_url
     try:
-        wait_ready(base, proc)
+        server.start()
         print(f"serving: POST {base}/predict  (bentoml serve, predlog enabled in one line)")
         rng = random.Random(2026)
         decisions: Counter[str] = Counter()
@@ -190,17 +164,12 @@ def main() -> int:
         if args.exit_after_demo:
             return 0
         print(f"\nstill serving on {base}; Ctrl-C to stop")
-        proc.wait()
-        return 0
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        server.stop(timeout=30)
 
 
 if __name__ == "__main__":

@@ -137,9 +137,9 @@ def _write(
     stats.duplicates += batch.num_rows - fresh.num_rows
     if fresh.num_rows:
         sink.export(fresh)
-    before = len(sink.published)
+    before = sink.published_count
     sink.flush()  # publish before the caller commits the offsets
-    stats.files += len(sink.published) - before
+    stats.files += sink.published_count - before
     stats.written += fresh.num_rows
 
 

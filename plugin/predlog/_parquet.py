@@ -19,6 +19,7 @@ import os
 import socket
 import time
 import weakref
+from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -118,8 +119,10 @@ class ParquetSink:
         self._seq = 0
         self._open: dict[int, _OpenFile] = {}
         self._closed = False
-        #: Every file this sink has published, in order.
-        self.published: list[Path] = []
+        #: The most recent files this sink published (bounded: a server runs for months),
+        #: and how many it has published in all.
+        self.published: deque[Path] = deque(maxlen=1000)
+        self.published_count = 0
         #: Rows accepted earlier but lost when a failed write forced a file to be abandoned.
         self.lost_rows = 0
         ref = weakref.ref(self)
@@ -193,6 +196,7 @@ class ParquetSink:
     def _publish(self, day: int) -> None:
         handle = self._open.pop(day)
         self.published.append(handle.publish())
+        self.published_count += 1
 
     def _forget_inherited(self) -> None:
         """In a forked child: the open files belong to the parent. Never touch them."""
@@ -207,7 +211,8 @@ class ParquetSink:
         self._open = {}
         self._pid = os.getpid()
         self._seq = 0
-        self.published = []
+        self.published = deque(maxlen=1000)
+        self.published_count = 0
 
 
 def _after_fork(ref: weakref.ref[ParquetSink]) -> None:

@@ -13,7 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from predlog._bentoserve import BentoServer, free_port
 from predlog._logger import PredictionLogger
+
+__all__ = ["BentoServer", "MemorySink", "capture_records", "free_port"]
 
 
 class MemorySink:

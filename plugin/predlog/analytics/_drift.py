@@ -55,11 +55,6 @@ def _psi_from_counts(b: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> 
     return float(((q - p) * np.log(q / p)).sum())
 
 
-def _arrow(data: Predictions, sql: str, params: list[Any]) -> Any:
-    relation = data.con.sql(sql, params=params)
-    return (getattr(relation, "to_arrow_table", None) or relation.arrow)()
-
-
 def _json_path(name: str) -> str:
     return "$." + json.dumps(name)
 
@@ -133,8 +128,7 @@ def drift(
         if kinds and kinds <= {"UBIGINT", "BIGINT", "DOUBLE"}:
             cols = {}
             for view in ("baseline", "current"):
-                table = _arrow(
-                    data,
+                table = data.arrow(
                     f"SELECT CAST(json_extract(features, ?) AS DOUBLE) AS v, sample_weight AS w "
                     f"FROM {view}",
                     [path],
@@ -202,7 +196,7 @@ def drift(
 
     scores = {}
     for view in ("baseline", "current"):
-        values = _arrow(data, f"SELECT raw_score FROM {view} WHERE raw_score IS NOT NULL", [])
+        values = data.arrow(f"SELECT raw_score FROM {view} WHERE raw_score IS NOT NULL", [])
         scores[view] = values.column("raw_score").to_numpy(zero_copy_only=False)
     b_score, c_score = scores["baseline"], scores["current"]
     report["score"] = {

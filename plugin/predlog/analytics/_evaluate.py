@@ -138,10 +138,7 @@ def evaluate(
         f'CAST(o."{outcome_key}" AS VARCHAR) WHERE ' + " AND ".join(where)
     )
     say("joining predictions with outcomes")
-    relation = data.con.sql(sql, params=params)
-    # The relation API hands Arrow over without an extra copy of the rows (DuckDB 2 calls
-    # it to_arrow_table, 1.x arrow).
-    table = (getattr(relation, "to_arrow_table", None) or relation.arrow)()
+    table = data.arrow(sql, params)
     rows: dict[str, Any] = {
         name: table.column(name).to_numpy()
         for name in ("raw_score", "decision_threshold", "sample_weight", "y")
