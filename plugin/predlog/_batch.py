@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 
 from predlog import _decode
-from predlog._capture import Capture
+from predlog._capture import FEATURES, FLAGS, Capture
 from predlog._config import Settings
 from predlog._exchange import Exchange, ExchangeDecoder
 from predlog._ids import UUID7Factory
@@ -145,7 +145,7 @@ class BatchBuilder:
         resolve = self._exchanges.resolve
         out: list[Capture] = []
         for capture in captures:
-            if type(capture[2]) is not Exchange:
+            if type(capture[FEATURES]) is not Exchange:
                 out.append(capture)
                 continue
             try:
@@ -154,8 +154,8 @@ class BatchBuilder:
                 self._reporter.report(
                     "exchange_invalid", f"could not decode an exchange: {exc!r}", exc=exc
                 )
-                flags = (*(capture[21] or ()), "exchange_undecodable")
-                out.append((*capture[:2], None, *capture[3:21], flags))
+                flags = (*(capture[FLAGS] or ()), "exchange_undecodable")
+                out.append((*capture[:FEATURES], None, *capture[FEATURES + 1 : FLAGS], flags))
         return out
 
     def build(self, captures: Sequence[Capture]) -> BuildResult:

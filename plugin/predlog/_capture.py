@@ -37,3 +37,14 @@ CAPTURE_FIELDS: Final = (
 )
 
 Capture = tuple[Any, ...]
+
+#: Where each value sits, derived from the order above, so nobody counts by hand.
+POSITION: Final[dict[str, int]] = {name: i for i, name in enumerate(CAPTURE_FIELDS)}
+FEATURES: Final = POSITION["features"]
+SCORE: Final = POSITION["score"]
+DECISION: Final = POSITION["decision"]
+TOTAL_MS: Final = POSITION["total_ms"]
+EXTRA: Final = POSITION["extra"]
+TRACE_ID: Final = POSITION["trace_id"]
+SPAN_ID: Final = POSITION["span_id"]
+FLAGS: Final = POSITION["flags"]

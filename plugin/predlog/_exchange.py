@@ -14,7 +14,17 @@ from typing import Any, Final
 
 import orjson
 
-from predlog._capture import Capture
+from predlog._capture import (
+    DECISION,
+    EXTRA,
+    FEATURES,
+    FLAGS,
+    POSITION,
+    SCORE,
+    SPAN_ID,
+    TRACE_ID,
+    Capture,
+)
 
 #: Decodes a request body into features.
 RequestExtractor = Callable[[bytes], Mapping[str, Any]]
@@ -23,23 +33,10 @@ ResponseExtractor = Callable[[bytes], Mapping[str, Any]]
 
 SCORE_KEYS: Final = ("score", "probability", "prediction")
 _MAX_LIST: Final = 256
+#: Fields predlog.record() may set that have their own place in a capture; any other
+#: recorded field goes to the record's extra map.
 _RECORD_POSITIONS: Final = {
-    "features": 2,
-    "score": 3,
-    "decision": 4,
-    "threshold": 5,
-    "session_id": 6,
-    "user_segment": 7,
-    "channel": 8,
-    "geographic_region": 9,
-    "model_name": 10,
-    "model_version": 11,
-    "feature_store_snapshot_id": 12,
-    "feature_freshness_max_age_seconds": 13,
-    "feature_timestamps": 14,
-    "feature_fetch_ms": 15,
-    "inference_ms": 16,
-    "total_ms": 17,
+    name: position for name, position in POSITION.items() if FEATURES <= position < EXTRA
 }
 
 
@@ -151,11 +148,11 @@ class ExchangeDecoder:
         self._report = report
 
     def resolve(self, capture: Capture) -> Capture:
-        exchange: Exchange = capture[2]
-        flags: list[str] = list(capture[21] or ())
+        exchange: Exchange = capture[FEATURES]
+        flags: list[str] = list(capture[FLAGS] or ())
         values = list(capture)
-        extra: dict[str, Any] = dict(capture[18] or {})
-        values[18] = None
+        extra: dict[str, Any] = dict(capture[EXTRA] or {})
+        values[EXTRA] = None
         extra["http_method"] = exchange.method
         extra["http_path"] = exchange.path
         extra["http_status"] = exchange.status
@@ -169,11 +166,11 @@ class ExchangeDecoder:
 
         body_features = self._request_features(exchange, flags)
         response = self._response_values(exchange, flags)
-        values[2] = body_features
+        values[FEATURES] = body_features
         if "score" in response:
-            values[3] = response["score"]
+            values[SCORE] = response["score"]
         if "decision" in response:
-            values[4] = response["decision"]
+            values[DECISION] = response["decision"]
 
         # What the handler recorded wins over what the bodies say.
         for name, value in exchange.fields.items():
@@ -182,20 +179,20 @@ class ExchangeDecoder:
                 if isinstance(value, Mapping) and isinstance(body_features, dict):
                     merged = dict(body_features)
                     merged.update(value)
-                    values[2] = merged
+                    values[FEATURES] = merged
                 else:
-                    values[2] = value
+                    values[FEATURES] = value
             elif position is not None:
                 values[position] = value
             else:
                 extra[name] = value
-        values[18] = extra
-        values[21] = tuple(flags)
+        values[EXTRA] = extra
+        values[FLAGS] = tuple(flags)
         # The middleware keeps ids as integers; formatting them is flusher work.
-        if isinstance(values[19], int):
-            values[19] = f"{values[19]:032x}"
-        if isinstance(values[20], int):
-            values[20] = f"{values[20]:016x}"
+        if isinstance(values[TRACE_ID], int):
+            values[TRACE_ID] = f"{values[TRACE_ID]:032x}"
+        if isinstance(values[SPAN_ID], int):
+            values[SPAN_ID] = f"{values[SPAN_ID]:016x}"
         return tuple(values)
 
     def _extract(

@@ -24,6 +24,7 @@ from typing import Any
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from predlog import _tracing
+from predlog._capture import FEATURES, TOTAL_MS
 from predlog._config import MISSING, resolve_middleware
 from predlog._context import _fields
 from predlog._exchange import (
@@ -41,8 +42,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _MAX_REQUEST_ID = 128
-#: Capture positions 3-16 (score ... inference_ms), filled from the exchange in the flusher.
-_DECODED_LATER = (None,) * 14
+#: Capture positions from the score to inference_ms: filled from the exchange in the flusher.
+_DECODED_LATER = (None,) * (TOTAL_MS - FEATURES - 1)
 
 
 #: Bytes allowed in a request id: printable ASCII without space.
