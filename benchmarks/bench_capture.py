@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import predlog
-from _common import fraud_features
+from _common import flusher_rate, fraud_features, one_core
 from predlog.testing import MemorySink
 
 
@@ -113,48 +113,19 @@ def capture_cost(calls: int, repeats: int, *, busy_flusher: bool) -> dict[str, f
 
 
 def flusher_throughput(records: int, repeats: int) -> list[float]:
-    rng = random.Random(11)
-    feats = [fraud_features(rng) for _ in range(1024)]
     rates = []
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    if affinity:
-        os.sched_setaffinity(0, {min(affinity)})  # one core, as the target is stated
-    try:
+    with one_core():
         for r in range(repeats):
-            tmp = tempfile.mkdtemp(prefix="predlog-bench-")
             log = predlog.PredictionLogger(
                 model_name="fraud",
                 model_version="v1",
-                data_dir=tmp,
+                data_dir=tempfile.mkdtemp(prefix="predlog-bench-"),
                 ring_capacity=records + 1,
                 batch_size=8192,
                 flush_interval_s=3600,
                 install_signal_handlers=False,
             )
-            # The flusher only drains when a batch is full; fill faster than it polls.
-            for i in range(records):
-                log.log(
-                    request_id=f"r{r}-{i}",
-                    features=feats[i & 1023],
-                    score=rng.random(),
-                    decision="approved",
-                    threshold=0.5,
-                    user_segment="standard",
-                    channel="web",
-                    inference_ms=1.2,
-                )
-            start = time.perf_counter()
-            if not log.flush(timeout=600):
-                raise SystemExit("the flusher did not finish within 10 minutes")
-            elapsed = time.perf_counter() - start
-            stats = log.stats()
-            log.close()
-            if stats["delivered"] != records:
-                raise SystemExit(f"records were lost, the figures would mislead: {stats}")
-            rates.append(records / elapsed)
-    finally:
-        if affinity:
-            os.sched_setaffinity(0, affinity)
+            rates.append(flusher_rate(log, records, seed=r))
     return rates
 
 

@@ -5,10 +5,13 @@ Prints, each from this run:
 
 1. encoding 100,000 records: JSON per record (predlog record JSON v1) vs Arrow IPC
    per batch, records/s;
-2. delivery to the broker, acks=all, idempotent: one message per record (aiokafka
-   batches, per-record keys; what KafkaSink does) vs the same records packed as one
-   Arrow IPC message per 8,192 records (no per-record keys), records/s;
-3. ``log()`` on the calling thread with the broker up vs stopped (records go to
+2. delivery to the broker, acks=all, idempotent, zstd: one message per record
+   (aiokafka batches, per-record keys; what KafkaSink does) vs the same records packed
+   as one Arrow IPC message per 8,192 records (no per-record keys), records/s;
+   then the whole flusher (captures in the ring to records acknowledged by the
+   broker, as bench_capture.py measures it for Parquet), on one core;
+3. the codecs aiokafka offers, on the same record JSON: MiB/s and ratio;
+4. ``log()`` on the calling thread with the broker up vs stopped (records go to
    the disk spool), ns/call, and the ratio.
 
 Usage: python benchmarks/bench_kafka.py [--records N]
@@ -33,7 +36,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import predlog
-from _common import fraud_features
+from _common import flusher_rate, fraud_features, one_core
 from predlog import KafkaSink, _wire
 from predlog.testing import MemorySink
 
@@ -104,7 +107,7 @@ def packed_rate(bootstrap: str, data: list[pa.RecordBatch]) -> float:
             bootstrap_servers=bootstrap,
             acks="all",
             enable_idempotence=True,
-            compression_type="lz4",
+            compression_type="zstd",
             max_request_size=64 << 20,
             max_batch_size=64 << 20,
         )
@@ -120,6 +123,48 @@ def packed_rate(bootstrap: str, data: list[pa.RecordBatch]) -> float:
         return rate
 
     return asyncio.run(run())
+
+
+def flusher_to_kafka(bootstrap: str, records: int, seed: int) -> float:
+    with tempfile.TemporaryDirectory() as spool:
+        sink = KafkaSink(
+            bootstrap_servers=bootstrap, topic=f"bench-f-{uuid.uuid4().hex[:8]}", spool_dir=spool
+        )
+        log = predlog.PredictionLogger(
+            sinks=[sink],
+            model_name="fraud",
+            model_version="v1",
+            ring_capacity=records + 1,
+            batch_size=8192,
+            flush_interval_s=3600,
+            install_signal_handlers=False,
+        )
+        log.log(request_id="warm-up", features={"x": 1}, score=0.1)  # connect, make the topic
+        if not log.flush(timeout=60):
+            raise SystemExit("the broker did not take a first record")
+        with one_core():
+            rate = flusher_rate(log, records, seed)
+        if sink.stats()["spooled"]:
+            raise SystemExit(f"records were spooled, the figure would mislead: {sink.stats()}")
+    return rate
+
+
+def codecs(data: list[pa.RecordBatch]) -> list[tuple[str, float, float]]:
+    from aiokafka import codec
+
+    payload = b"".join(value for b in data[:4] for _, value in _wire.encode(b))
+    out = []
+    for name, encode in (
+        ("lz4 (aiokafka: LZ4 HC, level 9)", codec.lz4_encode),
+        ("zstd (aiokafka: level 3)", codec.zstd_encode),
+        ("snappy", codec.snappy_encode),
+        ("gzip (aiokafka: level 9)", codec.gzip_encode),
+    ):
+        start = time.perf_counter()
+        packed = encode(payload)
+        elapsed = time.perf_counter() - start
+        out.append((name, len(payload) / elapsed / 2**20, len(payload) / len(packed)))
+    return out
 
 
 def log_cost(bootstrap: str, *, broker_down: bool, calls: int, repeats: int) -> float:
@@ -186,10 +231,19 @@ def main() -> None:
     per_record = statistics.median(per_record_rate(bootstrap, data) for _ in range(3))
     packed = statistics.median(packed_rate(bootstrap, data) for _ in range(3))
     print(
-        f"to Kafka (acks=all, idempotent, lz4): one message per record {per_record:,.0f} "
+        f"to Kafka (acks=all, idempotent, zstd): one message per record {per_record:,.0f} "
         f"records/s | one IPC message per 8,192 records {packed:,.0f} records/s | "
         f"ratio {per_record / packed:.2f}x"
     )
+    rates = [flusher_to_kafka(bootstrap, args.records, seed) for seed in range(3)]
+    print(
+        f"flusher -> Kafka (one core, {args.records} records, from the ring to acknowledged): "
+        f"median {statistics.median(rates):,.0f} records/s (runs: "
+        + ", ".join(f"{r:,.0f}" for r in rates)
+        + ")"
+    )
+    for name, speed, ratio in codecs(data):
+        print(f"codec {name}: {speed:,.0f} MiB/s, ratio {ratio:.1f}")
     up = log_cost(bootstrap, broker_down=False, calls=5_000, repeats=15)
     down = log_cost(bootstrap, broker_down=True, calls=5_000, repeats=15)
     print(

@@ -70,8 +70,10 @@ class BlockedSink(MemorySink):
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
+        self.entered = threading.Event()
 
     def export(self, batch: pa.RecordBatch) -> None:
+        self.entered.set()
         self.release.wait()
         super().export(batch)
 

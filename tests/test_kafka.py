@@ -102,14 +102,18 @@ class TestRoundTrip:
         assert sample[1:] == (0.42, "v4")
 
     def test_kcat_reads_the_documented_format(self, tmp_path):
-        """kcat, a client we did not write, consumes messages that decode as documented."""
+        """kcat, a client we did not write, consumes messages that decode as documented,
+        each on the partition the Java client's partitioner picks for its key."""
+        from aiokafka.partitioner import DefaultPartitioner
+
         bootstrap, topic = kafka_bootstrap(), fresh_topic("kcat")
         sink = KafkaSink(bootstrap_servers=bootstrap, topic=topic, spool_dir=tmp_path / "spool")
         with predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False) as log:
             for i in range(50):
                 log.log(request_id=f"k-{i}", features={"x": i}, score=0.25, decision="approved")
+        consume = ["kcat", "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u"]
         out = subprocess.run(
-            ["kcat", "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u", "-f", "%k\t%h\t%s\n"],
+            [*consume, "-f", "%p\t%k\t%h\t%s\n"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -118,8 +122,10 @@ class TestRoundTrip:
         lines = [line for line in out.splitlines() if line]
         assert len(lines) == 50
         seen = set()
+        choose, partitions = DefaultPartitioner(), [0, 1, 2]  # num.partitions=3 (up.sh)
         for line in lines:
-            key, headers, value = line.split("\t", 2)
+            partition, key, headers, value = line.split("\t", 3)
+            assert int(partition) == choose(key.encode(), partitions, partitions)
             record = json.loads(value)
             assert key == record["request_id"]
             assert "predlog-schema-version=1" in headers
@@ -131,6 +137,7 @@ class TestRoundTrip:
             assert len(record["prediction_id"]) == 36
             seen.add(key)
         assert seen == {f"k-{i}" for i in range(50)}
+        assert {line.split("\t", 1)[0] for line in lines} == {"0", "1", "2"}
 
     def test_consumer_drops_duplicates(self, tmp_path):
         """The same records sent twice (as a spool replay may) are written once."""

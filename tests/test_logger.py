@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
 import threading
 import time
 import uuid
+import weakref
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -307,6 +309,39 @@ class TestAccounting:
         ids = [r["request_id"] for r in sink.records]
         assert ids == [f"r{i}" for i in range(92, 100)]
         assert log.stats()["dropped"] == 92
+
+    def test_a_stalled_sink_holds_no_captured_objects(self):
+        """While a sink stalls, what was captured for its batch is let go: memory stays
+        at one ring of captures (benchmarks/bench_outage_memory.py), not a ring plus a
+        batch."""
+
+        class Features(dict):  # a dict that can be weakly referenced
+            pass
+
+        sink = BlockedSink()
+        log = predlog.PredictionLogger(
+            sinks=[sink],
+            ring_capacity=16,
+            batch_size=8,
+            flush_interval_s=60,
+            install_signal_handlers=False,
+        )
+        refs = []
+        for i in range(8):
+            features = Features(amount=i)
+            refs.append(weakref.ref(features))
+            log.log(request_id=f"r{i}", features=features, score=0.2)
+        del features
+        assert log.flush(timeout=0.2) is False  # the flusher is now stuck in the sink
+        assert sink.entered.wait(5)
+        gc.collect()
+        alive = [ref for ref in refs if ref() is not None]
+        sink.release.set()
+        log.close()
+        assert alive == []
+        assert [json.loads(r["features"]) for r in sink.records] == [
+            {"amount": i} for i in range(8)
+        ]
 
 
 class TestSinkIsolation:

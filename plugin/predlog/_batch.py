@@ -383,7 +383,6 @@ class BatchBuilder:
     ) -> tuple[pa.Array, pa.Array, pa.Array]:  # type: ignore[type-arg]
         encoder = self._features
         dumps = orjson.dumps
-        option = _decode.JSON_OPTIONS
         limit = encoder.max_bytes
         simple = not encoder.summary_keys and encoder.pseudonymiser is None
         # Decode each result to str at once: holding on to orjson's bytes objects is
@@ -396,7 +395,9 @@ class BatchBuilder:
             if simple and type(value) is dict:
                 # Fast path: a plain dict that encodes cleanly, small, without nulls.
                 try:
-                    encoded = dumps(value, option=option)
+                    # Without OPT_NON_STR_KEYS first: ~0.1 µs less per record, and
+                    # string keys are the rule; anything else takes the full path.
+                    encoded = dumps(value)
                 except TypeError:
                     pass
                 else:

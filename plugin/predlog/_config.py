@@ -279,7 +279,7 @@ class Settings:
     kafka_topic: str | None = None
     kafka_spool_max_bytes: int = 1 << 30
     kafka_delivery_timeout_s: float = 10.0
-    kafka_compression: str = "lz4"
+    kafka_compression: str = "zstd"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -251,6 +251,10 @@ class Flusher:
             self.failed += len(captures)
             self._reporter.report("batch_invalid", f"could not build a batch: {exc!r}", exc=exc)
             return
+        finally:
+            # Let go of the captured objects before a sink can stall: while it does,
+            # the ring refills, and memory must stay at one ring, not a ring plus a batch.
+            captures.clear()
         self.sampled_out += result.sampled_out
         self.failed += result.failed
         if result.batch is not None:

@@ -2,8 +2,8 @@
 
 The producer is aiokafka's, idempotent with ``acks=all``; each record is one message
 keyed by its request id (see :mod:`predlog._wire` for the format). Messages are
-appended to aiokafka batches per partition (the same murmur2 partitioner as the
-Java client), so Kafka batches them while each record keeps its own key.
+appended to aiokafka batches per partition, chosen as the Java client would
+(:mod:`predlog._murmur2`), so Kafka batches them while each record keeps its own key.
 
 aiokafka with idempotence retries forever, so this sink sets its own deadline:
 when a batch is not acknowledged within ``delivery_timeout_s``, its records go to
@@ -29,7 +29,7 @@ from typing import Any, Final, TypeVar
 
 import pyarrow as pa
 
-from predlog import _wire
+from predlog import _murmur2, _wire
 from predlog._spool import Spool, SpoolFullError
 from predlog.errors import SinkError
 
@@ -49,7 +49,7 @@ class KafkaSink:
         spool_max_bytes: int = 1 << 30,
         delivery_timeout_s: float = 10.0,
         retry_interval_s: float = 2.0,
-        compression_type: str | None = "lz4",
+        compression_type: str | None = "zstd",
         linger_ms: int = 5,
         max_batch_size: int = 1 << 20,
         client_id: str = "predlog",
@@ -157,16 +157,14 @@ class KafkaSink:
         await asyncio.wait_for(self._send_all(entries), self._delivery_timeout_s)
 
     async def _send_all(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
-        from aiokafka.partitioner import DefaultPartitioner  # noqa: PLC0415
-
         producer = await self._producer_ready()
         partitions = sorted(await producer.partitions_for(self.topic))
-        choose = DefaultPartitioner()
+        chosen = _murmur2.partitions([key for key, _ in entries], len(partitions)).tolist()
         batches: dict[int, Any] = {}
         pending: list[Any] = []
         headers = _wire.HEADERS
-        for key, value in entries:
-            partition = choose(key, partitions, partitions)
+        for (key, value), index in zip(entries, chosen, strict=True):
+            partition = partitions[index]
             builder = batches.get(partition)
             if builder is None:
                 builder = batches[partition] = producer.create_batch()

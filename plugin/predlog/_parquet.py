@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from predlog._record import arrow_schema
+from predlog._record import JSON_COLUMNS, arrow_schema
 
 #: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
@@ -45,6 +45,29 @@ def _host() -> str:
     return "".join(ch if ch.isalnum() or ch == "-" else "_" for ch in name)[:32]
 
 
+#: Dictionary encoding only where values repeat: tried on ids and feature JSON, it
+#: is built and then abandoned for every page. Writing is ~20% faster this way, and
+#: files a little smaller (benchmarks/bench_capture.py).
+_DICTIONARY_COLUMNS: Final = [
+    "schema_version",
+    "model_name",
+    "model_version",
+    "model_framework",
+    "feature_store_snapshot_id",
+    "decision",
+    "decision_threshold",
+    "model_confidence",
+    "user_segment",
+    "channel",
+    "geographic_region",
+    "sample_weight",
+    "sampling_reason",
+    "data_quality.list.element",
+]
+#: Min/max statistics serve predicate pushdown; over JSON text they serve nothing.
+_STATISTICS_COLUMNS: Final = [name for name in _SCHEMA.names if name not in JSON_COLUMNS]
+
+
 class _OpenFile:
     """One temporary file being written, and where it will be published."""
 
@@ -54,7 +77,13 @@ class _OpenFile:
         self.final = final
         self.temp = temp
         self.file = pa.OSFile(str(temp), "wb")
-        self.writer = pq.ParquetWriter(self.file, _SCHEMA, compression=compression)
+        self.writer = pq.ParquetWriter(
+            self.file,
+            _SCHEMA,
+            compression=compression,
+            use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]  # stubs: bool only
+            write_statistics=_STATISTICS_COLUMNS,
+        )
         self.opened = time.monotonic()
         self.rows = 0
 
