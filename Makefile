@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CACHE  := $(HOME)/.cache/predlog-ci
+OHA    := $(CACHE)/oha/bin/oha
 
 .PHONY: demo test lint typecheck pytest bench clean services-up services-down
 
@@ -40,10 +42,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_flusher_mode.py
 	$(PY) benchmarks/bench_middleware.py
-	services/with-services.sh $(PY) benchmarks/bench_kafka.py
 	command -v wrk >/dev/null || apt-get install -y -q wrk
-	$(PY) benchmarks/bench_server.py
+	test -x $(OHA) || cargo install oha --locked --root $(CACHE)/oha
+	services/with-services.sh sh -c '$(PY) benchmarks/bench_kafka.py && \
+	  $(PY) benchmarks/bench_outage_memory.py && $(PY) benchmarks/bench_server.py'
 	$(PY) benchmarks/profile_request_path.py
+	$(PY) benchmarks/profile_server.py
 	$(PY) benchmarks/bench_analytics.py
 
 clean:

@@ -90,6 +90,39 @@ class TestWireFormat:
         assert messages[1][0] == str(keep.records[1]["prediction_id"]).encode()
         assert decode([v for _, v in messages]).equals(batch)
 
+    @pytest.mark.parametrize("size", [0, 1, 2, 50])
+    def test_batch_constant_columns_are_spliced_in_exactly(self, size):
+        """Columns with one value for the whole batch are serialised once and spliced
+        into every message; each message is still the whole record on its own."""
+        import json
+
+        import pyarrow as pa
+
+        keep = MemorySink()
+        with predlog.PredictionLogger(
+            sinks=[keep], model_name="fraud", model_version="v9", install_signal_handlers=False
+        ) as log:
+            for i in range(size):
+                log.log(
+                    request_id=None if i % 2 else f"r{i}",
+                    features={"i": i, "same": "x"},
+                    score=0.25,
+                    decision="approved" if i % 3 else "declined",
+                    threshold=0.7,
+                    extra_field={"n": i},
+                )
+        batch = pa.RecordBatch.from_pylist(keep.records, schema=predlog.arrow_schema())
+        messages = encode(batch)
+        assert len(messages) == size
+        for (key, value), record in zip(messages, keep.records, strict=True):
+            one = json.loads(value)
+            assert set(one) == set(predlog.arrow_schema().names)
+            assert one["model_version"] == "v9" and one["decision_threshold"] == 0.7
+            assert one["features"] == json.loads(record["features"])
+            assert key == (record["request_id"] or str(record["prediction_id"])).encode()
+        if size:
+            assert decode([v for _, v in messages]).equals(batch)
+
     def test_unknown_schema_version_is_refused(self):
         """A message from a future schema is not silently misread."""
         with pytest.raises(ValueError, match="schema_version"):

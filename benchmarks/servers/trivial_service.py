@@ -34,7 +34,7 @@ class Trivial:
         return {"score": score, "decision": decision}
 
 
-if VARIANT in ("predlog", "predlog_oplog"):
+if VARIANT.startswith("predlog"):
     Trivial.add_asgi_middleware(
         predlog.PredictionLogMiddleware,
         model_name="trivial",

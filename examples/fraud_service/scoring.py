@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,14 @@ def decide(score: float) -> str:
 
 
 class Scorer:
-    def __init__(self) -> None:
+    def __init__(
+        self, on_scored: Callable[[dict[str, Any], float, str], None] | None = None
+    ) -> None:
+        """``on_scored(features, score, decision)``, if given, sees every decision: for
+        another logger beside predlog (benchmarks/servers/fraud_variants.py)."""
         self.model = fraud_model.load()
         self.store = FeatureStore()
+        self.on_scored = on_scored
 
     def score(self, transaction: Transaction) -> dict[str, Any]:
         started = time.perf_counter()
@@ -127,4 +133,6 @@ class Scorer:
             geographic_region=transaction.region,
             **explained,
         )
+        if self.on_scored is not None:
+            self.on_scored(features, score, decision)
         return {"score": score, "decision": decision, "model_version": MODEL_VERSION}
