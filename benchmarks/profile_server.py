@@ -106,7 +106,7 @@ def main() -> None:
     script.write_text(service.lua("profile-"))
     raw = work / "profile.raw"
     with BentoServer(
-        service.target, log_path=work / "server.log", env=env, cwd=ROOT, ready_timeout=180
+        service.target, log_path=work / "server.log", env=env, cwd=work, ready_timeout=180
     ) as server:
         url = f"{server.base_url}/predict"
         wrk(url, 3, 16, script)

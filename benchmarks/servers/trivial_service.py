@@ -1,7 +1,12 @@
 """A trivial BentoML service, in the variant named by BENCH_VARIANT, for bench_server.py.
 
 bare, monitor (bentoml.monitor logging the same fields), otel (BentoML tracing, every
-request sampled, spans kept in memory), predlog, predlog_oplog (plus operational logs).
+request sampled, spans kept in memory), predlog, predlog_oplog (plus operational logs),
+predlog_kafka (predlog with PREDLOG_KAFKA_* set by the benchmark).
+
+With BENCH_GC_LOG=<file>, each process appends its garbage-collection time and count
+per generation to that file (JSON lines, at most once a second): how the worker's
+full collections were found to set p99 (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -41,3 +46,29 @@ if VARIANT.startswith("predlog"):
         model_version="v1",
         operational_log=VARIANT == "predlog_oplog",
     )
+
+if os.environ.get("BENCH_GC_LOG"):
+    import atexit
+    import gc
+    import json
+    import time
+
+    _gc = {"start": 0.0, "seconds": [0.0, 0.0, 0.0], "count": [0, 0, 0], "written": 0.0}
+
+    def _gc_timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            _gc["start"] = time.perf_counter()
+        else:
+            gen = info["generation"]
+            _gc["seconds"][gen] += time.perf_counter() - _gc["start"]  # type: ignore[index]
+            _gc["count"][gen] += 1  # type: ignore[index]
+            if time.perf_counter() - _gc["written"] > 1:  # type: ignore[operator]
+                _gc["written"] = time.perf_counter()
+                _gc_report()
+
+    gc.callbacks.append(_gc_timer)
+
+    @atexit.register
+    def _gc_report() -> None:
+        with open(os.environ["BENCH_GC_LOG"], "a") as out:
+            out.write(json.dumps({"variant": VARIANT, "pid": os.getpid(), **_gc}) + "\n")
