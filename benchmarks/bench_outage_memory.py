@@ -45,13 +45,13 @@ import pyarrow as pa
 
 import predlog
 from _common import fraud_features
+from bench_middleware import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = (
     '{"transaction": {"amount": %d.5, "merchant_category": "grocery", "hour": 13, '
     '"channel": "web", "card_age_days": 400}}'
 )
-RESPONSE = b'{"score":0.42,"decision":"approved"}'
 
 
 class StalledSink:
@@ -77,21 +77,6 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS")
 
 
-def app() -> Any:
-    async def handler(scope: Any, receive: Any, send: Any) -> None:
-        await receive()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"37")],
-            }
-        )
-        await send({"type": "http.response.body", "body": RESPONSE})
-
-    return handler
-
-
 class Producer:
     """Makes predictions of one kind, each with freshly allocated inputs."""
 
@@ -99,7 +84,7 @@ class Producer:
         self.kind, self.logger, self.count = kind, logger, 0
         self.rng = random.Random(3)
         self.loop = asyncio.new_event_loop()
-        self.app = predlog.PredictionLogMiddleware(app(), logger=logger)
+        self.app = predlog.PredictionLogMiddleware(make_app(record=False), logger=logger)
 
     def one(self) -> None:
         self.count += 1

@@ -288,7 +288,11 @@ def launch(service: Service, variant: str, plan: Plan) -> Variant:
         env["PREDLOG_KAFKA_BOOTSTRAP"] = os.environ["PREDLOG_TEST_KAFKA"]
         env["PREDLOG_KAFKA_TOPIC"] = topic
     server = BentoServer(
-        service.target, log_path=plan.work / f"{tag}.log", env=env, cwd=data.parent, ready_timeout=300
+        service.target,
+        log_path=plan.work / f"{tag}.log",
+        env=env,
+        cwd=data.parent,
+        ready_timeout=300,
     )
     script = plan.work / f"{tag}.lua"
     script.write_text(service.lua(f"{tag}-"))

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import bentoml
+from benchmarks.servers.monitor import log_with_bentoml_monitor
 from examples.fraud_service.scoring import PREDLOG_OPTIONS, Scorer, Transaction
 from opentelemetry import trace
 
@@ -40,13 +41,7 @@ class Fraud:
 
 
 def monitor(features: dict[str, Any], score: float, decision: str) -> None:
-    """What predlog records, through bentoml.monitor: every feature the model saw."""
-    with bentoml.monitor("fraud") as mon:
-        for name, value in features.items():
-            kind = "numerical" if isinstance(value, (int, float)) else "categorical"
-            mon.log(value, name, "feature", kind)
-        mon.log(score, "score", "prediction", "numerical")
-        mon.log(decision, "decision", "prediction", "categorical")
+    log_with_bentoml_monitor("fraud", features, score, decision)
 
 
 if VARIANT.startswith("predlog"):

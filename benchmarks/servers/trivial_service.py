@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 import bentoml
+from benchmarks.servers.monitor import log_with_bentoml_monitor
 
 import predlog
 
@@ -30,12 +31,7 @@ class Trivial:
     def predict(self, transaction: dict[str, Any]) -> dict[str, Any]:
         score, decision = 0.42, "approved"
         if VARIANT == "monitor":
-            with bentoml.monitor("trivial") as mon:
-                for name, value in transaction.items():
-                    kind = "numerical" if isinstance(value, (int, float)) else "categorical"
-                    mon.log(value, name, "feature", kind)
-                mon.log(score, "score", "prediction", "numerical")
-                mon.log(decision, "decision", "prediction", "categorical")
+            log_with_bentoml_monitor("trivial", transaction, score, decision)
         return {"score": score, "decision": decision}
 
 
