@@ -4,7 +4,7 @@ Consumers and stream processors assume that a key always lands on the partition 
 Java client would choose: ``(murmur2(key) & 0x7fffffff) % partitions``. aiokafka's
 own implementation hashes one key at a time in Python, several µs per key, which was
 the largest single cost of sending a batch. Here the keys are grouped by length and
-hashed column by column with numpy's wrapping uint32 arithmetic, a few hundred ns
+hashed column by column with numpy's wrapping uint32 arithmetic, about 0.1 µs
 per key for a batch of thousands.
 """
 
