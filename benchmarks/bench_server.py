@@ -264,9 +264,9 @@ class Variant:
     topic: str
     script: Path
     slices: dict[str, list[dict[str, float]]]
-    cpu: dict[str, float]
     warm_requests: float = 0.0
     rss_before: float = 0.0
+    rss_after: float = 0.0
 
 
 def launch(service: Service, variant: str, plan: Plan) -> Variant:
@@ -297,7 +297,7 @@ def launch(service: Service, variant: str, plan: Plan) -> Variant:
     script = plan.work / f"{tag}.lua"
     script.write_text(service.lua(f"{tag}-"))
     server.start()
-    return Variant(variant, server, data, topic, script, {"closed": [], "open": []}, {})
+    return Variant(variant, server, data, topic, script, {"closed": [], "open": []})
 
 
 def run_round(
@@ -334,7 +334,7 @@ def run_round(
                     result["seconds"] = slice_s
                     v.slices[load].append(result)
         for v in servers:
-            v.cpu["rss_after"] = rss_mib(v.server.pid)
+            v.rss_after = rss_mib(v.server.pid)
     finally:
         for v in servers:
             v.server.stop()
@@ -356,7 +356,7 @@ def summarise_round(v: Variant) -> dict[str, dict[str, float]]:
         }
     closed = out["closed"]
     closed["rss_before"] = v.rss_before
-    closed["rss_after"] = v.cpu["rss_after"]
+    closed["rss_after"] = v.rss_after
     if v.name.startswith("predlog"):
         completed = v.warm_requests + closed["requests"] + out["open"]["requests"]
         if v.name == "predlog_kafka":
