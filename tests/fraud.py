@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from predlog._pii import Pseudonymiser
+from predlog.flush._pii import Pseudonymiser
 from predlog.testing import BentoServer
 from tests.helpers import ROOT, child_env
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import predlog
-from predlog._config import resolve
+from predlog._settings import resolve
 from predlog.errors import ConfigError
 from predlog.testing import MemorySink
 

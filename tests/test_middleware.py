@@ -474,9 +474,9 @@ class TestPIICanary:
         run(app, [("POST", "/predict", {"json": {"tx": {"amount": 10, "email": canary}}})])
         logger.close()
 
-        expected = predlog._pii.Pseudonymiser(key=key, key_id=None, pii_fields=["email"]).pseudonym(
-            canary
-        )
+        expected = predlog.flush._pii.Pseudonymiser(
+            key=key, key_id=None, pii_fields=["email"]
+        ).pseudonym(canary)
         files = list(data.rglob("*.parquet"))
         assert files
         import pyarrow.parquet as pq

@@ -7,7 +7,7 @@ import random
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from predlog._murmur2 import murmur2, partitions
+from predlog.sinks.kafka._murmur2 import murmur2, partitions
 
 # Kafka's own test vectors (clients/.../utils/UtilsTest.java, testMurmur2), signed.
 KAFKA_VECTORS = {

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import predlog
 from predlog import PredictionRecord, arrow_schema, confidence_band
-from predlog._batch import _bands
+from predlog.flush._batch import _bands
 
 BAND_NAMES = ("high", "medium", "low")
 

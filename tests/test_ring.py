@@ -6,13 +6,13 @@ from collections import deque
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from predlog import RingBuffer
+from predlog._ring import RingBuffer
 
 
 class RingModel(RuleBasedStateMachine):
-    """Random claims and drains against a plain deque that says what must happen."""
+    """Random puts and drains against a plain deque that says what must happen."""
 
     capacity = 1
     overflow = "drop_newest"
@@ -23,10 +23,9 @@ class RingModel(RuleBasedStateMachine):
         self.model: deque[int] = deque()
         self.dropped = 0
         self.next_value = 0
-        self.claimed: list[int] = []
 
     def _offer_to_model(self, value: int) -> bool:
-        if len(self.model) + len(self.claimed) < self.capacity:
+        if len(self.model) < self.capacity:
             self.model.append(value)
             return True
         self.dropped += 1
@@ -43,24 +42,6 @@ class RingModel(RuleBasedStateMachine):
             self.next_value += 1
             expected = self._offer_to_model(value)
             assert self.ring.put(value) is expected
-
-    @rule()
-    def claim_without_publishing(self) -> None:
-        index = self.ring.claim()
-        if len(self.model) + len(self.claimed) < self.capacity:
-            assert index >= 0
-            self.claimed.append(index)
-        else:
-            assert index == -1
-
-    @precondition(lambda self: bool(self.claimed))
-    @rule()
-    def publish_claimed(self) -> None:
-        index = self.claimed.pop(0)
-        value = self.next_value
-        self.next_value += 1
-        self.ring.publish(index, value)
-        self.model.append(value)
 
     @rule(limit=st.integers(min_value=0, max_value=30))
     def drain(self, limit: int) -> None:
@@ -149,7 +130,6 @@ class TestRingBuffer:
         """reset() hands back published values and makes every slot free again."""
         ring: RingBuffer[int] = RingBuffer(2)
         ring.put(1)
-        ring.claim()
         assert ring.reset() == [1]
         assert ring.put(2)
         assert ring.put(3)

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from predlog import Sampler, sampling_hash
-from predlog._sampling import REASONS
+from predlog import sampling_hash
+from predlog.flush._sampling import REASONS, Sampler
 
 MODEL = ("fraud", "v1")
 

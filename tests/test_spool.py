@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import predlog
-from predlog._spool import Spool, SpoolFullError
-from predlog._wire import decode, encode
+from predlog.sinks._spool import Spool, SpoolFullError
+from predlog.sinks.kafka._wire import decode, encode
 from predlog.testing import MemorySink
 
 entries = st.lists(

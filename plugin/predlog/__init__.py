@@ -13,24 +13,20 @@ Quick start::
 
 from __future__ import annotations
 
-from predlog._config import MiddlewareSettings, Settings
 from predlog._context import record
-from predlog._decode import Extractor, json_extractor
-from predlog._kafka import KafkaSink
 from predlog._logger import PredictionLogger
-from predlog._oplog import OperationalLogSink, configure_logging
-from predlog._parquet import ParquetSink
 from predlog._record import (
     SCHEMA_VERSION,
     PredictionRecord,
     arrow_schema,
     confidence_band,
 )
-from predlog._ring import RingBuffer
-from predlog._sampling import Sampler, sampling_hash
-from predlog._sink import Sink
+from predlog._settings import MiddlewareSettings, Settings
 from predlog.errors import ConfigError, PredlogError, SinkError
+from predlog.flush._decode import Extractor, json_extractor
+from predlog.flush._sampling import sampling_hash
 from predlog.middleware import PredictionLogMiddleware
+from predlog.sinks import KafkaSink, OperationalLogSink, ParquetSink, Sink, configure_logging
 
 __version__ = "0.1.0"
 
@@ -46,8 +42,6 @@ __all__ = [
     "PredictionLogger",
     "PredictionRecord",
     "PredlogError",
-    "RingBuffer",
-    "Sampler",
     "Settings",
     "Sink",
     "SinkError",

@@ -17,7 +17,7 @@ from predlog.errors import PredlogError
 
 
 def _sink(args: argparse.Namespace) -> int:
-    from predlog._consumer import run  # noqa: PLC0415  # needs the kafka extra
+    from predlog.sinks.kafka._consumer import run  # noqa: PLC0415  # needs the kafka extra
 
     bootstrap = args.bootstrap or os.environ.get("PREDLOG_KAFKA_BOOTSTRAP")
     topic = args.topic or os.environ.get("PREDLOG_KAFKA_TOPIC")

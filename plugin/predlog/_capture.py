@@ -3,7 +3,7 @@
 A capture is a plain tuple because building one is the only work the request path
 does: a tuple literal costs a few dozen nanoseconds, a dataclass or NamedTuple
 several times that. Its positions are named here once; :mod:`predlog._logger`
-builds captures and :mod:`predlog._batch` unpacks them, both from this order.
+builds captures and :mod:`predlog.flush._batch` unpacks them, both from this order.
 """
 
 from __future__ import annotations

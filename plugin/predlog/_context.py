@@ -9,7 +9,7 @@ middleware. Cost: one context variable read and one dict update.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("predlog_record", default=None)
@@ -37,3 +37,13 @@ def record(**fields: Any) -> bool:
 def current_fields() -> dict[str, Any] | None:
     """The current request's recorded fields (the live dict), or None outside one."""
     return _fields.get()
+
+
+def bind_fields(fields: dict[str, Any]) -> Token[dict[str, Any] | None]:
+    """Make ``fields`` the current request's record (the middleware, once per request)."""
+    return _fields.set(fields)
+
+
+def unbind_fields(token: Token[dict[str, Any] | None]) -> None:
+    """Undo :func:`bind_fields` when the request is over."""
+    _fields.reset(token)

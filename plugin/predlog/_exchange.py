@@ -2,48 +2,25 @@
 
 The middleware fills an :class:`Exchange` with references to the body chunks it
 saw go by, the status, and the handler's ``predlog.record()`` fields, and puts it
-in the ring inside an ordinary capture tuple. :func:`resolve` turns it into an
-ordinary capture tuple in the flusher, where the JSON is decoded, so the request
-never pays for parsing.
+in the ring inside an ordinary capture tuple. The exchange carries the decoder of
+the middleware that made it, so two apps sharing one logger each decode their own
+bodies their own way (:mod:`predlog.flush._exchange`). Nothing here parses anything:
+the request never pays for decoding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from predlog._capture import (
-    DECISION,
-    EXTRA,
-    FEATURES,
-    FLAGS,
-    POSITION,
-    SCORE,
-    SPAN_ID,
-    TRACE_ID,
-    Capture,
-)
-
-#: Decodes a request body into features.
-RequestExtractor = Callable[[bytes], Mapping[str, Any]]
-#: Decodes a response body into a mapping with ``score`` and/or ``decision``.
-ResponseExtractor = Callable[[bytes], Mapping[str, Any]]
-
-SCORE_KEYS: Final = ("score", "probability", "prediction")
-_MAX_LIST: Final = 256
-#: Fields predlog.record() may set that have their own place in a capture; any other
-#: recorded field goes to the record's extra map.
-_RECORD_POSITIONS: Final = {
-    name: position for name, position in POSITION.items() if FEATURES <= position < EXTRA
-}
+if TYPE_CHECKING:
+    from predlog.flush._exchange import ExchangeDecoder
 
 
 class Exchange:
     """References to one request and response; filled by the middleware."""
 
     __slots__ = (
+        "decoder",
         "fields",
         "handler_failed",
         "invalid_request_id",
@@ -60,9 +37,11 @@ class Exchange:
         "streamed",
     )
 
-    def __init__(self, method: str, path: str) -> None:
+    def __init__(self, method: str, path: str, decoder: ExchangeDecoder) -> None:
         self.method = method
         self.path = path
+        #: How the flusher turns this exchange into a record: the middleware's options.
+        self.decoder = decoder
         self.request_chunks: list[bytes] = []
         self.request_size = 0
         self.request_content_type: bytes | None = None
@@ -75,204 +54,3 @@ class Exchange:
         self.handler_failed = False
         self.invalid_request_id: str | None = None
         self.fields: dict[str, Any] = {}
-
-
-def flatten(value: Mapping[str, Any]) -> dict[str, Any]:
-    """Scalar leaves of a JSON object, nested keys joined with dots.
-
-    Lists of scalars become ``key.0``, ``key.1``...; deeper or longer structures
-    are left out (they are rarely model features and would swamp the record).
-    """
-    out: dict[str, Any] = {}
-    _flatten(value, "", out)
-    return out
-
-
-def _flatten(value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for key, item in value.items():
-        name = f"{prefix}{key}"
-        if isinstance(item, dict):
-            _flatten(item, f"{name}.", out)
-        elif isinstance(item, list):
-            if len(item) <= _MAX_LIST and not any(isinstance(x, (dict, list)) for x in item):
-                for i, x in enumerate(item):
-                    out[f"{name}.{i}"] = x
-        else:
-            out[name] = item
-
-
-def _unwrap(value: Any) -> Any:
-    """BentoML wraps the argument under its parameter name: ``{"tx": {...}}``."""
-    while isinstance(value, dict) and len(value) == 1:
-        (inner,) = value.values()
-        if not isinstance(inner, dict):
-            break
-        value = inner
-    return value
-
-
-def field_path(value: Any, path: str) -> Any:
-    """``a.b.0`` into nested dicts and lists; None when any step is missing."""
-    for step in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(step)
-        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
-            value = value[int(step)]
-        else:
-            return None
-    return value
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    return content_type is None or b"json" in content_type.lower()
-
-
-class ExchangeDecoder:
-    """Turns captures holding an :class:`Exchange` into ordinary captures."""
-
-    def __init__(
-        self,
-        *,
-        features_field: str | None = None,
-        score_field: str | None = None,
-        decision_field: str | None = None,
-        request_extractor: RequestExtractor | None = None,
-        response_extractor: ResponseExtractor | None = None,
-        report: Callable[[str, str, BaseException | None], None] | None = None,
-    ) -> None:
-        self._features_field = features_field
-        self._score_field = score_field
-        self._decision_field = decision_field
-        self._request_extractor = request_extractor
-        self._response_extractor = response_extractor
-        self._report = report
-
-    def resolve(self, capture: Capture) -> Capture:
-        exchange: Exchange = capture[FEATURES]
-        flags: list[str] = list(capture[FLAGS] or ())
-        values = list(capture)
-        extra: dict[str, Any] = dict(capture[EXTRA] or {})
-        values[EXTRA] = None
-        extra["http_method"] = exchange.method
-        extra["http_path"] = exchange.path
-        extra["http_status"] = exchange.status
-        if exchange.invalid_request_id is not None:
-            flags.append("request_id_invalid")
-            extra["invalid_request_id"] = exchange.invalid_request_id[:256]
-        if exchange.handler_failed:
-            flags.append("handler_exception")
-        if exchange.status >= 400:
-            flags.append(f"http_status_{exchange.status}")
-
-        body_features = self._request_features(exchange, flags)
-        response = self._response_values(exchange, flags)
-        values[FEATURES] = body_features
-        if "score" in response:
-            values[SCORE] = response["score"]
-        if "decision" in response:
-            values[DECISION] = response["decision"]
-
-        # What the handler recorded wins over what the bodies say.
-        for name, value in exchange.fields.items():
-            position = _RECORD_POSITIONS.get(name)
-            if name == "features":
-                if isinstance(value, Mapping) and isinstance(body_features, dict):
-                    merged = dict(body_features)
-                    merged.update(value)
-                    values[FEATURES] = merged
-                else:
-                    values[FEATURES] = value
-            elif position is not None:
-                values[position] = value
-            else:
-                extra[name] = value
-        values[EXTRA] = extra
-        values[FLAGS] = tuple(flags)
-        # The middleware keeps ids as integers; formatting them is flusher work.
-        if isinstance(values[TRACE_ID], int):
-            values[TRACE_ID] = f"{values[TRACE_ID]:032x}"
-        if isinstance(values[SPAN_ID], int):
-            values[SPAN_ID] = f"{values[SPAN_ID]:016x}"
-        return tuple(values)
-
-    def _extract(
-        self,
-        extractor: Callable[[bytes], Mapping[str, Any]],
-        body: bytes,
-        flags: list[str],
-        side: str,
-    ) -> dict[str, Any] | None:
-        """Run a user extractor; a failure flags the record instead of losing it."""
-        try:
-            return dict(extractor(body))
-        except Exception as exc:  # noqa: BLE001  # a user extractor never loses the record
-            flags.append("extractor_failed")
-            if self._report is not None:
-                self._report("extractor_failed", f"{side} extractor raised {exc!r}", exc)
-            return None
-
-    def _request_features(self, exchange: Exchange, flags: list[str]) -> Any:
-        if exchange.request_size > sum(len(c) for c in exchange.request_chunks):
-            flags.append("request_body_truncated")
-            return None
-        body = b"".join(exchange.request_chunks)
-        if not body:
-            flags.append("request_body_empty")
-            return None
-        if self._request_extractor is not None:
-            return self._extract(self._request_extractor, body, flags, "request")
-        if not _is_json(exchange.request_content_type):
-            flags.append("request_body_not_json")
-            return None
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            flags.append("request_body_invalid_json")
-            return None
-        if self._features_field:
-            parsed = field_path(parsed, self._features_field)
-        else:
-            parsed = _unwrap(parsed)
-        if not isinstance(parsed, dict):
-            flags.append("request_body_not_object")
-            return None
-        return flatten(parsed)
-
-    def _response_values(self, exchange: Exchange, flags: list[str]) -> dict[str, Any]:
-        if exchange.streamed and exchange.response_parts > 1:
-            flags.append("response_streamed")
-            return {}
-        if exchange.response_size > sum(len(c) for c in exchange.response_chunks):
-            flags.append("response_body_truncated")
-            return {}
-        body = b"".join(exchange.response_chunks)
-        if not body:
-            return {}
-        if self._response_extractor is not None:
-            return self._extract(self._response_extractor, body, flags, "response") or {}
-        if not _is_json(exchange.response_content_type):
-            flags.append("response_not_json")
-            return {}
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            flags.append("response_invalid_json")
-            return {}
-        out: dict[str, Any] = {}
-        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
-            out["score"] = parsed
-            return out
-        if self._score_field:
-            out["score"] = field_path(parsed, self._score_field)
-        if self._decision_field:
-            out["decision"] = field_path(parsed, self._decision_field)
-        parsed = _unwrap(parsed)
-        if isinstance(parsed, dict):
-            if "score" not in out:
-                for key in SCORE_KEYS:
-                    if key in parsed:
-                        out["score"] = parsed[key]
-                        break
-            if "decision" not in out and "decision" in parsed:
-                out["decision"] = parsed["decision"]
-        return out

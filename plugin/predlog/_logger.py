@@ -24,20 +24,21 @@ from types import FrameType, TracebackType
 from typing import Any
 
 import structlog
+from typing_extensions import Unpack
 
-from predlog._batch import BatchBuilder
 from predlog._capture import Capture
-from predlog._config import MISSING, Settings, resolve
 from predlog._counter import AtomicCounter
-from predlog._decode import Extractor, FeatureEncoder, json_extractor
-from predlog._flusher import Flusher
-from predlog._oplog import OperationalLogSink, configure_logging
-from predlog._parquet import ParquetSink
-from predlog._pii import Pseudonymiser
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
-from predlog._sampling import Sampler
-from predlog._sink import Sink
+from predlog._settings import LoggerOptions, Settings, resolve
+from predlog.flush._batch import BatchBuilder
+from predlog.flush._decode import Extractor, FeatureEncoder, json_extractor
+from predlog.flush._flusher import Flusher
+from predlog.flush._pii import Pseudonymiser
+from predlog.flush._sampling import Sampler
+from predlog.sinks._base import Sink
+from predlog.sinks._oplog import OperationalLogSink, configure_logging
+from predlog.sinks._parquet import ParquetSink
 
 _SHUTDOWN_TIMEOUT_S = 10.0
 
@@ -54,48 +55,14 @@ class PredictionLogger:
     def __init__(
         self,
         *,
-        model_name: Any = MISSING,
-        model_version: Any = MISSING,
-        model_framework: Any = MISSING,
         sinks: Sequence[Sink] | None = None,
         audit: Any = None,
-        data_dir: Any = MISSING,
-        sample_rate: Any = MISSING,
-        high_risk_score: Any = MISSING,
-        new_version_window_s: Any = MISSING,
-        decision_threshold: Any = MISSING,
-        summary_features: Any = MISSING,
         feature_names: Sequence[str] = (),
-        ring_capacity: Any = MISSING,
-        batch_size: Any = MISSING,
-        flush_interval_s: Any = MISSING,
-        overflow: Any = MISSING,
-        max_feature_bytes: Any = MISSING,
-        install_signal_handlers: Any = MISSING,
-        parquet_max_file_bytes: Any = MISSING,
-        parquet_max_file_age_s: Any = MISSING,
-        pii_fields: Any = MISSING,
-        pseudonym_key: Any = MISSING,
-        pseudonym_key_id: Any = MISSING,
-        feature_allowlist: Any = MISSING,
-        stale_feature_age_s: Any = MISSING,
-        operational_log: Any = MISSING,
-        kafka_bootstrap: Any = MISSING,
-        kafka_topic: Any = MISSING,
-        kafka_spool_max_bytes: Any = MISSING,
-        kafka_delivery_timeout_s: Any = MISSING,
-        kafka_compression: Any = MISSING,
         extractor: Extractor = json_extractor,
         error_log_interval_s: float = 60.0,
+        **options: Unpack[LoggerOptions],
     ) -> None:
-        given = {
-            name: value
-            for name, value in locals().items()
-            if name
-            not in ("self", "sinks", "audit", "feature_names", "extractor", "error_log_interval_s")
-            and value is not MISSING
-        }
-        self.settings: Settings = resolve(given)
+        self.settings: Settings = resolve(options)
         s = self.settings
         self._reporter = ErrorReporter(interval_s=error_log_interval_s)
         self._ring: RingBuffer[Capture] = RingBuffer(s.ring_capacity, overflow=s.overflow)
@@ -106,7 +73,7 @@ class PredictionLogger:
         self._put: Callable[[Capture], bool] = self._ring.put
         self._closed = False
         if sinks is None:
-            sinks = [_default_sink(s)]
+            sinks = [_default_sink(s, self._reporter)]
         pseudonymiser = Pseudonymiser(
             key=s.pseudonym_key,
             key_id=s.pseudonym_key_id,
@@ -122,6 +89,14 @@ class PredictionLogger:
                     stale_after_s=s.stale_feature_age_s, is_pii=pseudonymiser.is_pii
                 ),
             ]
+        #: The AuditSink, if regulated decisions are audited (the middleware reads it).
+        if callable(audit) and not hasattr(audit, "export"):
+            # A factory: made here, in the process that serves (BentoML imports the
+            # service module in its supervisor too, which must not open the audit log).
+            audit = audit()
+        self.audit = audit
+        if audit is not None:
+            sinks = [*sinks, audit]
         builder = BatchBuilder(
             s,
             sampler=Sampler(
@@ -137,16 +112,8 @@ class PredictionLogger:
                 extractor=extractor,
                 pseudonymiser=pseudonymiser,
             ),
+            audit_rule=audit.wants if audit is not None else None,
         )
-        #: The AuditSink, if regulated decisions are audited (the middleware reads it).
-        if callable(audit) and not hasattr(audit, "export"):
-            # A factory: made here, in the process that serves (BentoML imports the
-            # service module in its supervisor too, which must not open the audit log).
-            audit = audit()
-        self.audit = audit
-        if audit is not None:
-            builder.audit_rule = audit.wants
-            sinks = [*sinks, audit]
         self._flusher = Flusher(
             self._ring,
             builder,
@@ -229,25 +196,21 @@ class PredictionLogger:
     # -- accounting --------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Where every captured record is: always
-        ``captured == sampled_out + delivered + dropped + failed + pending``.
+        """Where every captured record is: ``captured == sampled_out + delivered + dropped +
+        failed + pending`` whenever no record is moving between two of them.
 
-        ``pending`` is what is in the ring or in the flusher's hands. Counters are
-        read outcome-first and ``captured`` last, so ``pending`` is never negative.
+        Each number is counted on its own: ``pending`` is what sits in the ring plus what
+        the flusher holds, never a remainder of the others, so a record lost between two
+        stages shows as a broken identity.
         """
-        flusher = self._flusher
-        sampled_out = flusher.sampled_out
-        delivered = flusher.delivered
-        failed = flusher.failed + self._request_failures.value
-        dropped = self._ring.dropped + self._closed_drops.value
-        captured = self._captured.value
+        sampled_out, delivered, failed, pending = self._flusher.counts()
         return {
-            "captured": captured,
+            "captured": self._captured.value,
             "sampled_out": sampled_out,
             "delivered": delivered,
-            "dropped": dropped,
-            "failed": failed,
-            "pending": captured - sampled_out - delivered - dropped - failed,
+            "dropped": self._ring.dropped + self._closed_drops.value,
+            "failed": failed + self._request_failures.value,
+            "pending": pending,
         }
 
     def sink_stats(self) -> dict[str, dict[str, Any]]:
@@ -294,16 +257,11 @@ class PredictionLogger:
         self.close()
 
     @property
-    def ring(self) -> RingBuffer[Capture]:
-        """The ring captures go into; the middleware puts its own captures here."""
-        return self._ring
+    def reporter(self) -> ErrorReporter:
+        """Where this logger's errors are counted; the middleware reports through it too."""
+        return self._reporter
 
-    @property
-    def count_capture(self) -> Callable[[], int]:
-        """Counts one capture; whoever puts into :attr:`ring` must call it first."""
-        return self._count
-
-    def put(self, capture: Capture) -> bool:
+    def _submit(self, capture: Capture) -> bool:
         """Hand over a prepared capture tuple (see :mod:`predlog._capture`). Never raises."""
         self._count()
         try:
@@ -329,18 +287,26 @@ class PredictionLogger:
         self._fork_locked = False
         self._ring.reset()
         self._ring = RingBuffer(self.settings.ring_capacity, overflow=self.settings.overflow)
-        self._flusher._ring = self._ring  # the pair is rebuilt together
         self._put = self._drop_closed if self._closed else self._ring.put
         for counter in (self._captured, self._request_failures, self._closed_drops):
             counter.reset()
         self._count = self._captured.incr
-        self._flusher.after_fork_in_child()
+        self._flusher.after_fork_in_child(self._ring)
 
 
-def _default_sink(s: Settings) -> Sink:
+def handoff(logger: PredictionLogger) -> Callable[[Capture], bool]:
+    """The seam through which the middleware puts its own captures into a logger's ring.
+
+    The callable counts the capture, never raises and never blocks, like ``log()``;
+    the middleware fetches it once and calls it once per request.
+    """
+    return logger._submit
+
+
+def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:
     """Kafka when a broker and topic are configured, else Parquet files under data_dir."""
     if s.kafka_bootstrap and s.kafka_topic:
-        from predlog._kafka import KafkaSink  # noqa: PLC0415  # needs the kafka extra
+        from predlog.sinks.kafka import KafkaSink  # noqa: PLC0415  # needs the kafka extra
 
         return KafkaSink(
             bootstrap_servers=s.kafka_bootstrap,
@@ -349,6 +315,7 @@ def _default_sink(s: Settings) -> Sink:
             spool_max_bytes=s.kafka_spool_max_bytes,
             delivery_timeout_s=s.kafka_delivery_timeout_s,
             compression_type=None if s.kafka_compression == "none" else s.kafka_compression,
+            reporter=reporter,
         )
     return ParquetSink(
         s.data_dir,

@@ -7,11 +7,12 @@ How it works. The slots are a list allocated once. Two deques of slot *indices*
 move each slot between two states: ``free`` (owned by nobody) and ``ready``
 (published, waiting for the consumer). A producer claims a slot with
 ``free.popleft()``, stores its value by reference, and publishes the index with
-``ready.append()``. The consumer takes indices with ``ready.popleft()``, reads and
-clears the slot, and returns the index with ``free.append()``. Each deque operation
-is one C call that holds the GIL from start to end (and takes the deque's own
-critical section on free-threaded builds), so exactly one thread ever owns a given
-slot: a claim is lock-free in CPython, and it never waits.
+``ready.append()`` (:meth:`RingBuffer.put` does both). The consumer takes indices
+with ``ready.popleft()``, reads and clears the slot, and returns the index with
+``free.append()``. Each deque operation is one C call that holds the GIL from start
+to end (and takes the deque's own critical section on free-threaded builds), so
+exactly one thread ever owns a given slot: a claim is lock-free in CPython, and it
+never waits.
 
 Values are held by reference and nothing is copied. A caller that mutates an
 array or dict after handing it over changes what will be logged, until the flusher
@@ -62,22 +63,6 @@ class RingBuffer(Generic[T]):
     def __len__(self) -> int:
         """Published values waiting for the consumer (a snapshot)."""
         return len(self._ready)
-
-    def claim(self) -> int:
-        """Take a free slot for writing and return its index, or -1 when none is free.
-
-        A claimed slot must be handed to :meth:`publish`. Most callers use
-        :meth:`put`, which does both.
-        """
-        try:
-            return self._free.popleft()
-        except IndexError:
-            return -1
-
-    def publish(self, index: int, value: T) -> None:
-        """Store ``value`` in a claimed slot and make it visible to the consumer."""
-        self._slots[index] = value
-        self._ready.append(index)
 
     def put(self, value: T) -> bool:
         """Hand ``value`` over without blocking. False when it was dropped."""

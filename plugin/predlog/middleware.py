@@ -17,23 +17,28 @@ never changes what the app sends except for that one header.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from time import perf_counter_ns, time_ns
 from typing import Any
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
+from typing_extensions import Unpack
 
 from predlog import _tracing
 from predlog._capture import FEATURES, TOTAL_MS
-from predlog._config import MISSING, resolve_middleware
-from predlog._context import _fields
-from predlog._exchange import (
-    Exchange,
-    ExchangeDecoder,
-    RequestExtractor,
-    ResponseExtractor,
+from predlog._context import bind_fields, unbind_fields
+from predlog._exchange import Exchange
+from predlog._logger import PredictionLogger, handoff
+from predlog._settings import (
+    LoggerOptions,
+    MiddlewareOptions,
+    MiddlewareSettings,
+    resolve_middleware,
+    setting_names,
 )
-from predlog._logger import PredictionLogger
+from predlog.errors import ConfigError
+from predlog.flush._exchange import ExchangeDecoder, RequestExtractor, ResponseExtractor
+from predlog.sinks._base import Sink
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,6 +81,17 @@ async def _unavailable(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class MiddlewareArgs(MiddlewareOptions, LoggerOptions, total=False):
+    """Every keyword argument the middleware takes besides ``logger`` and the extractors:
+    its own options, and those of the :class:`PredictionLogger` it makes."""
+
+    sinks: Sequence[Sink] | None
+    audit: Any
+    feature_names: Sequence[str]
+    extractor: Callable[[bytes], Mapping[str, Any]]
+    error_log_interval_s: float
+
+
 class PredictionLogMiddleware:
     """Pure ASGI middleware that logs every prediction request on the configured paths.
 
@@ -96,46 +112,28 @@ class PredictionLogMiddleware:
         app: ASGIApp,
         *,
         logger: PredictionLogger | None = None,
-        paths: Any = MISSING,
-        exclude_paths: Any = MISSING,
-        methods: Any = MISSING,
-        request_id_header: Any = MISSING,
-        max_body_bytes: Any = MISSING,
-        features_field: Any = MISSING,
-        score_field: Any = MISSING,
-        decision_field: Any = MISSING,
         request_extractor: RequestExtractor | None = None,
         response_extractor: ResponseExtractor | None = None,
-        **logger_options: Any,
+        **options: Unpack[MiddlewareArgs],
     ) -> None:
         self.app = app
-        given = {
-            name: value
-            for name, value in (
-                ("paths", paths),
-                ("exclude_paths", exclude_paths),
-                ("methods", methods),
-                ("request_id_header", request_id_header),
-                ("max_body_bytes", max_body_bytes),
-                ("features_field", features_field),
-                ("score_field", score_field),
-                ("decision_field", decision_field),
-            )
-            if value is not MISSING
-        }
-        self.settings = resolve_middleware(given)
+        own = setting_names(MiddlewareSettings)
+        self.settings = resolve_middleware({k: v for k, v in options.items() if k in own})
+        logger_options: dict[str, Any] = {k: v for k, v in options.items() if k not in own}
+        if logger is not None and logger_options:
+            name = sorted(logger_options)[0]
+            raise ConfigError(name, "configures a new logger; with logger= set it on that logger")
         self.logger = logger if logger is not None else PredictionLogger(**logger_options)
-        reporter = self.logger._reporter  # one error budget per logger
-        self.logger._flusher._builder.decode_exchanges(
-            ExchangeDecoder(
-                features_field=self.settings.features_field,
-                score_field=self.settings.score_field,
-                decision_field=self.settings.decision_field,
-                request_extractor=request_extractor,
-                response_extractor=response_extractor,
-                report=lambda kind, msg, exc: reporter.report(kind, msg, exc=exc),
-            )
+        # This middleware's decoding options travel with each of its captures, so apps
+        # with different options can share one logger.
+        self._decoder = ExchangeDecoder(
+            features_field=self.settings.features_field,
+            score_field=self.settings.score_field,
+            decision_field=self.settings.decision_field,
+            request_extractor=request_extractor,
+            response_extractor=response_extractor,
         )
+        self._submit = handoff(self.logger)
         # Built once: per request these are set lookups and a tuple append.
         self._methods = frozenset(self.settings.methods)
         self._include = tuple(self.settings.paths)
@@ -166,7 +164,7 @@ class PredictionLogMiddleware:
 
         started_ns = time_ns()
         started = perf_counter_ns()
-        exchange = Exchange(scope["method"], scope["path"])
+        exchange = Exchange(scope["method"], scope["path"], self._decoder)
         request_id: str | None = None
         for name, value in scope["headers"]:
             if name == self._header:
@@ -182,7 +180,7 @@ class PredictionLogMiddleware:
         cap = self._cap
         fields: dict[str, Any] = {}
         exchange.fields = fields
-        fields_token = _fields.set(fields)
+        fields_token = bind_fields(fields)
         log_tokens = bind_contextvars(request_id=request_id, model_version=self._model_version)
         trace_token, span, own_span = _tracing.enter(
             request_id, self._model_name, self._model_version, exchange.method, exchange.path
@@ -253,10 +251,10 @@ class PredictionLogMiddleware:
                 _tracing.annotate(own_span, fields)
             _tracing.leave(trace_token, own_span)
             reset_contextvars(**log_tokens)
-            _fields.reset(fields_token)
+            unbind_fields(fields_token)
             # The capture layout of predlog._capture: everything between the exchange
             # and total_ms is decoded from the exchange in the flusher.
-            self.logger.put(
+            self._submit(
                 (
                     started_ns,
                     request_id,

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
+from services.bentoserve import BentoServer, free_port
 
-from predlog._bentoserve import BentoServer, free_port
 from predlog._logger import PredictionLogger
 
 __all__ = ["BentoServer", "MemorySink", "capture_records", "free_port"]

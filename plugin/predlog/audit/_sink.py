@@ -26,10 +26,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from predlog._spool import Spool, SpoolFullError
 from predlog.audit._log import AuditLog
 from predlog.audit._reasons import ReasonTable
 from predlog.errors import ConfigError, SinkError
+from predlog.sinks._spool import Spool, SpoolFullError
 
 
 class AuditSink:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import orjson
 
-from predlog._pii import Pseudonymiser
+from predlog.flush._pii import Pseudonymiser
 
 #: Decodes a raw body into features. The default parses JSON.
 Extractor = Callable[[bytes], Mapping[str, Any]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final
 
 import numpy as np
@@ -23,15 +24,15 @@ import numpy.typing as npt
 import orjson
 import pyarrow as pa
 
-from predlog import _decode
-from predlog._capture import FEATURES, FLAGS, Capture
-from predlog._config import Settings
-from predlog._exchange import Exchange, ExchangeDecoder
-from predlog._ids import UUID7Factory
-from predlog._pii import Pseudonymiser
+from predlog._capture import CAPTURE_FIELDS, FEATURES, FLAGS, Capture
+from predlog._exchange import Exchange
 from predlog._record import BAND_DECIMALS, SCHEMA_VERSION, arrow_schema
 from predlog._report import ErrorReporter
-from predlog._sampling import REASONS, Sampler
+from predlog._settings import Settings
+from predlog.flush import _decode
+from predlog.flush._ids import UUID7Factory
+from predlog.flush._pii import Pseudonymiser
+from predlog.flush._sampling import REASONS, Sampler, SampleResult
 
 _SCHEMA: Final = arrow_schema()
 _STRING: Final = pa.string()
@@ -41,6 +42,7 @@ _BANDS: Final = pa.array(["high", "medium", "low"], type=_STRING)
 _REASONS: Final = pa.array(REASONS, type=_STRING)
 
 Flags = dict[int, list[str]]
+_features_of: Final = itemgetter(FEATURES)
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -116,6 +118,42 @@ def _codes_to_strings(codes: npt.NDArray[np.int8], labels: pa.Array) -> pa.Array
     return labels.take(indices)
 
 
+#: (decision, model name, extra) -> whether the audit log must have the record.
+AuditRule = Callable[[Any, Any, Any], bool]
+
+
+def _given_flags(capture_flags: Sequence[Any]) -> Flags:
+    """The flags captures arrived with (the middleware's), as mutable per-record lists."""
+    flags: Flags = {}
+    if capture_flags.count(None) != len(capture_flags):
+        for i, given in enumerate(capture_flags):
+            if given:
+                flags[i] = list(given)
+    return flags
+
+
+def _floats_flagged(column: Sequence[Any], flags: Flags, name: str) -> FloatArray:
+    """An optional float column whose every unusable value is flagged ``<name>_invalid``."""
+    bad = f"{name}_invalid"
+    return _floats(column, flags, missing=None, invalid=bad, nan=bad, inf=bad)
+
+
+@dataclass(slots=True)
+class _Decoded:
+    """One batch between the build steps: the capture columns and what was derived."""
+
+    columns: dict[str, tuple[Any, ...]]
+    n: int
+    flags: Flags
+    stamps: npt.NDArray[np.int64]
+    scores: FloatArray
+    cutoffs: FloatArray
+    bands: npt.NDArray[np.int8]
+    #: One (name, version) for the whole batch, or one per record.
+    models: tuple[str, str] | list[tuple[str, str]]
+    request_ids: pa.Array  # type: ignore[type-arg]
+
+
 class BatchBuilder:
     """Decodes captures into columns; owns the sampler and the id factory."""
 
@@ -126,55 +164,53 @@ class BatchBuilder:
         sampler: Sampler,
         reporter: ErrorReporter,
         features: _decode.FeatureEncoder,
+        audit_rule: AuditRule | None = None,
     ) -> None:
         self._settings = settings
         self._sampler = sampler
         self._reporter = reporter
         self._features = features
         self._ids = UUID7Factory()
-        self._exchanges: ExchangeDecoder | None = None
-        #: (decision, model name, extra) -> whether the audit log must have the record.
-        self.audit_rule: Callable[[Any, Any, Any], bool] | None = None
+        self._audit_rule = audit_rule
 
-    def decode_exchanges(self, decoder: ExchangeDecoder) -> None:
-        """Decode middleware captures (holding an :class:`Exchange`) with ``decoder``."""
-        self._exchanges = decoder
+    def _report(self, kind: str, message: str, exc: BaseException | None) -> None:
+        self._reporter.report(kind, message, exc=exc)
 
     def _resolve_exchanges(self, captures: Sequence[Capture]) -> list[Capture]:
-        assert self._exchanges is not None
-        resolve = self._exchanges.resolve
-        out: list[Capture] = []
-        for capture in captures:
-            if type(capture[FEATURES]) is not Exchange:
-                out.append(capture)
+        """Decode each middleware capture with the decoder its exchange carries."""
+        out = list(captures)
+        for i, capture in enumerate(captures):
+            exchange = capture[FEATURES]
+            if type(exchange) is not Exchange:
                 continue
             try:
-                out.append(resolve(capture))
+                out[i] = exchange.decoder.resolve(capture, self._report)
             except Exception as exc:  # noqa: BLE001  # keep the record, say what failed
-                self._reporter.report(
-                    "exchange_invalid", f"could not decode an exchange: {exc!r}", exc=exc
-                )
+                self._report("exchange_invalid", f"could not decode an exchange: {exc!r}", exc)
                 flags = (*(capture[FLAGS] or ()), "exchange_undecodable")
-                out.append((*capture[:FEATURES], None, *capture[FEATURES + 1 : FLAGS], flags))
+                out[i] = (*capture[:FEATURES], None, *capture[FEATURES + 1 : FLAGS], flags)
         return out
 
     def build(self, captures: Sequence[Capture]) -> BuildResult:
+        """One Arrow batch of the records kept, and how many were sampled out or failed."""
         if not captures:
             return BuildResult(None, 0, 0, 0)
-        if self._exchanges is not None:
+        # In C: the set of types in the features position, to skip the loop for log().
+        if Exchange in set(map(type, map(_features_of, captures))):
             captures = self._resolve_exchanges(captures)
         try:
-            return self._build(captures, 0)
+            return self._build(captures)
         except Exception as exc:  # noqa: BLE001  # retry one by one to isolate the culprit
             self._reporter.report("batch_invalid", f"batch build failed: {exc!r}", exc=exc)
-            return self._one_by_one(captures, 0)
+            return self._one_by_one(captures)
 
-    def _one_by_one(self, captures: Sequence[Capture], failed: int) -> BuildResult:
+    def _one_by_one(self, captures: Sequence[Capture]) -> BuildResult:
         batches: list[pa.RecordBatch] = []
         sampled_out = 0
+        failed = 0
         for capture in captures:
             try:
-                result = self._build([capture], 0)
+                result = self._build([capture])
             except Exception as exc:  # noqa: BLE001  # this one capture is unusable
                 failed += 1
                 self._reporter.report("record_invalid", f"capture discarded: {exc!r}", exc=exc)
@@ -188,195 +224,178 @@ class BatchBuilder:
         batch = table.to_batches()[0]
         return BuildResult(batch, batch.num_rows, sampled_out, failed)
 
-    def _build(self, captures: Sequence[Capture], failed: int) -> BuildResult:
-        s = self._settings
-        n = len(captures)
-        (
-            ts_ns,
-            request_ids,
-            features,
-            raw_scores,
-            decisions,
-            thresholds,
-            sessions,
-            segments,
-            channels,
-            regions,
-            names,
-            versions,
-            snapshots,
-            freshness,
-            feature_timestamps,
-            fetch_ms,
-            inference_ms,
-            total_ms,
-            extras,
-            trace_ids,
-            span_ids,
-            capture_flags,
-        ) = zip(*captures, strict=True)
-        flags: Flags = {}
-        if capture_flags.count(None) != n:
-            for i, given in enumerate(capture_flags):
-                if given:
-                    flags[i] = list(given)
+    def _build(self, captures: Sequence[Capture]) -> BuildResult:
+        """Decode, sample, assemble: the three steps, each over whole columns."""
+        decoded = self._decode(captures)
+        sample = self._sample(decoded)
+        kept = int(sample.kept.sum())
+        if not kept:
+            return BuildResult(None, 0, decoded.n, 0)
+        batch = self._assemble(decoded, sample, kept)
+        return BuildResult(batch, kept, decoded.n - kept, 0)
 
-        stamps = np.fromiter(ts_ns, dtype=np.int64, count=n)
-        at_s = stamps / 1e9
+    def _decode(self, captures: Sequence[Capture]) -> _Decoded:
+        """Transpose the captures into named columns and decode what sampling needs."""
+        s = self._settings
+        # zip(*captures) transposes in C; CAPTURE_FIELDS names the columns it yields.
+        columns = dict(zip(CAPTURE_FIELDS, zip(*captures, strict=True), strict=True))
+        n = len(captures)
+        flags = _given_flags(columns["flags"])
         scores = _floats(
-            raw_scores,
+            columns["score"],
             flags,
             missing="score_missing",
             invalid="score_invalid",
             nan="score_nan",
             inf="score_inf",
         )
+        thresholds = columns["threshold"]
         if thresholds.count(None) == n:
             cutoffs = np.full(n, s.decision_threshold)
         else:
-            cutoffs = _floats(
-                thresholds,
-                flags,
-                missing=None,
-                invalid="threshold_invalid",
-                nan="threshold_invalid",
-                inf="threshold_invalid",
-            )
+            cutoffs = _floats_flagged(thresholds, flags, "threshold")
             cutoffs[np.isnan(cutoffs)] = s.decision_threshold
-        bands = _bands(scores, cutoffs)
+        return _Decoded(
+            columns=columns,
+            n=n,
+            flags=flags,
+            stamps=np.fromiter(columns["timestamp_ns"], dtype=np.int64, count=n),
+            scores=scores,
+            cutoffs=cutoffs,
+            bands=_bands(scores, cutoffs),
+            models=self._models(columns["model_name"], columns["model_version"]),
+            request_ids=_strings(columns["request_id"]),
+        )
 
+    def _models(
+        self, names: tuple[Any, ...], versions: tuple[Any, ...]
+    ) -> tuple[str, str] | list[tuple[str, str]]:
+        s = self._settings
+        n = len(names)
         name_col = _strings(names) if names.count(None) != n else None
         version_col = _strings(versions) if versions.count(None) != n else None
         if name_col is None and version_col is None:
-            models: Any = (s.model_name, s.model_version)
-        else:
-            name_py = name_col.to_pylist() if name_col is not None else [None] * n
-            version_py = version_col.to_pylist() if version_col is not None else [None] * n
-            models = [
-                (a or s.model_name, b or s.model_version)
-                for a, b in zip(name_py, version_py, strict=True)
-            ]
-        request_col = _strings(request_ids)
+            return (s.model_name, s.model_version)
+        name_py = name_col.to_pylist() if name_col is not None else [None] * n
+        version_py = version_col.to_pylist() if version_col is not None else [None] * n
+        return [
+            (a or s.model_name, b or s.model_version)
+            for a, b in zip(name_py, version_py, strict=True)
+        ]
+
+    def _sample(self, d: _Decoded) -> SampleResult:
+        """Which records to keep, with their weights and reasons."""
+        columns = d.columns
         request_py: list[str | None] | None = None
 
         def key_of(i: int) -> str:
             # Built only for records the base-rate rule must hash.
             nonlocal request_py
             if request_py is None:
-                request_py = request_col.to_pylist()
+                request_py = d.request_ids.to_pylist()
             rid = request_py[i]
-            return rid if rid is not None else f"{ts_ns[i]}:{i}"
+            return rid if rid is not None else f"{columns['timestamp_ns'][i]}:{i}"
 
         audited = None
-        if self.audit_rule is not None:
-            rule = self.audit_rule
+        if self._audit_rule is not None:
+            rule = self._audit_rule
+            decisions, names, extras = (columns[k] for k in ("decision", "model_name", "extra"))
+            default_name = self._settings.model_name
             audited = np.fromiter(
-                (rule(decisions[i], names[i] or s.model_name, extras[i]) for i in range(n)),
+                (rule(decisions[i], names[i] or default_name, extras[i]) for i in range(d.n)),
                 dtype=np.bool_,
-                count=n,
+                count=d.n,
             )
-        sample = self._sampler.decide(
+        return self._sampler.decide(
             audited=audited,
             key_of=key_of,
-            models=models,
-            at_s=at_s,
-            scores=scores,
-            low_confidence=bands == 2,
+            models=d.models,
+            at_s=d.stamps / 1e9,
+            scores=d.scores,
+            low_confidence=d.bands == 2,
         )
-        kept_mask = sample.kept
-        kept = int(kept_mask.sum())
-        sampled_out = n - kept
-        if not kept:
-            return BuildResult(None, 0, sampled_out, failed)
-        index = np.flatnonzero(kept_mask)
-        all_kept = kept == n
+
+    def _freshness(self, d: _Decoded, positions: list[int]) -> FloatArray:
+        """The given freshness, or the oldest feature timestamp's age where none was given."""
+        fresh = _floats_flagged(
+            d.columns["feature_freshness_max_age_seconds"], d.flags, "feature_freshness"
+        )
+        stamps = d.columns["feature_timestamps"]
+        if stamps.count(None) != d.n:
+            for i in positions:
+                stamps_i = stamps[i]
+                if stamps_i is not None and np.isnan(fresh[i]):
+                    flag_list: list[str] = []
+                    age = _decode.max_age_seconds(stamps_i, float(d.stamps[i]) / 1e9, flag_list)
+                    if age is not None:
+                        fresh[i] = age
+                    for f in flag_list:
+                        _flag(d.flags, i, f)
+        return fresh
+
+    def _assemble(self, d: _Decoded, sample: SampleResult, kept: int) -> pa.RecordBatch:
+        """The kept records as one batch in the schema's column order."""
+        s = self._settings
+        columns = d.columns
+        index = np.flatnonzero(sample.kept)
         take = pa.array(index, type=pa.int64())
+        all_kept = kept == d.n
 
         def sel(array: pa.Array) -> pa.Array:  # type: ignore[type-arg]
             return array if all_kept else array.take(take)
 
-        positions: list[int] = index.tolist()
-        features_col, summary_col, nulls_col = self._encode_features(features, positions, flags)
-        fresh = _floats(
-            freshness,
-            flags,
-            missing=None,
-            invalid="feature_freshness_invalid",
-            nan="feature_freshness_invalid",
-            inf="feature_freshness_invalid",
-        )
-        if feature_timestamps.count(None) != n:
-            for i in positions:
-                stamps_i = feature_timestamps[i]
-                if stamps_i is not None and np.isnan(fresh[i]):
-                    flag_list: list[str] = []
-                    age = _decode.max_age_seconds(stamps_i, float(at_s[i]), flag_list)
-                    if age is not None:
-                        fresh[i] = age
-                    for f in flag_list:
-                        _flag(flags, i, f)
-        timings = [
-            _floats(
-                col,
-                flags,
-                missing=None,
-                invalid=f"{name}_invalid",
-                nan=f"{name}_invalid",
-                inf=f"{name}_invalid",
-            )
-            for name, col in (
-                ("feature_fetch_ms", fetch_ms),
-                ("inference_ms", inference_ms),
-                ("total_ms", total_ms),
-            )
-        ]
-        extra_col = self._encode_extras(extras, positions, flags, self._features.pseudonymiser)
+        def strings(name: str) -> pa.Array:  # type: ignore[type-arg]
+            return sel(_strings(columns[name]))
 
-        columns: dict[str, pa.Array] = {  # type: ignore[type-arg]
+        def model(part: int, default: str) -> pa.Array:  # type: ignore[type-arg]
+            if isinstance(d.models, list):
+                return pa.array([m[part] for m in d.models], type=_STRING).take(take)
+            return pa.array([default] * kept, type=_STRING)
+
+        positions: list[int] = index.tolist()
+        features_col, summary_col, nulls_col = self._encode_features(
+            columns["features"], positions, d.flags
+        )
+        fresh = self._freshness(d, positions)
+        timing = {
+            name: _masked(_floats_flagged(columns[name], d.flags, name)[index])
+            for name in ("feature_fetch_ms", "inference_ms", "total_ms")
+        }
+        extra_col = self._encode_extras(
+            columns["extra"], positions, d.flags, self._features.pseudonymiser
+        )
+        arrays: dict[str, pa.Array] = {  # type: ignore[type-arg]
             "schema_version": pa.array(np.full(kept, SCHEMA_VERSION, dtype=np.int16)),
-            "prediction_id": self._ids.batch(stamps[index] // 1_000_000),
-            "request_id": sel(request_col),
-            "session_id": sel(_strings(sessions)),
-            "trace_id": sel(_strings(trace_ids)),
-            "span_id": sel(_strings(span_ids)),
+            "prediction_id": self._ids.batch(d.stamps[index] // 1_000_000),
+            "request_id": sel(d.request_ids),
+            "session_id": strings("session_id"),
+            "trace_id": strings("trace_id"),
+            "span_id": strings("span_id"),
             "timestamp_utc": pa.array(
-                stamps[index] // 1_000, type=_SCHEMA.field("timestamp_utc").type
+                d.stamps[index] // 1_000, type=_SCHEMA.field("timestamp_utc").type
             ),
-            "model_name": (
-                pa.array([m[0] for m in models], type=_STRING).take(take)
-                if isinstance(models, list)
-                else pa.array([s.model_name] * kept, type=_STRING)
-            ),
-            "model_version": (
-                pa.array([m[1] for m in models], type=_STRING).take(take)
-                if isinstance(models, list)
-                else pa.array([s.model_version] * kept, type=_STRING)
-            ),
+            "model_name": model(0, s.model_name),
+            "model_version": model(1, s.model_version),
             "model_framework": pa.array([s.model_framework] * kept, type=_STRING),
             "features": features_col,
             "features_summary": summary_col,
-            "feature_store_snapshot_id": sel(_strings(snapshots)),
-            "raw_score": _masked(scores[index]),
-            "decision": sel(_strings(decisions)),
-            "decision_threshold": pa.array(cutoffs[index], type=_FLOAT),
-            "model_confidence": _codes_to_strings(bands[index], _BANDS),
+            "feature_store_snapshot_id": strings("feature_store_snapshot_id"),
+            "raw_score": _masked(d.scores[index]),
+            "decision": strings("decision"),
+            "decision_threshold": pa.array(d.cutoffs[index], type=_FLOAT),
+            "model_confidence": _codes_to_strings(d.bands[index], _BANDS),
             "feature_freshness_max_age_seconds": _masked(fresh[index]),
             "feature_null_count": nulls_col,
-            "user_segment": sel(_strings(segments)),
-            "channel": sel(_strings(channels)),
-            "geographic_region": sel(_strings(regions)),
-            "feature_fetch_ms": _masked(timings[0][index]),
-            "inference_ms": _masked(timings[1][index]),
-            "total_ms": _masked(timings[2][index]),
+            "user_segment": strings("user_segment"),
+            "channel": strings("channel"),
+            "geographic_region": strings("geographic_region"),
+            **timing,
             "sample_weight": pa.array(sample.weights[index], type=_FLOAT),
             "sampling_reason": _codes_to_strings(sample.reasons[index], _REASONS),
-            "data_quality": self._quality(flags, positions),
+            "data_quality": self._quality(d.flags, positions),
             "extra": extra_col,
         }
-        batch = pa.RecordBatch.from_arrays(
-            [columns[name] for name in _SCHEMA.names], schema=_SCHEMA
-        )
-        return BuildResult(batch, kept, sampled_out, failed)
+        return pa.RecordBatch.from_arrays([arrays[name] for name in _SCHEMA.names], schema=_SCHEMA)
 
     def _encode_features(
         self, features: Sequence[Any], positions: list[int], flags: Flags

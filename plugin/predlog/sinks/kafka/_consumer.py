@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from predlog import _wire
-from predlog._parquet import ParquetSink
+from predlog.sinks._parquet import ParquetSink
+from predlog.sinks.kafka import _wire
 
 
 @dataclass

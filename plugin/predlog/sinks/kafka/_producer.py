@@ -1,13 +1,13 @@
 """KafkaSink: prediction records to a Kafka topic, with a disk spool for broker outages.
 
 The producer is aiokafka's, idempotent with ``acks=all``; each record is one message
-keyed by its request id (see :mod:`predlog._wire` for the format). Messages are
+keyed by its request id (see :mod:`predlog.sinks.kafka._wire` for the format). Messages are
 appended to aiokafka batches per partition, chosen as the Java client would
-(:mod:`predlog._murmur2`), so Kafka batches them while each record keeps its own key.
+(:mod:`predlog.sinks.kafka._murmur2`), so Kafka batches them while each record keeps its own key.
 
 aiokafka with idempotence retries forever, so this sink sets its own deadline:
 when a batch is not acknowledged within ``delivery_timeout_s``, its records go to
-the spool (:mod:`predlog._spool`), the producer is dropped, and from then on new
+the spool (:mod:`predlog.sinks._spool`), the producer is dropped, and from then on new
 records go to the spool too, to keep their order, until a background task has
 replayed the spool to a broker that answers again. A record that timed out may
 still have reached the broker; the spool then sends it a second time. Delivery is
@@ -29,9 +29,10 @@ from typing import Any, Final, TypeVar
 
 import pyarrow as pa
 
-from predlog import _murmur2, _wire
-from predlog._spool import Spool, SpoolFullError
+from predlog._report import ErrorReporter
 from predlog.errors import SinkError
+from predlog.sinks._spool import Spool, SpoolFullError
+from predlog.sinks.kafka import _murmur2, _wire
 
 T = TypeVar("T")
 _START_TIMEOUT_S: Final = 5.0
@@ -53,6 +54,7 @@ class KafkaSink:
         linger_ms: int = 5,
         max_batch_size: int = 1 << 20,
         client_id: str = "predlog",
+        reporter: ErrorReporter | None = None,
     ) -> None:
         if not bootstrap_servers:
             raise ValueError("bootstrap_servers: must name at least one broker")
@@ -73,6 +75,8 @@ class KafkaSink:
         }
         self._delivery_timeout_s = delivery_timeout_s
         self._retry_interval_s = retry_interval_s
+        #: Where background failures (replay, spool clean-up) are counted and told.
+        self.reporter = reporter if reporter is not None else ErrorReporter()
         self.spool = Spool(spool_dir, max_bytes=spool_max_bytes)
         #: Records acknowledged by the broker, spooled, replayed from the spool,
         #: and refused because the spool was full.

@@ -2,7 +2,7 @@
 
 It wakes every ``poll_s`` (or when asked), and drains the ring when a batch is
 full or the flush interval has passed. Each drained batch is decoded, sampled and
-built into Arrow (:mod:`predlog._batch`), then handed to every sink in turn. A sink
+built into Arrow (:mod:`predlog.flush._batch`), then handed to every sink in turn. A sink
 that raises is counted and reported against itself; the other sinks still get the
 batch and the flusher carries on.
 
@@ -23,14 +23,18 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from predlog._batch import BatchBuilder, BuildResult
+from opentelemetry import context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
 from predlog._capture import Capture
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
-from predlog._sink import Sink
+from predlog.flush._batch import BatchBuilder, BuildResult
+from predlog.sinks._base import Sink
 
 
 @dataclass
@@ -42,6 +46,21 @@ class SinkState:
     delivered: int = 0
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+
+
+@contextmanager
+def _uninstrumented() -> Iterator[None]:
+    """OpenTelemetry instrumentation off while sinks run, as the OTel batch processor does.
+
+    Sinks' own client libraries may be instrumented (boto3, aiokafka, httpx): predlog's
+    writes must not become spans in the application's traces. The key is the one every
+    OpenTelemetry instrumentation checks before it records.
+    """
+    token = context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 def _sink_name(sink: Sink, index: int) -> str:
@@ -78,10 +97,15 @@ class Flusher:
         self._requests: deque[threading.Event] = deque()
         self._last_drain = time.monotonic()
         self._last_tick = time.monotonic()
-        # Outcome counters: written only under self._lock, read by anyone.
+        # Outcome counters: written only under self._lock and self._counts, read by anyone.
         self.sampled_out = 0
         self.delivered = 0
         self.failed = 0
+        #: Captures taken from the ring whose outcome is not counted yet.
+        self.in_hand = 0
+        # Guards moves between the counters above, never a sink call: held for a
+        # ring drain at most, so stats() never waits on a stalled sink.
+        self._counts = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -128,11 +152,12 @@ class Flusher:
         while self._requests:
             waiting.append(self._requests.popleft())
         done = self._drain_locked(deadline)
-        for state in self.sinks:
-            try:
-                state.sink.flush()
-            except Exception as exc:  # noqa: BLE001  # isolate each sink
-                self._sink_error(state, "flush", exc)
+        with _uninstrumented():
+            for state in self.sinks:
+                try:
+                    state.sink.flush()
+                except Exception as exc:  # noqa: BLE001  # isolate each sink
+                    self._sink_error(state, "flush", exc)
         if done:
             for request in waiting:
                 request.set()
@@ -155,43 +180,35 @@ class Flusher:
         if not self._acquire(deadline):
             return False
         try:
-            for state in self.sinks:
-                try:
-                    state.sink.close()
-                except Exception as exc:  # noqa: BLE001  # isolate each sink
-                    self._sink_error(state, "close", exc)
+            with _uninstrumented():
+                for state in self.sinks:
+                    try:
+                        state.sink.close()
+                    except Exception as exc:  # noqa: BLE001  # isolate each sink
+                        self._sink_error(state, "close", exc)
             self._closed = True
         finally:
             self._lock.release()
         return done
 
-    def after_fork_in_child(self) -> None:
-        """Reset for a forked child: fresh lock, fresh counters, a new thread.
+    def after_fork_in_child(self, ring: RingBuffer[Capture]) -> None:
+        """Reset for a forked child: a fresh ring, lock and counters, and a new thread.
 
         The parent's captured records stay the parent's to deliver; the child
-        starts with an empty ring (the caller resets it).
+        starts with the empty ``ring`` its logger made.
         """
+        self._ring = ring
         self._lock = threading.Lock()
+        self._counts = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
         self._requests = deque()
-        self.sampled_out = self.delivered = self.failed = 0
+        self.sampled_out = self.delivered = self.failed = self.in_hand = 0
         for state in self.sinks:
             state.delivered = state.failed = 0
             state.errors = {}
         if not self._closed:
             self.start()
-
-    def drain(self) -> int:
-        """Drain what is in the ring now on the calling thread; returns records taken.
-
-        For callers that schedule draining themselves (the asyncio comparison in
-        ``benchmarks/bench_flusher_mode.py``); the background thread does this alone.
-        """
-        with self._lock:
-            before = len(self._ring)
-            self._drain_locked(None)
-            return before
 
     @property
     def lock(self) -> threading.Lock:
@@ -235,28 +252,47 @@ class Flusher:
         """Drain what is in the ring now (not what arrives meanwhile). Lock held."""
         self._last_drain = time.monotonic()
         rounds = math.ceil(len(self._ring) / self._batch_size)
-        for _ in range(rounds):
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            captures = self._ring.drain(self._batch_size)
-            if not captures:
-                break
-            self._process(captures)
+        with _uninstrumented():
+            for _ in range(rounds):
+                if deadline is not None and time.monotonic() > deadline:
+                    return False
+                with self._counts:
+                    captures = self._ring.drain(self._batch_size)
+                    self.in_hand = len(captures)
+                if not captures:
+                    break
+                self._process(captures)
         return True
+
+    def _settle(self, *, sampled_out: int = 0, delivered: int = 0, failed: int = 0) -> None:
+        """Move records from in hand to their outcomes, in one step as :meth:`counts` sees it."""
+        with self._counts:
+            self.sampled_out += sampled_out
+            self.delivered += delivered
+            self.failed += failed
+            self.in_hand -= sampled_out + delivered + failed
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(sampled_out, delivered, failed, pending) at one instant of the flusher's.
+
+        ``pending`` is what is in the ring plus what the flusher holds; no record is
+        ever in both, or in neither, as seen from here.
+        """
+        with self._counts:
+            return self.sampled_out, self.delivered, self.failed, len(self._ring) + self.in_hand
 
     def _process(self, captures: list[Capture]) -> None:
         try:
             result = self._builder.build(captures)
         except Exception as exc:  # noqa: BLE001  # a builder bug loses a batch, counted
-            self.failed += len(captures)
+            self._settle(failed=len(captures))
             self._reporter.report("batch_invalid", f"could not build a batch: {exc!r}", exc=exc)
             return
         finally:
             # Let go of the captured objects before a sink can stall: while it does,
             # the ring refills, and memory must stay at one ring, not a ring plus a batch.
             captures.clear()
-        self.sampled_out += result.sampled_out
-        self.failed += result.failed
+        self._settle(sampled_out=result.sampled_out, failed=result.failed)
         if result.batch is not None:
             self._export(result)
 
@@ -275,11 +311,15 @@ class Flusher:
                 state.delivered += result.kept
         # A record counts as delivered only when every sink took it.
         if all_ok:
-            self.delivered += result.kept
+            self._settle(delivered=result.kept)
         else:
-            self.failed += result.kept
+            self._settle(failed=result.kept)
 
     def _tick_sinks(self, now: float) -> None:
+        with _uninstrumented():
+            self._tick_each(now)
+
+    def _tick_each(self, now: float) -> None:
         for state in self.sinks:
             tick = getattr(state.sink, "tick", None)
             if tick is None:

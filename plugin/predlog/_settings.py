@@ -1,0 +1,437 @@
+"""Settings: keyword arguments first, then ``PREDLOG_*`` environment variables, then defaults.
+
+Each setting is declared once, as a field of :class:`Settings` (the logger's),
+:class:`MiddlewareSettings` (the middleware's) or :class:`ToolSettings` (the ``predlog``
+command's): its name, type and default are the field's, its environment variable is
+``PREDLOG_`` and the name in capitals (plus any legacy alias), its parser follows from
+its type, and its check sits beside it. Everything else (the constructors, the CLI,
+the analytics) reads these declarations. The typed keyword arguments of
+:class:`~predlog.PredictionLogger` and the middleware (:class:`LoggerOptions`,
+:class:`MiddlewareOptions`) mirror the fields for type checkers; a test keeps them equal.
+
+This module owns validation. Every malformed value fails here, at start-up, with a
+:class:`~predlog.errors.ConfigError` whose message names the setting as the user
+wrote it (the keyword argument, or the environment variable). Nothing here runs on
+the request path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import Field, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final, TypedDict, TypeVar
+
+from predlog.errors import ConfigError
+
+OVERFLOW_POLICIES: Final = ("drop_newest", "drop_oldest")
+KAFKA_COMPRESSIONS: Final = ("lz4", "gzip", "snappy", "zstd", "none")
+
+Check = Callable[[Any], "str | None"]
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _parse_int(text: str) -> int:
+    return int(text, 10)
+
+
+#: How an environment variable's text becomes a value, by the field's declared type.
+_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
+    "str": str,
+    "str | None": str,
+    "int": _parse_int,
+    "float": float,
+    "bool": _parse_bool,
+    "tuple[str, ...]": _parse_list,
+}
+
+
+def _unit_interval(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, got {value!r}"
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        return f"must be between 0 and 1, got {value!r}"
+    return None
+
+
+def _positive_int(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be an integer, got {value!r}"
+    if value <= 0:
+        return f"must be positive, got {value!r}"
+    return None
+
+
+def _non_negative_number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, got {value!r}"
+    if not math.isfinite(value) or value < 0:
+        return f"must be a finite number >= 0, got {value!r}"
+    return None
+
+
+def _positive_number(value: Any) -> str | None:
+    problem = _non_negative_number(value)
+    if problem is None and value == 0:
+        return f"must be > 0, got {value!r}"
+    return problem
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    return None
+
+
+def _non_empty_str(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"must be a non-empty string, got {value!r}"
+    return None
+
+
+def _str_tuple(value: Any) -> str | None:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return f"must be a list of strings, got {value!r}"
+    if not all(isinstance(item, str) and item for item in value):
+        return f"must be a list of non-empty strings, got {value!r}"
+    return None
+
+
+def _overflow(value: Any) -> str | None:
+    if value not in OVERFLOW_POLICIES:
+        return f"must be one of {', '.join(OVERFLOW_POLICIES)}, got {value!r}"
+    return None
+
+
+def _bool(value: Any) -> str | None:
+    if not isinstance(value, bool):
+        return f"must be true or false, got {value!r}"
+    return None
+
+
+def _compression(value: Any) -> str | None:
+    if value not in KAFKA_COMPRESSIONS:
+        return f"must be one of {', '.join(KAFKA_COMPRESSIONS)}; got {value!r}"
+    return None
+
+
+def _header_name(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"must be a header name, got {value!r}"
+    if not all(33 <= ord(ch) <= 126 and ch not in '()<>@,;:\\"/[]?={}' for ch in value):
+        return f"must be a valid HTTP header name, got {value!r}"
+    return None
+
+
+def _path(value: Any) -> str | None:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        return f"must be a directory path, got {value!r}"
+    return None
+
+
+def setting(
+    default: Any, check: Check, *, aliases: tuple[str, ...] = (), secret: bool = False
+) -> Any:
+    """Declare one setting: its default, its check, and any legacy environment variables.
+
+    The primary variable is always ``PREDLOG_<NAME>``; ``aliases`` are read after it.
+    A ``secret`` is left out of the settings' repr.
+    """
+    return field(default=default, repr=not secret, metadata={"check": check, "aliases": aliases})
+
+
+def _sources() -> Any:
+    return field(default_factory=dict, compare=False, repr=False)
+
+
+DEFAULT_DATA_DIR: Final = "./predlog-data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved, validated configuration of one :class:`~predlog.PredictionLogger`.
+
+    Build it with :func:`resolve`; the defaults below are the embedded defaults a
+    newcomer gets with no configuration at all.
+    """
+
+    model_name: str = setting("model", _non_empty_str)
+    model_version: str = setting("unversioned", _non_empty_str)
+    model_framework: str | None = setting(None, _optional_str)
+    data_dir: str = setting(DEFAULT_DATA_DIR, _path)
+    sample_rate: float = setting(1.0, _unit_interval, aliases=("PREDICTION_LOG_SAMPLE_RATE",))
+    high_risk_score: float = setting(0.9, _unit_interval)
+    new_version_window_s: float = setting(24 * 3600.0, _non_negative_number)
+    decision_threshold: float = setting(0.5, _unit_interval)
+    summary_features: tuple[str, ...] = setting((), _str_tuple)
+    ring_capacity: int = setting(65_536, _positive_int)
+    batch_size: int = setting(8_192, _positive_int)
+    flush_interval_s: float = setting(1.0, _positive_number)
+    overflow: str = setting("drop_newest", _overflow)
+    max_feature_bytes: int = setting(1 << 20, _positive_int)
+    install_signal_handlers: bool = setting(True, _bool)
+    parquet_max_file_bytes: int = setting(128 << 20, _positive_int)
+    parquet_max_file_age_s: float = setting(300.0, _positive_number)
+    pii_fields: tuple[str, ...] = setting((), _str_tuple)
+    pseudonym_key: str | None = setting(None, _optional_str, secret=True)
+    pseudonym_key_id: str | None = setting(None, _optional_str)
+    feature_allowlist: tuple[str, ...] = setting((), _str_tuple)
+    stale_feature_age_s: float = setting(3600.0, _positive_number)
+    operational_log: bool = setting(False, _bool)
+    kafka_bootstrap: str | None = setting(None, _optional_str)
+    kafka_topic: str | None = setting(None, _optional_str)
+    kafka_spool_max_bytes: int = setting(1 << 30, _positive_int)
+    kafka_delivery_timeout_s: float = setting(10.0, _positive_number)
+    kafka_compression: str = setting("zstd", _compression)
+    #: Where each value came from: "argument" or the environment variable's name.
+    sources: Mapping[str, str] = _sources()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+@dataclass(frozen=True)
+class MiddlewareSettings:
+    """Resolved options of :class:`~predlog.PredictionLogMiddleware` (beyond the logger's)."""
+
+    #: Path prefixes to log; empty means every path not excluded.
+    paths: tuple[str, ...] = setting((), _str_tuple)
+    exclude_paths: tuple[str, ...] = setting(
+        ("/health", "/healthz", "/livez", "/readyz", "/metrics", "/docs", "/openapi.json"),
+        _str_tuple,
+    )
+    methods: tuple[str, ...] = setting(("POST",), _str_tuple)
+    request_id_header: str = setting("X-Request-ID", _header_name)
+    max_body_bytes: int = setting(1 << 20, _positive_int)
+    features_field: str | None = setting(None, _optional_str)
+    score_field: str | None = setting(None, _optional_str)
+    decision_field: str | None = setting(None, _optional_str)
+    sources: Mapping[str, str] = _sources()
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """Settings only the ``predlog`` command and the analytics read."""
+
+    #: Jaeger's UI, to link a prediction to its trace (``investigate``).
+    jaeger_url: str | None = setting(None, _optional_str)
+    sources: Mapping[str, str] = _sources()
+
+
+class LoggerOptions(TypedDict, total=False):
+    """The keyword arguments :class:`~predlog.PredictionLogger` takes for its settings.
+
+    For type checkers only: the declarations are :class:`Settings`' fields.
+    """
+
+    model_name: str
+    model_version: str
+    model_framework: str | None
+    data_dir: str | os.PathLike[str]
+    sample_rate: float
+    high_risk_score: float
+    new_version_window_s: float
+    decision_threshold: float
+    summary_features: Sequence[str]
+    ring_capacity: int
+    batch_size: int
+    flush_interval_s: float
+    overflow: str
+    max_feature_bytes: int
+    install_signal_handlers: bool
+    parquet_max_file_bytes: int
+    parquet_max_file_age_s: float
+    pii_fields: Sequence[str]
+    pseudonym_key: str | None
+    pseudonym_key_id: str | None
+    feature_allowlist: Sequence[str]
+    stale_feature_age_s: float
+    operational_log: bool
+    kafka_bootstrap: str | None
+    kafka_topic: str | None
+    kafka_spool_max_bytes: int
+    kafka_delivery_timeout_s: float
+    kafka_compression: str
+
+
+class MiddlewareOptions(TypedDict, total=False):
+    """The middleware's own keyword arguments (:class:`MiddlewareSettings`' fields)."""
+
+    paths: Sequence[str]
+    exclude_paths: Sequence[str]
+    methods: Sequence[str]
+    request_id_header: str
+    max_body_bytes: int
+    features_field: str | None
+    score_field: str | None
+    decision_field: str | None
+
+
+SettingsT = TypeVar("SettingsT", Settings, MiddlewareSettings, ToolSettings)
+
+
+@dataclass(frozen=True)
+class _Option:
+    """How one declared setting is read: derived from its field, never written by hand."""
+
+    name: str
+    env: tuple[str, ...]
+    parse: Callable[[str], Any]
+    check: Check
+
+
+def _option(f: Field[Any]) -> _Option:
+    env = (f"PREDLOG_{f.name.upper()}", *f.metadata["aliases"])
+    return _Option(f.name, env, _PARSERS[str(f.type)], f.metadata["check"])
+
+
+def options(cls: type[SettingsT]) -> dict[str, _Option]:
+    """Every setting ``cls`` declares, by name."""
+    return {f.name: _option(f) for f in fields(cls) if f.name != "sources"}
+
+
+_OPTIONS: Final[dict[type, dict[str, _Option]]] = {
+    Settings: options(Settings),
+    MiddlewareSettings: options(MiddlewareSettings),
+    ToolSettings: options(ToolSettings),
+}
+
+
+def setting_names(cls: type[SettingsT]) -> frozenset[str]:
+    """The names of the settings ``cls`` declares."""
+    return frozenset(_OPTIONS[cls])
+
+
+def _from_environment(option: _Option, env: Mapping[str, str]) -> tuple[Any, str] | None:
+    for var in option.env:
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            parsed = option.parse(raw)
+        except ValueError:
+            raise ConfigError(var, f"cannot parse {raw!r}") from None
+        problem = option.check(parsed)
+        if problem:
+            raise ConfigError(var, problem)
+        return parsed, var
+    return None
+
+
+def _resolve_into(
+    cls: type[SettingsT], kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
+) -> SettingsT:
+    env = os.environ if environ is None else environ
+    declared = _OPTIONS[cls]
+    unknown = sorted(set(kwargs) - set(declared))
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown setting (known: {', '.join(sorted(declared))})")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, option in declared.items():
+        if name in kwargs:
+            given = kwargs[name]
+            if isinstance(given, list):
+                given = tuple(given)
+            if isinstance(given, os.PathLike):
+                given = os.fspath(given)
+            problem = option.check(given)
+            if problem:
+                raise ConfigError(name, problem)
+            values[name] = given
+            sources[name] = "argument"
+            continue
+        found = _from_environment(option, env)
+        if found is not None:
+            values[name], sources[name] = found
+    return cls(**values, sources=sources)
+
+
+def _name(settings: Settings | MiddlewareSettings, name: str) -> str:
+    """How the user spelt a setting: the argument or the variable it came from."""
+    source = settings.sources.get(name, "argument")
+    return name if source == "argument" else source
+
+
+def resolve(
+    kwargs: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge keyword arguments, environment and defaults into validated :class:`Settings`.
+
+    Unknown keyword arguments are an error rather than silently ignored: a typo in a
+    setting is a configuration bug the operator wants to hear about.
+    """
+    settings = _resolve_into(Settings, kwargs, environ)
+    if settings.pii_fields and not settings.pseudonym_key:
+        raise ConfigError(
+            "PREDLOG_PSEUDONYM_KEY",
+            f"PII fields are configured ({_name(settings, 'pii_fields')}="
+            f"{','.join(settings.pii_fields)}) but no pseudonymisation key is set; "
+            "refusing to start rather than log them in the clear",
+        )
+    if settings.pseudonym_key is not None and len(settings.pseudonym_key) < 16:
+        raise ConfigError(
+            _name(settings, "pseudonym_key"), "must be at least 16 characters of secret"
+        )
+    if bool(settings.kafka_bootstrap) != bool(settings.kafka_topic):
+        missing = "kafka_topic" if settings.kafka_bootstrap else "kafka_bootstrap"
+        raise ConfigError(
+            _name(settings, missing)
+            if missing in settings.sources
+            else "PREDLOG_" + missing.upper(),
+            "the Kafka sink needs both a bootstrap server list and a topic",
+        )
+    if settings.batch_size > settings.ring_capacity:
+        settings = replace(settings, batch_size=settings.ring_capacity)
+    return settings
+
+
+def resolve_middleware(
+    kwargs: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> MiddlewareSettings:
+    """The middleware's own options: keyword arguments, then ``PREDLOG_*``, then defaults."""
+    settings = _resolve_into(MiddlewareSettings, kwargs, environ)
+    methods = tuple(m.upper() for m in settings.methods)
+    bad = [p for p in (*settings.paths, *settings.exclude_paths) if not p.startswith("/")]
+    if bad:
+        source = "paths" if bad[0] in settings.paths else "exclude_paths"
+        raise ConfigError(_name(settings, source), f"paths must start with '/', got {bad[0]!r}")
+    return replace(settings, methods=methods)
+
+
+def read(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting's value from the environment, or its default; checked like any other.
+
+    For the ``predlog`` command and the analytics, which need a setting or two and must
+    not fail on an unrelated malformed variable.
+    """
+    for cls, declared in _OPTIONS.items():
+        option = declared.get(name)
+        if option is not None:
+            found = _from_environment(option, os.environ if environ is None else environ)
+            if found is not None:
+                return found[0]
+            return next(f.default for f in fields(cls) if f.name == name)
+    raise KeyError(name)
+
+
+def env_var(name: str) -> str:
+    """The environment variable a setting is read from (for help texts and messages)."""
+    return f"PREDLOG_{name.upper()}"
