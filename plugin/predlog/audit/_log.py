@@ -15,14 +15,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from predlog.audit import _merkle
 from predlog.audit._canonical import canonical
-from predlog.audit._store import LocalStore, UnreadableError
-from predlog.errors import ConfigError
+from predlog.audit._store import LocalStore, ReadOnlyStore, Record, UnreadableError
+
+if TYPE_CHECKING:
+    from predlog.audit._s3 import S3Archive
 
 CHECKPOINT_FORMAT = "predlog-audit-checkpoint/v1"
 
@@ -127,19 +129,23 @@ class AuditLog:
     ) -> None:
         self._key = load_private_key(signing_key)
         self.key_id = _public_hex(self._key.public_key())[:16]
-        self._store = LocalStore(path)
-        self.path = self._store.path
-        self._writer_lock = _lock_writer(self.path)
         self._every = checkpoint_every
         #: An S3Archive: sealed copies of entries and checkpoints on write-once storage.
         self.archive = archive
-        self._archived = archive.uploaded_until() if archive is not None else 0
         self._lock = threading.Lock()
         self._leaves: list[bytes] = []
         self._by_request: dict[str, list[int]] = {}
-        for record in self._store.records():
-            self._remember(record.leaf_hash, record.data)
-        (self.path / "public_key.hex").write_text(_public_hex(self._key.public_key()) + "\n")
+        # The store takes the writer lock before it cuts a torn tail or writes anything.
+        self._store = LocalStore(path)
+        self.path = self._store.path
+        try:
+            self._archived = archive.uploaded_until() if archive is not None else 0
+            for record in self._store.records():
+                self._remember(record.leaf_hash, record.data)
+            (self.path / "public_key.hex").write_text(_public_hex(self._key.public_key()) + "\n")
+        except BaseException:
+            self._store.close()
+            raise
 
     def _remember(self, leaf: bytes, data: bytes) -> None:
         index = len(self._leaves)
@@ -238,9 +244,7 @@ class AuditLog:
 
     def close(self) -> None:
         """Release the writer lock (entries are already durable). Safe to call twice."""
-        handle, self._writer_lock = self._writer_lock, None
-        if handle is not None:
-            handle.close()
+        self._store.close()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -249,24 +253,16 @@ class AuditLog:
         self.close()
 
 
-def _lock_writer(path: Path) -> Any:
-    """Hold an exclusive lock on the directory: two writers would fork the tree."""
-    import fcntl  # noqa: PLC0415  # POSIX only, and only for writers
-
-    handle = (path / "writer.lock").open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise ConfigError(
-            "audit_dir", f"another process is writing the audit log in {path}"
-        ) from None
-    return handle
-
-
 @dataclass(frozen=True)
 class VerifyReport:
-    """What ``verify`` found. ``ok`` is False at the first problem, which is named."""
+    """What ``verify`` found. ``ok`` is False at the first problem, which is named.
+
+    ``torn_tail`` counts the bytes of a torn tail after a local log's last whole entry:
+    a write in progress, or one a crash interrupted, never acknowledged and so not an
+    entry. It does not make ``ok`` False: cutting it hides nothing a checkpoint
+    covers (an entry under a checkpoint that is no longer whole is reported as
+    truncated). The writer cuts it when it next opens the log.
+    """
 
     ok: bool
     entries: int
@@ -274,104 +270,142 @@ class VerifyReport:
     problem: str | None = None
     entry: int | None = None
     checkpoint: int | None = None
+    torn_tail: int = 0
 
 
-def _source(path: str | Path, s3_client: Any) -> Any:
+def _source(path: str | Path, s3_client: Any) -> ReadOnlyStore | S3Archive:
+    """What ``verify`` reads: an S3 archive, or a local directory opened read-only."""
     if str(path).startswith("s3://"):
         from predlog.audit._s3 import S3Archive  # noqa: PLC0415
 
         return S3Archive.from_url(str(path), client=s3_client)
-    store = LocalStore.__new__(LocalStore)  # read only: no recovery, no directories made
-    store.path = Path(path)
-    store.entries_dir = store.path / "entries"
-    store.checkpoints_path = store.path / "checkpoints.jsonl"
-    return store
+    return ReadOnlyStore(path)
 
 
 def verify(path: str | Path, *, public_key: Any, s3_client: Any = None) -> VerifyReport:
     """Recompute the tree from the files (or ``s3://bucket/prefix``) and check every
-    checkpoint against it."""
+    checkpoint against it. Only reads: a live log can be verified while it is written."""
     key = load_public_key(public_key)
-    store = _source(path, s3_client)
+    source = _source(path, s3_client)
+    report = _verify_source(source, key)
+    if isinstance(source, ReadOnlyStore):
+        report = replace(report, torn_tail=source.torn_tail())
+    return report
+
+
+def _verify_source(source: ReadOnlyStore | S3Archive, key: Any) -> VerifyReport:
+    """Entries first (each in its place, each matching its hash), then the checkpoints."""
+    leaves, problem = _recompute_leaves(source)
+    if problem is not None:
+        return problem
+    checkpoints, problem = _load_checkpoints(source.checkpoint_lines(), len(leaves))
+    if problem is not None:
+        return problem
+    problem = _check_checkpoints(checkpoints, leaves, key)
+    if problem is not None:
+        return problem
+    return VerifyReport(True, len(leaves), len(checkpoints))
+
+
+def _recompute_leaves(
+    source: ReadOnlyStore | S3Archive,
+) -> tuple[list[bytes], VerifyReport | None]:
+    """The leaf hash of every entry, up to the first entry that is out of place, edited
+    or unreadable; that one is reported."""
     leaves: list[bytes] = []
     try:
-        for record in store.records():
-            if record.index != record.position:
-                return VerifyReport(
-                    False,
-                    len(leaves),
-                    0,
-                    f"entry {record.position}: found entry {record.index} here "
-                    "(an entry was deleted, inserted or moved)",
-                    entry=record.position,
-                )
-            if _merkle.leaf_hash(record.data) != record.leaf_hash:
-                return VerifyReport(
-                    False,
-                    len(leaves),
-                    0,
-                    f"entry {record.position}: its content no longer matches its hash (edited)",
-                    entry=record.position,
-                )
+        for record in source.records():
+            problem = _entry_problem(record)
+            if problem is not None:
+                return leaves, VerifyReport(False, len(leaves), 0, problem, entry=record.position)
             leaves.append(record.leaf_hash)
     except UnreadableError as exc:
-        return VerifyReport(False, len(leaves), 0, str(exc), entry=exc.position)
+        return leaves, VerifyReport(False, len(leaves), 0, str(exc), entry=exc.position)
+    return leaves, None
 
-    checkpoints = []
-    for number, line in enumerate(store.checkpoint_lines()):
+
+def _entry_problem(record: Record) -> str | None:
+    """Why this record is not the entry that belongs at its position, or None."""
+    if record.index != record.position:
+        return (
+            f"entry {record.position}: found entry {record.index} here "
+            "(an entry was deleted, inserted or moved)"
+        )
+    if _merkle.leaf_hash(record.data) != record.leaf_hash:
+        return f"entry {record.position}: its content no longer matches its hash (edited)"
+    return None
+
+
+def _load_checkpoints(
+    lines: list[bytes], entries: int
+) -> tuple[list[Checkpoint], VerifyReport | None]:
+    """The checkpoints, up to the first line that is not one; that one is reported."""
+    checkpoints: list[Checkpoint] = []
+    for number, line in enumerate(lines):
         try:
             checkpoints.append(Checkpoint.from_json(json.loads(line)))
         except (ValueError, KeyError, TypeError):
-            return VerifyReport(
-                False, len(leaves), number, f"checkpoint {number}: unreadable", checkpoint=number
+            return checkpoints, VerifyReport(
+                False, entries, number, f"checkpoint {number}: unreadable", checkpoint=number
             )
+    return checkpoints, None
+
+
+def _check_checkpoints(
+    checkpoints: list[Checkpoint], leaves: list[bytes], key: Any
+) -> VerifyReport | None:
+    """The first checkpoint that does not hold for these entries, reported; else None."""
     previous: Checkpoint | None = None
-    for number, cp in enumerate(checkpoints):
-        if not cp.verify(key):
+    for number, checkpoint in enumerate(checkpoints):
+        problem = _checkpoint_problem(number, checkpoint, previous, leaves, key)
+        if problem is not None:
+            message, entry = problem
             return VerifyReport(
                 False,
                 len(leaves),
                 len(checkpoints),
-                f"checkpoint {number}: signature does not verify",
+                message,
+                entry=entry,
                 checkpoint=number,
             )
-        if previous is not None and cp.size < previous.size:
-            return VerifyReport(
-                False,
-                len(leaves),
-                len(checkpoints),
-                f"checkpoint {number}: size {cp.size} is smaller than the previous {previous.size}",
-                checkpoint=number,
-            )
-        if cp.size > len(leaves):
-            return VerifyReport(
-                False,
-                len(leaves),
-                len(checkpoints),
-                f"checkpoint {number} covers {cp.size} entries but only "
-                f"{len(leaves)} remain (the log was truncated)",
-                entry=len(leaves),
-                checkpoint=number,
-            )
-        if _merkle.root(leaves[: cp.size]) != cp.root:
-            return VerifyReport(
-                False,
-                len(leaves),
-                len(checkpoints),
-                f"checkpoint {number}: root does not match entries 0..{cp.size - 1}",
-                checkpoint=number,
-            )
-        if previous is not None and previous.size:
-            proof = _merkle.consistency_proof(previous.size, leaves[: cp.size])
-            if not _merkle.verify_consistency(
-                previous.size, cp.size, previous.root, cp.root, proof
-            ):
-                return VerifyReport(
-                    False,
-                    len(leaves),
-                    len(checkpoints),
-                    f"checkpoint {number} is not consistent with checkpoint {number - 1}",
-                    checkpoint=number,
-                )
-        previous = cp
-    return VerifyReport(True, len(leaves), len(checkpoints))
+        previous = checkpoint
+    return None
+
+
+def _checkpoint_problem(
+    number: int,
+    checkpoint: Checkpoint,
+    previous: Checkpoint | None,
+    leaves: list[bytes],
+    key: Any,
+) -> tuple[str, int | None] | None:
+    """Why checkpoint ``number`` does not hold, and the entry concerned if one is; or None.
+
+    It must be signed by ``key``, cover no fewer entries than the one before, cover
+    only entries that exist, match their root, and extend the one before.
+    """
+    size = checkpoint.size
+    if not checkpoint.verify(key):
+        return f"checkpoint {number}: signature does not verify", None
+    if previous is not None and size < previous.size:
+        return (
+            f"checkpoint {number}: size {size} is smaller than the previous {previous.size}",
+            None,
+        )
+    if size > len(leaves):
+        return (
+            f"checkpoint {number} covers {size} entries but only "
+            f"{len(leaves)} remain (the log was truncated)",
+            len(leaves),
+        )
+    if _merkle.root(leaves[:size]) != checkpoint.root:
+        return f"checkpoint {number}: root does not match entries 0..{size - 1}", None
+    if previous is not None and previous.size and not _extends(previous, checkpoint, leaves):
+        return f"checkpoint {number} is not consistent with checkpoint {number - 1}", None
+    return None
+
+
+def _extends(older: Checkpoint, newer: Checkpoint, leaves: list[bytes]) -> bool:
+    """Whether ``newer``'s tree is ``older``'s with entries only added (RFC 9162 proof)."""
+    proof = _merkle.consistency_proof(older.size, leaves[: newer.size])
+    return _merkle.verify_consistency(older.size, newer.size, older.root, newer.root, proof)

@@ -1,4 +1,9 @@
-"""A read-only view of an audit directory, for the ``show`` and ``prove`` commands."""
+"""A read-only view of an audit directory, for ``predlog audit show/prove`` and investigate.
+
+It must never change the log it reads: it opens a :class:`ReadOnlyStore`, so it takes
+no lock, makes no directory and leaves a torn tail (a write the writer has not
+finished) where it is, reading only the whole entries before it.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,14 @@ from typing import Any
 
 from predlog.audit import _merkle
 from predlog.audit._log import Checkpoint
-from predlog.audit._store import LocalStore
+from predlog.audit._store import ReadOnlyStore
 
 
 class AuditReader:
     """Entries, leaf hashes and checkpoints of an audit log, loaded once."""
 
     def __init__(self, path: str | Path) -> None:
-        store = LocalStore(path)
+        store = ReadOnlyStore(path)
         records = list(store.records())
         self.entries: list[dict[str, Any]] = [json.loads(r.data) for r in records]
         self.leaves = [r.leaf_hash for r in records]

@@ -90,9 +90,15 @@ class S3Archive:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=line, **self._lock())
         return key
 
-    # -- the reading side, shaped like LocalStore for verify() -------------------
+    # -- the reading side, shaped like ReadOnlyStore for verify() ----------------
 
     def records(self) -> Iterator[Record]:
+        """Every archived record in order.
+
+        Objects are stored whole, so unlike a local log's last segment there is no
+        torn tail to skip: broken framing anywhere, the end included, raises
+        UnreadableError.
+        """
         position = 0
         for key in sorted(self._keys("entries")):
             data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()

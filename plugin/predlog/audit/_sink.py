@@ -103,7 +103,7 @@ class AuditSink:
                 self.failures += 1
                 if self.policy == "reject":
                     self.accepting = False
-                    raise SinkError(f"audit store failed: {exc!r}", retriable=True) from exc
+                    raise SinkError(f"audit store failed: {exc!r}") from exc
                 self._enqueue(entries)
             else:
                 self.appended += len(entries)

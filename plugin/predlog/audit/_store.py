@@ -4,15 +4,26 @@ Layout under the log's directory::
 
     entries/000000000001.seg   records, appended, never rewritten
     checkpoints.jsonl          signed checkpoints, one JSON object a line
+    writer.lock                held (flock) by the one writer while it is open
 
 A record is ``length (u32) | index (u64) | leaf hash (32 bytes) | data``, where data
 is the entry's canonical JSON and the leaf hash is its RFC 9162 leaf hash. Carrying
 the index and the hash in every record lets ``verify`` name the exact entry that
 was edited, deleted or moved, not just the checkpoint that no longer matches.
 
-``append`` returns only after the bytes are fsynced. On opening, a torn record at
-the very end of the last segment (the process died mid-write, so the entry was
-never acknowledged) is cut off; nothing else is ever changed.
+Two ways in, and only one of them may change anything:
+
+* :class:`ReadOnlyStore` is for everyone who only reads (``verify``, ``predlog audit
+  show/prove``, ``investigate``). It makes no directory, takes no lock and never
+  writes or cuts a byte, so reading a live log cannot harm it.
+* :class:`LocalStore` is the writer's. Opening one takes the directory's writer lock
+  first, and only then cuts a torn tail.
+
+A torn tail is a partial record at the very end of the last segment: a write still in
+progress, or one the writer died in. ``append`` returns only after the bytes are
+fsynced, so such a record was never acknowledged and is not an entry. Readers skip
+it; the writer, holding the lock, cuts it off. Broken framing anywhere else is
+damage, and reading it raises :class:`UnreadableError`.
 """
 
 from __future__ import annotations
@@ -22,6 +33,9 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from predlog.errors import ConfigError, PredlogError
 
 HEAD = struct.Struct("<IQ32s")
 SEGMENT_BYTES = 64 << 20
@@ -35,7 +49,7 @@ class Record:
     data: bytes
 
 
-class UnreadableError(Exception):
+class UnreadableError(PredlogError):
     """A record's framing is broken at ``position``."""
 
     def __init__(self, position: int, reason: str) -> None:
@@ -43,36 +57,84 @@ class UnreadableError(Exception):
         self.position = position
 
 
-class LocalStore:
-    """Entries and checkpoints of one audit log on the local filesystem."""
+class ReadOnlyStore:
+    """Entries and checkpoints of one audit log, read as they are on disk.
+
+    Nothing here creates, locks, cuts or writes anything: a reader may open a log
+    while its writer is appending, or point at a directory that does not exist (it
+    then holds no entries and no checkpoints).
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.entries_dir = self.path / "entries"
-        self.entries_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints_path = self.path / "checkpoints.jsonl"
-        self._recover()
 
     def segments(self) -> list[Path]:
+        if not self.entries_dir.is_dir():
+            return []
         return sorted(self.entries_dir.glob("*.seg"), key=lambda p: int(p.stem))
 
-    def _recover(self) -> None:
+    def records(self) -> Iterator[Record]:
+        """Every entry's record in order.
+
+        A torn tail is skipped: it is not an entry (see the module docstring). Broken
+        framing anywhere else raises UnreadableError.
+        """
+        segments = self.segments()
+        position = 0
+        for number, segment in enumerate(segments):
+            data = segment.read_bytes()
+            if number == len(segments) - 1:
+                data = data[: whole_records_end(data)]
+            for record in parse_records(data, position, segment.name):
+                yield record
+                position += 1
+
+    def torn_tail(self) -> int:
+        """How many bytes of a torn tail the last segment ends in (0 when none)."""
+        segments = self.segments()
+        if not segments:
+            return 0
+        data = segments[-1].read_bytes()
+        return len(data) - whole_records_end(data)
+
+    def checkpoint_lines(self) -> list[bytes]:
+        if not self.checkpoints_path.exists():
+            return []
+        return [line for line in self.checkpoints_path.read_bytes().splitlines() if line]
+
+
+class LocalStore(ReadOnlyStore):
+    """The one writer's store: holds the directory's writer lock until ``close()``.
+
+    The lock is taken before anything in the log is changed, so a second writer fails
+    (ConfigError) without having cut the torn tail of a record the first writer may
+    be finishing at that moment.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._writer_lock: IO[str] | None = _lock_writer(self.path)
+        try:
+            self.entries_dir.mkdir(exist_ok=True)
+            self._cut_torn_tail()
+        except BaseException:
+            self.close()
+            raise
+
+    def _cut_torn_tail(self) -> None:
+        """Cut the last segment back to its last whole record; only ever under the lock."""
         segments = self.segments()
         if not segments:
             return
         last = segments[-1]
         data = last.read_bytes()
-        offset = 0
-        while offset + HEAD.size <= len(data):
-            (length, _, _) = HEAD.unpack_from(data, offset)
-            end = offset + HEAD.size + length
-            if end > len(data):
-                break
-            offset = end
-        if offset < len(data):
-            # Only an unacknowledged, half-written record can sit past the last whole one.
+        end = whole_records_end(data)
+        if end < len(data):
             with last.open("r+b") as f:
-                f.truncate(offset)
+                f.truncate(end)
                 f.flush()
                 os.fsync(f.fileno())
 
@@ -98,14 +160,6 @@ class LocalStore:
         if len(segments) == 0 or target != segments[-1]:
             _fsync_dir(self.entries_dir)
 
-    def records(self) -> Iterator[Record]:
-        """Every record in order; raises UnreadableError where the framing breaks."""
-        position = 0
-        for segment in self.segments():
-            for record in parse_records(segment.read_bytes(), position, segment.name):
-                yield record
-                position += 1
-
     def append_checkpoint(self, line: bytes) -> None:
         fd = os.open(self.checkpoints_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -114,10 +168,23 @@ class LocalStore:
         finally:
             os.close(fd)
 
-    def checkpoint_lines(self) -> list[bytes]:
-        if not self.checkpoints_path.exists():
-            return []
-        return [line for line in self.checkpoints_path.read_bytes().splitlines() if line]
+    def close(self) -> None:
+        """Release the writer lock (entries are already durable). Safe to call twice."""
+        handle, self._writer_lock = self._writer_lock, None
+        if handle is not None:
+            handle.close()
+
+
+def whole_records_end(data: bytes) -> int:
+    """Where the last whole record in a segment's bytes ends; a torn tail follows it."""
+    offset = 0
+    while offset + HEAD.size <= len(data):
+        (length, _, _) = HEAD.unpack_from(data, offset)
+        end = offset + HEAD.size + length
+        if end > len(data):
+            break
+        offset = end
+    return offset
 
 
 def parse_records(data: bytes, position: int, name: str) -> Iterator[Record]:
@@ -133,6 +200,21 @@ def parse_records(data: bytes, position: int, name: str) -> Iterator[Record]:
         yield Record(position, index, leaf, data[start : start + length])
         position += 1
         offset = start + length
+
+
+def _lock_writer(path: Path) -> IO[str]:
+    """Hold an exclusive lock on the directory: two writers would fork the tree."""
+    import fcntl  # noqa: PLC0415  # POSIX only, and only for writers
+
+    handle = (path / "writer.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            "audit_dir", f"another process is writing the audit log in {path}"
+        ) from None
+    return handle
 
 
 def _fsync_dir(path: Path) -> None:
