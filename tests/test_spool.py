@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import predlog
+from predlog.errors import PredlogError
 from predlog.sinks._spool import Spool, SpoolFullError
 from predlog.sinks.kafka._wire import decode, encode
 from predlog.testing import MemorySink
@@ -44,6 +47,34 @@ class TestSpool:
         assert spool.refused == 2
         assert spool.size <= 1000
         assert [v for seg in spool.segments() for _, v in spool.read(seg)] == [b"x" * 400]
+
+    def test_full_spool_is_a_predlog_error(self, tmp_path):
+        """SpoolFullError sits under PredlogError: catching predlog's root catches it."""
+        assert issubclass(SpoolFullError, PredlogError)
+        spool = Spool(tmp_path, max_bytes=10)
+        with pytest.raises(PredlogError, match="spool at 0 of 10 bytes"):
+            spool.append([(b"k", b"too long for ten bytes")])
+
+    def test_failed_remove_keeps_segment_and_size(self, tmp_path, monkeypatch):
+        """A segment that cannot be deleted is still there and still counted, so the
+        caller can retry the removal (KafkaSink does, without sending it again)."""
+        spool = Spool(tmp_path, max_bytes=1 << 20)
+        spool.append([(b"k", b"v")])
+        (seg,) = spool.segments()
+        size = spool.size
+
+        def unlink(self: Path, missing_ok: bool = False) -> None:
+            raise OSError(5, "Input/output error", str(self))
+
+        with monkeypatch.context() as m:
+            m.setattr(Path, "unlink", unlink)
+            with pytest.raises(OSError, match="Input/output error"):
+                spool.remove(seg)
+        assert spool.segments() == [seg]
+        assert spool.size == size
+        spool.remove(seg)
+        assert spool.size == 0
+        assert not spool
 
     def test_torn_tail_is_detected(self, tmp_path):
         """A partly written last entry (a crash mid-write) ends replay there, counted."""

@@ -19,12 +19,17 @@ import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from predlog.errors import PredlogError
+
 _HEAD = struct.Struct("<II")
 _KEYLEN = struct.Struct("<H")
 
 
-class SpoolFullError(Exception):
-    """Appending would exceed the spool's size cap; nothing was written."""
+class SpoolFullError(PredlogError):
+    """Appending would exceed the spool's size cap; nothing was written.
+
+    A PredlogError, so that callers catching predlog's root catch a full spool too.
+    """
 
 
 class Spool:

@@ -8,11 +8,18 @@ appended to aiokafka batches per partition, chosen as the Java client would
 aiokafka with idempotence retries forever, so this sink sets its own deadline:
 when a batch is not acknowledged within ``delivery_timeout_s``, its records go to
 the spool (:mod:`predlog.sinks._spool`), the producer is dropped, and from then on new
-records go to the spool too, to keep their order, until a background task has
+records go to the spool too, to keep their order, until the replayer has
 replayed the spool to a broker that answers again. A record that timed out may
 still have reached the broker; the spool then sends it a second time. Delivery is
 at least once, and consumers drop duplicates by ``prediction_id`` (as
 ``predlog sink`` does).
+
+One background task, the replayer, owns the spool's segments, as aiokafka's sender
+owns its batches: it alone reads, sends and removes them, so no segment is ever
+sent twice by two passes racing each other. Everything else asks it: ``flush()``
+requests a pass and waits for it, ``close()`` asks for a last pass and waits for
+the replayer to stop. Every failure it meets is counted (``replay_errors``) and told
+through the sink's :class:`~predlog._report.ErrorReporter`; none is dropped silently.
 
 The sink runs its own event loop on its own thread: the flusher calls it
 synchronously, and nothing here touches the request path.
@@ -21,6 +28,7 @@ synchronously, and nothing here touches the request path.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Coroutine, Sequence
@@ -62,6 +70,8 @@ class KafkaSink:
             raise ValueError("topic: must be a topic name")
         if delivery_timeout_s <= 0:
             raise ValueError(f"delivery_timeout_s: must be positive, got {delivery_timeout_s!r}")
+        if retry_interval_s <= 0:
+            raise ValueError(f"retry_interval_s: must be positive, got {retry_interval_s!r}")
         self.topic = topic
         self._bootstrap = bootstrap_servers
         self._producer_options: dict[str, Any] = {
@@ -79,57 +89,99 @@ class KafkaSink:
         self.reporter = reporter if reporter is not None else ErrorReporter()
         self.spool = Spool(spool_dir, max_bytes=spool_max_bytes)
         #: Records acknowledged by the broker, spooled, replayed from the spool,
-        #: and refused because the spool was full.
+        #: and refused because the spool was full; failures met while replaying.
         self.sent = 0
         self.spooled = 0
         self.replayed = 0
         self.refused = 0
+        self.replay_errors = 0
         self._producer: Any = None
         self._closed = False
+        # The replayer's state: touched only on the sink's loop.
+        self._stopping = False
+        self._waiters: list[concurrent.futures.Future[None]] = []
+        self._delivered: set[str] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="predlog-kafka", daemon=True
         )
         self._thread.start()
-        self._replayer = self._run(self._start_replayer())
+        self._wake, self._replayer = self._run(self._start_replayer())
 
     # -- Sink protocol (called from the flusher thread) ---------------------------
 
     def export(self, batch: pa.RecordBatch) -> None:
+        """Send the batch, or spool it while the broker is away (or the spool still holds
+        older records, which must reach the topic first)."""
         if self._closed:
             raise SinkError("KafkaSink is closed")
         entries = _wire.encode(batch)
         self._run(self._export(entries), timeout=self._delivery_timeout_s + _START_TIMEOUT_S + 5)
 
     def flush(self) -> None:
-        """Acknowledged records are on the broker and spooled ones on disk: nothing to do,
-        but give the spool one chance to drain now."""
-        if self.spool:
-            with contextlib.suppress(Exception):
-                self._run(self._replay(), timeout=self._delivery_timeout_s * 2)
+        """Ask the replayer for a pass over the spool now and wait for it, bounded.
+
+        Acknowledged records are on the broker and spooled ones on disk, so nothing
+        here is needed for durability; the pass only lets a flush after an outage
+        drain the spool at once. Replaying here, beside the replayer, would send a
+        segment twice, so flush only asks. Raises SinkError if the replayer is gone.
+        """
+        if self._closed or not self.spool:
+            return
+        timeout = self._delivery_timeout_s * 2
+        done = self._request_pass()
+        try:
+            done.result(timeout)
+        except concurrent.futures.TimeoutError:
+            # The pass goes on in the background; what it has not sent stays on disk.
+            self.reporter.report(
+                "kafka_flush_timeout",
+                f"spool replay still running after {timeout} s; "
+                f"{self.spool.size} bytes wait in the spool",
+            )
 
     def close(self) -> None:
+        """Let the replayer make a last pass, then stop it and the producer. Safe twice."""
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            self._run(self._shutdown(), timeout=self._delivery_timeout_s * 2 + 5)
+        try:
+            self._run(self._shutdown(), timeout=self._delivery_timeout_s * 3 + 10)
+        except Exception as exc:  # noqa: BLE001  # close must finish; the failure is told
+            self.reporter.report("kafka_close_failed", f"shutdown did not finish: {exc!r}", exc=exc)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+
+    def stats(self) -> dict[str, int]:
+        """Counters for operators; ``replay_errors`` counts every failure the replayer met."""
+        return {
+            "sent": self.sent,
+            "spooled": self.spooled,
+            "replayed": self.replayed,
+            "refused": self.refused,
+            "replay_errors": self.replay_errors,
+            "spool_bytes": self.spool.size,
+            "spool_corrupt": self.spool.corrupt,
+        }
 
     # -- on the sink's loop --------------------------------------------------------
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    async def _start_replayer(self) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(self._replay_forever())
+    async def _start_replayer(self) -> tuple[asyncio.Event, asyncio.Task[None]]:
+        # The event must be made on the loop that waits on it.
+        wake = asyncio.Event()
+        return wake, asyncio.get_running_loop().create_task(self._replay_forever(wake))
 
     async def _export(self, entries: list[tuple[bytes, bytes]]) -> None:
         if not self.spool:
             try:
                 await self._send(entries)
-            except Exception:  # noqa: BLE001  # any failure: keep the records on disk
+            except Exception as exc:  # noqa: BLE001  # any failure: keep the records on disk
+                self.reporter.report(
+                    "kafka_send_failed", f"spooling {len(entries)} records: {exc!r}", exc=exc
+                )
                 await self._drop_producer()
             else:
                 self.sent += len(entries)
@@ -138,7 +190,7 @@ class KafkaSink:
             self.spool.append(entries)
         except SpoolFullError as exc:
             self.refused += len(entries)
-            raise SinkError(f"Kafka unreachable and {exc}", retriable=True) from exc
+            raise SinkError(f"Kafka unreachable and {exc}") from exc
         self.spooled += len(entries)
 
     async def _producer_ready(self) -> Any:
@@ -149,7 +201,8 @@ class KafkaSink:
             try:
                 await asyncio.wait_for(producer.start(), _START_TIMEOUT_S)
             except BaseException:
-                with contextlib.suppress(BaseException):
+                # The start failure is what the caller reports; a failing stop adds nothing.
+                with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.stop(), 1)
                 raise
             self._producer = producer
@@ -184,9 +237,55 @@ class KafkaSink:
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            # stop() waits for pending sends, which with idempotence may be forever.
-            with contextlib.suppress(BaseException):
+            # stop() waits for pending sends, which with idempotence may be forever. The
+            # producer is dropped because it failed, and that failure was reported.
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 1)
+
+    # -- the replayer: sole owner of the spool's segments ---------------------------
+
+    def _request_pass(self) -> concurrent.futures.Future[None]:
+        """A future the replayer settles once a pass that starts after this call ends."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._enlist, done)
+        return done
+
+    def _enlist(self, done: concurrent.futures.Future[None]) -> None:
+        if self._replayer.done():
+            done.set_exception(SinkError("the spool replayer is not running"))
+            return
+        self._waiters.append(done)
+        self._wake.set()
+
+    async def _replay_forever(self, wake: asyncio.Event) -> None:
+        """Pass over the spool every ``retry_interval_s``, or at once when asked; after
+        ``_stopping`` is set, make one last pass and return."""
+        try:
+            while True:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self._retry_interval_s)
+                wake.clear()
+                last = self._stopping
+                await self._pass()
+                if last:
+                    return
+        finally:
+            # Like aiokafka's sender: a replayer that ends fails whoever still waits.
+            waiters, self._waiters = self._waiters, []
+            _settle(waiters, SinkError("the spool replayer stopped"))
+
+    async def _pass(self) -> None:
+        """One pass for the waiters enlisted before it began; no failure ends the replayer."""
+        waiters, self._waiters = self._waiters, []
+        try:
+            if self.spool:
+                await self._replay()
+        except Exception as exc:  # noqa: BLE001  # counted and told; the next pass retries
+            self._replay_failed("kafka_replay_failed", f"replay pass failed: {exc!r}", exc)
+        except BaseException:
+            _settle(waiters, SinkError("the spool replay pass was cancelled"))
+            raise
+        _settle(waiters, None)
 
     async def _replay(self) -> None:
         """Send spooled segments in order; stop at the first failure."""
@@ -194,51 +293,98 @@ class KafkaSink:
         # one refused connection, not a pass over a 16 MB segment.
         try:
             await self._producer_ready()
-        except Exception:  # noqa: BLE001  # still away: try again later
+        except Exception as exc:  # noqa: BLE001  # still away: counted, tried again later
             await self._drop_producer()
+            self._replay_failed("kafka_replay_failed", f"broker unreachable: {exc!r}", exc)
             return
         self.spool.seal()
         for segment in self.spool.segments():
-            entries = list(self.spool.read(segment))
+            if not await self._replay_segment(segment):
+                return
+
+    async def _replay_segment(self, segment: Path) -> bool:
+        """Send one segment, then remove it; False when the pass must stop here.
+
+        A segment that was sent but could not be removed is remembered, so the next
+        pass only retries the removal: its records are not sent a second time.
+        """
+        if segment.name not in self._delivered:
+            corrupt = self.spool.corrupt
+            try:
+                entries = list(self.spool.read(segment))
+            except OSError as exc:
+                self._replay_failed("kafka_spool_failed", f"reading {segment.name}: {exc!r}", exc)
+                return False
+            if self.spool.corrupt > corrupt:
+                self._replay_failed(
+                    "kafka_spool_corrupt",
+                    f"{segment.name} is corrupt after {len(entries)} entries; the rest is lost",
+                )
             if entries:
                 try:
                     await self._send(entries)
-                except Exception:  # noqa: BLE001  # still unreachable: try again later
+                except Exception as exc:  # noqa: BLE001  # still unreachable: try again later
                     await self._drop_producer()
-                    return
+                    self._replay_failed(
+                        "kafka_replay_failed", f"sending {segment.name}: {exc!r}", exc
+                    )
+                    return False
                 self.replayed += len(entries)
+            self._delivered.add(segment.name)
+        try:
             self.spool.remove(segment)
+        except OSError as exc:
+            self._replay_failed(
+                "kafka_spool_failed", f"{segment.name} was sent but not removed: {exc!r}", exc
+            )
+        else:
+            self._delivered.discard(segment.name)
+        return True
 
-    async def _replay_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._retry_interval_s)
-            if self.spool:
-                with contextlib.suppress(Exception):
-                    await self._replay()
+    def _replay_failed(self, kind: str, message: str, exc: BaseException | None = None) -> None:
+        """Count a replay failure and tell the reporter: the replayer never drops one."""
+        self.replay_errors += 1
+        self.reporter.report(kind, message, exc=exc)
 
     async def _shutdown(self) -> None:
-        task = self._replayer
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        if self.spool:
-            await self._replay()
+        """The replayer stops first, so nothing replays while the producer goes away."""
+        await self._stop_replayer()
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(BaseException):
+            try:
                 await asyncio.wait_for(producer.stop(), self._delivery_timeout_s)
+            except Exception as exc:  # noqa: BLE001  # closing goes on; the failure is told
+                self.reporter.report("kafka_close_failed", f"producer stop: {exc!r}", exc=exc)
         # Producers dropped during an outage leave tasks behind: end them cleanly.
         leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in leftovers:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
 
-    def stats(self) -> dict[str, int]:
-        return {
-            "sent": self.sent,
-            "spooled": self.spooled,
-            "replayed": self.replayed,
-            "refused": self.refused,
-            "spool_bytes": self.spool.size,
-            "spool_corrupt": self.spool.corrupt,
-        }
+    async def _stop_replayer(self) -> None:
+        """Ask the replayer for its last pass and wait for it to return, bounded: past
+        the deadline it is cancelled, and what it had not sent stays in the spool."""
+        self._stopping = True
+        self._wake.set()
+        timeout = self._delivery_timeout_s * 2
+        try:
+            await asyncio.wait_for(self._replayer, timeout)
+        except asyncio.TimeoutError:
+            self._replay_failed(
+                "kafka_replay_failed",
+                f"last replay pass unfinished after {timeout} s; "
+                f"{self.spool.size} bytes stay in the spool",
+            )
+        except Exception as exc:  # noqa: BLE001  # closing goes on; the failure is told
+            self._replay_failed("kafka_replay_failed", f"replayer failed: {exc!r}", exc)
+
+
+def _settle(waiters: list[concurrent.futures.Future[None]], error: SinkError | None) -> None:
+    """Answer flush() callers: done, or why not."""
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
