@@ -173,6 +173,22 @@ class TestInvestigate:
         assert 0 <= amount["population_percentile"] <= 100
         assert amount["own_history_n"] > 0
 
+    def test_trace_link_uses_the_jaeger_url_setting(self, tmp_path, monkeypatch):
+        """PREDLOG_JAEGER_URL links a record's trace to Jaeger; an argument overrides it."""
+        trace_id = "0af7651916cd43dd8448eb211c80319c"
+        with predlog.PredictionLogger(
+            data_dir=str(tmp_path / "data"), install_signal_handlers=False
+        ) as log:
+            log.log(request_id="traced", features={"amount": 1.0}, score=0.1, trace_id=trace_id)
+        (unlinked,) = investigate("traced", data_dir=tmp_path / "data")
+        assert unlinked["trace_id"] == trace_id
+        assert unlinked["trace_url"] is None
+        monkeypatch.setenv("PREDLOG_JAEGER_URL", "http://jaeger:16686/")
+        (linked,) = investigate("traced", data_dir=tmp_path / "data")
+        assert linked["trace_url"] == f"http://jaeger:16686/trace/{trace_id}"
+        (argument,) = investigate("traced", data_dir=tmp_path / "data", jaeger_url="http://j")
+        assert argument["trace_url"] == f"http://j/trace/{trace_id}"
+
     def test_unknown_request(self, logged):
         """An unknown request id is a clear error, not an empty answer."""
         with pytest.raises(AnalyticsError, match="no prediction with request id"):
@@ -180,6 +196,33 @@ class TestInvestigate:
 
 
 class TestCommandLine:
+    def test_data_dir_setting_is_the_default_directory(self, logged):
+        """Without --data, `predlog investigate` and `predlog evaluate` read PREDLOG_DATA_DIR."""
+        data = str(logged / "data")
+        kept = sorted(joined(logged)["request_id"])[0]
+        shown = predlog_cli("investigate", kept, PREDLOG_DATA_DIR=data)
+        assert shown.returncode == 0, shown.stderr
+        assert f"request {kept}" in shown.stdout
+        out = predlog_cli(
+            "evaluate",
+            "--outcomes",
+            str(logged / "outcomes.csv"),
+            "--key",
+            "request_id=transaction_id",
+            "--label",
+            "fraud",
+            "--json",
+            PREDLOG_DATA_DIR=data,
+        )
+        assert out.returncode == 0, out.stderr
+        api = evaluate(
+            logged / "outcomes.csv",
+            data_dir=data,
+            key=("request_id", "transaction_id"),
+            label=("fraud", None),
+        )
+        assert json.loads(out.stdout)["n"] == api["n"]
+
     def test_evaluate_and_investigate_commands(self, logged):
         """`predlog evaluate --json` prints the documented shape; investigate finds a request."""
 
@@ -446,13 +489,15 @@ def ink(png) -> float:
 
 class TestHtmlReports:
     def test_evaluate_report_renders_roc_curves(self, logged, tmp_path):
-        """The evaluate report renders in Chromium with a ROC curve per cohort value."""
+        """The evaluate report renders in Chromium with a ROC curve per cohort value kept,
+        and lists each cohort value left out as too small."""
         page = tmp_path / "evaluate.html"
         report = evaluate(
             logged / "outcomes.csv",
             data_dir=logged / "data",
             key=("request_id", "transaction_id"),
             label=("fraud", None),
+            min_cohort=500,
             html_path=page,
         )
         dom, shot = render(page, tmp_path)
@@ -460,7 +505,11 @@ class TestHtmlReports:
         expected = 1 + sum(len(values) for values in report["cohorts"].values())
         assert curves == expected
         assert dom.count("<svg") >= 1 + sum(1 for v in report["cohorts"].values() if v)
-        assert "Omitted cohorts" in dom or not report["omitted"]
+        assert report["omitted"], "the test data must leave at least one cohort out"
+        assert "Omitted cohorts" in dom
+        omitted_table = dom.split("Omitted cohorts", 1)[1]
+        for item in report["omitted"]:
+            assert f"<td>{item['value']}</td><td>{item['n']}</td>" in omitted_table, item
         assert ink(shot) > 0.01, "the screenshot is blank"
         from PIL import Image
 

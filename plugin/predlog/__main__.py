@@ -1,30 +1,33 @@
 """The ``predlog`` command line.
 
-predlog sink --bootstrap HOST:PORT --topic predictions --data ./predlog-data
+predlog sink --bootstrap HOST:PORT --topic predictions --data /var/lib/predlog
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeAlias
 
 from predlog import __version__
+from predlog._settings import DEFAULT_DATA_DIR, env_var, read
 from predlog.errors import PredlogError
+
+#: What ``add_subparsers`` returns: each command's parser is added to it.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _sink(args: argparse.Namespace) -> int:
     from predlog.sinks.kafka._consumer import run  # noqa: PLC0415  # needs the kafka extra
 
-    bootstrap = args.bootstrap or os.environ.get("PREDLOG_KAFKA_BOOTSTRAP")
-    topic = args.topic or os.environ.get("PREDLOG_KAFKA_TOPIC")
+    bootstrap = args.bootstrap or read("kafka_bootstrap")
+    topic = args.topic or read("kafka_topic")
     if not bootstrap or not topic:
         print(
-            "predlog sink: --bootstrap and --topic (or PREDLOG_KAFKA_BOOTSTRAP and "
-            "PREDLOG_KAFKA_TOPIC) are required",
+            f"predlog sink: --bootstrap and --topic (or {env_var('kafka_bootstrap')} and "
+            f"{env_var('kafka_topic')}) are required",
             file=sys.stderr,
         )
         return 2
@@ -32,7 +35,7 @@ def _sink(args: argparse.Namespace) -> int:
         {
             "bootstrap_servers": bootstrap,
             "topic": topic,
-            "data_dir": args.data,
+            "data_dir": args.data or read("data_dir"),
             "group_id": args.group,
             "max_batch": args.max_batch,
             "max_wait_s": args.max_wait,
@@ -252,20 +255,22 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="predlog", description="Prediction logging tools.")
-    parser.add_argument("--version", action="version", version=f"predlog {__version__}")
-    commands = parser.add_subparsers(dest="command")
+def _add_data_option(parser: argparse.ArgumentParser) -> None:
+    """``--data``, left unset by default so that the ``data_dir`` setting is read only by
+    a command that needs it, where a malformed value is reported as that command's error."""
+    parser.add_argument(
+        "--data",
+        help=f"data directory ({env_var('data_dir')}, default {DEFAULT_DATA_DIR})",
+    )
+
+
+def _add_sink(commands: Commands) -> None:
     sink = commands.add_parser(
         "sink", help="consume the Kafka topic into the Parquet layout (at least once)"
     )
-    sink.add_argument("--bootstrap", help="Kafka bootstrap servers (PREDLOG_KAFKA_BOOTSTRAP)")
-    sink.add_argument("--topic", help="topic to read (PREDLOG_KAFKA_TOPIC)")
-    sink.add_argument(
-        "--data",
-        default=os.environ.get("PREDLOG_DATA_DIR", "./predlog-data"),
-        help="data directory (PREDLOG_DATA_DIR, default ./predlog-data)",
-    )
+    sink.add_argument("--bootstrap", help=f"Kafka bootstrap servers ({env_var('kafka_bootstrap')})")
+    sink.add_argument("--topic", help=f"topic to read ({env_var('kafka_topic')})")
+    _add_data_option(sink)
     sink.add_argument("--group", default="predlog-sink", help="consumer group id")
     sink.add_argument("--max-batch", type=int, default=50_000, help="records per Parquet file")
     sink.add_argument("--max-wait", type=float, default=5.0, help="seconds before a file is cut")
@@ -277,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     sink.set_defaults(run=_sink)
 
+
+def _add_audit(commands: Commands) -> None:
     audit = commands.add_parser("audit", help="verify the audit log, show or prove an entry")
     actions = audit.add_subparsers(dest="action", required=True)
     verify_cmd = actions.add_parser("verify", help="recompute the tree, check every checkpoint")
@@ -293,16 +300,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     audit.set_defaults(run=_audit)
 
-    data_default = os.environ.get("PREDLOG_DATA_DIR", "./predlog-data")
+
+def _add_investigate(commands: Commands) -> None:
     inv = commands.add_parser("investigate", help="everything recorded about one request")
     inv.add_argument("request_id")
-    inv.add_argument("--data", default=data_default)
+    _add_data_option(inv)
     inv.add_argument("--user-key", help="feature naming the customer, for own-history percentiles")
     inv.add_argument("--stale-after", type=float, default=3600.0, help="seconds (default 3600)")
     inv.add_argument("--json", action="store_true")
     inv.add_argument("--audit", help="audit log directory (default: <data>/audit if present)")
     inv.set_defaults(run=_investigate)
 
+
+def _add_evaluate(commands: Commands) -> None:
     ev = commands.add_parser("evaluate", help="metrics against late ground truth, per cohort")
     ev.add_argument("--outcomes", required=True, help="CSV or Parquet file of outcomes")
     ev.add_argument(
@@ -319,27 +329,45 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--until")
     ev.add_argument("--days-ago", type=int)
     ev.add_argument("--min-cohort", type=int, default=100)
-    ev.add_argument("--data", default=data_default)
+    _add_data_option(ev)
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--html", help="also write an HTML report (ROC curves per cohort) here")
     ev.set_defaults(run=_evaluate)
 
+
+def _add_drift(commands: Commands) -> None:
     dr = commands.add_parser("drift", help="which features moved between two time ranges")
     dr.add_argument("--baseline", required=True, help="START..END, e.g. 2026-10-01..2026-10-08")
     dr.add_argument("--current", required=True, help="START..END")
     dr.add_argument("--psi-threshold", type=float, default=0.2)
     dr.add_argument("--model-name")
-    dr.add_argument("--data", default=data_default)
+    _add_data_option(dr)
     dr.add_argument("--json", action="store_true")
     dr.add_argument("--html", help="also write an HTML report (histograms) here")
     dr.set_defaults(run=_drift)
 
+
+def _add_replay(commands: Commands) -> None:
     rp = commands.add_parser("replay", help="re-score a logged prediction with a model")
     rp.add_argument("request_id")
     rp.add_argument("--model", required=True, help="module:callable or bentoml:<tag>")
-    rp.add_argument("--data", default=data_default)
+    _add_data_option(rp)
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(run=_replay)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The ``predlog`` parser: one subcommand each, whose ``run`` handles its arguments."""
+    parser = argparse.ArgumentParser(prog="predlog", description="Prediction logging tools.")
+    parser.add_argument("--version", action="version", version=f"predlog {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    for add in (_add_sink, _add_audit, _add_investigate, _add_evaluate, _add_drift, _add_replay):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
@@ -347,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.run(args)
     except PredlogError as exc:
-        # Missing data, a bad column, a join that matched nothing: said plainly, exit 1.
+        # Missing data, a bad column, a join that matched nothing, a malformed PREDLOG_*
+        # variable: said plainly, exit 1.
         print(f"predlog {args.command}: {exc}", file=sys.stderr)
         return 1
     return result

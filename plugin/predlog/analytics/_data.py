@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from predlog._settings import env_var, read
 from predlog.errors import PredlogError
 
 
@@ -14,19 +15,23 @@ class AnalyticsError(PredlogError):
 
 
 class Predictions:
-    """The prediction records under a data directory, as a DuckDB view ``predictions``."""
+    """The prediction records under a data directory, as a DuckDB view ``predictions``.
+
+    Without ``data_dir`` the directory is the ``data_dir`` setting (``PREDLOG_DATA_DIR``
+    or its declared default), so the analytics look where the logger writes.
+    """
 
     def __init__(
         self, data_dir: str | os.PathLike[str] | None = None, *, progress: bool = False
     ) -> None:
         import duckdb  # noqa: PLC0415  # the analytics extra
 
-        root = Path(data_dir or os.environ.get("PREDLOG_DATA_DIR") or "./predlog-data")
+        root = Path(data_dir or read("data_dir"))
         self.root = root
         files = root / "predictions"
         if not root.exists():
             raise AnalyticsError(
-                f"data directory {root} does not exist (set --data or PREDLOG_DATA_DIR)"
+                f"data directory {root} does not exist (set --data or {env_var('data_dir')})"
             )
         if not files.exists() or not any(files.glob("date=*/*.parquet")):
             raise AnalyticsError(

@@ -59,6 +59,20 @@ def _json_path(name: str) -> str:
     return "$." + json.dumps(name)
 
 
+#: The two ranges compared; each becomes a DuckDB view of that name.
+_VIEWS = ("baseline", "current")
+
+#: Feature names and JSON types come from up to 20,000 records of each range, not from
+#: a scan of every record.
+_SAMPLE = (
+    "SELECT features FROM (SELECT features FROM baseline USING SAMPLE 20000 ROWS "
+    "UNION ALL SELECT features FROM current USING SAMPLE 20000 ROWS) "
+    "WHERE features IS NOT NULL"
+)
+
+_NUMERIC_JSON_TYPES = frozenset({"UBIGINT", "BIGINT", "DOUBLE"})
+
+
 def drift(
     *,
     baseline: str,
@@ -74,38 +88,13 @@ def drift(
     DuckDB extracts one feature at a time from the JSON column, so memory holds a
     single float column per range, not every record's features.
     """
-    from scipy import stats  # noqa: PLC0415  # the analytics extra
-
     data = Predictions(data_dir, progress=progress is not None)
     data.require("features", "raw_score", "sample_weight", "timestamp_utc")
-    counts = {}
-    for view, text in (("baseline", baseline), ("current", current)):
-        start, end = parse_range(text)
-        where = "timestamp_utc >= CAST(? AS TIMESTAMPTZ) AND timestamp_utc < CAST(? AS TIMESTAMPTZ)"
-        params: list[Any] = [start, end]
-        if model_name:
-            where += " AND model_name = ?"
-            params.append(model_name)
-        data.con.sql(
-            "SELECT features, raw_score, sample_weight, feature_freshness_max_age_seconds "
-            f"FROM predictions WHERE {where}",  # fixed text, bound values
-            params=params,
-        ).create_view(view, replace=True)
-        counts[view] = data.query(f"SELECT count(*) FROM {view}").fetchall()[0][0]
-        if not counts[view]:
-            raise AnalyticsError(f"no predictions in the {view} range {text}")
-
-    sample = (
-        "SELECT features FROM (SELECT features FROM baseline USING SAMPLE 20000 ROWS "
-        "UNION ALL SELECT features FROM current USING SAMPLE 20000 ROWS) "
-        "WHERE features IS NOT NULL"
-    )
-    names = sorted(
-        r[0]
-        for r in data.query(
-            f"SELECT DISTINCT unnest(json_keys(features)) FROM ({sample})"
-        ).fetchall()
-    )
+    counts = {
+        view: _select_range(data, view, text, model_name)
+        for view, text in zip(_VIEWS, (baseline, current), strict=True)
+    }
+    names = _feature_names(data)
     report: dict[str, Any] = {
         "baseline": {"range": baseline, "n": counts["baseline"]},
         "current": {"range": current, "n": counts["current"]},
@@ -116,108 +105,170 @@ def drift(
     for number, feature in enumerate(names, start=1):
         if progress is not None:
             progress(f"feature {number}/{len(names)}: {feature}")
-        path = _json_path(feature)
-        kinds = {
-            r[0]
-            for r in data.query(
-                f"SELECT DISTINCT json_type(features, ?) FROM ({sample})",
-                [path],
-            ).fetchall()
-        } - {None, "NULL"}
-        entry: dict[str, Any] = {}
-        if kinds and kinds <= {"UBIGINT", "BIGINT", "DOUBLE"}:
-            cols = {}
-            for view in ("baseline", "current"):
-                table = data.arrow(
-                    f"SELECT CAST(json_extract(features, ?) AS DOUBLE) AS v, sample_weight AS w "
-                    f"FROM {view}",
-                    [path],
-                )
-                values = table.column("v").to_numpy(zero_copy_only=False)
-                weights = table.column("w").to_numpy(zero_copy_only=False)
-                null = np.isnan(values)
-                cols[view] = (values[~null], weights[~null], float(null.mean()))
-            (b_num, b_w, b_null), (c_num, c_w, c_null) = cols["baseline"], cols["current"]
-            entry["null_rate"] = {"baseline": b_null, "current": c_null}
-            if len(b_num) and len(c_num):
-                entry["kind"] = "numerical"
-                entry["psi"] = psi(b_num, c_num, b_w, c_w)
-                ks = stats.ks_2samp(b_num, c_num)
-                entry["ks"] = {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
-                entry["mean"] = {"baseline": float(b_num.mean()), "current": float(c_num.mean())}
-                entry["histogram"] = _histogram(b_num, c_num)
-            else:
-                entry["kind"], entry["psi"] = "empty", None
-        else:
-            tallies = {}
-            for view in ("baseline", "current"):
-                rows = data.query(
-                    f"SELECT json_extract_string(features, ?) AS v, sum(sample_weight), count(*) "
-                    f"FROM {view} GROUP BY v",
-                    [path],
-                ).fetchall()
-                tallies[view] = {r[0]: (float(r[1]), int(r[2])) for r in rows}
-            b_t, c_t = tallies["baseline"], tallies["current"]
-            entry["null_rate"] = {
-                view: tallies[view].get(None, (0.0, 0))[1] / counts[view]
-                for view in ("baseline", "current")
-            }
-            categories = sorted((set(b_t) | set(c_t)) - {None})
-            if categories:
-                b_counts = np.array([b_t.get(k, (0.0, 0))[0] for k in categories])
-                c_counts = np.array([c_t.get(k, (0.0, 0))[0] for k in categories])
-                entry["kind"] = "categorical"
-                entry["psi"] = _psi_from_counts(b_counts, c_counts)
-                entry["histogram"] = {
-                    "categories": categories,
-                    "baseline": b_counts.tolist(),
-                    "current": c_counts.tolist(),
-                }
-                table = np.array(
-                    [
-                        [b_t.get(k, (0.0, 0))[1] for k in categories],
-                        [c_t.get(k, (0.0, 0))[1] for k in categories],
-                    ]
-                )
-                table = table[:, table.sum(axis=0) > 0]
-                if table.shape[1] > 1:
-                    chi2, p, dof, _ = stats.chi2_contingency(table)
-                    entry["chi_square"] = {
-                        "statistic": float(chi2),
-                        "p_value": float(p),
-                        "dof": int(dof),
-                    }
-            else:
-                entry["kind"], entry["psi"] = "empty", None
+        entry = _feature_drift(data, feature, counts)
         entry["drifted"] = entry["psi"] is not None and entry["psi"] > psi_threshold
         if entry["drifted"]:
             report["drifted"].append(feature)
         report["features"][feature] = entry
+    report["score"] = _score_drift(data)
+    report["freshness_mean_seconds"] = _mean_freshness(data)
+    if html_path is not None:
+        _write_html(html_path, report)
+    return report
 
+
+def _select_range(data: Predictions, view: str, text: str, model_name: str | None) -> int:
+    """Make ``view`` the records of the range ``text`` (and model); their count, never 0.
+
+    The later queries all read the view, so the time filter is written once.
+    """
+    start, end = parse_range(text)
+    where = "timestamp_utc >= CAST(? AS TIMESTAMPTZ) AND timestamp_utc < CAST(? AS TIMESTAMPTZ)"
+    params: list[Any] = [start, end]
+    if model_name:
+        where += " AND model_name = ?"
+        params.append(model_name)
+    data.con.sql(
+        "SELECT features, raw_score, sample_weight, feature_freshness_max_age_seconds "
+        f"FROM predictions WHERE {where}",  # fixed text, bound values
+        params=params,
+    ).create_view(view, replace=True)
+    count: int = data.query(f"SELECT count(*) FROM {view}").fetchall()[0][0]
+    if not count:
+        raise AnalyticsError(f"no predictions in the {view} range {text}")
+    return count
+
+
+def _feature_names(data: Predictions) -> list[str]:
+    """Every feature name seen in a sample of either range, sorted."""
+    rows = data.query(f"SELECT DISTINCT unnest(json_keys(features)) FROM ({_SAMPLE})").fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def _feature_drift(data: Predictions, feature: str, counts: dict[str, int]) -> dict[str, Any]:
+    """One feature's null rates, PSI and test.
+
+    Numerical when every sampled value is a JSON number; otherwise (strings, booleans,
+    only nulls) its values are compared as categories.
+    """
+    path = _json_path(feature)
+    rows = data.query(f"SELECT DISTINCT json_type(features, ?) FROM ({_SAMPLE})", [path])
+    kinds = {r[0] for r in rows.fetchall()} - {None, "NULL"}
+    if kinds and kinds <= _NUMERIC_JSON_TYPES:
+        return _numerical_drift(data, path)
+    return _categorical_drift(data, path, counts)
+
+
+def _numerical_drift(data: Predictions, path: str) -> dict[str, Any]:
+    """PSI over the baseline's deciles (weighted), the KS test, means and a histogram."""
+    from scipy import stats  # noqa: PLC0415  # the analytics extra
+
+    cols = {}
+    for view in _VIEWS:
+        table = data.arrow(
+            f"SELECT CAST(json_extract(features, ?) AS DOUBLE) AS v, sample_weight AS w "
+            f"FROM {view}",
+            [path],
+        )
+        values = table.column("v").to_numpy(zero_copy_only=False)
+        weights = table.column("w").to_numpy(zero_copy_only=False)
+        null = np.isnan(values)
+        cols[view] = (values[~null], weights[~null], float(null.mean()))
+    (b_num, b_w, b_null), (c_num, c_w, c_null) = cols["baseline"], cols["current"]
+    entry: dict[str, Any] = {"null_rate": {"baseline": b_null, "current": c_null}}
+    if not (len(b_num) and len(c_num)):
+        entry["kind"], entry["psi"] = "empty", None
+        return entry
+    entry["kind"] = "numerical"
+    entry["psi"] = psi(b_num, c_num, b_w, c_w)
+    ks = stats.ks_2samp(b_num, c_num)
+    entry["ks"] = {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
+    entry["mean"] = {"baseline": float(b_num.mean()), "current": float(c_num.mean())}
+    entry["histogram"] = _histogram(b_num, c_num)
+    return entry
+
+
+#: Per category (None for a null): its summed sample weight and its record count.
+_Tally = dict[Any, tuple[float, int]]
+
+
+def _categorical_drift(data: Predictions, path: str, counts: dict[str, int]) -> dict[str, Any]:
+    """PSI over the categories (weighted), the chi-square test on counts, and a histogram."""
+    tallies: dict[str, _Tally] = {}
+    for view in _VIEWS:
+        rows = data.query(
+            f"SELECT json_extract_string(features, ?) AS v, sum(sample_weight), count(*) "
+            f"FROM {view} GROUP BY v",
+            [path],
+        ).fetchall()
+        tallies[view] = {r[0]: (float(r[1]), int(r[2])) for r in rows}
+    b_t, c_t = tallies["baseline"], tallies["current"]
+    entry: dict[str, Any] = {
+        "null_rate": {view: tallies[view].get(None, (0.0, 0))[1] / counts[view] for view in _VIEWS}
+    }
+    categories = sorted((set(b_t) | set(c_t)) - {None})
+    if not categories:
+        entry["kind"], entry["psi"] = "empty", None
+        return entry
+    b_counts = np.array([b_t.get(k, (0.0, 0))[0] for k in categories])
+    c_counts = np.array([c_t.get(k, (0.0, 0))[0] for k in categories])
+    entry["kind"] = "categorical"
+    entry["psi"] = _psi_from_counts(b_counts, c_counts)
+    entry["histogram"] = {
+        "categories": categories,
+        "baseline": b_counts.tolist(),
+        "current": c_counts.tolist(),
+    }
+    chi_square = _chi_square(b_t, c_t, categories)
+    if chi_square is not None:
+        entry["chi_square"] = chi_square
+    return entry
+
+
+def _chi_square(b_t: _Tally, c_t: _Tally, categories: list[Any]) -> dict[str, Any] | None:
+    """The chi-square test of homogeneity on record counts; None with fewer than two
+    categories seen, where the test is undefined."""
+    from scipy import stats  # noqa: PLC0415  # the analytics extra
+
+    table = np.array(
+        [
+            [b_t.get(k, (0.0, 0))[1] for k in categories],
+            [c_t.get(k, (0.0, 0))[1] for k in categories],
+        ]
+    )
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] <= 1:
+        return None
+    chi2, p, dof, _ = stats.chi2_contingency(table)
+    return {"statistic": float(chi2), "p_value": float(p), "dof": int(dof)}
+
+
+def _score_drift(data: Predictions) -> dict[str, Any]:
+    """PSI (unweighted), means and a histogram of the model's scores."""
     scores = {}
-    for view in ("baseline", "current"):
+    for view in _VIEWS:
         values = data.arrow(f"SELECT raw_score FROM {view} WHERE raw_score IS NOT NULL", [])
         scores[view] = values.column("raw_score").to_numpy(zero_copy_only=False)
     b_score, c_score = scores["baseline"], scores["current"]
-    report["score"] = {
-        "psi": psi(b_score, c_score) if len(b_score) and len(c_score) else None,
+    both = bool(len(b_score) and len(c_score))
+    score: dict[str, Any] = {
+        "psi": psi(b_score, c_score) if both else None,
         "mean": {
             "baseline": float(b_score.mean()) if len(b_score) else None,
             "current": float(c_score.mean()) if len(c_score) else None,
         },
     }
-    fresh = {
-        view: data.query(f"SELECT avg(feature_freshness_max_age_seconds) FROM {view}").fetchall()[
-            0
-        ][0]
-        for view in ("baseline", "current")
+    if both:
+        score["histogram"] = _histogram(b_score, c_score)
+    return score
+
+
+def _mean_freshness(data: Predictions) -> dict[str, Any]:
+    """Mean age of the oldest feature per record, in seconds, for each range."""
+    return {
+        view: data.query(f"SELECT avg(feature_freshness_max_age_seconds) FROM {view}").fetchone()[0]
+        for view in _VIEWS
     }
-    report["freshness_mean_seconds"] = fresh
-    if len(b_score) and len(c_score):
-        report["score"]["histogram"] = _histogram(b_score, c_score)
-    if html_path is not None:
-        _write_html(html_path, report)
-    return report
 
 
 def _histogram(base: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> dict[str, Any]:

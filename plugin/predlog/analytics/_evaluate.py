@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,46 @@ def _metrics(y: Any, s: Any, w: Any, t: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Joined:
+    """The joined rows as arrays: label, score, weight and threshold, and cohort codes."""
+
+    y: npt.NDArray[np.bool_]
+    s: npt.NDArray[np.float64]
+    w: npt.NDArray[np.float64]
+    t: npt.NDArray[np.float64]
+    #: Per cohort column: one code per row, and the value each code stands for.
+    cohorts: dict[str, tuple[npt.NDArray[Any], list[Any]]]
+
+    @classmethod
+    def from_arrow(cls, table: Any) -> _Joined:
+        """Columns as NumPy arrays; cohorts as codes and a small dictionary of values,
+        not ten million Python strings."""
+        cohorts = {}
+        for cohort in COHORTS:
+            encoded = table.column(cohort).combine_chunks().dictionary_encode()
+            cohorts[cohort] = (
+                encoded.indices.to_numpy(zero_copy_only=False),
+                encoded.dictionary.to_pylist(),
+            )
+        return cls(
+            y=np.asarray(table.column("y").to_numpy(), dtype=bool),
+            s=np.asarray(table.column("raw_score").to_numpy(), dtype=np.float64),
+            w=np.asarray(table.column("sample_weight").to_numpy(), dtype=np.float64),
+            t=np.asarray(table.column("decision_threshold").to_numpy(), dtype=np.float64),
+            cohorts=cohorts,
+        )
+
+    def __len__(self) -> int:
+        return len(self.s)
+
+    def members(self, cohort: str, value: Any) -> npt.NDArray[np.bool_]:
+        """Which rows have ``value`` in the ``cohort`` column."""
+        codes, values = self.cohorts[cohort]
+        mask: npt.NDArray[np.bool_] = codes == values.index(value)
+        return mask
+
+
 def evaluate(
     outcomes: str | Path,
     *,
@@ -100,18 +141,60 @@ def evaluate(
     data = Predictions(data_dir, progress=progress is not None)
     pred_key, outcome_key = key
     data.require(pred_key, "raw_score", "decision_threshold", "sample_weight", *COHORTS)
-    path = Path(outcomes)
+    _open_outcomes(data, Path(outcomes), (outcome_key, label[0]))
+    sql, params = _join_query(key, label, since=since, until=until, days_ago=days_ago)
+    say("joining predictions with outcomes")
+    joined = _Joined.from_arrow(data.arrow(sql, params))
+    if len(joined) == 0:
+        predictions = data.query("SELECT count(*) FROM predictions").fetchall()[0][0]
+        labelled = data.query("SELECT count(*) FROM outcomes").fetchall()[0][0]
+        raise AnalyticsError(
+            f"the join matched nothing: {predictions} predictions, {labelled} outcomes, "
+            f"joined on predictions.{pred_key} = outcomes.{outcome_key} "
+            "(check --key and the time range)"
+        )
+    y, s, w, t = joined.y, joined.s, joined.w, joined.t
+    report: dict[str, Any] = {"n": len(joined), "overall": _metrics(y, s, w, t)}
+    report["overall"]["calibration"] = _calibration(y, s, w)
+    report["cohorts"], report["omitted"] = _cohorts(joined, min_cohort, say)
+    report["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if html_path is not None:
+        _write_html(html_path, report, joined)
+    return report
+
+
+def _open_outcomes(data: Predictions, path: Path, columns: tuple[str, ...]) -> None:
+    """Make the outcomes file the view ``outcomes``, and check it has ``columns``.
+
+    The column names are interpolated into the join later, so each must be found here.
+    """
     if not path.exists():
         raise AnalyticsError(f"outcomes file {path} does not exist")
     reader = "read_parquet" if path.suffix == ".parquet" else "read_csv_auto"
     quoted = str(path).replace("'", "''")  # a view cannot take a bound parameter
     data.query(f"CREATE VIEW outcomes AS SELECT * FROM {reader}('{quoted}')")  # noqa: S608
     outcome_columns = {r[0] for r in data.query("DESCRIBE outcomes").fetchall()}
-    label_column, positive = label
-    for column in (outcome_key, label_column):
+    for column in columns:
         if column not in outcome_columns:
             found = ", ".join(sorted(outcome_columns))
             raise AnalyticsError(f"the outcomes file has no column {column!r} (found: {found})")
+
+
+def _join_query(
+    key: tuple[str, str],
+    label: tuple[str, str | None],
+    *,
+    since: str | None,
+    until: str | None,
+    days_ago: int | None,
+) -> tuple[str, list[Any]]:
+    """The join of predictions with outcomes in the time range, and its bound values.
+
+    The label is ``y``: the outcome column equal to the positive value, or the column
+    itself read as a boolean.
+    """
+    pred_key, outcome_key = key
+    label_column, positive = label
     where = ["p.raw_score IS NOT NULL"]
     params: list[Any] = []
     if days_ago is not None:
@@ -123,60 +206,41 @@ def evaluate(
     if until:
         where.append("p.timestamp_utc < CAST(? AS TIMESTAMPTZ)")
         params.append(until)
-    label_sql = (
-        f'CAST(o."{label_column}" AS VARCHAR) = ?'
-        if positive is not None
-        else f'CAST(o."{label_column}" AS BOOLEAN)'
-    )
     if positive is not None:
-        params.insert(0, positive)
-    # Column names are interpolated only after being found in the tables above.
+        label_sql = f'CAST(o."{label_column}" AS VARCHAR) = ?'
+        params.insert(0, positive)  # the label comes before the filters in the query
+    else:
+        label_sql = f'CAST(o."{label_column}" AS BOOLEAN)'
+    # Column names are interpolated only after being found in the tables.
     sql = (
         f"SELECT p.raw_score, p.decision_threshold, p.sample_weight, {label_sql} AS y, "  # noqa: S608
         + ", ".join(f"p.{c}" for c in COHORTS)
         + f' FROM predictions p JOIN outcomes o ON CAST(p."{pred_key}" AS VARCHAR) = '
         f'CAST(o."{outcome_key}" AS VARCHAR) WHERE ' + " AND ".join(where)
     )
-    say("joining predictions with outcomes")
-    table = data.arrow(sql, params)
-    rows: dict[str, Any] = {
-        name: table.column(name).to_numpy()
-        for name in ("raw_score", "decision_threshold", "sample_weight", "y")
-    }
-    for cohort in COHORTS:
-        # Codes and a small dictionary, not ten million Python strings.
-        encoded = table.column(cohort).combine_chunks().dictionary_encode()
-        rows[cohort] = (
-            encoded.indices.to_numpy(zero_copy_only=False),
-            encoded.dictionary.to_pylist(),
-        )
-    n = len(rows["raw_score"])
-    if n == 0:
-        predictions = data.query("SELECT count(*) FROM predictions").fetchall()[0][0]
-        labelled = data.query("SELECT count(*) FROM outcomes").fetchall()[0][0]
-        raise AnalyticsError(
-            f"the join matched nothing: {predictions} predictions, {labelled} outcomes, "
-            f"joined on predictions.{pred_key} = outcomes.{outcome_key} "
-            "(check --key and the time range)"
-        )
-    y = np.asarray(rows["y"], dtype=bool)
-    s = np.asarray(rows["raw_score"], dtype=np.float64)
-    w = np.asarray(rows["sample_weight"], dtype=np.float64)
-    t = np.asarray(rows["decision_threshold"], dtype=np.float64)
-    report: dict[str, Any] = {"n": n, "overall": _metrics(y, s, w, t)}
-    report["overall"]["calibration"] = _calibration(y, s, w)
-    report["cohorts"] = {}
-    report["omitted"] = []
+    return sql, params
+
+
+def _cohorts(
+    joined: _Joined, min_cohort: int, say: Callable[[str], None]
+) -> tuple[dict[str, dict[Any, dict[str, Any]]], list[dict[str, Any]]]:
+    """Metrics per value of each cohort column, and the values left out as too small.
+
+    A cohort under ``min_cohort`` labelled predictions is listed, not scored: its AUC
+    would be noise that reads like a finding.
+    """
+    cohorts: dict[str, dict[Any, dict[str, Any]]] = {}
+    omitted: list[dict[str, Any]] = []
     for cohort in COHORTS:
         say(f"cohorts by {cohort}")
-        codes, labels = rows[cohort]
-        report["cohorts"][cohort] = {}
-        for code, value in sorted(enumerate(labels), key=lambda cv: str(cv[1])):
+        codes, values = joined.cohorts[cohort]
+        cohorts[cohort] = {}
+        for code, value in sorted(enumerate(values), key=lambda cv: str(cv[1])):
             if value is None:
                 continue
             mask = codes == code
             if mask.sum() < min_cohort:
-                report["omitted"].append(
+                omitted.append(
                     {
                         "cohort": cohort,
                         "value": value,
@@ -185,18 +249,16 @@ def evaluate(
                     }
                 )
                 continue
-            report["cohorts"][cohort][value] = _metrics(y[mask], s[mask], w[mask], t[mask])
-    report["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if html_path is not None:
-        _write_html(html_path, report, rows, y=y, s=s, w=w)
-    return report
+            cohorts[cohort][value] = _metrics(
+                joined.y[mask], joined.s[mask], joined.w[mask], joined.t[mask]
+            )
+    return cohorts, omitted
 
 
-def _write_html(
-    path: str | Path, report: dict[str, Any], rows: Any, *, y: Any, s: Any, w: Any
-) -> None:
+def _write_html(path: str | Path, report: dict[str, Any], joined: _Joined) -> None:
     from predlog.analytics import _html  # noqa: PLC0415
 
+    y, s, w = joined.y, joined.s, joined.w
     o = report["overall"]
     sections = [
         (
@@ -212,14 +274,12 @@ def _write_html(
     for cohort, values in report["cohorts"].items():
         if not values:
             continue
-        codes, labels = rows[cohort]
-        code_of = {label: code for code, label in enumerate(labels)}
-        curves = {
-            f"{value} (AUC {m['auc']:.3f}, n={m['n']})": _html.roc_curve(
-                y[codes == code_of[value]], s[codes == code_of[value]], w[codes == code_of[value]]
+        curves = {}
+        for value, m in values.items():
+            mask = joined.members(cohort, value)
+            curves[f"{value} (AUC {m['auc']:.3f}, n={m['n']})"] = _html.roc_curve(
+                y[mask], s[mask], w[mask]
             )
-            for value, m in values.items()
-        }
         sections.append((f"ROC by {cohort}", _html.line_chart(f"ROC by {cohort}", curves)))
     if report["omitted"]:
         sections.append(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from predlog._settings import read
 from predlog.analytics._data import AnalyticsError, Predictions
 
 #: Percentile rank of a value among all records, and among one customer's records.
@@ -33,7 +33,8 @@ def investigate(
 
     For each numeric feature: its percentile in the population of all logged records,
     and (with ``user_key``, a feature naming the customer, e.g. a pseudonymised card id)
-    in that customer's own history.
+    in that customer's own history. Without ``jaeger_url``, trace links use the
+    ``jaeger_url`` setting (``PREDLOG_JAEGER_URL``), and none are made when it is unset.
     """
     data = Predictions(data_dir)
     rows = data.query(
@@ -42,35 +43,14 @@ def investigate(
     if not rows:
         raise AnalyticsError(f"no prediction with request id {request_id!r} under {data.root}")
     names = [d[0] for d in data.con.description]
-    jaeger = jaeger_url or os.environ.get("PREDLOG_JAEGER_URL")
+    jaeger = jaeger_url or read("jaeger_url")
     audited = _audit_entries(request_id, audit_dir or data.root / "audit")
     out = []
     for values in rows:
         record = dict(zip(names, values, strict=True))
         features = json.loads(record["features"]) if record.get("features") else {}
         extra = json.loads(record["extra"]) if record.get("extra") else {}
-        numeric = {
-            k: v
-            for k, v in features.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        comparison = {}
-        for name, value in numeric.items():
-            path = "$." + json.dumps(name)
-            population = data.query(_POPULATION, [path, value, path]).fetchall()[0]
-            entry = {
-                "value": value,
-                "population_percentile": round(100 * population[0], 1),
-                "population_n": population[1],
-            }
-            if user_key and user_key in features:
-                key_path = "$." + json.dumps(user_key)
-                own = data.query(
-                    _OWN_HISTORY, [path, value, key_path, str(features[user_key])]
-                ).fetchall()[0]
-                entry["own_history_percentile"] = round(100 * own[0], 1) if own[1] else None
-                entry["own_history_n"] = own[1]
-            comparison[name] = entry
+        comparison = _comparison(data, features, user_key)
         freshness = record.get("feature_freshness_max_age_seconds")
         out.append(
             {
@@ -99,6 +79,37 @@ def investigate(
             }
         )
     return out
+
+
+def _comparison(
+    data: Predictions, features: dict[str, Any], user_key: str | None
+) -> dict[str, dict[str, Any]]:
+    """Each numeric feature's percentile among all records and in the customer's history.
+
+    One query per feature and population: DuckDB ranks the value where the data lives,
+    so no feature column is loaded into memory.
+    """
+    numeric = {
+        k: v for k, v in features.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    comparison = {}
+    for name, value in numeric.items():
+        path = "$." + json.dumps(name)
+        population = data.query(_POPULATION, [path, value, path]).fetchall()[0]
+        entry = {
+            "value": value,
+            "population_percentile": round(100 * population[0], 1),
+            "population_n": population[1],
+        }
+        if user_key and user_key in features:
+            key_path = "$." + json.dumps(user_key)
+            own = data.query(
+                _OWN_HISTORY, [path, value, key_path, str(features[user_key])]
+            ).fetchall()[0]
+            entry["own_history_percentile"] = round(100 * own[0], 1) if own[1] else None
+            entry["own_history_n"] = own[1]
+        comparison[name] = entry
+    return comparison
 
 
 def _audit_entries(request_id: str, audit_dir: str | Path) -> dict[str, dict[str, Any]]:
