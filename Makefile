@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(PY) -m examples.fraud_service.demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check plugin tests benchmarks examples
-	$(PY) -m ruff format --check plugin tests benchmarks examples
+	$(PY) -m ruff check plugin tests benchmarks examples services
+	$(PY) -m ruff format --check plugin tests benchmarks examples services
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

@@ -120,9 +120,10 @@ def measure(n: int, repeats: int, *, tracing: bool) -> dict[str, float]:
     for _ in range(repeats):
         for name, app in variants.items():  # interleaved, so drift hits all alike
             samples[name].append(asyncio.run(drive(app, n)))
+        pending = logger.stats()["pending"]
         start = time.perf_counter()
-        drained = logger._flusher.drain()  # untimed above, timed here
-        drain_rates.append(drained / (time.perf_counter() - start))
+        logger.flush()  # decoding untimed above, timed here (with the Parquet file's publish)
+        drain_rates.append(pending / (time.perf_counter() - start))
     logger.close()
     stats = logger.stats()
     if stats["dropped"] or stats["failed"]:
@@ -133,7 +134,7 @@ def measure(n: int, repeats: int, *, tracing: bool) -> dict[str, float]:
 
 
 def record_cost(n: int, repeats: int) -> tuple[float, float]:
-    from predlog._context import _fields
+    from predlog._context import bind_fields, unbind_fields
 
     def timed(fn: Any) -> float:
         start = time.perf_counter_ns()
@@ -142,12 +143,12 @@ def record_cost(n: int, repeats: int) -> tuple[float, float]:
         return (time.perf_counter_ns() - start) / n
 
     target: dict[str, Any] = {}
-    token = _fields.set(target)
+    token = bind_fields(target)
     try:
         rec = statistics.median(timed(predlog.record) for _ in range(repeats))
         plain = statistics.median(timed(target.update) for _ in range(repeats))
     finally:
-        _fields.reset(token)
+        unbind_fields(token)
     return rec, plain
 
 

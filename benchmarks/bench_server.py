@@ -44,6 +44,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -53,9 +54,11 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 
-from predlog.testing import BentoServer
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # services.bentoserve
+
+from services.bentoserve import BentoServer  # noqa: E402
+
 OHA = Path.home() / ".cache/predlog-ci/oha/bin/oha"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")

@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # services.bentoserve
+
+from services.bentoserve import BentoServer
 
 from bench_server import ROOT, SERVICES, tree_pids, wrk
-from predlog.testing import BentoServer
 
 OUT = ROOT / "benchmarks"
 PY_SPY = Path(sys.executable).parent / "py-spy"

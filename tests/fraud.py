@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services.bentoserve import BentoServer
 
 from predlog.flush._pii import Pseudonymiser
-from predlog.testing import BentoServer
 from tests.helpers import ROOT, child_env
 
 PSEUDONYM_KEY = "test-key-0123456789abcdef"

@@ -487,6 +487,7 @@ def ink(png) -> float:
     return float((pixels < 200).mean())
 
 
+@pytest.mark.integration  # renders in headless Chromium, which `make test` installs
 class TestHtmlReports:
     def test_evaluate_report_renders_roc_curves(self, logged, tmp_path):
         """The evaluate report renders in Chromium with a ROC curve per cohort value kept,

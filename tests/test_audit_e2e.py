@@ -7,10 +7,13 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from predlog.audit import verify
 from tests.fraud import serve_fraud
 from tests.helpers import child_env
+
+pytestmark = pytest.mark.integration
 
 SIGNING_KEY = "11" * 32
 

@@ -19,6 +19,8 @@ from predlog.audit import AuditLog, verify
 from predlog.audit._s3 import S3Archive
 from tests.helpers import child_env
 
+pytestmark = pytest.mark.integration
+
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "test",

@@ -3,13 +3,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from predlog.testing import free_port
+import pytest
+from services.bentoserve import free_port
+
 from tests.helpers import ROOT, child_env, read_all
+
+pytestmark = pytest.mark.integration
 
 
 class TestMinimalDemo:
     def test_demo_serves_logs_and_investigates(self, tmp_path):
-        """`make demo`'s service answers every request and logs each one to Parquet."""
+        """The framework-free example answers every request and logs each one to Parquet."""
         proc = subprocess.run(
             [
                 sys.executable,

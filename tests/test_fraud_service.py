@@ -12,6 +12,8 @@ import pytest
 from tests.fraud import PSEUDONYM_KEY, check_records, serve_fraud, transactions
 from tests.helpers import read_all
 
+pytestmark = pytest.mark.integration
+
 BENTOML = Path(sys.executable).parent / "bentoml"
 
 

@@ -11,6 +11,8 @@ import pytest
 from tests.fraud import serve_fraud, transactions
 from tests.services import jaeger_url
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def bentoml_server_traced(tmp_path):

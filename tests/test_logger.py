@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import math
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import predlog
+from predlog._capture import CAPTURE_FIELDS
 from predlog.testing import MemorySink, capture_records
 from tests.helpers import BlockedSink, FailingSink
 
@@ -29,6 +31,14 @@ def identity_holds(stats):
 
 
 class TestFieldMapping:
+    def test_log_parameters_are_the_capture_layout(self):
+        """Every log() keyword is a capture field and every capture field but the three
+        log() derives (timestamp_ns, extra, flags) is a log() keyword."""
+        params = inspect.signature(predlog.PredictionLogger.log).parameters
+        named = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+        assert {*named, "timestamp_ns", "extra", "flags"} - {"timestamp"} == set(CAPTURE_FIELDS)
+        assert any(p.kind is p.VAR_KEYWORD for p in params.values())
+
     def test_every_argument_lands_in_its_column(self):
         """Each log() argument ends up in the column of the same meaning."""
         fetched = time.time() - 90
@@ -250,6 +260,38 @@ class TestBadInputNeverRaises:
 
 
 class TestAccounting:
+    def test_every_number_counted_while_a_sink_stalls(self):
+        """With a sink stalled mid-batch, each of the six numbers is what it must be, and
+        pending is the ring plus the batch in the flusher's hands."""
+        sink = BlockedSink()
+        log = predlog.PredictionLogger(
+            sinks=[sink],
+            ring_capacity=64,
+            batch_size=16,
+            flush_interval_s=0.01,
+            install_signal_handlers=False,
+        )
+        for i in range(16):
+            log.log(request_id=f"a{i}", score=0.2)
+        assert sink.entered.wait(10), "the flusher never reached the sink"
+        for i in range(200):
+            log.log(request_id=f"b{i}", score=0.2)
+        stalled = log.stats()
+        sink.release.set()
+        log.close()
+        done = log.stats()
+        assert stalled == {
+            "captured": 216,
+            "sampled_out": 0,
+            "delivered": 0,
+            "dropped": 216 - 16 - 64,
+            "failed": 0,
+            "pending": 16 + 64,
+        }
+        assert identity_holds(stalled)
+        assert done == {**stalled, "delivered": 80, "pending": 0}
+        assert len(sink.records) == 80
+
     def test_identity_at_every_moment(self):
         """captured == sampled_out + delivered + dropped + failed + pending, while running."""
         sink = BlockedSink()

@@ -17,7 +17,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 import predlog
+import predlog.middleware
 from predlog import ConfigError, PredictionLogMiddleware
+from predlog._capture import CAPTURE_FIELDS
 from predlog.testing import MemorySink
 
 _EXPORTER = InMemorySpanExporter()
@@ -233,6 +235,32 @@ class TestCapture:
         assert (rec["raw_score"], rec["decision"]) == (0.33, "custom")
 
 
+class TestSharedLogger:
+    def test_two_apps_with_different_score_fields_share_one_logger(self):
+        """Each app's records are decoded with its own options, whichever app's
+        middleware was set up last."""
+
+        async def model_a(request: Request) -> Response:
+            return JSONResponse({"result": {"p": 0.9}})
+
+        async def model_b(request: Request) -> Response:
+            return JSONResponse({"out": {"q": 0.1}, "result": {"p": 0.5}})
+
+        sink = MemorySink()
+        logger = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
+        app_a = Starlette(routes=[Route("/a", model_a, methods=["POST"])])
+        app_a.add_middleware(PredictionLogMiddleware, logger=logger, score_field="result.p")
+        app_b = Starlette(routes=[Route("/b", model_b, methods=["POST"])])
+        app_b.add_middleware(PredictionLogMiddleware, logger=logger, score_field="out.q")
+        run(app_a, [("POST", "/a", {"json": {"x": 1}, "headers": {"X-Request-ID": "a"}})])
+        run(app_b, [("POST", "/b", {"json": {"x": 2}, "headers": {"X-Request-ID": "b"}})])
+        run(app_a, [("POST", "/a", {"json": {"x": 3}, "headers": {"X-Request-ID": "a2"}})])
+        logger.close()
+        scores = {r["request_id"]: r["raw_score"] for r in sink.records}
+        assert scores == {"a": 0.9, "b": 0.1, "a2": 0.9}
+        assert not any("score_missing" in r["data_quality"] for r in sink.records)
+
+
 class TestPassThrough:
     def test_streaming_response_untouched_and_flagged(self):
         """A streamed response reaches the client whole and is recorded as streamed."""
@@ -261,19 +289,44 @@ class TestPassThrough:
         assert "request_body_not_json" in rec["data_quality"]
         assert "response_not_json" in rec["data_quality"]
 
-    def test_body_over_the_cap_is_captured_only_to_the_cap(self):
-        """Past max_body_bytes the body is not kept (nor parsed), and the record says so."""
+    def test_body_over_the_cap_is_captured_only_to_the_cap(self, monkeypatch):
+        """Past max_body_bytes the middleware keeps exactly the first max_body_bytes of the
+        body (nothing more is held), parses none of it, and the record says so."""
+        handed: list[tuple] = []
+
+        def keep_captures(logger):
+            submit = real_handoff(logger)
+
+            def recording(capture):
+                handed.append(capture)
+                return submit(capture)
+
+            return recording
+
+        real_handoff = predlog.middleware.handoff
+        monkeypatch.setattr(predlog.middleware, "handoff", keep_captures)
         sink = MemorySink()
         app = make_app(with_predlog=True, sink=sink, max_body_bytes=1024)
-        big = {"tx": {"amount": 1, "pad": "z" * 5000}}
-        (r,), (rec,) = logged(app, sink, [("POST", "/predict", {"json": big})])
+        body = json.dumps({"tx": {"amount": 1, "pad": "z" * 5000}}).encode()
+        (r,), (rec,) = logged(
+            app,
+            sink,
+            [
+                (
+                    "POST",
+                    "/predict",
+                    {"content": body, "headers": {"content-type": "application/json"}},
+                )
+            ],
+        )
         assert r.status_code == 200
         assert "request_body_truncated" in rec["data_quality"]
         assert rec["features"] is None
-        middleware = app.middleware_stack
-        while not isinstance(middleware, PredictionLogMiddleware):
-            middleware = middleware.app
-        assert middleware.settings.max_body_bytes == 1024
+        (capture,) = handed
+        exchange = capture[CAPTURE_FIELDS.index("features")]
+        assert b"".join(exchange.request_chunks) == body[:1024]
+        assert exchange.request_size == len(body)
+        assert sum(map(len, exchange.response_chunks)) <= 1024
 
     def test_health_metrics_and_get_are_not_logged(self):
         """Health and metrics endpoints and non-POST requests are passed through unlogged."""
@@ -522,6 +575,16 @@ class TestConfiguration:
                 sinks=[MemorySink()],
                 install_signal_handlers=False,
             )
+
+    def test_logger_options_beside_a_shared_logger_are_refused(self):
+        """With logger= given, a logger setting passed to the middleware would be ignored:
+        it is refused instead, naming the setting."""
+        logger = predlog.PredictionLogger(sinks=[MemorySink()], install_signal_handlers=False)
+        try:
+            with pytest.raises(ConfigError, match=r"^sample_rate: "):
+                PredictionLogMiddleware(Starlette(), logger=logger, sample_rate=0.1)
+        finally:
+            logger.close()
 
     def test_non_http_scopes_pass_through(self):
         """Lifespan and websocket scopes reach the app untouched."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 
 import duckdb
@@ -9,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import predlog
-from predlog import ParquetSink, arrow_schema
+from predlog import ParquetSink, SinkError, arrow_schema
+from predlog.testing import build_batch
 from tests.helpers import parquet_files, read_all, start_python
 
 
@@ -98,32 +100,48 @@ class TestPublishing:
     def test_nothing_visible_until_published(self, data_dir):
         """An open file is hidden under a temporary name; flush() publishes it whole."""
         sink = ParquetSink(data_dir)
-        log = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
-        log.log(request_id="a", score=0.1)
-        # Drain into the sink without publishing, as the flusher does between rolls.
-        log._flusher._drain_locked(None)
+        sink.export(build_batch([{"request_id": "a", "score": 0.1}]))
         day_dir = next((data_dir / "predictions").glob("date=*"))
         assert parquet_files(data_dir) == []
         hidden = list(day_dir.iterdir())
         assert len(hidden) == 1 and hidden[0].name.startswith(".") and hidden[0].suffix == ".tmp"
-        log.flush()
+        sink.flush()
         assert len(parquet_files(data_dir)) == 1
         assert list(day_dir.glob(".*")) == []
-        log.close()
+        assert read_all(data_dir).column("request_id").to_pylist() == ["a"]
+        sink.close()
 
     def test_rolls_by_size(self, data_dir):
         """Files roll once they pass max_file_bytes; every row is in exactly one file."""
-        with logger(
-            data_dir, parquet_max_file_bytes=20_000, batch_size=100, flush_interval_s=0.01
-        ) as log:
-            for i in range(5_000):
-                log.log(request_id=f"r{i}", features={"amount": i, "pad": "x" * 50}, score=0.1)
-                if i % 100 == 99:
-                    log._flusher._wake.set()
-        files = parquet_files(data_dir)
-        assert len(files) > 3
+        sink = ParquetSink(data_dir, max_file_bytes=20_000)
+        for start in range(0, 5_000, 100):
+            sink.export(
+                build_batch(
+                    {
+                        "request_id": f"r{i}",
+                        "features": {"amount": i, "pad": "x" * 50},
+                        "score": 0.1,
+                    }
+                    for i in range(start, start + 100)
+                )
+            )
+        published_before_close = len(parquet_files(data_dir))
+        sink.close()
+        assert published_before_close > 3
+        assert len(parquet_files(data_dir)) in (published_before_close, published_before_close + 1)
         ids = read_all(data_dir).column("request_id").to_pylist()
         assert sorted(ids) == sorted(f"r{i}" for i in range(5_000))
+
+    def test_tick_publishes_only_files_past_their_age(self, data_dir):
+        """tick() publishes a file once it has been open max_file_age_s, not before."""
+        sink = ParquetSink(data_dir, max_file_age_s=60.0)
+        opened = time.monotonic()
+        sink.export(build_batch([{"request_id": "a", "score": 0.1}]))
+        sink.tick(opened + 30.0)
+        assert parquet_files(data_dir) == []
+        sink.tick(time.monotonic() + 60.0)
+        assert len(parquet_files(data_dir)) == 1
+        sink.close()
 
     def test_rolls_by_age_when_idle(self, data_dir):
         """An idle file older than max_file_age_s is published without any new traffic."""
@@ -132,10 +150,8 @@ class TestPublishing:
             sinks=[sink], flush_interval_s=0.05, install_signal_handlers=False
         )
         log.log(request_id="a", score=0.1)
-        deadline = datetime.now().timestamp() + 10
-        while not parquet_files(data_dir) and datetime.now().timestamp() < deadline:
-            import time
-
+        deadline = time.monotonic() + 10
+        while not parquet_files(data_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(parquet_files(data_dir)) == 1
         log.close()
@@ -143,35 +159,39 @@ class TestPublishing:
     def test_wrong_batch_is_refused_without_harm(self, data_dir):
         """A batch with another schema raises, and the rows already written survive."""
         sink = ParquetSink(data_dir)
-        good = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
-        good.log(request_id="a", score=0.1)
-        good._flusher._drain_locked(None)
+        sink.export(build_batch([{"request_id": "a", "score": 0.1}]))
         now = pa.array([datetime.now(timezone.utc)], pa.timestamp("us", tz="UTC"))
         wrong = pa.RecordBatch.from_pydict({"timestamp_utc": now})
-        with pytest.raises(ValueError, match="schema"):
+        with pytest.raises(SinkError, match="schema"):
             sink.export(wrong)
-        good.close()
+        sink.close()
         assert read_all(data_dir).column("request_id").to_pylist() == ["a"]
 
     def test_failed_write_publishes_nothing_broken(self, data_dir, monkeypatch):
         """An I/O error mid-write abandons the file: nothing partial is published, loss counted."""
         sink = ParquetSink(data_dir)
-        log = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
-        log.log(request_id="a", score=0.1)
-        log._flusher._drain_locked(None)
-        handle = next(iter(sink._open.values()))
+        sink.export(build_batch([{"request_id": "a", "score": 0.1}]))
 
-        def disk_full(batch):
+        def disk_full(self, batch):
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(handle.writer, "write_batch", disk_full)
+        monkeypatch.setattr(pq.ParquetWriter, "write_batch", disk_full)
+        log = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
         log.log(request_id="b", score=0.1)
         log.close()
         assert parquet_files(data_dir) == []
         assert list((data_dir / "predictions").rglob(".*.tmp")) == []
         assert sink.lost_rows == 1
         assert log.stats()["failed"] == 1
-        assert log.sink_stats()["ParquetSink[0]"]["errors"] == {"OSError": 1}
+        assert log.sink_stats()["ParquetSink[0]"]["errors"] == {"SinkError": 1}
+
+    def test_export_after_close_is_refused(self, data_dir):
+        """A closed sink raises SinkError rather than writing a file nobody will publish."""
+        sink = ParquetSink(data_dir)
+        sink.close()
+        with pytest.raises(SinkError, match="closed"):
+            sink.export(build_batch([{"request_id": "a", "score": 0.1}]))
+        assert not (data_dir / "predictions").exists()
 
 
 WRITER = """
@@ -208,13 +228,13 @@ class TestProcesses:
         """After fork the child logs to new files; the parent's open file is unharmed."""
         code = f"""
 import os, sys, predlog
-log = predlog.PredictionLogger(data_dir={str(data_dir)!r}, install_signal_handlers=False)
+log = predlog.PredictionLogger(data_dir={str(data_dir)!r}, flush_interval_s=0.01,
+                               install_signal_handlers=False)
 for i in range(500):
     log.log(request_id="parent-%d" % i, score=0.2)
 log.flush()
 for i in range(500, 1000):
     log.log(request_id="parent-%d" % i, score=0.2)
-log._flusher._wake.set()
 pid = os.fork()
 if pid == 0:
     for i in range(300):

@@ -1,9 +1,24 @@
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
+from starlette.applications import Starlette
 
 import predlog
-from predlog._settings import resolve
+from predlog._settings import (
+    DEFAULT_DATA_DIR,
+    LoggerOptions,
+    MiddlewareOptions,
+    MiddlewareSettings,
+    Settings,
+    ToolSettings,
+    env_var,
+    read,
+    resolve,
+    setting_names,
+)
 from predlog.errors import ConfigError
 from predlog.testing import MemorySink
 
@@ -112,3 +127,61 @@ class TestLoggerStartup:
             log.log(request_id="r", score=0.2)
         assert sink.records[0]["model_name"] == "credit"
         assert sink.records[0]["model_version"] == "v9"
+
+
+class TestDeclaredOnce:
+    @pytest.mark.parametrize(
+        ("options", "settings"),
+        [(LoggerOptions, Settings), (MiddlewareOptions, MiddlewareSettings)],
+    )
+    def test_typed_keywords_mirror_the_declarations(self, options, settings):
+        """The keyword arguments type checkers see are exactly the declared settings."""
+        declared = {f.name for f in dataclasses.fields(settings)} - {"sources"}
+        assert set(options.__annotations__) == declared
+
+    def test_every_setting_reads_its_own_variable(self):
+        """Each declared setting is read from PREDLOG_<NAME>, with no hand-kept list."""
+        for cls in (Settings, MiddlewareSettings, ToolSettings):
+            for name in setting_names(cls):
+                assert env_var(name) == f"PREDLOG_{name.upper()}"
+        s = resolve({}, environ={"PREDLOG_KAFKA_COMPRESSION": "lz4"})
+        assert (s.kafka_compression, s.sources["kafka_compression"]) == (
+            "lz4",
+            "PREDLOG_KAFKA_COMPRESSION",
+        )
+
+    def test_the_middleware_takes_each_logger_setting(self):
+        """A logger setting given to the middleware reaches the logger it makes."""
+        middleware = predlog.PredictionLogMiddleware(
+            Starlette(),
+            sinks=[MemorySink()],
+            install_signal_handlers=False,
+            model_version="v7",
+            score_field="out.p",
+        )
+        middleware.logger.close()
+        assert middleware.logger.settings.model_version == "v7"
+        assert middleware.settings.score_field == "out.p"
+
+    def test_read_checks_one_setting_alone(self):
+        """read() gives one setting from the environment or its default, checked, and is
+        not upset by an unrelated malformed variable."""
+        environ = {"PREDLOG_SAMPLE_RATE": "lots"}
+        assert read("data_dir", environ) == DEFAULT_DATA_DIR
+        assert read("data_dir", {"PREDLOG_DATA_DIR": "/srv/p"}) == "/srv/p"
+        assert read("jaeger_url", {}) is None
+        with pytest.raises(ConfigError, match=r"^PREDLOG_SAMPLE_RATE: "):
+            read("sample_rate", environ)
+
+    def test_a_path_object_is_a_data_dir(self, tmp_path):
+        """data_dir accepts a pathlib.Path as well as a string."""
+        assert resolve({"data_dir": tmp_path}, environ={}).data_dir == str(tmp_path)
+
+    def test_readme_documents_every_setting(self):
+        """The README's configuration section names each declared setting and variable."""
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        section = readme[readme.index("## Configuration") : readme.index("## Layout")]
+        for cls in (Settings, MiddlewareSettings, ToolSettings):
+            for name in setting_names(cls):
+                assert f"`{name}`" in section, name
+                assert env_var(name) in section, name

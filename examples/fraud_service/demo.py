@@ -22,9 +22,10 @@ from typing import Any
 
 import httpx
 import pyarrow.dataset as ds
+from services.bentoserve import BentoServer
 
+import predlog
 from examples.fraud_service import model as fraud_model
-from predlog.testing import BentoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 #: For the demo only. A real deployment takes its keys from a secret store.
@@ -55,11 +56,105 @@ def records(data_dir: Path) -> list[dict[str, Any]]:
     return ds.dataset(root, format="parquet", partitioning="hive").to_table().to_pylist()
 
 
+#: The columns the demo prints for one declined prediction.
+SHOWN = (
+    "request_id",
+    "prediction_id",
+    "trace_id",
+    "timestamp_utc",
+    "model_name",
+    "model_version",
+    "raw_score",
+    "decision",
+    "decision_threshold",
+    "model_confidence",
+    "feature_store_snapshot_id",
+    "feature_freshness_max_age_seconds",
+    "feature_null_count",
+    "user_segment",
+    "channel",
+    "geographic_region",
+    "feature_fetch_ms",
+    "inference_ms",
+    "total_ms",
+    "sample_weight",
+    "sampling_reason",
+    "data_quality",
+)
+
+
+def server_env(data_dir: Path) -> dict[str, str]:
+    """The service's environment: embedded defaults, plus the demo's keys and log paths."""
+    env = dict(os.environ)
+    env.setdefault("PREDLOG_PSEUDONYM_KEY", DEMO_KEY)
+    env.setdefault("PREDLOG_AUDIT_SIGNING_KEY", DEMO_AUDIT_KEY)
+    env.update(
+        PREDLOG_DATA_DIR=str(data_dir),
+        PREDLOG_PARQUET_MAX_FILE_AGE_S="2",
+        PREDLOG_OPERATIONAL_LOG="true",
+        BENTOML_DO_NOT_TRACK="true",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "plugin"), str(ROOT), env.get("PYTHONPATH", "")]),
+    )
+    return env
+
+
+def send_traffic(base: str, requests: int) -> Counter[str]:
+    """Score ``requests`` transactions, each with its own X-Request-ID; decisions by kind."""
+    rng = random.Random(2026)
+    decisions: Counter[str] = Counter()
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for i in range(requests):
+            rid = f"demo-{i:04d}"
+            r = client.post(
+                "/predict",
+                json={"transaction": transaction(rng, i)},
+                headers={"X-Request-ID": rid},
+            )
+            r.raise_for_status()
+            assert r.headers["x-request-id"] == rid
+            decisions[r.json()["decision"]] += 1
+    return decisions
+
+
+def wait_for_records(data_dir: Path, requests: int, server_log: Path) -> list[dict[str, Any]]:
+    """The prediction log once every demo request is in it (files publish every 2 s)."""
+    deadline = time.monotonic() + 30
+    rows = records(data_dir)
+    while len({r["request_id"] for r in rows if r["request_id"].startswith("demo-")}) < requests:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(rows)} records arrived; see {server_log}")
+        time.sleep(0.5)
+        rows = records(data_dir)
+    return rows
+
+
+def show(rows: list[dict[str, Any]], data_dir: Path, server_log: Path) -> None:
+    """Where the logs are, one declined prediction as recorded, and what to try next."""
+    print(f"prediction log (Parquet): {data_dir / 'predictions'}  ({len(rows)} records)")
+    print(f"operational log (JSON lines): {server_log}")
+    declined = [r for r in rows if r["decision"] == "declined"] or rows
+    example = max(declined, key=lambda r: r["request_id"])
+    print(f"\none declined prediction, as predlog recorded it ({example['request_id']}):")
+    for key in SHOWN:
+        print(f"  {key:34s} {example[key]}")
+    print("  features:")
+    for name, value in json.loads(example["features"]).items():
+        print(f"    {name:32s} {value}")
+    audit_dir = data_dir / "audit"
+    print(f"\naudit log of declined decisions (Merkle tree, signed checkpoints): {audit_dir}")
+    print(f"  prove this decision: predlog audit prove {example['request_id']} --data {audit_dir}")
+    print(f"  verify the whole log: predlog audit verify {audit_dir}")
+    # Printed for the user to copy, never executed here.
+    glob = f"{data_dir}/predictions/**/*.parquet"
+    query = "SELECT decision, count(*), avg(raw_score) FROM read_parquet('{}') GROUP BY 1"
+    print(f'\nask your own questions:\n  duckdb -c "{query.format(glob)}"')
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "3000")))
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--data", type=Path, default=Path("predlog-data"))
+    parser.add_argument("--data", type=Path, default=Path(predlog.Settings().data_dir))
     parser.add_argument("--exit-after-demo", action="store_true")
     args = parser.parse_args()
     data_dir = args.data.resolve()
@@ -71,21 +166,11 @@ def main() -> int:
         "(training)" if not fraud_model.DEFAULT_PATH.exists() else "",
     )
     fraud_model.load()
-    env = dict(os.environ)
-    env.setdefault("PREDLOG_PSEUDONYM_KEY", DEMO_KEY)
-    env.setdefault("PREDLOG_AUDIT_SIGNING_KEY", DEMO_AUDIT_KEY)
-    env.update(
-        PREDLOG_DATA_DIR=str(data_dir),
-        PREDLOG_PARQUET_MAX_FILE_AGE_S="2",
-        PREDLOG_OPERATIONAL_LOG="true",
-        BENTOML_DO_NOT_TRACK="true",
-        PYTHONPATH=os.pathsep.join([str(ROOT / "plugin"), str(ROOT), env.get("PYTHONPATH", "")]),
-    )
     server_log = data_dir / "server.log"
     server = BentoServer(
         "examples.fraud_service.service:FraudService",
         log_path=server_log,
-        env=env,
+        env=server_env(data_dir),
         cwd=ROOT,
         port=args.port,
     )
@@ -93,74 +178,9 @@ def main() -> int:
     try:
         server.start()
         print(f"serving: POST {base}/predict  (bentoml serve, predlog enabled in one line)")
-        rng = random.Random(2026)
-        decisions: Counter[str] = Counter()
-        with httpx.Client(base_url=base, timeout=30) as client:
-            for i in range(args.requests):
-                rid = f"demo-{i:04d}"
-                r = client.post(
-                    "/predict",
-                    json={"transaction": transaction(rng, i)},
-                    headers={"X-Request-ID": rid},
-                )
-                r.raise_for_status()
-                assert r.headers["x-request-id"] == rid
-                decisions[r.json()["decision"]] += 1
+        decisions = send_traffic(base, args.requests)
         print(f"sent {args.requests} transactions with X-Request-IDs: {dict(decisions)}")
-
-        deadline = time.monotonic() + 30
-        rows = records(data_dir)
-        while (
-            len({r["request_id"] for r in rows if r["request_id"].startswith("demo-")})
-            < args.requests
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"only {len(rows)} records arrived; see {server_log}")
-            time.sleep(0.5)
-            rows = records(data_dir)
-        print(f"prediction log (Parquet): {data_dir / 'predictions'}  ({len(rows)} records)")
-        print(f"operational log (JSON lines): {server_log}")
-        declined = [r for r in rows if r["decision"] == "declined"] or rows
-        example = max(declined, key=lambda r: r["request_id"])
-        print(f"\none declined prediction, as predlog recorded it ({example['request_id']}):")
-        for key in (
-            "request_id",
-            "prediction_id",
-            "trace_id",
-            "timestamp_utc",
-            "model_name",
-            "model_version",
-            "raw_score",
-            "decision",
-            "decision_threshold",
-            "model_confidence",
-            "feature_store_snapshot_id",
-            "feature_freshness_max_age_seconds",
-            "feature_null_count",
-            "user_segment",
-            "channel",
-            "geographic_region",
-            "feature_fetch_ms",
-            "inference_ms",
-            "total_ms",
-            "sample_weight",
-            "sampling_reason",
-            "data_quality",
-        ):
-            print(f"  {key:34s} {example[key]}")
-        print("  features:")
-        for name, value in json.loads(example["features"]).items():
-            print(f"    {name:32s} {value}")
-        audit_dir = data_dir / "audit"
-        print(f"\naudit log of declined decisions (Merkle tree, signed checkpoints): {audit_dir}")
-        print(
-            f"  prove this decision: predlog audit prove {example['request_id']} --data {audit_dir}"
-        )
-        print(f"  verify the whole log: predlog audit verify {audit_dir}")
-        # Printed for the user to copy, never executed here.
-        glob = f"{data_dir}/predictions/**/*.parquet"
-        query = "SELECT decision, count(*), avg(raw_score) FROM read_parquet('{}') GROUP BY 1"
-        print(f'\nask your own questions:\n  duckdb -c "{query.format(glob)}"')
+        show(wait_for_records(data_dir, args.requests, server_log), data_dir, server_log)
         if args.exit_after_demo:
             return 0
         print(f"\nstill serving on {base}; Ctrl-C to stop")

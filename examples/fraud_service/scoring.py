@@ -39,7 +39,7 @@ def audit_sink() -> Any:
     from predlog.audit._reasons import ReasonTable  # noqa: PLC0415
     from predlog.audit._sink import AuditSink  # noqa: PLC0415
 
-    root = Path(os.environ.get("PREDLOG_DATA_DIR", "./predlog-data"))
+    root = Path(os.environ.get("PREDLOG_DATA_DIR") or predlog.Settings().data_dir)
     return AuditSink(
         AuditLog(root / "audit", signing_key=bytes.fromhex(key), checkpoint_every=100),
         reasons=ReasonTable(fraud_model.REASONS, features=data.FEATURES),

@@ -1,6 +1,6 @@
-"""A minimal fraud-scoring HTTP service with predlog, on embedded defaults.
+"""A minimal fraud-scoring HTTP service with predlog, on embedded defaults, no framework.
 
-``make demo`` runs this. It serves ``POST /predict`` on 127.0.0.1:8000, sends
+``python examples/minimal_service/serve.py`` serves ``POST /predict`` on 127.0.0.1:8000, sends
 itself a few hundred requests with ``X-Request-ID`` headers, then prints where the
 prediction log is and one prediction investigated from it, and keeps serving until
 Ctrl-C (``--exit-after-demo`` stops instead).

@@ -306,7 +306,12 @@ def _add_investigate(commands: Commands) -> None:
     inv.add_argument("request_id")
     _add_data_option(inv)
     inv.add_argument("--user-key", help="feature naming the customer, for own-history percentiles")
-    inv.add_argument("--stale-after", type=float, default=3600.0, help="seconds (default 3600)")
+    inv.add_argument(
+        "--stale-after",
+        type=float,
+        help="seconds after which a feature is stale "
+        f"(default: {env_var('stale_feature_age_s')}, or 3600, as for the operational log)",
+    )
     inv.add_argument("--json", action="store_true")
     inv.add_argument("--audit", help="audit log directory (default: <data>/audit if present)")
     inv.set_defaults(run=_investigate)

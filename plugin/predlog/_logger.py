@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from time import time_ns
 from types import FrameType, TracebackType
@@ -301,6 +301,17 @@ def handoff(logger: PredictionLogger) -> Callable[[Capture], bool]:
     the middleware fetches it once and calls it once per request.
     """
     return logger._submit
+
+
+@contextlib.contextmanager
+def paused(logger: PredictionLogger) -> Iterator[None]:
+    """Hold the logger's flusher back: captures wait in the ring until the block ends.
+
+    The flusher finishes the batch it is on first. For benchmarks and tests that fill
+    the ring before a clock starts (``predlog.testing.paused``); ``log()`` never waits.
+    """
+    with logger._flusher.lock:
+        yield
 
 
 def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:

@@ -2,14 +2,22 @@
 
 Hierarchy::
 
-    PredlogError
-     +-- ConfigError        a setting is malformed; raised at start-up, never later
-     +-- SinkError          a sink could not accept a batch (retriable or not)
-     +-- ClosedError        the logger was used after close()
+    PredlogError                     root: catch this to catch anything predlog raises
+     +-- ConfigError (ValueError)    a setting is malformed; raised at start-up, never later
+     +-- SinkError                   a sink could not take a batch (ParquetSink, KafkaSink,
+     |                               AuditSink); the flusher counts and reports it
+     +-- SpoolFullError              the disk spool is at its size cap; nothing was written
+     +-- UnreadableError             an audit log record's framing is broken
+     +-- AnalyticsError              the logs cannot answer the question asked (no data,
+                                     a missing column, a join that matched nothing)
 
-Nothing in this module is ever raised into a request: the request path swallows and
-counts. These exceptions are for start-up (configuration) and for sinks talking to
-the flusher.
+SpoolFullError lives in :mod:`predlog.sinks._spool`, UnreadableError in
+:mod:`predlog.audit._store` and AnalyticsError in :mod:`predlog.analytics`, beside the
+code that raises them.
+
+Nothing in this tree is ever raised into a request: the request path swallows and
+counts. These exceptions are for start-up (configuration), for sinks talking to the
+flusher, and for the ``predlog`` command's answers.
 """
 
 from __future__ import annotations
@@ -17,8 +25,6 @@ from __future__ import annotations
 
 class PredlogError(Exception):
     """Root of predlog's exceptions."""
-
-    retriable: bool = False
 
 
 class ConfigError(PredlogError, ValueError):
@@ -34,16 +40,4 @@ class ConfigError(PredlogError, ValueError):
 
 
 class SinkError(PredlogError):
-    """A sink failed to export a batch.
-
-    Sinks may raise any exception; this class exists so that a sink can say
-    whether trying again later could succeed.
-    """
-
-    def __init__(self, message: str, *, retriable: bool = False) -> None:
-        super().__init__(message)
-        self.retriable = retriable
-
-
-class ClosedError(PredlogError):
-    """An operation needs an open logger, and it was closed."""
+    """A sink failed to export a batch; the message says why."""

@@ -1,4 +1,6 @@
-"""Helpers for testing code that uses predlog: an in-memory sink and a capture helper.
+"""Helpers for testing code that uses predlog: an in-memory sink, a capture helper,
+a record batch builder for testing sinks without a running logger, and ``paused`` to
+hold a logger's flusher back while a test or benchmark fills its ring.
 
 For unit tests only. A real deployment writes to :class:`predlog.ParquetSink` or a
 Kafka sink; tests of those sinks talk to real files and real brokers.
@@ -7,16 +9,34 @@ Kafka sink; tests of those sinks talk to real files and real brokers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from time import time_ns
+from typing import Any, Final
 
 import pyarrow as pa
-from services.bentoserve import BentoServer, free_port
+from typing_extensions import Unpack
 
-from predlog._logger import PredictionLogger
+from predlog._capture import CAPTURE_FIELDS, Capture
+from predlog._logger import PredictionLogger, paused
+from predlog._record import arrow_schema
+from predlog._report import ErrorReporter
+from predlog._settings import LoggerOptions, resolve
+from predlog.flush._batch import BatchBuilder
+from predlog.flush._decode import Extractor, FeatureEncoder, json_extractor
+from predlog.flush._pii import Pseudonymiser
+from predlog.flush._sampling import Sampler
 
-__all__ = ["BentoServer", "MemorySink", "capture_records", "free_port"]
+__all__ = ["MemorySink", "build_batch", "capture_records", "paused"]
+
+#: Capture positions filled by something other than a ``log()`` argument of the same name.
+_DERIVED: Final = frozenset({"timestamp_ns", "extra", "flags"})
+#: The ``log()`` keyword arguments that have a capture position of their own.
+_LOG_ARGUMENTS: Final = (
+    "timestamp",
+    *(name for name in CAPTURE_FIELDS if name not in _DERIVED),
+)
 
 
 class MemorySink:
@@ -55,3 +75,73 @@ def capture_records(**settings: Any) -> Iterator[tuple[PredictionLogger, MemoryS
         yield logger, sink
     finally:
         logger.close()
+
+
+def build_batch(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    feature_names: Sequence[str] = (),
+    extractor: Extractor = json_extractor,
+    **settings: Unpack[LoggerOptions],
+) -> pa.RecordBatch:
+    """One record batch in :func:`predlog.arrow_schema`, built as a logger's flusher would.
+
+    Each mapping holds the keyword arguments of one :meth:`PredictionLogger.log` call
+    (``request_id``, ``features``, ``score``, ``decision``, ``timestamp``...; any other
+    key goes to the record's ``extra`` map). ``settings``, ``feature_names`` and
+    ``extractor`` mean what they mean to :class:`PredictionLogger`, and settings not
+    given are read from ``PREDLOG_*`` variables as the logger reads them. Records the
+    sample leaves out are not in the batch. Raises :class:`ValueError` if a record
+    cannot be built at all.
+    """
+    s = resolve(settings)
+    reporter = ErrorReporter()
+    builder = BatchBuilder(
+        s,
+        sampler=Sampler(
+            sample_rate=s.sample_rate,
+            high_risk_score=s.high_risk_score,
+            new_version_window_s=s.new_version_window_s,
+        ),
+        reporter=reporter,
+        features=FeatureEncoder(
+            max_bytes=s.max_feature_bytes,
+            summary_keys=s.summary_features,
+            feature_names=tuple(feature_names),
+            extractor=extractor,
+            pseudonymiser=Pseudonymiser(
+                key=s.pseudonym_key,
+                key_id=s.pseudonym_key_id,
+                pii_fields=s.pii_fields,
+                allowlist=s.feature_allowlist,
+            ),
+        ),
+    )
+    captures = [_capture(record) for record in records]
+    result = builder.build(captures)
+    if result.failed:
+        raise ValueError(
+            f"{result.failed} of {len(captures)} records could not be built: {reporter.counts()}"
+        )
+    if result.batch is None:
+        return pa.RecordBatch.from_pylist([], schema=arrow_schema())
+    return result.batch
+
+
+def _capture(record: Mapping[str, Any]) -> Capture:
+    """The capture tuple ``log(**record)`` would put in the ring."""
+    extra = {key: value for key, value in record.items() if key not in _LOG_ARGUMENTS}
+    timestamp = record.get("timestamp")
+    values: dict[str, Any] = {
+        **{name: record.get(name) for name in CAPTURE_FIELDS if name not in _DERIVED},
+        "timestamp_ns": time_ns() if timestamp is None else _epoch_ns(timestamp),
+        "extra": extra,
+        "flags": None,
+    }
+    return tuple(values[name] for name in CAPTURE_FIELDS)
+
+
+def _epoch_ns(timestamp: float | datetime) -> int:
+    if isinstance(timestamp, datetime):
+        return int(timestamp.timestamp() * 1e9)
+    return int(timestamp * 1e9)

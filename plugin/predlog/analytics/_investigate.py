@@ -24,7 +24,7 @@ def investigate(
     request_id: str,
     *,
     data_dir: str | Path | None = None,
-    stale_after_s: float = 3600.0,
+    stale_after_s: float | None = None,
     user_key: str | None = None,
     jaeger_url: str | None = None,
     audit_dir: str | Path | None = None,
@@ -35,6 +35,8 @@ def investigate(
     and (with ``user_key``, a feature naming the customer, e.g. a pseudonymised card id)
     in that customer's own history. Without ``jaeger_url``, trace links use the
     ``jaeger_url`` setting (``PREDLOG_JAEGER_URL``), and none are made when it is unset.
+    A feature is stale past ``stale_after_s``, by default the ``stale_feature_age_s``
+    setting the operational log uses too (``PREDLOG_STALE_FEATURE_AGE_S``).
     """
     data = Predictions(data_dir)
     rows = data.query(
@@ -44,6 +46,7 @@ def investigate(
         raise AnalyticsError(f"no prediction with request id {request_id!r} under {data.root}")
     names = [d[0] for d in data.con.description]
     jaeger = jaeger_url or read("jaeger_url")
+    stale_after = read("stale_feature_age_s") if stale_after_s is None else stale_after_s
     audited = _audit_entries(request_id, audit_dir or data.root / "audit")
     out = []
     for values in rows:
@@ -65,7 +68,7 @@ def investigate(
                 "features": features,
                 "null_features": sorted(k for k, v in features.items() if v is None),
                 "freshness_max_age_seconds": freshness,
-                "stale": freshness is not None and freshness > stale_after_s,
+                "stale": freshness is not None and freshness > stale_after,
                 "explanation": extra.get("explanation"),
                 "trace_id": record.get("trace_id"),
                 "trace_url": (

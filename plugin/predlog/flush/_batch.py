@@ -138,6 +138,24 @@ def _floats_flagged(column: Sequence[Any], flags: Flags, name: str) -> FloatArra
     return _floats(column, flags, missing=None, invalid=bad, nan=bad, inf=bad)
 
 
+def _exchange_of(capture: Capture) -> Exchange | None:
+    """The middleware's exchange in a capture, or None (a malformed capture included)."""
+    try:
+        value = capture[FEATURES]
+    except (IndexError, KeyError, TypeError):
+        return None
+    return value if type(value) is Exchange else None
+
+
+def _holds_exchanges(captures: Sequence[Capture]) -> bool:
+    """Whether any capture came from the middleware; in C, as log()'s batches have none."""
+    try:
+        return Exchange in set(map(type, map(_features_of, captures)))
+    except (IndexError, KeyError, TypeError):
+        # A capture too short to unpack: look one by one; the build fails it alone.
+        return any(_exchange_of(capture) is not None for capture in captures)
+
+
 @dataclass(slots=True)
 class _Decoded:
     """One batch between the build steps: the capture columns and what was derived."""
@@ -180,8 +198,8 @@ class BatchBuilder:
         """Decode each middleware capture with the decoder its exchange carries."""
         out = list(captures)
         for i, capture in enumerate(captures):
-            exchange = capture[FEATURES]
-            if type(exchange) is not Exchange:
+            exchange = _exchange_of(capture)
+            if exchange is None:
                 continue
             try:
                 out[i] = exchange.decoder.resolve(capture, self._report)
@@ -195,8 +213,7 @@ class BatchBuilder:
         """One Arrow batch of the records kept, and how many were sampled out or failed."""
         if not captures:
             return BuildResult(None, 0, 0, 0)
-        # In C: the set of types in the features position, to skip the loop for log().
-        if Exchange in set(map(type, map(_features_of, captures))):
+        if _holds_exchanges(captures):
             captures = self._resolve_exchanges(captures)
         try:
             return self._build(captures)

@@ -8,7 +8,6 @@ rather than an exception. Nothing here runs on the request path.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -30,40 +29,6 @@ def json_extractor(body: bytes) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
     return value
-
-
-def score(value: Any, flags: list[str]) -> float | None:
-    """A finite float, or None with the reason in ``flags``."""
-    if value is None:
-        flags.append("score_missing")
-        return None
-    if isinstance(value, float):
-        result = value
-    else:
-        try:
-            result = float(value)
-        except (TypeError, ValueError):
-            flags.append("score_invalid")
-            return None
-    if math.isfinite(result):
-        return result
-    flags.append("score_nan" if math.isnan(result) else "score_inf")
-    return None
-
-
-def optional_float(value: Any, name: str, flags: list[str]) -> float | None:
-    """A finite float for timing-like fields; None (flagged) when unusable."""
-    if value is None:
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        flags.append(f"{name}_invalid")
-        return None
-    if not math.isfinite(result):
-        flags.append(f"{name}_invalid")
-        return None
-    return result
 
 
 def optional_str(value: Any) -> str | None:

@@ -116,19 +116,7 @@ class ExchangeDecoder:
         exchange: Exchange = capture[FEATURES]
         flags: list[str] = list(capture[FLAGS] or ())
         values = list(capture)
-        extra: dict[str, Any] = dict(capture[EXTRA] or {})
-        values[EXTRA] = None
-        extra["http_method"] = exchange.method
-        extra["http_path"] = exchange.path
-        extra["http_status"] = exchange.status
-        if exchange.invalid_request_id is not None:
-            flags.append("request_id_invalid")
-            extra["invalid_request_id"] = exchange.invalid_request_id[:256]
-        if exchange.handler_failed:
-            flags.append("handler_exception")
-        if exchange.status >= 400:
-            flags.append(f"http_status_{exchange.status}")
-
+        extra = _http_extra(exchange, dict(capture[EXTRA] or {}), flags)
         body_features = self._request_features(exchange, flags, report)
         response = self._response_values(exchange, flags, report)
         values[FEATURES] = body_features
@@ -136,21 +124,7 @@ class ExchangeDecoder:
             values[SCORE] = response["score"]
         if "decision" in response:
             values[DECISION] = response["decision"]
-
-        # What the handler recorded wins over what the bodies say.
-        for name, value in exchange.fields.items():
-            position = _RECORD_POSITIONS.get(name)
-            if name == "features":
-                if isinstance(value, Mapping) and isinstance(body_features, dict):
-                    merged = dict(body_features)
-                    merged.update(value)
-                    values[FEATURES] = merged
-                else:
-                    values[FEATURES] = value
-            elif position is not None:
-                values[position] = value
-            else:
-                extra[name] = value
+        _apply_recorded(exchange.fields, body_features, values, extra)
         values[EXTRA] = extra
         values[FLAGS] = tuple(flags)
         # The middleware keeps ids as integers; formatting them is flusher work.
@@ -225,6 +199,10 @@ class ExchangeDecoder:
         except orjson.JSONDecodeError:
             flags.append("response_invalid_json")
             return {}
+        return self._score_and_decision(parsed)
+
+    def _score_and_decision(self, parsed: Any) -> dict[str, Any]:
+        """The configured paths first, then the usual keys of an unwrapped object."""
         out: dict[str, Any] = {}
         if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
             out["score"] = parsed
@@ -234,12 +212,45 @@ class ExchangeDecoder:
         if self._decision_field:
             out["decision"] = field_path(parsed, self._decision_field)
         parsed = _unwrap(parsed)
-        if isinstance(parsed, dict):
-            if "score" not in out:
-                for key in SCORE_KEYS:
-                    if key in parsed:
-                        out["score"] = parsed[key]
-                        break
-            if "decision" not in out and "decision" in parsed:
-                out["decision"] = parsed["decision"]
+        if not isinstance(parsed, dict):
+            return out
+        if "score" not in out:
+            key = next((k for k in SCORE_KEYS if k in parsed), None)
+            if key is not None:
+                out["score"] = parsed[key]
+        if "decision" not in out and "decision" in parsed:
+            out["decision"] = parsed["decision"]
         return out
+
+
+def _http_extra(exchange: Exchange, extra: dict[str, Any], flags: list[str]) -> dict[str, Any]:
+    """What the exchange says about itself: method, path, status, and flags for trouble."""
+    extra["http_method"] = exchange.method
+    extra["http_path"] = exchange.path
+    extra["http_status"] = exchange.status
+    if exchange.invalid_request_id is not None:
+        flags.append("request_id_invalid")
+        extra["invalid_request_id"] = exchange.invalid_request_id[:256]
+    if exchange.handler_failed:
+        flags.append("handler_exception")
+    if exchange.status >= 400:
+        flags.append(f"http_status_{exchange.status}")
+    return extra
+
+
+def _apply_recorded(
+    recorded: Mapping[str, Any], body_features: Any, values: list[Any], extra: dict[str, Any]
+) -> None:
+    """What the handler recorded wins over what the bodies say; the rest goes to extra."""
+    for name, value in recorded.items():
+        if name == "features":
+            if isinstance(value, Mapping) and isinstance(body_features, dict):
+                values[FEATURES] = {**body_features, **value}
+            else:
+                values[FEATURES] = value
+            continue
+        position = _RECORD_POSITIONS.get(name)
+        if position is not None:
+            values[position] = value
+        else:
+            extra[name] = value

@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predlog._record import JSON_COLUMNS, arrow_schema
+from predlog._settings import DEFAULT_DATA_DIR
+from predlog.errors import SinkError
 
 #: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
@@ -129,7 +131,7 @@ class ParquetSink:
 
     def __init__(
         self,
-        data_dir: str | os.PathLike[str] = "./predlog-data",
+        data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR,
         *,
         max_file_bytes: int = 128 << 20,
         max_file_age_s: float = 300.0,
@@ -159,12 +161,12 @@ class ParquetSink:
 
     def export(self, batch: pa.RecordBatch) -> None:
         if self._closed:
-            raise RuntimeError("ParquetSink is closed")
+            raise SinkError("ParquetSink is closed")
         if batch.num_rows == 0:
             return
         if not batch.schema.equals(_SCHEMA, check_metadata=False):
             # Refuse before touching any file: the open file and its rows stay intact.
-            raise ValueError("batch does not have the prediction record schema")
+            raise SinkError("batch does not have the prediction record schema")
         micros = batch.column("timestamp_utc").cast(pa.int64()).to_numpy()
         days = micros // _US_PER_DAY
         first, last = int(days.min()), int(days.max())
@@ -202,7 +204,7 @@ class ParquetSink:
             handle = self._open[day] = self._new_file(day)
         try:
             handle.writer.write_batch(batch)
-        except Exception:
+        except Exception as exc:
             # A write that failed part-way (disk full, I/O error) may leave the file
             # unreadable: abandon it so no broken file is ever published. Its earlier
             # rows are lost with it, and counted as such; this batch's rows are
@@ -210,7 +212,7 @@ class ParquetSink:
             del self._open[day]
             self.lost_rows += handle.rows
             handle.abandon()
-            raise
+            raise SinkError(f"Parquet write failed, file abandoned: {exc!r}") from exc
         handle.rows += batch.num_rows
 
     def _new_file(self, day: int) -> _OpenFile:

@@ -1,0 +1,76 @@
+"""The package's shape: what the top level holds, short functions, no private reaching."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import predlog
+
+PACKAGE = Path(predlog.__file__).parent
+MAX_LINES = 80
+#: The public API and the request path; everything else lives in a subpackage.
+TOP_LEVEL = {
+    "__init__.py",
+    "__main__.py",
+    "errors.py",
+    "testing.py",
+    "middleware.py",
+    "py.typed",
+    "_logger.py",
+    "_ring.py",
+    "_counter.py",
+    "_capture.py",
+    "_context.py",
+    "_tracing.py",
+    "_exchange.py",
+    "_record.py",
+    "_settings.py",
+    "_report.py",
+}
+SUBPACKAGES = {"flush", "sinks", "audit", "analytics"}
+
+
+def _sources() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+class TestLayout:
+    def test_top_level_is_the_api_and_the_request_path(self):
+        """Only the public API and the request path sit at the top of the package."""
+        entries = {p.name for p in PACKAGE.iterdir() if p.name != "__pycache__"}
+        assert entries - SUBPACKAGES == TOP_LEVEL
+        assert entries >= SUBPACKAGES
+
+    def test_no_function_over_80_lines_without_a_reason(self):
+        """A function longer than 80 lines carries a noqa on its def line saying why."""
+        long = []
+        for path in _sources():
+            lines = path.read_text().splitlines()
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                header = " ".join(lines[first - 1 : node.body[0].lineno - 1])
+                if length > MAX_LINES and not re.search(r"noqa: PLR09\d\d\s+#\s*\S", header):
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({length})")
+        assert long == []
+
+    def test_no_reaching_through_private_attributes(self):
+        """No module goes through another object's private attribute (``a._b._c``)."""
+        chain = re.compile(r"\._[a-z][a-z_]*\._[a-z]")
+        found = [
+            f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}"
+            for path in _sources()
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if chain.search(line) and not line.lstrip().startswith("#")
+        ]
+        assert found == []
+
+    def test_public_api_is_curated(self):
+        """Everything predlog exports exists, and internals are not exported."""
+        for name in predlog.__all__:
+            assert hasattr(predlog, name), name
+        assert not {"RingBuffer", "Sampler", "ClosedError"} & set(predlog.__all__)
