@@ -62,7 +62,7 @@ def capture_cost(calls: int, repeats: int, *, busy_flusher: bool) -> dict[str, f
             install_signal_handlers=False,
         )
     else:
-        # An idle flusher: the ring holds one repeat's calls and is emptied, untimed,
+        # An idle flusher: the ring holds one repeat's calls and is flushed, untimed,
         # between repeats, so memory is recycled as in a steady-state server.
         log = predlog.PredictionLogger(
             model_name="fraud",
@@ -90,7 +90,7 @@ def capture_cost(calls: int, repeats: int, *, busy_flusher: bool) -> dict[str, f
             )
         elapsed = time.perf_counter_ns() - start
         if not busy_flusher:
-            log._ring.drain(n + 1)  # reset for the next repeat, untimed
+            log.flush()  # empty the ring for the next repeat, untimed
         return elapsed / n
 
     def run_deque(n: int) -> None:

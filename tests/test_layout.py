@@ -36,6 +36,32 @@ def _sources() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
 
+def _foreign_private(path: Path) -> list[str]:
+    """Accesses ``x._name`` (x not self or cls) to a ``_name`` the module never defines."""
+    tree = ast.parse(path.read_text())
+    defined = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            defined.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            defined.add(node.value)  # __slots__ entries
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") and node.attr.endswith("__"):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        if node.attr not in defined:
+            found.append(f"{path.name}:{node.lineno} .{node.attr}")
+    return found
+
+
 class TestLayout:
     def test_top_level_is_the_api_and_the_request_path(self):
         """Only the public API and the request path sit at the top of the package."""
@@ -68,6 +94,18 @@ class TestLayout:
             if chain.search(line) and not line.lstrip().startswith("#")
         ]
         assert found == []
+
+    def test_no_private_attribute_of_another_module(self):
+        """``x._name`` only where this module defines ``_name`` (its own classes' parts):
+        a single hop into another module's private attribute is a missing seam too."""
+        found = [reach for path in _sources() for reach in _foreign_private(path)]
+        assert found == []
+
+    def test_foreign_private_access_is_found(self, tmp_path):
+        """The check above sees a reach into another object's private attribute."""
+        probe = tmp_path / "probe.py"
+        probe.write_text("def f(logger):\n    return logger._reporter\n")
+        assert _foreign_private(probe) == [f"{probe.name}:2 ._reporter"]
 
     def test_public_api_is_curated(self):
         """Everything predlog exports exists, and internals are not exported."""

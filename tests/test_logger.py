@@ -17,7 +17,7 @@ import pytest
 import predlog
 from predlog._capture import CAPTURE_FIELDS
 from predlog.testing import MemorySink, capture_records
-from tests.helpers import BlockedSink, FailingSink
+from tests.helpers import BlockedSink, FailingSink, start_python
 
 
 def identity_holds(stats):
@@ -462,3 +462,42 @@ class TestSinkIsolation:
         assert stats["sampled_out"] == 2000 - stats["delivered"]
         assert {r["sample_weight"] for r in sink.records} == {10.0}
         assert math.isclose(sum(r["sample_weight"] for r in sink.records), 2000, rel_tol=0.35)
+
+
+class TestFork:
+    def test_child_reports_errors_though_a_parent_thread_held_the_lock(self):
+        """A fork while another thread is inside the error reporter leaves the child a
+        working reporter of its own, not a lock nobody will release."""
+        code = """
+import os, sys, threading, time, predlog
+from predlog.testing import MemorySink
+log = predlog.PredictionLogger(sinks=[MemorySink()], install_signal_handlers=False)
+inside, release = threading.Event(), threading.Event()
+
+class SlowKind(str):
+    def __hash__(self):
+        inside.set()
+        release.wait()
+        return str.__hash__(self)
+
+holder = threading.Thread(target=log.reporter.report, args=(SlowKind("slow"), "held"))
+holder.start()
+inside.wait(10)
+pid = os.fork()
+if pid == 0:
+    log.reporter.report("child_error", "in the child")
+    os._exit(0 if log.errors() == {"child_error": 1} else 3)
+release.set()
+holder.join()
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, 9)
+sys.exit(4)
+"""
+        proc = start_python(code)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err

@@ -586,6 +586,17 @@ class TestConfiguration:
         finally:
             logger.close()
 
+    @pytest.mark.parametrize("shared", [True, False])
+    def test_a_misspelt_option_is_named_as_unknown(self, shared):
+        """A typo in an option is refused as unknown, with or without a shared logger."""
+        logger = predlog.PredictionLogger(sinks=[MemorySink()], install_signal_handlers=False)
+        options = {"logger": logger} if shared else {"sinks": [MemorySink()]}
+        try:
+            with pytest.raises(ConfigError, match=r"^scor_field: unknown option .*score_field"):
+                PredictionLogMiddleware(Starlette(), scor_field="out.p", **options)
+        finally:
+            logger.close()
+
     def test_non_http_scopes_pass_through(self):
         """Lifespan and websocket scopes reach the app untouched."""
         seen = []

@@ -183,7 +183,7 @@ class TestPublishing:
         assert list((data_dir / "predictions").rglob(".*.tmp")) == []
         assert sink.lost_rows == 1
         assert log.stats()["failed"] == 1
-        assert log.sink_stats()["ParquetSink[0]"]["errors"] == {"SinkError": 1}
+        assert log.sink_stats()["ParquetSink[0]"]["errors"] == {"OSError": 1}
 
     def test_export_after_close_is_refused(self, data_dir):
         """A closed sink raises SinkError rather than writing a file nobody will publish."""

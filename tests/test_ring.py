@@ -125,12 +125,3 @@ class TestRingBuffer:
         for worker in range(6):
             mine = [i for w, i in drained if w == worker]
             assert mine == sorted(mine)
-
-    def test_reset_returns_pending_and_frees_slots(self):
-        """reset() hands back published values and makes every slot free again."""
-        ring: RingBuffer[int] = RingBuffer(2)
-        ring.put(1)
-        assert ring.reset() == [1]
-        assert ring.put(2)
-        assert ring.put(3)
-        assert not ring.put(4)

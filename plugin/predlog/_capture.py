@@ -8,6 +8,7 @@ builds captures and :mod:`predlog.flush._batch` unpacks them, both from this ord
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 
 #: Position of each value in a capture tuple.
@@ -48,3 +49,10 @@ EXTRA: Final = POSITION["extra"]
 TRACE_ID: Final = POSITION["trace_id"]
 SPAN_ID: Final = POSITION["span_id"]
 FLAGS: Final = POSITION["flags"]
+
+
+def epoch_ns(timestamp: float | datetime) -> int:
+    """A caller's timestamp (epoch seconds, or a datetime) as the capture's nanoseconds."""
+    if isinstance(timestamp, datetime):
+        return int(timestamp.timestamp() * 1e9)
+    return int(timestamp * 1e9)

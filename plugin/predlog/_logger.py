@@ -26,16 +26,15 @@ from typing import Any
 import structlog
 from typing_extensions import Unpack
 
-from predlog._capture import Capture
+from predlog._capture import Capture, epoch_ns
 from predlog._counter import AtomicCounter
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
 from predlog._settings import LoggerOptions, Settings, resolve
 from predlog.flush._batch import BatchBuilder
-from predlog.flush._decode import Extractor, FeatureEncoder, json_extractor
+from predlog.flush._decode import Extractor, json_extractor
 from predlog.flush._flusher import Flusher
 from predlog.flush._pii import Pseudonymiser
-from predlog.flush._sampling import Sampler
 from predlog.sinks._base import Sink
 from predlog.sinks._oplog import OperationalLogSink, configure_logging
 from predlog.sinks._parquet import ParquetSink
@@ -74,12 +73,7 @@ class PredictionLogger:
         self._closed = False
         if sinks is None:
             sinks = [_default_sink(s, self._reporter)]
-        pseudonymiser = Pseudonymiser(
-            key=s.pseudonym_key,
-            key_id=s.pseudonym_key_id,
-            pii_fields=s.pii_fields,
-            allowlist=s.feature_allowlist,
-        )
+        pseudonymiser = Pseudonymiser.from_settings(s)
         if s.operational_log:
             if not structlog.is_configured():
                 configure_logging()
@@ -97,21 +91,12 @@ class PredictionLogger:
         self.audit = audit
         if audit is not None:
             sinks = [*sinks, audit]
-        builder = BatchBuilder(
+        builder = BatchBuilder.from_settings(
             s,
-            sampler=Sampler(
-                sample_rate=s.sample_rate,
-                high_risk_score=s.high_risk_score,
-                new_version_window_s=s.new_version_window_s,
-            ),
             reporter=self._reporter,
-            features=FeatureEncoder(
-                max_bytes=s.max_feature_bytes,
-                summary_keys=s.summary_features,
-                feature_names=tuple(feature_names),
-                extractor=extractor,
-                pseudonymiser=pseudonymiser,
-            ),
+            feature_names=feature_names,
+            extractor=extractor,
+            pseudonymiser=pseudonymiser,
             audit_rule=audit.wants if audit is not None else None,
         )
         self._flusher = Flusher(
@@ -164,7 +149,7 @@ class PredictionLogger:
         try:
             return self._put(
                 (
-                    time_ns() if timestamp is None else _epoch_ns(timestamp),
+                    time_ns() if timestamp is None else epoch_ns(timestamp),
                     request_id,
                     features,
                     score,
@@ -285,7 +270,7 @@ class PredictionLogger:
 
     def _after_fork_in_child(self) -> None:
         self._fork_locked = False
-        self._ring.reset()
+        self._reporter.after_fork_in_child()
         self._ring = RingBuffer(self.settings.ring_capacity, overflow=self.settings.overflow)
         self._put = self._drop_closed if self._closed else self._ring.put
         for counter in (self._captured, self._request_failures, self._closed_drops):
@@ -333,12 +318,6 @@ def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:
         max_file_bytes=s.parquet_max_file_bytes,
         max_file_age_s=s.parquet_max_file_age_s,
     )
-
-
-def _epoch_ns(timestamp: float | datetime) -> int:
-    if isinstance(timestamp, datetime):
-        return int(timestamp.timestamp() * 1e9)
-    return int(timestamp * 1e9)
 
 
 # -- process-wide hooks: exit, SIGTERM, fork ----------------------------------------

@@ -60,6 +60,17 @@ class ErrorReporter:
                 extra={"predlog_error_kind": kind},
             )
 
+    def after_fork_in_child(self) -> None:
+        """A fresh lock and fresh counts for a forked child.
+
+        Another thread of the parent (the flusher, a sink's loop) may have held the lock
+        at the moment of the fork; in the child nobody would ever release it.
+        """
+        self._lock = threading.Lock()
+        self._counts = Counter()
+        self._last_logged = {}
+        self._suppressed = Counter()
+
     def counts(self) -> dict[str, int]:
         """Errors so far, by kind."""
         with self._lock:

@@ -106,15 +106,3 @@ class RingBuffer(Generic[T]):
             release(index)
             append(value)  # type: ignore[arg-type]  # a published slot is never None
         return out
-
-    def reset(self) -> list[T]:
-        """Forget every slot and return the values that were published.
-
-        Only for a state no other thread can touch: after fork in the child, or in
-        tests. A slot claimed but not published at that moment is reclaimed.
-        """
-        pending = [self._slots[i] for i in self._ready]
-        self._slots = [None] * self._capacity
-        self._free = deque(range(self._capacity))
-        self._ready = deque()
-        return pending  # type: ignore[return-value]

@@ -9,10 +9,12 @@ goes into baggage so instrumented httpx/aiohttp clients carry it downstream.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Final
 
 from opentelemetry import baggage, context, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Span, SpanKind
 
 _TRACER: Final = trace.get_tracer("predlog")
@@ -108,3 +110,29 @@ def ids(span: Span) -> tuple[int, int]:
     """Trace and span id as integers (formatted to hex later, in the flusher)."""
     ctx = span.get_span_context()
     return ctx.trace_id, ctx.span_id
+
+
+#: The key older instrumentations read before the API had its own.
+_SUPPRESS_PLAIN: Final = "suppress_instrumentation"
+
+
+def uninstrumented_context() -> context.Context:
+    """The current context with OpenTelemetry instrumentation switched off.
+
+    Set the way OpenTelemetry's own exporters and ``suppress_instrumentation()`` set it
+    (the API's key, which every instrumentation checks, and the plain key older ones
+    read), so that instrumented clients inside predlog's sinks (boto3, aiokafka, httpx)
+    make no spans for predlog's own writes.
+    """
+    ctx = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
+    return context.set_value(_SUPPRESS_PLAIN, True, ctx)
+
+
+@contextmanager
+def uninstrumented() -> Iterator[None]:
+    """Run a block (a sink's export, flush, tick or close) with instrumentation off."""
+    token = context.attach(uninstrumented_context())
+    try:
+        yield
+    finally:
+        context.detach(token)

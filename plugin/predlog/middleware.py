@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from time import perf_counter_ns, time_ns
-from typing import Any
+from typing import Any, Final
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 from typing_extensions import Unpack
@@ -92,6 +92,10 @@ class MiddlewareArgs(MiddlewareOptions, LoggerOptions, total=False):
     error_log_interval_s: float
 
 
+#: Every keyword the middleware takes in ``**options``.
+_OPTION_NAMES: Final = frozenset(MiddlewareArgs.__optional_keys__)
+
+
 class PredictionLogMiddleware:
     """Pure ASGI middleware that logs every prediction request on the configured paths.
 
@@ -117,6 +121,11 @@ class PredictionLogMiddleware:
         **options: Unpack[MiddlewareArgs],
     ) -> None:
         self.app = app
+        unknown = sorted(set(options) - _OPTION_NAMES)
+        if unknown:
+            raise ConfigError(
+                unknown[0], f"unknown option (known: {', '.join(sorted(_OPTION_NAMES))})"
+            )
         own = setting_names(MiddlewareSettings)
         self.settings = resolve_middleware({k: v for k, v in options.items() if k in own})
         logger_options: dict[str, Any] = {k: v for k, v in options.items() if k not in own}

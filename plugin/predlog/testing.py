@@ -11,22 +11,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from time import time_ns
 from typing import Any, Final
 
 import pyarrow as pa
 from typing_extensions import Unpack
 
-from predlog._capture import CAPTURE_FIELDS, Capture
+from predlog._capture import CAPTURE_FIELDS, Capture, epoch_ns
 from predlog._logger import PredictionLogger, paused
 from predlog._record import arrow_schema
 from predlog._report import ErrorReporter
 from predlog._settings import LoggerOptions, resolve
 from predlog.flush._batch import BatchBuilder
-from predlog.flush._decode import Extractor, FeatureEncoder, json_extractor
-from predlog.flush._pii import Pseudonymiser
-from predlog.flush._sampling import Sampler
+from predlog.flush._decode import Extractor, json_extractor
 
 __all__ = ["MemorySink", "build_batch", "capture_records", "paused"]
 
@@ -96,26 +93,8 @@ def build_batch(
     """
     s = resolve(settings)
     reporter = ErrorReporter()
-    builder = BatchBuilder(
-        s,
-        sampler=Sampler(
-            sample_rate=s.sample_rate,
-            high_risk_score=s.high_risk_score,
-            new_version_window_s=s.new_version_window_s,
-        ),
-        reporter=reporter,
-        features=FeatureEncoder(
-            max_bytes=s.max_feature_bytes,
-            summary_keys=s.summary_features,
-            feature_names=tuple(feature_names),
-            extractor=extractor,
-            pseudonymiser=Pseudonymiser(
-                key=s.pseudonym_key,
-                key_id=s.pseudonym_key_id,
-                pii_fields=s.pii_fields,
-                allowlist=s.feature_allowlist,
-            ),
-        ),
+    builder = BatchBuilder.from_settings(
+        s, reporter=reporter, feature_names=feature_names, extractor=extractor
     )
     captures = [_capture(record) for record in records]
     result = builder.build(captures)
@@ -134,14 +113,8 @@ def _capture(record: Mapping[str, Any]) -> Capture:
     timestamp = record.get("timestamp")
     values: dict[str, Any] = {
         **{name: record.get(name) for name in CAPTURE_FIELDS if name not in _DERIVED},
-        "timestamp_ns": time_ns() if timestamp is None else _epoch_ns(timestamp),
+        "timestamp_ns": time_ns() if timestamp is None else epoch_ns(timestamp),
         "extra": extra,
         "flags": None,
     }
     return tuple(values[name] for name in CAPTURE_FIELDS)
-
-
-def _epoch_ns(timestamp: float | datetime) -> int:
-    if isinstance(timestamp, datetime):
-        return int(timestamp.timestamp() * 1e9)
-    return int(timestamp * 1e9)

@@ -191,6 +191,38 @@ class BatchBuilder:
         self._ids = UUID7Factory()
         self._audit_rule = audit_rule
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        reporter: ErrorReporter,
+        feature_names: Sequence[str] = (),
+        extractor: _decode.Extractor = _decode.json_extractor,
+        pseudonymiser: Pseudonymiser | None = None,
+        audit_rule: AuditRule | None = None,
+    ) -> BatchBuilder:
+        """The builder a logger with these settings runs: one place, for the logger and
+        for ``predlog.testing.build_batch``."""
+        s = settings
+        return cls(
+            s,
+            sampler=Sampler(
+                sample_rate=s.sample_rate,
+                high_risk_score=s.high_risk_score,
+                new_version_window_s=s.new_version_window_s,
+            ),
+            reporter=reporter,
+            features=_decode.FeatureEncoder(
+                max_bytes=s.max_feature_bytes,
+                summary_keys=s.summary_features,
+                feature_names=tuple(feature_names),
+                extractor=extractor,
+                pseudonymiser=pseudonymiser or Pseudonymiser.from_settings(s),
+            ),
+            audit_rule=audit_rule,
+        )
+
     def _report(self, kind: str, message: str, exc: BaseException | None) -> None:
         self._reporter.report(kind, message, exc=exc)
 

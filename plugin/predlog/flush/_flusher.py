@@ -23,16 +23,13 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from opentelemetry import context
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
 from predlog._capture import Capture
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
+from predlog._tracing import uninstrumented
 from predlog.flush._batch import BatchBuilder, BuildResult
 from predlog.sinks._base import Sink
 
@@ -46,21 +43,6 @@ class SinkState:
     delivered: int = 0
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
-
-
-@contextmanager
-def _uninstrumented() -> Iterator[None]:
-    """OpenTelemetry instrumentation off while sinks run, as the OTel batch processor does.
-
-    Sinks' own client libraries may be instrumented (boto3, aiokafka, httpx): predlog's
-    writes must not become spans in the application's traces. The key is the one every
-    OpenTelemetry instrumentation checks before it records.
-    """
-    token = context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        yield
-    finally:
-        context.detach(token)
 
 
 def _sink_name(sink: Sink, index: int) -> str:
@@ -152,7 +134,7 @@ class Flusher:
         while self._requests:
             waiting.append(self._requests.popleft())
         done = self._drain_locked(deadline)
-        with _uninstrumented():
+        with uninstrumented():
             for state in self.sinks:
                 try:
                     state.sink.flush()
@@ -180,7 +162,7 @@ class Flusher:
         if not self._acquire(deadline):
             return False
         try:
-            with _uninstrumented():
+            with uninstrumented():
                 for state in self.sinks:
                     try:
                         state.sink.close()
@@ -252,7 +234,7 @@ class Flusher:
         """Drain what is in the ring now (not what arrives meanwhile). Lock held."""
         self._last_drain = time.monotonic()
         rounds = math.ceil(len(self._ring) / self._batch_size)
-        with _uninstrumented():
+        with uninstrumented():
             for _ in range(rounds):
                 if deadline is not None and time.monotonic() > deadline:
                     return False
@@ -316,7 +298,7 @@ class Flusher:
             self._settle(failed=result.kept)
 
     def _tick_sinks(self, now: float) -> None:
-        with _uninstrumented():
+        with uninstrumented():
             self._tick_each(now)
 
     def _tick_each(self, now: float) -> None:
@@ -330,7 +312,8 @@ class Flusher:
                 self._sink_error(state, "tick", exc)
 
     def _sink_error(self, state: SinkState, action: str, exc: BaseException) -> None:
-        kind = f"{type(exc).__name__}"
+        # Counted by what went wrong underneath: a sink's SinkError wraps the cause.
+        kind = type(exc.__cause__ or exc).__name__
         state.errors[kind] = state.errors.get(kind, 0) + 1
         self._reporter.report(
             f"sink_{action}_failed:{state.name}",

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from predlog._settings import Settings
+
 
 def default_key_id(key: str) -> str:
     """A short, non-secret name for a key: the first 8 hex digits of SHA-256(key)."""
@@ -50,6 +52,16 @@ class Pseudonymiser:
         self.key_id = key_id or (default_key_id(key) if key else "")
         if self._fields and not self._key:
             raise ValueError("pii_fields need a pseudonymisation key")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pseudonymiser:
+        """The pseudonymiser a logger with these settings applies."""
+        return cls(
+            key=settings.pseudonym_key,
+            key_id=settings.pseudonym_key_id,
+            pii_fields=settings.pii_fields,
+            allowlist=settings.feature_allowlist,
+        )
 
     @property
     def active(self) -> bool:

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from predlog._record import JSON_COLUMNS, arrow_schema
 from predlog._settings import DEFAULT_DATA_DIR
-from predlog.errors import SinkError
+from predlog.errors import ConfigError, SinkError
 
 #: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
@@ -138,9 +138,9 @@ class ParquetSink:
         compression: Compression = "zstd",
     ) -> None:
         if max_file_bytes <= 0:
-            raise ValueError(f"max_file_bytes: must be positive, got {max_file_bytes!r}")
+            raise ConfigError("max_file_bytes", f"must be positive, got {max_file_bytes!r}")
         if max_file_age_s <= 0:
-            raise ValueError(f"max_file_age_s: must be positive, got {max_file_age_s!r}")
+            raise ConfigError("max_file_age_s", f"must be positive, got {max_file_age_s!r}")
         self.root = Path(data_dir) / "predictions"
         self._max_bytes = max_file_bytes
         self._max_age = max_file_age_s
