@@ -15,9 +15,7 @@ from predlog._exchange import Exchange
 from predlog._report import ErrorReporter
 from predlog._settings import resolve
 from predlog.flush._batch import BatchBuilder, BuildResult
-from predlog.flush._decode import FeatureEncoder
 from predlog.flush._exchange import ExchangeDecoder
-from predlog.flush._sampling import Sampler
 from predlog.testing import build_batch, capture_records
 
 AT_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
@@ -33,20 +31,10 @@ def capture(**values):
 
 
 def make_builder(reporter=None, *, audit_rule=None, feature_names=(), **settings):
-    s = resolve(settings)
-    return BatchBuilder(
-        s,
-        sampler=Sampler(
-            sample_rate=s.sample_rate,
-            high_risk_score=s.high_risk_score,
-            new_version_window_s=s.new_version_window_s,
-        ),
+    return BatchBuilder.from_settings(
+        resolve(settings),
         reporter=reporter or ErrorReporter(),
-        features=FeatureEncoder(
-            max_bytes=s.max_feature_bytes,
-            summary_keys=s.summary_features,
-            feature_names=tuple(feature_names),
-        ),
+        feature_names=feature_names,
         audit_rule=audit_rule,
     )
 

@@ -19,9 +19,7 @@ from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
 from predlog._settings import resolve
 from predlog.flush._batch import BatchBuilder
-from predlog.flush._decode import FeatureEncoder
 from predlog.flush._flusher import Flusher
-from predlog.flush._sampling import Sampler
 from predlog.testing import MemorySink
 from tests.helpers import BlockedSink, FailingSink
 
@@ -35,17 +33,7 @@ def capture(request_id: str):
 
 
 def make_builder(reporter, builder_class=BatchBuilder, **settings):
-    s = resolve(settings)
-    return builder_class(
-        s,
-        sampler=Sampler(
-            sample_rate=s.sample_rate,
-            high_risk_score=s.high_risk_score,
-            new_version_window_s=s.new_version_window_s,
-        ),
-        reporter=reporter,
-        features=FeatureEncoder(max_bytes=s.max_feature_bytes),
-    )
+    return builder_class.from_settings(resolve(settings), reporter=reporter)
 
 
 def wait_until(condition, timeout: float = WAIT_S) -> bool:
