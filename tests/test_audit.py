@@ -6,13 +6,17 @@ import subprocess
 import sys
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from predlog.audit import AuditLog, canonical, verify, verify_consistency, verify_inclusion
 from predlog.audit._canonical import _number
+from predlog.audit._log import load_private_key, load_public_key
+from predlog.audit._s3 import S3Archive
 from predlog.audit._store import HEAD
+from predlog.errors import ConfigError
 from tests.helpers import child_env, predlog_cli
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -106,6 +110,93 @@ class TestAuditLog:
         other = ed25519.Ed25519PrivateKey.generate().public_key()
         report = verify(tmp_path, public_key=other)
         assert not report.ok and report.checkpoint == 0
+
+
+def ec_pem(private: bool) -> bytes:
+    """A well-formed PEM key of the wrong kind (ECDSA P-256)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    if private:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+class TestConfiguration:
+    @pytest.mark.parametrize(
+        "make",
+        [
+            lambda tmp: b"too short",
+            lambda tmp: tmp / "no-such-key.pem",
+            lambda tmp: 42,
+            lambda tmp: ec_pem(private=True),
+        ],
+        ids=["garbage-bytes", "missing-file", "not-a-key", "ecdsa-pem"],
+    )
+    def test_unusable_signing_key_is_a_config_error(self, tmp_path, make):
+        """A signing key that is not Ed25519 is a ConfigError (still a ValueError) naming
+        signing_key, and AuditLog refuses it before making anything."""
+        with pytest.raises(ConfigError, match=r"^signing_key: ") as caught:
+            load_private_key(make(tmp_path))
+        assert isinstance(caught.value, ValueError)
+        with pytest.raises(ConfigError, match=r"^signing_key: "):
+            AuditLog(tmp_path / "audit", signing_key=make(tmp_path))
+        assert not (tmp_path / "audit").exists()
+
+    def test_key_text_is_not_repeated_in_the_error(self, tmp_path):
+        """A private key passed as text where a path belongs is not echoed back."""
+        text = ec_pem(private=True).decode()
+        with pytest.raises(ConfigError) as caught:
+            load_private_key(text)
+        assert "PRIVATE KEY" not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        "make",
+        [lambda tmp: "ab" * 31, lambda tmp: tmp / "missing.pem", lambda tmp: b"x"],
+        ids=["short-hex", "missing-file", "garbage-bytes"],
+    )
+    def test_unusable_public_key_is_a_config_error(self, tmp_path, make):
+        """verify with a public key it cannot load raises ConfigError naming public_key."""
+        with pytest.raises(ConfigError, match=r"^public_key: "):
+            load_public_key(make(tmp_path))
+        with pytest.raises(ConfigError, match=r"^public_key: "):
+            verify(tmp_path, public_key=make(tmp_path))
+
+    def test_public_key_of_another_kind_is_a_config_error(self, tmp_path):
+        """A PEM public key that is not Ed25519 is refused by name."""
+        (tmp_path / "ec.pem").write_bytes(ec_pem(private=False))
+        with pytest.raises(ConfigError, match=r"^public_key: must be an Ed25519 key"):
+            load_public_key(tmp_path / "ec.pem")
+
+    @pytest.mark.parametrize("every", [-1, 2.5, True])
+    def test_checkpoint_every_is_checked(self, tmp_path, every):
+        """checkpoint_every must be 0 or a positive integer."""
+        with pytest.raises(ConfigError, match=r"^checkpoint_every: "):
+            AuditLog(tmp_path, signing_key=KEY, checkpoint_every=every)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "setting"),
+        [
+            ({"bucket": "b", "retention_days": 0}, "retention_days"),
+            ({"bucket": "b", "retention_days": 1.5}, "retention_days"),
+            ({"bucket": ""}, "bucket"),
+        ],
+    )
+    def test_s3_archive_options_are_checked(self, kwargs, setting):
+        """S3Archive refuses an empty bucket or a retention that is not a positive
+        number of days with a ConfigError naming the argument."""
+        with pytest.raises(ConfigError, match=f"^{setting}: ") as caught:
+            S3Archive(client=object(), **kwargs)
+        assert isinstance(caught.value, ValueError)
+
+    def test_s3_url_without_a_bucket_is_a_config_error(self):
+        """An s3:// address naming no bucket is refused by name, before any request."""
+        with pytest.raises(ConfigError, match=r"^bucket: "):
+            S3Archive.from_url("s3://", client=object())
 
 
 def record_spans(path) -> list[tuple[int, int]]:

@@ -192,6 +192,33 @@ class TestAuditSink:
         assert sink.log.size == 1
         assert json.loads(json.dumps(sink.stats()))["failures"] == 1
 
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [
+            ("failure_policy", "drop"),
+            ("decisions", "declined"),
+            ("models", [""]),
+            ("paths", "/v1/credit"),
+            ("adverse_decisions", [None]),
+            ("jurisdiction", ""),
+            ("regulatory_category", None),
+            ("queue_max_bytes", 0),
+            ("queue_max_bytes", 1.5),
+            ("retry_interval_s", -1),
+            ("checkpoint_interval_s", float("nan")),
+            ("checkpoint_interval_s", "60"),
+        ],
+    )
+    def test_malformed_option_is_a_config_error(self, tmp_path, option, value):
+        """Each malformed option is refused as a ConfigError (a ValueError) naming it,
+        before the queue directory is made."""
+        log = AuditLog(tmp_path / "audit", signing_key=KEY)
+        with pytest.raises(ConfigError, match=f"^{option}: ") as caught:
+            AuditSink(log, reasons=table(), queue_dir=tmp_path / "queue", **{option: value})
+        assert isinstance(caught.value, ValueError)
+        assert not (tmp_path / "queue").exists()
+        log.close()
+
     def test_second_writer_is_refused(self, tmp_path):
         """Two processes (or objects) writing one audit log would fork the tree: refused."""
         first = AuditLog(tmp_path, signing_key=KEY)

@@ -5,6 +5,17 @@ hash, time) are signed with Ed25519. Anyone with the public key and the files ca
 recompute the tree and check every checkpoint: an edited, deleted, reordered or
 truncated entry, or a replaced checkpoint, no longer matches. Anyone who kept an
 earlier checkpoint can also ask for a consistency proof that the log only grew.
+
+``verify`` only reads, so it may run while the writer appends. It reads the
+checkpoint lines before the entries: the writer appends entries before the checkpoint
+that covers them, so every checkpoint read is over entries already on disk, and one
+written meanwhile is not mistaken for truncation.
+
+A torn tail (a partial last record the writer has not finished or died in) is skipped,
+counted in ``VerifyReport.torn_tail`` and does not fail verification; but only bytes
+that could be the start of the next record count as one (the rule is in
+:mod:`predlog.audit._store`). Anything else after the last whole entry is damage,
+reported at that entry with ``ok`` False, and the writer will not open such a log.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from predlog.audit import _merkle
 from predlog.audit._canonical import canonical
 from predlog.audit._store import LocalStore, ReadOnlyStore, Record, UnreadableError
+from predlog.errors import ConfigError
 
 if TYPE_CHECKING:
     from predlog.audit._s3 import S3Archive
@@ -35,36 +47,58 @@ def _keys() -> Any:
     return ed25519
 
 
+def _unloadable(exc: Exception) -> str:
+    """Why a key did not load, without repeating the value given: a string meant as a
+    path may be the key itself, and must not end up in a log."""
+    if isinstance(exc, OSError):
+        return f"cannot read the key file ({exc.strerror or type(exc).__name__})"
+    return f"not a key ({exc})"
+
+
+def _key_errors() -> tuple[type[Exception], ...]:
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
+
+    return (OSError, ValueError, TypeError, UnsupportedAlgorithm)
+
+
 def load_private_key(key: Any) -> Any:
-    """An Ed25519 private key from a key object, 32 raw bytes, or a PEM file path."""
+    """An Ed25519 private key from a key object, 32 raw bytes, PEM bytes, or a PEM file
+    path. Anything else is a ConfigError naming ``signing_key``."""
     ed25519 = _keys()
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
-    if isinstance(key, bytes) and len(key) == 32:
-        return ed25519.Ed25519PrivateKey.from_private_bytes(key)
     from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
 
-    data = Path(key).read_bytes() if not isinstance(key, bytes) else key
-    loaded = serialization.load_pem_private_key(data, password=None)
+    try:
+        if isinstance(key, bytes) and len(key) == 32:
+            return ed25519.Ed25519PrivateKey.from_private_bytes(key)
+        data = key if isinstance(key, bytes) else Path(key).read_bytes()
+        loaded = serialization.load_pem_private_key(data, password=None)
+    except _key_errors() as exc:
+        raise ConfigError("signing_key", _unloadable(exc)) from None
     if not isinstance(loaded, ed25519.Ed25519PrivateKey):
-        raise ValueError("signing_key: must be an Ed25519 key")
+        raise ConfigError("signing_key", "must be an Ed25519 key")
     return loaded
 
 
 def load_public_key(key: Any) -> Any:
-    """An Ed25519 public key from a key object, 32 raw bytes, hex, or a PEM file path."""
+    """An Ed25519 public key from a key object, 32 raw bytes, hex, or a PEM file path.
+    Anything else is a ConfigError naming ``public_key``."""
     ed25519 = _keys()
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key
-    if isinstance(key, bytes) and len(key) == 32:
-        return ed25519.Ed25519PublicKey.from_public_bytes(key)
-    if isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key):
-        return ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(key))
     from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
 
-    loaded = serialization.load_pem_public_key(Path(key).read_bytes())
+    try:
+        if isinstance(key, bytes) and len(key) == 32:
+            return ed25519.Ed25519PublicKey.from_public_bytes(key)
+        if isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key):
+            return ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(key))
+        loaded = serialization.load_pem_public_key(Path(key).read_bytes())
+    except _key_errors() as exc:
+        raise ConfigError("public_key", _unloadable(exc)) from None
     if not isinstance(loaded, ed25519.Ed25519PublicKey):
-        raise ValueError("public_key: must be an Ed25519 key")
+        raise ConfigError("public_key", "must be an Ed25519 key")
     return loaded
 
 
@@ -127,6 +161,13 @@ class AuditLog:
         checkpoint_every: int = 1000,
         archive: Any = None,
     ) -> None:
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+            raise ConfigError("checkpoint_every", f"must be an integer, got {checkpoint_every!r}")
+        if checkpoint_every < 0:
+            raise ConfigError(
+                "checkpoint_every",
+                f"must be 0 (only when asked) or a number of entries, got {checkpoint_every}",
+            )
         self._key = load_private_key(signing_key)
         self.key_id = _public_hex(self._key.public_key())[:16]
         self._every = checkpoint_every
@@ -261,7 +302,9 @@ class VerifyReport:
     a write in progress, or one a crash interrupted, never acknowledged and so not an
     entry. It does not make ``ok`` False: cutting it hides nothing a checkpoint
     covers (an entry under a checkpoint that is no longer whole is reported as
-    truncated). The writer cuts it when it next opens the log.
+    truncated). The writer cuts it when it next opens the log. Bytes there that could
+    not be the next record's start are not a torn tail: they make ``ok`` False at that
+    entry, and ``torn_tail`` stays 0.
     """
 
     ok: bool
@@ -284,21 +327,44 @@ def _source(path: str | Path, s3_client: Any) -> ReadOnlyStore | S3Archive:
 
 def verify(path: str | Path, *, public_key: Any, s3_client: Any = None) -> VerifyReport:
     """Recompute the tree from the files (or ``s3://bucket/prefix``) and check every
-    checkpoint against it. Only reads: a live log can be verified while it is written."""
+    checkpoint against it. Only reads: a live log can be verified while it is written.
+
+    A local path that is not a directory fails (``ok`` False, the problem says so)
+    rather than passing as an empty log: a mistyped path must not look verified.
+    """
     key = load_public_key(public_key)
     source = _source(path, s3_client)
+    if isinstance(source, ReadOnlyStore):
+        missing = _missing_directory(source)
+        if missing is not None:
+            return missing
     report = _verify_source(source, key)
     if isinstance(source, ReadOnlyStore):
         report = replace(report, torn_tail=source.torn_tail())
     return report
 
 
+def _missing_directory(store: ReadOnlyStore) -> VerifyReport | None:
+    """A failed report when the store's path is not a directory, else None."""
+    if store.path.is_dir():
+        return None
+    what = "is not a directory" if store.path.exists() else "does not exist"
+    return VerifyReport(False, 0, 0, f"audit log directory {store.path} {what}")
+
+
 def _verify_source(source: ReadOnlyStore | S3Archive, key: Any) -> VerifyReport:
-    """Entries first (each in its place, each matching its hash), then the checkpoints."""
+    """Checkpoint lines first, then the entries (each in its place, each matching its
+    hash), then each checkpoint against the entries.
+
+    The writer appends entries before the checkpoint that covers them, so reading in
+    the other order could see a checkpoint written after the entries were read and
+    call a live log truncated.
+    """
+    lines = source.checkpoint_lines()
     leaves, problem = _recompute_leaves(source)
     if problem is not None:
         return problem
-    checkpoints, problem = _load_checkpoints(source.checkpoint_lines(), len(leaves))
+    checkpoints, problem = _load_checkpoints(lines, len(leaves))
     if problem is not None:
         return problem
     problem = _check_checkpoints(checkpoints, leaves, key)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from predlog.audit._store import HEAD, Record, parse_records
+from predlog.errors import ConfigError
 
 DEFAULT_RETENTION_DAYS = 7 * 365
 
@@ -33,7 +34,11 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 class S3Archive:
-    """Sealed audit segments and checkpoints in an Object Lock bucket."""
+    """Sealed audit segments and checkpoints in an Object Lock bucket.
+
+    A missing bucket or a retention that is not a positive number of days is a
+    ConfigError at construction, before any request is made.
+    """
 
     def __init__(
         self,
@@ -43,8 +48,16 @@ class S3Archive:
         retention_days: int = DEFAULT_RETENTION_DAYS,
         client: Any = None,
     ) -> None:
-        if retention_days <= 0:
-            raise ValueError(f"retention_days: must be positive, got {retention_days!r}")
+        if not isinstance(bucket, str) or not bucket:
+            raise ConfigError("bucket", f"must name an S3 bucket, got {bucket!r}")
+        if (
+            isinstance(retention_days, bool)
+            or not isinstance(retention_days, int)
+            or retention_days <= 0
+        ):
+            raise ConfigError(
+                "retention_days", f"must be a positive number of days, got {retention_days!r}"
+            )
         if client is None:
             import boto3  # noqa: PLC0415  # the audit extra
 

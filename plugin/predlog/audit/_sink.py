@@ -17,6 +17,7 @@ When the audit store fails, the configured policy applies, and both keep counter
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -32,8 +33,40 @@ from predlog.errors import ConfigError, SinkError
 from predlog.sinks._spool import Spool, SpoolFullError
 
 
+def _names(setting: str, values: Iterable[str]) -> tuple[str, ...]:
+    """A setting that lists names. A single string is refused: it would be taken
+    letter by letter, and ``decisions="declined"`` would audit nothing."""
+    if isinstance(values, (str, bytes)):
+        raise ConfigError(setting, f"must be a list of names, not the one string {values!r}")
+    names = tuple(values)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(setting, f"every name must be a non-empty string, got {name!r}")
+    return names
+
+
+def _label(setting: str, value: str) -> str:
+    """A label written into every entry: an empty one would say nothing."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(setting, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _seconds(setting: str, value: float) -> float:
+    """An interval in seconds; 0 means at every chance, a negative one means nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(setting, f"must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(setting, f"must be 0 or more seconds, got {value!r}")
+    return float(value)
+
+
 class AuditSink:
-    """Writes audited prediction records to an :class:`AuditLog`."""
+    """Writes audited prediction records to an :class:`AuditLog`.
+
+    Every option is checked before anything is created: a malformed one is a
+    ConfigError naming it.
+    """
 
     def __init__(
         self,
@@ -54,21 +87,25 @@ class AuditSink:
     ) -> None:
         if failure_policy not in ("queue", "reject"):
             raise ConfigError("failure_policy", f"must be queue or reject, got {failure_policy!r}")
+        if isinstance(queue_max_bytes, bool) or not isinstance(queue_max_bytes, int):
+            raise ConfigError("queue_max_bytes", f"must be an integer, got {queue_max_bytes!r}")
+        if queue_max_bytes <= 0:
+            raise ConfigError("queue_max_bytes", f"must be positive, got {queue_max_bytes}")
         self.log = log
         self._reasons = reasons
-        self._decisions = frozenset(decisions)
-        self._models = frozenset(models)
-        self._paths = tuple(paths)
-        self._adverse = frozenset(adverse_decisions)
-        self._jurisdiction = jurisdiction
-        self._category = regulatory_category
+        self._decisions = frozenset(_names("decisions", decisions))
+        self._models = frozenset(_names("models", models))
+        self._paths = _names("paths", paths)
+        self._adverse = frozenset(_names("adverse_decisions", adverse_decisions))
+        self._jurisdiction = _label("jurisdiction", jurisdiction)
+        self._category = _label("regulatory_category", regulatory_category)
+        self._retry_interval_s = _seconds("retry_interval_s", retry_interval_s)
+        self._checkpoint_interval_s = _seconds("checkpoint_interval_s", checkpoint_interval_s)
         self.policy = failure_policy
         self._queue = Spool(
             queue_dir if queue_dir is not None else Path(log.path) / "queue",
             max_bytes=queue_max_bytes,
         )
-        self._retry_interval_s = retry_interval_s
-        self._checkpoint_interval_s = checkpoint_interval_s
         self._last_checkpoint = time.monotonic()
         self._last_try = 0.0
         self._lock = threading.Lock()
