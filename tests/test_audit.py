@@ -327,6 +327,16 @@ class TestCrashRecovery:
 
 
 class TestCommandLine:
+    def test_missing_log_is_a_one_line_error(self, tmp_path):
+        """verify, show and prove on a directory that is not there say so in one line."""
+        missing = str(tmp_path / "nowhere")
+        for args in (("verify", missing), ("show", "r1", "--data", missing)):
+            proc = predlog_cli("audit", *args)
+            assert proc.returncode == 1
+            assert proc.stderr.strip().splitlines() == [
+                f"predlog audit: no audit log at {missing} (not a directory)"
+            ]
+
     def test_verify_prove_show(self, tmp_path):
         """The CLI verifies (0 intact, 1 tampered), shows and proves an entry by request id."""
         log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0)

@@ -62,7 +62,14 @@ def _audit(args: argparse.Namespace) -> int:
         print(json.dumps(report.__dict__))
         return 0 if report.ok else 1
     path = Path(location)
-    key = args.public_key or (path / "public_key.hex").read_text().strip()
+    if not path.is_dir():
+        print(f"predlog audit: no audit log at {path} (not a directory)", file=sys.stderr)
+        return 1
+    key_file = path / "public_key.hex"
+    if not args.public_key and not key_file.is_file():
+        print(f"predlog audit: no --public-key given and no {key_file}", file=sys.stderr)
+        return 2
+    key = args.public_key or key_file.read_text().strip()
     if args.action == "verify":
         report = _log.verify(path, public_key=key)
         print(json.dumps(report.__dict__))
