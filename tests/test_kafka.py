@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -23,10 +25,11 @@ import pytest
 import predlog
 from predlog import KafkaSink
 from predlog._report import ErrorReporter
-from predlog.sinks._spool import Spool
+from predlog.errors import ConfigError
+from predlog.sinks._spool import Spool, SpoolLockedError
 from predlog.sinks.kafka import _wire
 from predlog.testing import MemorySink
-from tests.helpers import child_env
+from tests.helpers import ROOT, child_env
 from tests.services import broker, fresh_topic, kafka_bootstrap, wait_for_port
 
 
@@ -74,8 +77,17 @@ def parquet_ids(data_dir) -> tuple[int, int, set[str]]:
     return rows, distinct, ids
 
 
-def left_in_spool(spool_dir: Path, n: int, *, prefix: str, per_segment: int) -> set[str]:
-    """A spool as an outage leaves it: ``n`` records, ``per_segment`` to a segment.
+def left_in_spool(
+    spool_dir: Path,
+    n: int,
+    *,
+    prefix: str,
+    per_segment: int,
+    exclusive: bool = False,
+    release: bool = True,
+) -> set[str]:
+    """A spool as an outage leaves it: ``n`` records, ``per_segment`` to a segment;
+    ``exclusive`` as a KafkaSink holds it, and still held unless ``release``.
 
     Returns the records' keys (their request ids).
     """
@@ -85,10 +97,12 @@ def left_in_spool(spool_dir: Path, n: int, *, prefix: str, per_segment: int) -> 
             log.log(request_id=f"{prefix}-{i}", features={"i": i}, score=0.5)
     table = pa.Table.from_pylist(keep.records, schema=predlog.arrow_schema())
     # A segment is closed once it reaches segment_bytes: 1 byte gives one per append.
-    spool = Spool(spool_dir, max_bytes=1 << 30, segment_bytes=1)
+    spool = Spool(spool_dir, max_bytes=1 << 30, segment_bytes=1, exclusive=exclusive)
     for batch in table.to_batches(max_chunksize=per_segment):
         spool.append(_wire.encode(batch))
     assert len(spool.segments()) == -(-n // per_segment)
+    if release:
+        spool.close()
     return {f"{prefix}-{i}" for i in range(n)}
 
 
@@ -402,6 +416,303 @@ class TestReplayErrors:
         sink.flush()
         assert time.monotonic() - started < 1
         sink.close()
+
+
+@pytest.mark.integration
+class TestOrphanedSpools:
+    def test_spools_of_gone_processes_are_replayed_once_and_removed(self, tmp_path):
+        """Spools left by a process that died and by a sink that closed are adopted by a
+        new sink beside them: every record reaches the topic exactly once and their
+        directories go. A sibling held by a live sink is left alone."""
+        bootstrap, topic = kafka_bootstrap(), fresh_topic("orphans")
+        root = tmp_path / "spool"
+        live = KafkaSink(
+            bootstrap_servers=closed_port(),
+            topic=topic,
+            spool_dir=root / "1003",
+            delivery_timeout_s=1,
+            retry_interval_s=600,
+        )
+        live.export(a_batch(20, "live"))
+        assert live.stats()["spooled"] == 20
+        closed = left_in_spool(root / "1001", 300, prefix="closed", per_segment=50, exclusive=True)
+        died = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import os, sys\n"
+                "from pathlib import Path\n"
+                "from tests.test_kafka import left_in_spool\n"
+                "left_in_spool(Path(sys.argv[1]), 400, prefix='died', per_segment=50,"
+                " exclusive=True, release=False)\n"
+                "os._exit(0)\n",
+                str(root / "1002"),
+            ],
+            env=child_env(PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert died.returncode == 0, died.stderr
+        died_keys = {f"died-{i}" for i in range(400)}
+
+        sink = KafkaSink(
+            bootstrap_servers=bootstrap,
+            topic=topic,
+            spool_dir=root / "2000",
+            retry_interval_s=600,  # only flush() starts a pass
+        )
+        sink.flush()
+        stats = sink.stats()
+        sink.close()
+        live_spool_bytes = live.spool.size
+        live.close()
+
+        left = sorted(p.name for p in root.iterdir())
+        assert left == ["1003"], "the orphans (and the new sink's empty spool) are removed"
+        assert live_spool_bytes > 0 and len(live.spool.segments()) >= 1
+        assert stats["adopted"] == 2 and stats["replayed"] == 700
+        assert stats["replay_errors"] == 0 and stats["adopted_bytes"] == 0
+        counts = topic_keys(bootstrap, topic)
+        assert set(counts) == closed | died_keys, "the live sink's records stay its own"
+        assert set(counts.values()) == {1}
+
+
+class TestAdoptionWhileTheBrokerIsAway:
+    def test_orphans_are_held_until_sent_and_let_go_at_close(self, tmp_path):
+        """A sink adopts the spools of gone owners beside it, never a live one's; an
+        empty one is removed at once, the others stay whole and locked by it while the
+        broker is away, and close() lets them go for the next owner."""
+        root = tmp_path / "spool"
+        left_in_spool(root / "1", 10, prefix="o", per_segment=5, exclusive=True)
+        Spool(root / "2", max_bytes=1 << 20, exclusive=True).close()
+        live = Spool(root / "3", max_bytes=1 << 20, exclusive=True)
+        live.append([(b"k", b"live")])
+        sink = KafkaSink(
+            bootstrap_servers=closed_port(),
+            topic="t",
+            spool_dir=root / "4",
+            delivery_timeout_s=1,
+            retry_interval_s=600,
+        )
+        try:
+            assert sink.stats()["adopted"] == 2
+            with pytest.raises(SpoolLockedError):
+                Spool(root / "1", max_bytes=1 << 20, exclusive=True)
+            sink.flush()
+            assert not (root / "2").exists(), "an empty orphan needs no broker to go"
+            assert sink.stats()["adopted_bytes"] > 0
+            assert sink.reporter.counts() == {"kafka_replay_failed": 1}
+        finally:
+            sink.close()
+        assert sorted(p.name for p in root.iterdir()) == ["1", "3"]
+        orphan = Spool(root / "1", max_bytes=1 << 20, exclusive=True)
+        assert sum(1 for seg in orphan.segments() for _ in orphan.read(seg)) == 10
+        orphan.close()
+        assert [v for seg in live.segments() for _, v in live.read(seg)] == [b"live"]
+        live.close()
+
+
+class TestKafkaSinkOptions:
+    @pytest.mark.parametrize(
+        ("option", "value", "message"),
+        [
+            ("bootstrap_servers", "", "must name at least one broker"),
+            ("topic", "", "must be a topic name"),
+            ("spool_max_bytes", 0, "must be positive, got 0"),
+            ("delivery_timeout_s", 0, "must be positive, got 0"),
+            ("retry_interval_s", -1.0, "must be positive, got -1.0"),
+        ],
+    )
+    def test_bad_arguments_raise_config_error(self, tmp_path, option, value, message):
+        """A bad argument is a ConfigError naming it (still a ValueError), and nothing
+        is started or made for it."""
+        options = {"bootstrap_servers": closed_port(), "topic": "t", option: value}
+        with pytest.raises(ConfigError, match=rf"^{option}: {re.escape(message)}") as caught:
+            KafkaSink(spool_dir=tmp_path / "spool", **options)
+        assert caught.value.setting == option
+        assert isinstance(caught.value, ValueError)
+        assert not (tmp_path / "spool").exists()
+
+
+class TestOwnLoop:
+    def test_tasks_on_the_sink_loop_run_with_instrumentation_suppressed(self, tmp_path):
+        """Whoever hands the sink's loop a coroutine, it runs with OpenTelemetry's
+        suppression set, under the API's key and the plain string key."""
+        from opentelemetry import context
+        from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+        async def suppression() -> tuple[object, object]:
+            return (
+                context.get_value(_SUPPRESS_INSTRUMENTATION_KEY),
+                context.get_value("suppress_instrumentation"),
+            )
+
+        sink = KafkaSink(
+            bootstrap_servers=closed_port(),
+            topic="t",
+            spool_dir=tmp_path / "spool",
+            retry_interval_s=600,
+        )
+        try:
+            assert context.get_value(_SUPPRESS_INSTRUMENTATION_KEY) is None
+            assert sink._loop.run(suppression(), timeout=5) == (True, True)
+            seen: list[tuple[object, object]] = []
+            done = threading.Event()
+
+            def in_a_callback() -> None:
+                seen.append(
+                    (
+                        context.get_value(_SUPPRESS_INSTRUMENTATION_KEY),
+                        context.get_value("suppress_instrumentation"),
+                    )
+                )
+                done.set()
+
+            sink._loop.call_soon(in_a_callback)
+            assert done.wait(5)
+            assert seen[-1] == (True, True)
+        finally:
+            sink.close()
+
+
+class TestCloseBudget:
+    def test_close_is_bounded_and_keeps_what_it_did_not_send(self, tmp_path, monkeypatch):
+        """With a last pass that never finishes and a producer that never stops, close()
+        gives the pass delivery_timeout_s and the stop 2 s, then returns; the records
+        stay in the spool, whose lock is released for the next owner."""
+        import asyncio
+
+        left_in_spool(tmp_path / "spool", 30, prefix="b", per_segment=10)
+        delivery = 4.0
+        sink = KafkaSink(
+            bootstrap_servers=closed_port(),
+            topic="t",
+            spool_dir=tmp_path / "spool",
+            delivery_timeout_s=delivery,
+            retry_interval_s=600,
+        )
+        size = sink.spool.size
+        lasted: dict[str, float] = {}
+
+        async def forever(name: str) -> None:
+            started = time.monotonic()
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                lasted[name] = time.monotonic() - started
+
+        class StuckProducer:
+            async def stop(self) -> None:
+                await forever("stop")
+
+        async def send_forever(entries: object) -> None:
+            await forever("send")
+
+        monkeypatch.setattr(sink, "_send", send_forever)
+        sink._producer = StuckProducer()
+        started = time.monotonic()
+        sink.close()
+        took = time.monotonic() - started
+
+        assert lasted["send"] < delivery + 0.5, "the last pass gets delivery_timeout_s"
+        assert lasted["stop"] < 3, "the producer gets 2 s to stop"
+        assert took < delivery + 3, f"close took {took:.1f} s"
+        assert sink.spool.size == size
+        kinds = sink.reporter.counts()
+        assert kinds["kafka_replay_failed"] == 1 and kinds["kafka_close_failed"] == 1
+        after = Spool(tmp_path / "spool", max_bytes=1 << 30, exclusive=True)
+        assert sum(1 for seg in after.segments() for _ in after.read(seg)) == 30
+        after.close()
+
+
+class TestFork:
+    def test_a_forked_child_sends_on_its_own_loop_into_its_own_spool(self, tmp_path):
+        """After fork() the child's export neither hangs nor touches the parent's spool:
+        it spools to spool/<child pid>, beside the parent's, which stays locked."""
+        root = tmp_path / "spool"
+        parent_dir = root / str(os.getpid())
+        sink = KafkaSink(
+            bootstrap_servers=closed_port(),
+            topic="t",
+            spool_dir=parent_dir,
+            delivery_timeout_s=1,
+            retry_interval_s=600,
+        )
+        batch = a_batch(7, "f")
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: report what it saw in its exit status, and go
+                code = 99
+                try:
+                    code = _child_exports(sink, batch, root, parent_dir)
+                finally:
+                    os._exit(code)
+            status = _wait_for(pid, timeout=60)
+            assert status == 0, _FORK_FAILURES.get(status, f"child exit status {status}")
+            child_dir = root / str(pid)
+            assert len(list(child_dir.glob("*.seg"))) >= 1
+            with pytest.raises(SpoolLockedError):
+                Spool(parent_dir, max_bytes=1 << 20, exclusive=True)
+            child_spool = Spool(child_dir, max_bytes=1 << 20, exclusive=True)
+            keys = [k for seg in child_spool.segments() for k, _ in child_spool.read(seg)]
+            assert keys == [f"f-{i}".encode() for i in range(7)]
+            child_spool.close()
+            assert not list(parent_dir.glob("*.seg"))
+            sink.export(batch)
+            assert sink.stats()["spooled"] == 7, "the parent's sink still works"
+        finally:
+            sink.close()
+
+
+_FORK_FAILURES = {
+    1: "the child's spool is not spool/<child pid>",
+    2: "the child did not spool its batch",
+    3: "the child wrote into the parent's spool",
+    4: "the child's export raised (or hung until its timeout)",
+    5: "the child's export took too long",
+}
+
+
+def _child_exports(sink: KafkaSink, batch: pa.RecordBatch, root: Path, parent_dir: Path) -> int:
+    """In a forked child: export a batch; 0 if it went to the child's own spool, at once."""
+    started = time.monotonic()
+    try:
+        sink.export(batch)
+    except Exception:  # noqa: BLE001  # the status code is the report
+        return 4
+    if time.monotonic() - started > 8:
+        return 5
+    if sink.spool.directory != root / str(os.getpid()):
+        return 1
+    if sink.stats()["spooled"] != batch.num_rows or not sink.spool.segments():
+        return 2
+    if list(parent_dir.glob("*.seg")):
+        return 3
+    return 0
+
+
+def _wait_for(pid: int, *, timeout: float) -> int:
+    """The exit status of child ``pid``; kills it (and fails) if it outlives ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child hung for {timeout} s")
+
+
+def a_batch(n: int, prefix: str) -> pa.RecordBatch:
+    """``n`` prediction records with request ids ``<prefix>-<i>``."""
+    keep = MemorySink()
+    with predlog.PredictionLogger(sinks=[keep], install_signal_handlers=False) as log:
+        for i in range(n):
+            log.log(request_id=f"{prefix}-{i}", score=0.1)
+    return pa.RecordBatch.from_pylist(keep.records, schema=predlog.arrow_schema())
 
 
 @pytest.fixture(autouse=True)

@@ -415,6 +415,26 @@ class TestSinkIsolation:
         lines = [r for r in caplog.records if "FailingSink" in r.getMessage()]
         assert len(lines) == 1
 
+    def test_a_sinks_own_figures_are_in_sink_stats(self):
+        """A sink's own stats() shows under "own"; one that raises is reported, not raised."""
+
+        class Counting(MemorySink):
+            def stats(self):
+                return {"sent": len(self.records)}
+
+        class Broken(MemorySink):
+            def stats(self):
+                raise RuntimeError("no figures today")
+
+        log = predlog.PredictionLogger(sinks=[Counting(), Broken()], install_signal_handlers=False)
+        log.log(request_id="a", score=0.2)
+        log.close()
+        per_sink = log.sink_stats()
+        assert per_sink["Counting[0]"]["own"] == {"sent": 1}
+        assert "own" not in per_sink["Broken[1]"]
+        assert per_sink["Broken[1]"]["delivered"] == 1
+        assert log.errors() == {"sink_stats_failed": 1}
+
     def test_flush_times_out_on_a_stalled_sink(self):
         """flush(timeout) returns False instead of hanging when a sink stalls."""
         sink = BlockedSink()

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,10 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import predlog
-from predlog.errors import PredlogError
-from predlog.sinks._spool import Spool, SpoolFullError
+from predlog.errors import ConfigError, PredlogError
+from predlog.sinks._spool import (
+    LOCK_FILE,
+    Spool,
+    SpoolFullError,
+    SpoolLockedError,
+    adoptable,
+    claim,
+)
 from predlog.sinks.kafka._wire import decode, encode
 from predlog.testing import MemorySink
+from tests.helpers import child_env
 
 entries = st.lists(
     st.tuples(st.binary(max_size=40), st.binary(max_size=300)), min_size=1, max_size=30
@@ -158,3 +169,125 @@ class TestWireFormat:
         """A message from a future schema is not silently misread."""
         with pytest.raises(ValueError, match="schema_version"):
             decode([b'{"schema_version": 99}'])
+
+
+class TestSpoolLock:
+    def test_an_exclusive_spool_keeps_others_out_until_closed(self, tmp_path):
+        """While an exclusive spool is open nobody else opens its directory exclusively;
+        close() lets the next owner in, records and all."""
+        first = Spool(tmp_path / "s", max_bytes=1 << 20, exclusive=True)
+        first.append([(b"k", b"v")])
+        with pytest.raises(SpoolLockedError):
+            Spool(tmp_path / "s", max_bytes=1 << 20, exclusive=True)
+        first.close()
+        first.close()
+        second = Spool(tmp_path / "s", max_bytes=1 << 20, exclusive=True)
+        assert [v for seg in second.segments() for _, v in second.read(seg)] == [b"v"]
+        second.close()
+
+    def test_the_lock_dies_with_its_process(self, tmp_path):
+        """A process holding a spool keeps it locked while it lives; once it exits,
+        without closing anything, the directory is free and its records are there."""
+        script = f"""
+import sys
+from predlog.sinks._spool import Spool
+spool = Spool({str(tmp_path / "s")!r}, max_bytes=1 << 20, exclusive=True)
+spool.append([(b"k", b"from the child")])
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+        child = subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+            with pytest.raises(SpoolLockedError):
+                Spool(tmp_path / "s", max_bytes=1 << 20, exclusive=True)
+        finally:
+            child.communicate("exit\n", timeout=30)
+        assert child.returncode == 0
+        spool = Spool(tmp_path / "s", max_bytes=1 << 20, exclusive=True)
+        assert [v for seg in spool.segments() for _, v in spool.read(seg)] == [b"from the child"]
+        spool.close()
+
+    def test_close_removes_only_an_empty_directory(self, tmp_path):
+        """remove_if_empty deletes an emptied spool's directory, never one with records."""
+        empty = Spool(tmp_path / "empty", max_bytes=1 << 20, exclusive=True)
+        empty.append([(b"k", b"v")])
+        for segment in empty.segments():
+            empty.remove(segment)
+        empty.close(remove_if_empty=True)
+        assert not (tmp_path / "empty").exists()
+        full = Spool(tmp_path / "full", max_bytes=1 << 20, exclusive=True)
+        full.append([(b"k", b"v")])
+        full.close(remove_if_empty=True)
+        assert len(list((tmp_path / "full").glob("*.seg"))) == 1
+        assert (tmp_path / "full" / LOCK_FILE).exists(), "still marked as a spool to adopt"
+
+    def test_a_lock_file_removed_under_the_taker_is_taken_again(self, tmp_path, monkeypatch):
+        """A lock taken on a lock file its last owner just deleted (with the directory)
+        is worth nothing: the spool makes the directory again and locks the new file."""
+        import fcntl
+
+        directory = tmp_path / "s"
+        flock, calls = fcntl.flock, []
+
+        def flock_after_removal(fd: int, operation: int) -> None:
+            if not calls:  # the previous owner removes its empty directory just now
+                (directory / LOCK_FILE).unlink()
+                directory.rmdir()
+            calls.append(fd)
+            flock(fd, operation)
+
+        monkeypatch.setattr(fcntl, "flock", flock_after_removal)
+        spool = Spool(directory, max_bytes=1 << 20, exclusive=True)
+        monkeypatch.undo()
+        assert len(calls) == 2
+        with pytest.raises(SpoolLockedError):
+            Spool(directory, max_bytes=1 << 20, exclusive=True)
+        spool.close()
+
+    def test_claim_moves_aside_from_a_held_directory(self, tmp_path):
+        """Two owners never share a spool: the second takes <dir>-2 beside it."""
+        first = claim(tmp_path / "123", max_bytes=1 << 20)
+        second = claim(tmp_path / "123", max_bytes=1 << 20)
+        assert (first.directory, second.directory) == (tmp_path / "123", tmp_path / "123-2")
+        first.close()
+        second.close()
+
+    def test_bad_arguments_raise_config_error(self, tmp_path):
+        """A bad argument is a ConfigError naming it (and still a ValueError)."""
+        with pytest.raises(ConfigError, match=r"^max_bytes: must be positive") as caught:
+            Spool(tmp_path / "s", max_bytes=0)
+        assert caught.value.setting == "max_bytes"
+        with pytest.raises(ValueError, match=r"^segment_bytes"):
+            Spool(tmp_path / "s", max_bytes=1, segment_bytes=0)
+        assert not (tmp_path / "s").exists(), "nothing is made for a refused spool"
+
+
+class TestAdoptable:
+    def test_lists_spools_beside_oldest_first(self, tmp_path):
+        """Siblings an exclusive spool made, by their oldest segment; not the caller's own
+        directory, not a spool without a lock file, not anything else."""
+        root = tmp_path / "spool"
+        for name, stamp in (("30", 300), ("10", 100), ("20", 200)):
+            spool = Spool(root / name, max_bytes=1 << 20, exclusive=True)
+            spool.append([(b"k", name.encode())])
+            for segment in spool.segments():
+                os.utime(segment, (stamp, stamp))
+            spool.close()
+        Spool(root / "unlocked", max_bytes=1 << 20).append([(b"k", b"v")])
+        (root / "other").mkdir()
+        (root / "file.seg").write_bytes(b"")
+        own = Spool(root / "own", max_bytes=1 << 20, exclusive=True)
+        assert [p.name for p in adoptable(root / "own")] == ["10", "20", "30"]
+        own.close()
+
+    def test_nothing_beside_a_missing_parent(self, tmp_path):
+        """A spool directory whose parent does not exist yet has no siblings."""
+        assert adoptable(tmp_path / "nowhere" / "own") == []

@@ -199,15 +199,24 @@ class PredictionLogger:
         }
 
     def sink_stats(self) -> dict[str, dict[str, Any]]:
-        """Per sink: records delivered and failed, and errors by exception type."""
-        return {
-            state.name: {
+        """Per sink: records delivered and failed, errors by exception type, and the
+        sink's own figures when it keeps some (``KafkaSink.stats()``: sent, spooled,
+        replayed, adopted...)."""
+        out: dict[str, dict[str, Any]] = {}
+        for state in self._flusher.sinks:
+            entry: dict[str, Any] = {
                 "delivered": state.delivered,
                 "failed": state.failed,
                 "errors": dict(state.errors),
             }
-            for state in self._flusher.sinks
-        }
+            own = getattr(state.sink, "stats", None)
+            if callable(own):
+                try:
+                    entry["own"] = dict(own())
+                except Exception as exc:  # noqa: BLE001  # a sink's figures never break ours
+                    self._reporter.report("sink_stats_failed", f"{state.name}: {exc!r}", exc=exc)
+            out[state.name] = entry
+        return out
 
     def errors(self) -> dict[str, int]:
         """Every error predlog caught instead of raising, counted by kind."""

@@ -7,11 +7,12 @@ Hierarchy::
      +-- SinkError                   a sink could not take a batch (ParquetSink, KafkaSink,
      |                               AuditSink); the flusher counts and reports it
      +-- SpoolFullError              the disk spool is at its size cap; nothing was written
+     +-- SpoolLockedError            another live process owns that spool directory
      +-- UnreadableError             an audit log record's framing is broken
      +-- AnalyticsError              the logs cannot answer the question asked (no data,
                                      a missing column, a join that matched nothing)
 
-SpoolFullError lives in :mod:`predlog.sinks._spool`, UnreadableError in
+SpoolFullError and SpoolLockedError live in :mod:`predlog.sinks._spool`, UnreadableError in
 :mod:`predlog.audit._store` and AnalyticsError in :mod:`predlog.analytics`, beside the
 code that raises them.
 

@@ -9,20 +9,37 @@ write at a crash, a bad disk) ends that segment's replay and is counted as corru
 
 When appending would take the spool past ``max_bytes``, the entries are refused
 and counted: the spool never grows without bound.
+
+An *exclusive* spool (``exclusive=True``, as :class:`~predlog.KafkaSink` opens its
+own) holds an ``fcntl.flock`` on ``<dir>/spool.lock`` for as long as it is open.
+The kernel drops that lock when its process dies, however it dies, so a spool
+directory whose lock can be taken belongs to nobody: :func:`adoptable` lists such
+directories beside one's own, and whoever takes a directory's lock is its one
+owner. Nothing here ever removes a segment that was not replayed, nor a directory
+that still holds one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import struct
+import weakref
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Final
 
-from predlog.errors import PredlogError
+from predlog.errors import ConfigError, PredlogError
 
 _HEAD = struct.Struct("<II")
 _KEYLEN = struct.Struct("<H")
+#: The lock file of an exclusive spool; its presence marks a directory as one.
+LOCK_FILE: Final = "spool.lock"
+#: How many times a lock file that vanished under us is made again before giving up.
+_LOCK_ATTEMPTS: Final = 10
 
 
 class SpoolFullError(PredlogError):
@@ -32,16 +49,34 @@ class SpoolFullError(PredlogError):
     """
 
 
+class SpoolLockedError(PredlogError):
+    """Another live owner holds the spool directory's lock; nothing was opened."""
+
+
 class Spool:
     """Append-only segment log of (key, value) pairs, for replay in order."""
 
     def __init__(
-        self, directory: str | os.PathLike[str], *, max_bytes: int, segment_bytes: int = 16 << 20
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int,
+        segment_bytes: int = 16 << 20,
+        exclusive: bool = False,
     ) -> None:
         if max_bytes <= 0:
-            raise ValueError(f"max_bytes: must be positive, got {max_bytes!r}")
+            raise ConfigError("max_bytes", f"must be positive, got {max_bytes!r}")
+        if segment_bytes <= 0:
+            raise ConfigError("segment_bytes", f"must be positive, got {segment_bytes!r}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        self._release: weakref.finalize[[int], Spool] | None = None
+        if exclusive:
+            fd = _lock(self.directory)
+            self._lock_fd = fd
+            # An exclusive spool dropped without close() still lets its lock go.
+            self._release = weakref.finalize(self, os.close, fd)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.corrupt = 0
@@ -55,6 +90,11 @@ class Spool:
     def size(self) -> int:
         """Bytes on disk (a running total; exact after every call)."""
         return self._bytes
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether this spool holds its directory's lock (until :meth:`close`)."""
+        return self._lock_fd is not None
 
     def __bool__(self) -> bool:
         return self._bytes > 0
@@ -124,3 +164,111 @@ class Spool:
         size = segment.stat().st_size
         segment.unlink()
         self._bytes -= size
+
+    def close(self, *, remove_if_empty: bool = False) -> None:
+        """Let the directory go: an exclusive spool releases its lock. Safe twice.
+
+        With ``remove_if_empty``, an exclusive spool with no segment left deletes its
+        lock file and then its directory first, while it still holds the lock, so no
+        one adopts a directory half removed. A directory that something else has
+        entered meanwhile (a new owner's lock file) is left where it is.
+
+        In a forked child this closes only the child's copy of the lock's descriptor:
+        an ``flock`` belongs to the open file, which the parent still holds, so the
+        parent keeps its lock.
+        """
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            if remove_if_empty and not self._segments():
+                (self.directory / LOCK_FILE).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    _remove_empty_dir(self.directory)
+        finally:
+            self._lock_fd = None
+            release()
+
+
+def adoptable(directory: str | os.PathLike[str]) -> list[Path]:
+    """Spool directories beside ``directory`` (same parent) that an exclusive spool made.
+
+    Oldest first, by their oldest segment. Whether one is orphaned is not known until
+    its lock is tried: open it with ``Spool(path, exclusive=True, ...)``, which raises
+    :class:`SpoolLockedError` while its owner lives. Directories without the lock file
+    (other spools, anything else) are never listed.
+    """
+    own = Path(directory)
+    try:
+        siblings = [p for p in own.parent.iterdir() if p.name != own.name]
+    except FileNotFoundError:
+        return []
+    found = [p for p in siblings if (p / LOCK_FILE).is_file()]
+    return sorted(found, key=_age)
+
+
+def claim(directory: str | os.PathLike[str], *, max_bytes: int, attempts: int = 100) -> Spool:
+    """An exclusive spool in ``directory``, or, while another owner holds it, in the first
+    free ``<directory>-<n>`` beside it (n from 2): two sinks never share a spool."""
+    preferred = Path(directory)
+    candidates = [preferred] + [
+        preferred.with_name(f"{preferred.name}-{n}") for n in range(2, attempts + 1)
+    ]
+    for candidate in candidates:
+        with contextlib.suppress(SpoolLockedError):
+            return Spool(candidate, max_bytes=max_bytes, exclusive=True)
+    raise SpoolLockedError(f"{preferred} and {attempts - 1} directories beside it are all held")
+
+
+def _lock(directory: Path) -> int:
+    """Take ``directory``'s lock without waiting; the descriptor holding it.
+
+    An owner that removes its empty directory deletes the lock file while holding the
+    lock, so a lock taken on a file no longer at its path is worth nothing: the
+    directory is made again and the lock taken anew.
+    """
+    path = directory / LOCK_FILE
+    for _ in range(_LOCK_ATTEMPTS):
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # removed by its last owner between the two calls
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SpoolLockedError(f"{directory} is held by another owner") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _still_linked(fd, path):
+            return fd
+        os.close(fd)
+    raise SpoolLockedError(f"{directory} kept vanishing while its lock was taken")
+
+
+def _still_linked(fd: int, path: Path) -> bool:
+    try:
+        linked = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (linked.st_dev, linked.st_ino)
+
+
+def _remove_empty_dir(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+
+
+def _age(directory: Path) -> tuple[float, str]:
+    """Sort key: the oldest segment's modification time, then the name."""
+    times = []
+    for segment in directory.glob("*.seg"):
+        with contextlib.suppress(FileNotFoundError):
+            times.append(segment.stat().st_mtime)
+    return (min(times, default=float("inf")), directory.name)

@@ -21,7 +21,20 @@ requests a pass and waits for it, ``close()`` asks for a last pass and waits for
 the replayer to stop. Every failure it meets is counted (``replay_errors``) and told
 through the sink's :class:`~predlog._report.ErrorReporter`; none is dropped silently.
 
-The sink runs its own event loop on its own thread: the flusher calls it
+Spools outlive their processes. Each sink holds an exclusive ``flock`` on its own
+spool directory (``<data_dir>/spool/<pid>`` by default) for its lifetime; the kernel
+releases it when the process ends, however it ends. The replayer adopts every
+spool directory beside its own whose lock it can take (a process that died or
+restarted, a sink that closed with records left) and replays it, oldest first and
+each in its own order, before its own, then removes it. A directory whose owner
+lives is locked, so two processes never replay the same one.
+
+After ``fork()`` the child gets a new loop thread, a new producer and its own spool
+directory beside the parent's (``spool/<child pid>``); the parent's loop, producer,
+spool and lock are never touched there.
+
+The sink runs its own event loop on its own thread (:mod:`predlog.sinks.kafka._loop`),
+where OpenTelemetry instrumentation is suppressed: the flusher calls it
 synchronously, and nothing here touches the request path.
 """
 
@@ -30,24 +43,40 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import threading
-from collections.abc import Coroutine, Sequence
+import os
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import pyarrow as pa
 
 from predlog._report import ErrorReporter
-from predlog.errors import SinkError
-from predlog.sinks._spool import Spool, SpoolFullError
+from predlog.errors import ConfigError, SinkError
+from predlog.sinks._spool import Spool, SpoolFullError, SpoolLockedError, adoptable, claim
 from predlog.sinks.kafka import _murmur2, _wire
+from predlog.sinks.kafka._loop import LoopThread
 
-T = TypeVar("T")
 _START_TIMEOUT_S: Final = 5.0
+#: How long close() lets the producer stop: with idempotence, stop() may wait forever.
+_STOP_TIMEOUT_S: Final = 2.0
+#: What close() allows beyond the last pass and the producer's stop (ending leftovers).
+_CLOSE_SLACK_S: Final = 3.0
+_THREAD_NAME: Final = "predlog-kafka"
+#: Loops and producers inherited across fork: the parent's, kept referenced in the
+#: child so that nothing there ever closes or stops them.
+_INHERITED: list[Any] = []
 
 
 class KafkaSink:
-    """Sends record batches to ``topic``; spools to ``spool_dir`` while the broker is away."""
+    """Sends record batches to ``topic``; spools to ``spool_dir`` while the broker is away.
+
+    ``spool_dir`` is this sink's own spool; when another live sink holds it, the first
+    free ``<spool_dir>-<n>`` beside it is used instead. Spool directories of sinks that
+    are gone, beside it, are adopted and replayed (see the module docstring). A bad
+    argument raises :class:`~predlog.ConfigError` naming it, before anything starts.
+    ``close()`` takes about ``delivery_timeout_s`` + 2 s at worst.
+    """
 
     def __init__(
         self,
@@ -64,14 +93,13 @@ class KafkaSink:
         client_id: str = "predlog",
         reporter: ErrorReporter | None = None,
     ) -> None:
-        if not bootstrap_servers:
-            raise ValueError("bootstrap_servers: must name at least one broker")
-        if not topic:
-            raise ValueError("topic: must be a topic name")
-        if delivery_timeout_s <= 0:
-            raise ValueError(f"delivery_timeout_s: must be positive, got {delivery_timeout_s!r}")
-        if retry_interval_s <= 0:
-            raise ValueError(f"retry_interval_s: must be positive, got {retry_interval_s!r}")
+        _check_options(
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            spool_max_bytes=spool_max_bytes,
+            delivery_timeout_s=delivery_timeout_s,
+            retry_interval_s=retry_interval_s,
+        )
         self.topic = topic
         self._bootstrap = bootstrap_servers
         self._producer_options: dict[str, Any] = {
@@ -85,28 +113,38 @@ class KafkaSink:
         }
         self._delivery_timeout_s = delivery_timeout_s
         self._retry_interval_s = retry_interval_s
+        self._spool_max_bytes = spool_max_bytes
         #: Where background failures (replay, spool clean-up) are counted and told.
         self.reporter = reporter if reporter is not None else ErrorReporter()
-        self.spool = Spool(spool_dir, max_bytes=spool_max_bytes)
-        #: Records acknowledged by the broker, spooled, replayed from the spool,
-        #: and refused because the spool was full; failures met while replaying.
+        self.spool = claim(spool_dir, max_bytes=spool_max_bytes)
+        self._reset_counters()
+        self._producer: Any = None
+        self._closed = False
+        self._start_loop()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def _reset_counters(self) -> None:
+        """Zero the counters: at start, and in a forked child, whose records are its own."""
+        #: Records acknowledged by the broker, spooled, replayed from a spool (ours or
+        #: an adopted one), and refused because the spool was full; failures met while
+        #: replaying; spool directories of gone sinks adopted.
         self.sent = 0
         self.spooled = 0
         self.replayed = 0
         self.refused = 0
         self.replay_errors = 0
-        self._producer: Any = None
-        self._closed = False
+        self.adopted = 0
+
+    def _start_loop(self) -> None:
+        """A new loop thread and replayer, with the replayer's state fresh."""
         # The replayer's state: touched only on the sink's loop.
         self._stopping = False
         self._waiters: list[concurrent.futures.Future[None]] = []
-        self._delivered: set[str] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="predlog-kafka", daemon=True
-        )
-        self._thread.start()
-        self._wake, self._replayer = self._run(self._start_replayer())
+        self._delivered: set[Path] = set()
+        self._adopted: list[Spool] = []
+        self._loop = LoopThread(_THREAD_NAME)
+        self._wake, self._replayer = self._loop.run(self._start_replayer())
 
     # -- Sink protocol (called from the flusher thread) ---------------------------
 
@@ -116,17 +154,19 @@ class KafkaSink:
         if self._closed:
             raise SinkError("KafkaSink is closed")
         entries = _wire.encode(batch)
-        self._run(self._export(entries), timeout=self._delivery_timeout_s + _START_TIMEOUT_S + 5)
+        self._loop.run(
+            self._export(entries), timeout=self._delivery_timeout_s + _START_TIMEOUT_S + 5
+        )
 
     def flush(self) -> None:
-        """Ask the replayer for a pass over the spool now and wait for it, bounded.
+        """Ask the replayer for a pass over the spools now and wait for it, bounded.
 
         Acknowledged records are on the broker and spooled ones on disk, so nothing
         here is needed for durability; the pass only lets a flush after an outage
         drain the spool at once. Replaying here, beside the replayer, would send a
         segment twice, so flush only asks. Raises SinkError if the replayer is gone.
         """
-        if self._closed or not self.spool:
+        if self._closed or not (self.spool or self._adopted):
             return
         timeout = self._delivery_timeout_s * 2
         done = self._request_pass()
@@ -141,19 +181,33 @@ class KafkaSink:
             )
 
     def close(self) -> None:
-        """Let the replayer make a last pass, then stop it and the producer. Safe twice."""
+        """Give the spools a last replay pass, stop the producer, let the spool go. Safe twice.
+
+        About ``delivery_timeout_s`` + 2 s at worst: the last pass gets at most
+        ``delivery_timeout_s``, the producer's stop 2 s, and a hard limit a few seconds
+        beyond that ends anything that ignores cancelling. Stopping there loses nothing.
+        A segment leaves the disk only once the broker has acknowledged all of it, so
+        whatever the last pass did not send is still in the spool, fsynced. Closing
+        releases the spool's lock (and the process's end releases it anyway), so the
+        next sink beside it, a restarted process or another worker, adopts the
+        directory and replays it. A segment cut off part way is sent again whole: at
+        least once, and consumers drop duplicates by ``prediction_id``. An empty spool
+        directory is removed.
+        """
         if self._closed:
             return
         self._closed = True
+        budget = self._delivery_timeout_s + _STOP_TIMEOUT_S + _CLOSE_SLACK_S
         try:
-            self._run(self._shutdown(), timeout=self._delivery_timeout_s * 3 + 10)
+            self._loop.run(self._shutdown(), timeout=budget)
         except Exception as exc:  # noqa: BLE001  # close must finish; the failure is told
             self.reporter.report("kafka_close_failed", f"shutdown did not finish: {exc!r}", exc=exc)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        if not self._loop.stop(timeout=_STOP_TIMEOUT_S):
+            self.reporter.report("kafka_close_failed", f"{_THREAD_NAME} thread did not stop")
 
     def stats(self) -> dict[str, int]:
         """Counters for operators; ``replay_errors`` counts every failure the replayer met."""
+        adopted = list(self._adopted)
         return {
             "sent": self.sent,
             "spooled": self.spooled,
@@ -161,16 +215,17 @@ class KafkaSink:
             "refused": self.refused,
             "replay_errors": self.replay_errors,
             "spool_bytes": self.spool.size,
-            "spool_corrupt": self.spool.corrupt,
+            "spool_corrupt": self.spool.corrupt + sum(s.corrupt for s in adopted),
+            "adopted": self.adopted,
+            "adopted_bytes": sum(s.size for s in adopted),
         }
 
     # -- on the sink's loop --------------------------------------------------------
 
-    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
     async def _start_replayer(self) -> tuple[asyncio.Event, asyncio.Task[None]]:
-        # The event must be made on the loop that waits on it.
+        # The event must be made on the loop that waits on it. Orphans are adopted
+        # at once, so that the first flush() already drains them.
+        self._adopt_orphans()
         wake = asyncio.Event()
         return wake, asyncio.get_running_loop().create_task(self._replay_forever(wake))
 
@@ -242,12 +297,12 @@ class KafkaSink:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 1)
 
-    # -- the replayer: sole owner of the spool's segments ---------------------------
+    # -- the replayer: sole owner of the spools' segments ---------------------------
 
     def _request_pass(self) -> concurrent.futures.Future[None]:
         """A future the replayer settles once a pass that starts after this call ends."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(self._enlist, done)
+        self._loop.call_soon(self._enlist, done)
         return done
 
     def _enlist(self, done: concurrent.futures.Future[None]) -> None:
@@ -258,7 +313,7 @@ class KafkaSink:
         self._wake.set()
 
     async def _replay_forever(self, wake: asyncio.Event) -> None:
-        """Pass over the spool every ``retry_interval_s``, or at once when asked; after
+        """Pass over the spools every ``retry_interval_s``, or at once when asked; after
         ``_stopping`` is set, make one last pass and return."""
         try:
             while True:
@@ -278,7 +333,9 @@ class KafkaSink:
         """One pass for the waiters enlisted before it began; no failure ends the replayer."""
         waiters, self._waiters = self._waiters, []
         try:
-            if self.spool:
+            if not self._stopping:
+                self._adopt_orphans()
+            if self.spool or self._adopted:
                 await self._replay()
         except Exception as exc:  # noqa: BLE001  # counted and told; the next pass retries
             self._replay_failed("kafka_replay_failed", f"replay pass failed: {exc!r}", exc)
@@ -287,8 +344,34 @@ class KafkaSink:
             raise
         _settle(waiters, None)
 
+    def _adopt_orphans(self) -> None:
+        """Take every spool directory beside ours whose lock is free: its owner is gone."""
+        held = {self.spool.directory, *(s.directory for s in self._adopted)}
+        try:
+            candidates = adoptable(self.spool.directory)
+        except OSError as exc:
+            self._replay_failed("kafka_spool_failed", f"listing spools beside ours: {exc!r}", exc)
+            return
+        for directory in candidates:
+            if directory in held:
+                continue
+            try:
+                orphan = Spool(directory, max_bytes=self._spool_max_bytes, exclusive=True)
+            except SpoolLockedError:
+                continue  # its owner lives and replays it
+            except OSError as exc:
+                self._replay_failed("kafka_spool_failed", f"adopting {directory}: {exc!r}", exc)
+                continue
+            self._adopted.append(orphan)
+            self.adopted += 1
+
     async def _replay(self) -> None:
-        """Send spooled segments in order; stop at the first failure."""
+        """Send the adopted spools, oldest first, then our own; stop at the first failure."""
+        for orphan in list(self._adopted):
+            if not orphan.segments():
+                self._let_go(orphan)  # nothing to send: no broker needed
+        if not (self.spool or self._adopted):
+            return
         # Reach the broker before reading anything: while it is away, a retry must cost
         # one refused connection, not a pass over a 16 MB segment.
         try:
@@ -297,49 +380,65 @@ class KafkaSink:
             await self._drop_producer()
             self._replay_failed("kafka_replay_failed", f"broker unreachable: {exc!r}", exc)
             return
-        self.spool.seal()
-        for segment in self.spool.segments():
-            if not await self._replay_segment(segment):
+        for orphan in list(self._adopted):
+            if not await self._replay_spool(orphan):
                 return
+            if not orphan.segments():
+                self._let_go(orphan)
+        await self._replay_spool(self.spool)
 
-    async def _replay_segment(self, segment: Path) -> bool:
+    async def _replay_spool(self, spool: Spool) -> bool:
+        """Send one spool's segments in order; False when the pass must stop."""
+        spool.seal()
+        for segment in spool.segments():
+            if not await self._replay_segment(spool, segment):
+                return False
+        return True
+
+    async def _replay_segment(self, spool: Spool, segment: Path) -> bool:
         """Send one segment, then remove it; False when the pass must stop here.
 
         A segment that was sent but could not be removed is remembered, so the next
         pass only retries the removal: its records are not sent a second time.
         """
-        if segment.name not in self._delivered:
-            corrupt = self.spool.corrupt
+        if segment not in self._delivered:
+            corrupt = spool.corrupt
             try:
-                entries = list(self.spool.read(segment))
+                entries = list(spool.read(segment))
             except OSError as exc:
-                self._replay_failed("kafka_spool_failed", f"reading {segment.name}: {exc!r}", exc)
+                self._replay_failed("kafka_spool_failed", f"reading {segment}: {exc!r}", exc)
                 return False
-            if self.spool.corrupt > corrupt:
+            if spool.corrupt > corrupt:
                 self._replay_failed(
                     "kafka_spool_corrupt",
-                    f"{segment.name} is corrupt after {len(entries)} entries; the rest is lost",
+                    f"{segment} is corrupt after {len(entries)} entries; the rest is lost",
                 )
             if entries:
                 try:
                     await self._send(entries)
                 except Exception as exc:  # noqa: BLE001  # still unreachable: try again later
                     await self._drop_producer()
-                    self._replay_failed(
-                        "kafka_replay_failed", f"sending {segment.name}: {exc!r}", exc
-                    )
+                    self._replay_failed("kafka_replay_failed", f"sending {segment}: {exc!r}", exc)
                     return False
                 self.replayed += len(entries)
-            self._delivered.add(segment.name)
+            self._delivered.add(segment)
         try:
-            self.spool.remove(segment)
+            spool.remove(segment)
         except OSError as exc:
             self._replay_failed(
-                "kafka_spool_failed", f"{segment.name} was sent but not removed: {exc!r}", exc
+                "kafka_spool_failed", f"{segment} was sent but not removed: {exc!r}", exc
             )
         else:
-            self._delivered.discard(segment.name)
+            self._delivered.discard(segment)
         return True
+
+    def _let_go(self, orphan: Spool) -> None:
+        """Release an adopted spool, removing its directory when no segment is left."""
+        self._adopted.remove(orphan)
+        try:
+            orphan.close(remove_if_empty=True)
+        except OSError as exc:
+            self._replay_failed("kafka_spool_failed", f"removing {orphan.directory}: {exc!r}", exc)
 
     def _replay_failed(self, kind: str, message: str, exc: BaseException | None = None) -> None:
         """Count a replay failure and tell the reporter: the replayer never drops one."""
@@ -347,26 +446,35 @@ class KafkaSink:
         self.reporter.report(kind, message, exc=exc)
 
     async def _shutdown(self) -> None:
-        """The replayer stops first, so nothing replays while the producer goes away."""
+        """The replayer stops first, so nothing replays while the producer goes away; the
+        spools are let go last, when nothing here uses them any more."""
         await self._stop_replayer()
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                await asyncio.wait_for(producer.stop(), self._delivery_timeout_s)
+                await asyncio.wait_for(producer.stop(), _STOP_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001  # closing goes on; the failure is told
                 self.reporter.report("kafka_close_failed", f"producer stop: {exc!r}", exc=exc)
-        # Producers dropped during an outage leave tasks behind: end them cleanly.
+        # Producers dropped during an outage leave tasks behind: end them, bounded.
         leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in leftovers:
             task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=_STOP_TIMEOUT_S)
+        for orphan in list(self._adopted):
+            self._let_go(orphan)
+        try:
+            self.spool.close(remove_if_empty=True)
+        except OSError as exc:
+            self.reporter.report("kafka_close_failed", f"releasing the spool: {exc!r}", exc=exc)
 
     async def _stop_replayer(self) -> None:
-        """Ask the replayer for its last pass and wait for it to return, bounded: past
-        the deadline it is cancelled, and what it had not sent stays in the spool."""
+        """Ask the replayer for its last pass and wait for it to return, at most
+        ``delivery_timeout_s``: past that it is cancelled, and what it had not sent stays
+        in the spools, for whoever adopts them next."""
         self._stopping = True
         self._wake.set()
-        timeout = self._delivery_timeout_s * 2
+        timeout = self._delivery_timeout_s
         try:
             await asyncio.wait_for(self._replayer, timeout)
         except asyncio.TimeoutError:
@@ -377,6 +485,59 @@ class KafkaSink:
             )
         except Exception as exc:  # noqa: BLE001  # closing goes on; the failure is told
             self._replay_failed("kafka_replay_failed", f"replayer failed: {exc!r}", exc)
+
+    # -- fork ---------------------------------------------------------------------
+
+    def _start_over_in_child(self) -> None:
+        """In a forked child: the parent's loop thread did not survive the fork, and its
+        producer, spool and lock stay the parent's. Start a new loop, a new producer
+        (made on first use) and a spool of the child's own beside the parent's."""
+        _INHERITED.append(self._loop)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            _INHERITED.append(producer)
+        for spool in (self.spool, *self._adopted):
+            spool.close()  # the child's copy of each lock's descriptor; the parent keeps it
+        self._adopted = []
+        self._reset_counters()
+        if self._closed:
+            return
+        try:
+            own = self.spool.directory.parent / str(os.getpid())
+            self.spool = claim(own, max_bytes=self._spool_max_bytes)
+            self._start_loop()
+        except Exception as exc:  # noqa: BLE001  # a fork hook must never break the fork
+            self._closed = True
+            self.reporter.report(
+                "kafka_fork_failed", f"no Kafka sink in the child: {exc!r}", exc=exc
+            )
+
+
+def _after_fork(ref: weakref.ref[KafkaSink]) -> None:
+    sink = ref()
+    if sink is not None:
+        sink._start_over_in_child()  # the hook is part of the class's contract
+
+
+def _check_options(
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    spool_max_bytes: int,
+    delivery_timeout_s: float,
+    retry_interval_s: float,
+) -> None:
+    """Refuse bad arguments before anything is started, naming the argument."""
+    if not bootstrap_servers:
+        raise ConfigError("bootstrap_servers", "must name at least one broker")
+    if not topic:
+        raise ConfigError("topic", "must be a topic name")
+    if spool_max_bytes <= 0:
+        raise ConfigError("spool_max_bytes", f"must be positive, got {spool_max_bytes!r}")
+    if delivery_timeout_s <= 0:
+        raise ConfigError("delivery_timeout_s", f"must be positive, got {delivery_timeout_s!r}")
+    if retry_interval_s <= 0:
+        raise ConfigError("retry_interval_s", f"must be positive, got {retry_interval_s!r}")
 
 
 def _settle(waiters: list[concurrent.futures.Future[None]], error: SinkError | None) -> None:
