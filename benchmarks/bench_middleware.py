@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import tempfile
@@ -119,6 +120,8 @@ def measure(n: int, repeats: int, *, tracing: bool) -> dict[str, float]:
     drain_rates: list[float] = []
     for _ in range(repeats):
         for name, app in variants.items():  # interleaved, so drift hits all alike
+            # Untimed: collect the previous run's garbage, or the next run pays for it.
+            gc.collect()
             samples[name].append(asyncio.run(drive(app, n)))
         pending = logger.stats()["pending"]
         start = time.perf_counter()

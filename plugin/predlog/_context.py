@@ -9,8 +9,9 @@ middleware. Cost: one context variable read and one dict update.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, Final
 
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("predlog_record", default=None)
 
@@ -39,11 +40,8 @@ def current_fields() -> dict[str, Any] | None:
     return _fields.get()
 
 
-def bind_fields(fields: dict[str, Any]) -> Token[dict[str, Any] | None]:
-    """Make ``fields`` the current request's record (the middleware, once per request)."""
-    return _fields.set(fields)
-
-
-def unbind_fields(token: Token[dict[str, Any] | None]) -> None:
-    """Undo :func:`bind_fields` when the request is over."""
-    _fields.reset(token)
+#: Make a dict the current request's record (the middleware, once per request); returns
+#: the token to undo it with. The context variable's own methods: no Python frame.
+bind_fields: Final[Callable[[dict[str, Any]], Token[dict[str, Any] | None]]] = _fields.set
+#: Undo :data:`bind_fields` when the request is over.
+unbind_fields: Final[Callable[[Token[dict[str, Any] | None]], None]] = _fields.reset
