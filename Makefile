@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CACHE  := $(HOME)/.cache/predlog-ci
 OHA    := $(CACHE)/oha/bin/oha
+# The revision bench_versus.py compares the request path against.
+BENCH_BASE ?= HEAD~1
 
 .PHONY: demo test lint typecheck pytest bench clean services-up services-down
 
@@ -42,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_flusher_mode.py
 	$(PY) benchmarks/bench_middleware.py
+	$(PY) benchmarks/bench_versus.py --base $(BENCH_BASE)
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	test -x $(OHA) || cargo install oha --locked --root $(CACHE)/oha
 	services/with-services.sh sh -c '$(PY) benchmarks/bench_kafka.py && \

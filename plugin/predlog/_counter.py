@@ -19,9 +19,10 @@ class AtomicCounter:
     __slots__ = ("_count", "incr")
 
     def __init__(self) -> None:
-        self._count = itertools.count()
+        count = itertools.count()
+        self._count = count
         #: Increment by one. Bound once so that a call costs one C call.
-        self.incr: Callable[[], int] = self._count.__next__
+        self.incr: Callable[[], int] = count.__next__
 
     @property
     def value(self) -> int:
@@ -31,5 +32,6 @@ class AtomicCounter:
 
     def reset(self) -> None:
         """Start again from zero (after fork; never while other threads increment)."""
-        self._count = itertools.count()
-        self.incr = self._count.__next__
+        count = itertools.count()
+        self._count = count
+        self.incr = count.__next__
