@@ -8,7 +8,14 @@ import numpy as np
 import orjson
 import pytest
 
-from predlog.flush._decode import FeatureEncoder, extra_json, json_extractor, max_age_seconds
+from predlog.flush._decode import (
+    FeatureEncoder,
+    extra_json,
+    json_extractor,
+    loads,
+    max_age_seconds,
+    non_finite_keys,
+)
 from predlog.flush._pii import Pseudonymiser
 
 KEY = "k" * 32
@@ -141,10 +148,24 @@ class TestJsonExtractor:
             json_extractor(body)
 
     def test_invalid_json_is_rejected(self):
-        """Malformed JSON raises orjson's JSONDecodeError, a ValueError."""
-        with pytest.raises(orjson.JSONDecodeError):
+        """Malformed JSON raises a ValueError, which the flusher flags and counts."""
+        with pytest.raises(ValueError, match="not JSON"):
             json_extractor(b'{"a": ')
-        assert issubclass(orjson.JSONDecodeError, ValueError)
+
+    def test_non_finite_literals_are_accepted(self):
+        """NaN and Infinity, which Python's json and many servers accept, decode too."""
+        value = json_extractor(b'{"a": NaN, "b": Infinity, "c": -Infinity, "d": 1}')
+        assert math.isnan(value["a"])
+        assert value["b"] == math.inf and value["c"] == -math.inf and value["d"] == 1
+        assert non_finite_keys(value) == ["a", "b", "c"]
+
+    @pytest.mark.parametrize(
+        "body", [b'{"a": 1', b"\xff\xfe", b"[" * 3000 + b"]" * 3000, b"", b"nan"]
+    )
+    def test_what_no_parser_accepts_is_a_value_error(self, body):
+        """Broken, non-UTF-8, absurdly deep or empty bodies raise ValueError, nothing else."""
+        with pytest.raises(ValueError, match="not JSON"):
+            loads(body)
 
 
 class TestMaxAgeSeconds:

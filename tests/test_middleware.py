@@ -171,6 +171,28 @@ class TestRequestId:
         assert "request_id_invalid" in rec["data_quality"]
         assert json.loads(rec["extra"])["invalid_request_id"] == raw.decode("latin-1")[:256]
 
+    def test_the_first_of_two_ids_counts_as_for_the_handler(self):
+        """With the header twice, the first id is the record's and the echo's, as
+        Starlette's Headers.get gives the handler; the record is flagged."""
+        seen = []
+
+        async def handler(request: Request) -> Response:
+            seen.append(request.headers.get("x-request-id"))
+            return JSONResponse({"score": 0.1})
+
+        sink = MemorySink()
+        logger = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
+        app = Starlette(routes=[Route("/p", handler, methods=["POST"])])
+        app.add_middleware(PredictionLogMiddleware, logger=logger)
+        headers = [(b"x-request-id", b"first-id"), (b"x-request-id", b"second-id")]
+        (r,) = run(app, [("POST", "/p", {"json": {"x": 1}, "headers": headers})])
+        logger.close()
+        (rec,) = sink.records
+        assert seen == ["first-id"]
+        assert r.headers.get_list("x-request-id") == ["first-id"]
+        assert rec["request_id"] == "first-id"
+        assert "request_id_repeated" in rec["data_quality"]
+
     def test_header_name_is_configurable(self):
         """request_id_header chooses which header carries the id."""
         sink = MemorySink()
@@ -202,6 +224,36 @@ class TestCapture:
         assert rec["inference_ms"] == 0.5
         assert json.loads(rec["extra"])["feature_cache_hit"] is True
         assert rec["total_ms"] > 0
+
+    def test_nan_and_infinity_literals_keep_the_other_features(self):
+        """A body with NaN/Infinity, which the handler accepted and scored, keeps its
+        features; the non-finite ones are named and the record is flagged."""
+        sink = MemorySink()
+        app = make_app(with_predlog=True, sink=sink)
+        body = b'{"tx": {"amount": 700, "velocity": NaN, "ratio": Infinity, "hour": 3}}'
+        (r,), (rec,) = logged(
+            app,
+            sink,
+            [
+                (
+                    "POST",
+                    "/predict",
+                    {"content": body, "headers": {"content-type": "application/json"}},
+                )
+            ],
+        )
+        assert r.status_code == 200
+        assert json.loads(rec["features"]) == {
+            "amount": 700,
+            "velocity": None,
+            "ratio": None,
+            "hour": 3,
+        }
+        assert "request_body_nonstandard_json" in rec["data_quality"]
+        assert "features_non_finite" in rec["data_quality"]
+        assert "request_body_invalid_json" not in rec["data_quality"]
+        assert json.loads(rec["extra"])["non_finite_features"] == ["velocity", "ratio"]
+        assert rec["raw_score"] == 0.7
 
     def test_field_paths_override_the_defaults(self):
         """features_field, score_field and decision_field pick values by dotted path."""

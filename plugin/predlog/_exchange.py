@@ -28,6 +28,7 @@ class Exchange:
         "path",
         "request_chunks",
         "request_content_type",
+        "request_id_repeated",
         "request_size",
         "response_chunks",
         "response_content_type",
@@ -53,4 +54,6 @@ class Exchange:
         self.streamed = False
         self.handler_failed = False
         self.invalid_request_id: str | None = None
+        #: The request id header came more than once; the first was taken.
+        self.request_id_repeated = False
         self.fields: dict[str, Any] = {}

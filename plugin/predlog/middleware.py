@@ -160,7 +160,7 @@ class PredictionLogMiddleware:
             return False
         return not self._include or path.startswith(self._include)
 
-    async def __call__(  # noqa: PLR0915  # the request path, top to bottom; a split costs calls
+    async def __call__(  # noqa: PLR0912, PLR0915  # one request top to bottom; splits cost
         self, scope: Scope, receive: Receive, send: Send
     ) -> None:
         if not self._logged(scope):
@@ -177,13 +177,18 @@ class PredictionLogMiddleware:
         started = perf_counter_ns()
         exchange = Exchange(scope["method"], scope["path"], self._decoder)
         request_id: str | None = None
+        seen_id = False
         for name, value in scope["headers"]:
             if name == self._header:
-                if _valid_request_id(value):
+                if seen_id:
+                    # The first one counts, as for Starlette's Headers.get and the handler.
+                    exchange.request_id_repeated = True
+                elif _valid_request_id(value):
                     request_id = value.decode("ascii")
                 else:
                     exchange.invalid_request_id = value.decode("latin-1")
-            elif name == b"content-type":
+                seen_id = True
+            elif name == b"content-type" and exchange.request_content_type is None:
                 exchange.request_content_type = value
         if request_id is None:
             request_id = _new_request_id()

@@ -8,6 +8,8 @@ rather than an exception. Nothing here runs on the request path.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -23,9 +25,37 @@ Extractor = Callable[[bytes], Mapping[str, Any]]
 JSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+def loads(body: bytes) -> tuple[Any, bool]:
+    """Parse JSON as leniently as the server that accepted it may have: the value, and
+    whether it needed more than strict JSON.
+
+    orjson first (strict, fast); on failure Python's ``json``, which takes what many
+    servers take: ``NaN`` and ``Infinity`` literals and lone surrogate escapes. A body
+    the server scored must not lose its features because predlog was stricter.
+    Raises ``ValueError`` when neither parser accepts the body.
+    """
+    try:
+        return orjson.loads(body), False
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body), True
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"not JSON: {exc}") from None
+
+
+def non_finite_keys(features: Mapping[str, Any]) -> list[str]:
+    """The keys whose values are NaN or infinite floats (stored as null in JSON)."""
+    return [
+        key
+        for key, value in features.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+
+
 def json_extractor(body: bytes) -> Mapping[str, Any]:
     """Default extractor: the body is a JSON object of features."""
-    value = orjson.loads(body)
+    value, _ = loads(body)
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
     return value

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import orjson
-
 from predlog._capture import (
     DECISION,
     EXTRA,
@@ -26,6 +24,7 @@ from predlog._capture import (
     Capture,
 )
 from predlog._exchange import Exchange
+from predlog.flush._decode import loads, non_finite_keys
 
 #: Decodes a request body into features.
 RequestExtractor = Callable[[bytes], Mapping[str, Any]]
@@ -118,6 +117,12 @@ class ExchangeDecoder:
         values = list(capture)
         extra = _http_extra(exchange, dict(capture[EXTRA] or {}), flags)
         body_features = self._request_features(exchange, flags, report)
+        if "request_body_nonstandard_json" in flags and isinstance(body_features, dict):
+            # NaN and Infinity are stored as null: say which features held them.
+            non_finite = non_finite_keys(body_features)
+            if non_finite:
+                flags.append("features_non_finite")
+                extra["non_finite_features"] = non_finite
         response = self._response_values(exchange, flags, report)
         values[FEATURES] = body_features
         if "score" in response:
@@ -164,10 +169,12 @@ class ExchangeDecoder:
             flags.append("request_body_not_json")
             return None
         try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            parsed, lenient = loads(body)
+        except ValueError:
             flags.append("request_body_invalid_json")
             return None
+        if lenient:
+            flags.append("request_body_nonstandard_json")
         if self._features_field:
             parsed = field_path(parsed, self._features_field)
         else:
@@ -195,10 +202,12 @@ class ExchangeDecoder:
             flags.append("response_not_json")
             return {}
         try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            parsed, lenient = loads(body)
+        except ValueError:
             flags.append("response_invalid_json")
             return {}
+        if lenient:
+            flags.append("response_nonstandard_json")
         return self._score_and_decision(parsed)
 
     def _score_and_decision(self, parsed: Any) -> dict[str, Any]:
@@ -231,6 +240,8 @@ def _http_extra(exchange: Exchange, extra: dict[str, Any], flags: list[str]) -> 
     if exchange.invalid_request_id is not None:
         flags.append("request_id_invalid")
         extra["invalid_request_id"] = exchange.invalid_request_id[:256]
+    if exchange.request_id_repeated:
+        flags.append("request_id_repeated")
     if exchange.handler_failed:
         flags.append("handler_exception")
     if exchange.status >= 400:
