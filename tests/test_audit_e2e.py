@@ -8,6 +8,8 @@ import sys
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from predlog.audit import verify
 from tests.fraud import serve_fraud
@@ -16,6 +18,13 @@ from tests.helpers import child_env
 pytestmark = pytest.mark.integration
 
 SIGNING_KEY = "11" * 32
+#: The key the verifier pins: derived from the signing key here, never read from the log.
+PUBLIC_HEX = (
+    ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(SIGNING_KEY))
+    .public_key()
+    .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    .hex()
+)
 
 
 def risky(i: int) -> dict:
@@ -48,7 +57,7 @@ class TestDeclinedDecisionsAreAudited:
             stop()
         assert declined, "no transaction was declined; the test needs at least one"
         audit_dir = data / "audit"
-        report = verify(audit_dir, public_key=(audit_dir / "public_key.hex").read_text().strip())
+        report = verify(audit_dir, public_key=PUBLIC_HEX)
         assert report.ok, report
         assert report.entries == len(declined)
 
@@ -62,6 +71,8 @@ class TestDeclinedDecisionsAreAudited:
                 declined[0],
                 "--data",
                 str(audit_dir),
+                "--public-key",
+                PUBLIC_HEX,
             ],
             env=child_env(),
             capture_output=True,

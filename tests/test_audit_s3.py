@@ -82,8 +82,8 @@ class TestObjectLockArchive:
         log.checkpoint()
         keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
         assert sorted(keys) == [
-            "fraud/checkpoints/000000000005.json",
-            "fraud/checkpoints/000000000008.json",
+            "fraud/checkpoints/000000000005-000000000000.json",
+            "fraud/checkpoints/000000000008-000000000001.json",
             "fraud/entries/000000000000-000000000004.seg",
             "fraud/entries/000000000005-000000000007.seg",
         ]
@@ -95,6 +95,20 @@ class TestObjectLockArchive:
             ).days / 365
             assert 6.9 < years <= 7.0
         assert verify(f"s3://{bucket}/fraud/", public_key=KEY.public_key(), s3_client=client).ok
+
+    def test_checkpoints_over_the_same_size_are_two_objects(self, tmp_path, s3):
+        """Two checkpoints with no entry between them are both archived (each name carries
+        its sequence), so the archive's chain has no gap."""
+        client, bucket = s3
+        with AuditLog(
+            tmp_path, signing_key=KEY, checkpoint_every=0, archive=S3Archive(bucket, client=client)
+        ) as log:
+            log.append_many(entries(2))
+            log.checkpoint()
+            log.checkpoint()
+        report = verify(f"s3://{bucket}/", public_key=KEY.public_key(), s3_client=client)
+        assert report.ok, report
+        assert report.checkpoints == 2
 
     def test_deleting_or_overwriting_a_locked_version_fails(self, tmp_path, s3):
         """A locked version cannot be deleted; an overwrite leaves it intact and is detected."""

@@ -225,3 +225,27 @@ class TestAuditSink:
         with pytest.raises(ConfigError, match="another process"):
             AuditLog(tmp_path, signing_key=KEY)
         assert first.append({"request_id": "still-mine"}) == 0
+
+
+class TestUnencodableEntries:
+    @pytest.mark.parametrize("policy", ["queue", "reject"])
+    def test_refused_entry_neither_queued_nor_blocking(self, tmp_path, policy):
+        """An audited record with no RFC 8785 form (an integer beyond 2**53) is counted
+        and reported, never queued, and does not stop the records after it."""
+        sink = AuditSink(
+            AuditLog(tmp_path, signing_key=KEY),
+            reasons=table(),
+            failure_policy=policy,
+            retry_interval_s=0,
+        )
+        log = logger_with(sink)
+        declined(log, 0)
+        log.log(request_id="big", score=0.95, decision="declined", features={"card": 2**60})
+        log.flush()
+        declined(log, 1)
+        log.close()
+        assert sink.unencodable == 1
+        assert sink.stats()["queued"] == 0 and sink.accepting
+        ids = [sink.log.entry(i)["request_id"] for i in range(sink.log.size)]
+        assert ids == ["r0", "r1"]
+        assert verify(tmp_path, public_key=KEY.public_key()).ok

@@ -142,8 +142,14 @@ def show(rows: list[dict[str, Any]], data_dir: Path, server_log: Path) -> None:
         print(f"    {name:32s} {value}")
     audit_dir = data_dir / "audit"
     print(f"\naudit log of declined decisions (Merkle tree, signed checkpoints): {audit_dir}")
-    print(f"  prove this decision: predlog audit prove {example['request_id']} --data {audit_dir}")
-    print(f"  verify the whole log: predlog audit verify {audit_dir}")
+    print(
+        f"  prove this decision: predlog audit prove {example['request_id']} --data {audit_dir}"
+        " --public-key <the key you trust>"
+    )
+    print(
+        f"  verify the whole log: predlog audit verify {audit_dir} --public-key <the key you"
+        " trust> (or set PREDLOG_AUDIT_PUBLIC_KEY)"
+    )
     # Printed for the user to copy, never executed here.
     glob = f"{data_dir}/predictions/**/*.parquet"
     query = "SELECT decision, count(*), avg(raw_score) FROM read_parquet('{}') GROUP BY 1"

@@ -47,65 +47,9 @@ def _sink(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from pathlib import Path  # noqa: PLC0415
+    from predlog.audit._cli import run  # noqa: PLC0415  # needs the audit extra
 
-    from predlog.audit import _log  # noqa: PLC0415  # needs the audit extra
-    from predlog.audit._merkle import verify_inclusion  # noqa: PLC0415
-    from predlog.audit._reader import AuditReader  # noqa: PLC0415
-
-    location = args.path if args.action == "verify" else args.data
-    if location.startswith("s3://"):
-        if not args.public_key:
-            print("predlog audit: --public-key is required for an s3:// log", file=sys.stderr)
-            return 2
-        report = _log.verify(location, public_key=args.public_key)
-        print(json.dumps(report.__dict__))
-        return 0 if report.ok else 1
-    path = Path(location)
-    if not path.is_dir():
-        print(f"predlog audit: no audit log at {path} (not a directory)", file=sys.stderr)
-        return 1
-    key_file = path / "public_key.hex"
-    if not args.public_key and not key_file.is_file():
-        print(f"predlog audit: no --public-key given and no {key_file}", file=sys.stderr)
-        return 2
-    key = args.public_key or key_file.read_text().strip()
-    if args.action == "verify":
-        report = _log.verify(path, public_key=key)
-        print(json.dumps(report.__dict__))
-        return 0 if report.ok else 1
-    report = _log.verify(path, public_key=key)
-    reader = AuditReader(path)
-    matches = [
-        i for i, entry in enumerate(reader.entries) if entry.get("request_id") == args.request_id
-    ]
-    if not matches:
-        print(
-            f"predlog audit: no audit entry for request id {args.request_id!r} in {path}",
-            file=sys.stderr,
-        )
-        return 1
-    out: list[dict[str, object]] = []
-    for index in matches:
-        item: dict[str, object] = {"index": index, "entry": reader.entries[index]}
-        if args.action == "prove":
-            checkpoint = reader.latest_covering(index)
-            if checkpoint is None:
-                item["proof"] = None
-                item["note"] = "no checkpoint covers this entry yet"
-            else:
-                proof = reader.proof(index, checkpoint.size)
-                item["checkpoint"] = checkpoint.to_json()
-                item["leaf_hash"] = reader.leaves[index].hex()
-                item["inclusion_proof"] = [p.hex() for p in proof]
-                item["proof_verifies"] = verify_inclusion(
-                    index, checkpoint.size, reader.leaves[index], proof, checkpoint.root
-                )
-        out.append(item)
-    print(
-        json.dumps({"log_intact": report.ok, "problem": report.problem, "entries": out}, indent=2)
-    )
-    return 0 if report.ok else 1
+    return run(args)
 
 
 def _pair(text: str, what: str) -> tuple[str, str]:
@@ -300,10 +244,17 @@ def _add_audit(commands: Commands) -> None:
         cmd.add_argument("request_id")
         cmd.add_argument("--data", required=True, help="the audit log directory")
     for cmd in actions.choices.values():
-        cmd.add_argument(
+        trust = cmd.add_mutually_exclusive_group()
+        trust.add_argument(
             "--public-key",
-            help="Ed25519 public key (hex or PEM file); default: public_key.hex in the log "
-            "directory, which is only as trustworthy as the directory itself",
+            help="the Ed25519 public key you trust (hex, or a PEM file), obtained apart from "
+            f"the log (default: {env_var('audit_public_key')}); without one the command refuses",
+        )
+        trust.add_argument(
+            "--trust-key-in-log",
+            action="store_true",
+            help="verify against public_key.hex in the log directory instead; this proves "
+            "nothing against whoever could write that directory",
         )
     audit.set_defaults(run=_audit)
 

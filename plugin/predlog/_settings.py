@@ -230,6 +230,9 @@ class ToolSettings:
 
     #: Jaeger's UI, to link a prediction to its trace (``investigate``).
     jaeger_url: str | None = setting(None, _optional_str)
+    #: The Ed25519 public key ``predlog audit`` verifies against (hex, or a PEM file):
+    #: pinned by the verifier, never the key file the writer leaves in the log.
+    audit_public_key: str | None = setting(None, _optional_str)
     sources: Mapping[str, str] = _sources()
 
 

@@ -9,12 +9,14 @@ Hierarchy::
      +-- SpoolFullError              the disk spool is at its size cap; nothing was written
      +-- SpoolLockedError            another live process owns that spool directory
      +-- UnreadableError             an audit log record's framing is broken
+     +-- CanonicalError (ValueError) an audit entry has no RFC 8785 form (a key path named)
      +-- AnalyticsError              the logs cannot answer the question asked (no data,
                                      a missing column, a join that matched nothing)
 
-SpoolFullError and SpoolLockedError live in :mod:`predlog.sinks._spool`, UnreadableError in
-:mod:`predlog.audit._store` and AnalyticsError in :mod:`predlog.analytics`, beside the
-code that raises them.
+Each lives beside the code that raises it: SpoolFullError and SpoolLockedError in
+:mod:`predlog.sinks._spool`, UnreadableError in :mod:`predlog.audit._store`,
+CanonicalError in :mod:`predlog.audit._canonical`, AnalyticsError in
+:mod:`predlog.analytics`.
 
 Nothing in this tree is ever raised into a request: the request path swallows and
 counts. These exceptions are for start-up (configuration), for sinks talking to the

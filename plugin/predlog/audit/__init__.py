@@ -10,7 +10,7 @@ verify("./audit", public_key=public_key).ok
 
 from __future__ import annotations
 
-from predlog.audit._canonical import canonical
+from predlog.audit._canonical import CanonicalError, canonical
 from predlog.audit._log import AuditLog, Checkpoint, VerifyReport, verify
 from predlog.audit._merkle import leaf_hash, verify_consistency, verify_inclusion
 from predlog.audit._reasons import ReasonTable
@@ -20,6 +20,7 @@ from predlog.audit._sink import AuditSink
 __all__ = [
     "AuditLog",
     "AuditSink",
+    "CanonicalError",
     "Checkpoint",
     "ReasonTable",
     "S3Archive",

@@ -1,10 +1,16 @@
 """AuditLog: an append-only, tamper-evident log of regulated decisions.
 
 Every entry becomes a leaf of an RFC 9162 Merkle tree. Checkpoints (tree size, root
-hash, time) are signed with Ed25519. Anyone with the public key and the files can
+hash, time, and since v2 their sequence number and the hash of the checkpoint line
+before them) are signed with Ed25519. Anyone with the public key and the files can
 recompute the tree and check every checkpoint: an edited, deleted, reordered or
-truncated entry, or a replaced checkpoint, no longer matches. Anyone who kept an
-earlier checkpoint can also ask for a consistency proof that the log only grew.
+truncated entry, or a deleted, reordered, duplicated or replaced checkpoint, no longer
+matches (the chain is :mod:`predlog.audit._chain`'s). Anyone who kept an earlier
+checkpoint can also ask for a consistency proof that the log only grew.
+
+All of this holds only against a public key the verifier obtained apart from the log.
+The writer leaves ``public_key.hex`` in the directory for convenience; ``verify`` never
+reads it, since whoever can rewrite the log can rewrite that file and re-sign.
 
 ``verify`` only reads, so it may run while the writer appends. It reads the
 checkpoint lines before the entries: the writer appends entries before the checkpoint
@@ -32,13 +38,17 @@ from typing import TYPE_CHECKING, Any
 
 from predlog.audit import _merkle
 from predlog.audit._canonical import canonical
+from predlog.audit._chain import chain_problem, missing_guarantees, previous_of
 from predlog.audit._store import LocalStore, ReadOnlyStore, Record, UnreadableError
 from predlog.errors import ConfigError
 
 if TYPE_CHECKING:
     from predlog.audit._s3 import S3Archive
 
-CHECKPOINT_FORMAT = "predlog-audit-checkpoint/v1"
+#: The format of the checkpoints this version writes: chained (sequence and previous).
+CHECKPOINT_FORMAT = "predlog-audit-checkpoint/v2"
+#: Checkpoints written before the chain; still verified, with fewer guarantees.
+CHECKPOINT_FORMAT_V1 = "predlog-audit-checkpoint/v1"
 
 
 def _keys() -> Any:
@@ -111,35 +121,75 @@ def _public_hex(public_key: Any) -> str:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A signed statement: the log had ``size`` entries with this root at ``timestamp``."""
+    """A signed statement: the log had ``size`` entries with this root at ``timestamp``.
+
+    A v2 checkpoint also signs its ``sequence`` (its line number in checkpoints.jsonl)
+    and ``previous`` (SHA-256 of the line before it), so that a deleted, moved,
+    duplicated or replaced checkpoint is found (see :mod:`predlog.audit._chain`). A v1
+    checkpoint, from before the chain, has neither (both None).
+    """
 
     size: int
     root: bytes
     timestamp: str
     key_id: str
     signature: bytes
+    sequence: int | None = None
+    previous: bytes | None = None
+
+    @property
+    def format(self) -> str:
+        chained = self.sequence is not None and self.previous is not None
+        return CHECKPOINT_FORMAT if chained else CHECKPOINT_FORMAT_V1
 
     def message(self) -> bytes:
-        return (f"{CHECKPOINT_FORMAT}\n{self.size}\n{self.root.hex()}\n{self.timestamp}\n").encode()
+        """The bytes signed. The format string comes first, so a v2 checkpoint cannot
+        be passed off as a v1 one by dropping its chain fields."""
+        if self.sequence is None or self.previous is None:
+            return (
+                f"{CHECKPOINT_FORMAT_V1}\n{self.size}\n{self.root.hex()}\n{self.timestamp}\n"
+            ).encode()
+        return (
+            f"{CHECKPOINT_FORMAT}\n{self.sequence}\n{self.previous.hex()}\n"
+            f"{self.size}\n{self.root.hex()}\n{self.timestamp}\n"
+        ).encode()
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "size": self.size,
-            "root": self.root.hex(),
-            "timestamp": self.timestamp,
-            "key_id": self.key_id,
-            "signature": base64.b64encode(self.signature).decode(),
-        }
+        data: dict[str, Any] = {"format": self.format}
+        if self.sequence is not None and self.previous is not None:
+            data["sequence"] = self.sequence
+            data["previous"] = self.previous.hex()
+        data.update(
+            size=self.size,
+            root=self.root.hex(),
+            timestamp=self.timestamp,
+            key_id=self.key_id,
+            signature=base64.b64encode(self.signature).decode(),
+        )
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """A checkpoint line parsed; a v2 line without its chain fields, or a format
+        this version does not know, is a ValueError or KeyError (unreadable)."""
+        fmt = data.get("format", CHECKPOINT_FORMAT_V1)
+        if fmt not in (CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1):
+            raise ValueError(f"unknown checkpoint format {fmt!r}")
+        chained = fmt == CHECKPOINT_FORMAT
+        sequence = data["sequence"] if chained else None
+        if chained and (isinstance(sequence, bool) or not isinstance(sequence, int)):
+            raise ValueError(f"sequence must be an integer, got {sequence!r}")
+        previous = bytes.fromhex(data["previous"]) if chained else None
+        if previous is not None and len(previous) != 32:
+            raise ValueError("previous must be a SHA-256 hash")
         return cls(
             size=int(data["size"]),
             root=bytes.fromhex(data["root"]),
             timestamp=str(data["timestamp"]),
             key_id=str(data["key_id"]),
             signature=base64.b64decode(data["signature"]),
+            sequence=sequence,
+            previous=previous,
         )
 
     def verify(self, public_key: Any) -> bool:
@@ -232,18 +282,26 @@ class AuditLog:
             return self._checkpoint_locked()
 
     def _checkpoint_locked(self) -> Checkpoint:
+        """Sign the tree head chained to the last line of checkpoints.jsonl."""
+        lines = self._store.checkpoint_lines()
         size = len(self._leaves)
-        root = _merkle.root(self._leaves)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        unsigned = Checkpoint(size, root, stamp, self.key_id, b"")
-        signed = Checkpoint(size, root, stamp, self.key_id, self._key.sign(unsigned.message()))
+        unsigned = Checkpoint(
+            size,
+            _merkle.root(self._leaves),
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            self.key_id,
+            b"",
+            sequence=len(lines),
+            previous=previous_of(lines),
+        )
+        signed = replace(unsigned, signature=self._key.sign(unsigned.message()))
         line = json.dumps(signed.to_json()).encode()
         self._store.append_checkpoint(line)
         if self.archive is not None:
-            self._archive_until(size, line)
+            self._archive_until(size, line, len(lines))
         return signed
 
-    def _archive_until(self, size: int, checkpoint_line: bytes) -> None:
+    def _archive_until(self, size: int, checkpoint_line: bytes, sequence: int) -> None:
         """Seal the entries not yet archived, then the checkpoint that covers them."""
         if size > self._archived:
             records = [
@@ -253,7 +311,7 @@ class AuditLog:
             ]
             self.archive.put_segment(self._archived, records)
             self._archived = size
-        self.archive.put_checkpoint(size, checkpoint_line)
+        self.archive.put_checkpoint(size, checkpoint_line, sequence=sequence)
 
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint.from_json(json.loads(line)) for line in self._store.checkpoint_lines()]
@@ -305,6 +363,11 @@ class VerifyReport:
     truncated). The writer cuts it when it next opens the log. Bytes there that could
     not be the next record's start are not a torn tail: they make ``ok`` False at that
     entry, and ``torn_tail`` stays 0.
+
+    ``legacy_checkpoints`` counts the v1 checkpoints (written before checkpoints were
+    chained); ``missing_guarantees`` says, in words, what verifying them cannot show.
+    Both are filled in whether or not ``ok``; a log with only v2 checkpoints has 0 and
+    none.
     """
 
     ok: bool
@@ -314,6 +377,8 @@ class VerifyReport:
     entry: int | None = None
     checkpoint: int | None = None
     torn_tail: int = 0
+    legacy_checkpoints: int = 0
+    missing_guarantees: tuple[str, ...] = ()
 
 
 def _source(path: str | Path, s3_client: Any) -> ReadOnlyStore | S3Archive:
@@ -329,9 +394,18 @@ def verify(path: str | Path, *, public_key: Any, s3_client: Any = None) -> Verif
     """Recompute the tree from the files (or ``s3://bucket/prefix``) and check every
     checkpoint against it. Only reads: a live log can be verified while it is written.
 
+    ``public_key`` is the key the verifier trusts, obtained apart from the log: the
+    ``public_key.hex`` the writer leaves in the directory is never read here, since
+    whoever can rewrite the log can rewrite that file too. None is a ConfigError.
+
     A local path that is not a directory fails (``ok`` False, the problem says so)
     rather than passing as an empty log: a mistyped path must not look verified.
     """
+    if public_key is None:
+        raise ConfigError(
+            "public_key",
+            "required: the Ed25519 public key you trust, obtained apart from the log",
+        )
     key = load_public_key(public_key)
     source = _source(path, s3_client)
     if isinstance(source, ReadOnlyStore):
@@ -365,12 +439,14 @@ def _verify_source(source: ReadOnlyStore | S3Archive, key: Any) -> VerifyReport:
     if problem is not None:
         return problem
     checkpoints, problem = _load_checkpoints(lines, len(leaves))
-    if problem is not None:
-        return problem
-    problem = _check_checkpoints(checkpoints, leaves, key)
-    if problem is not None:
-        return problem
-    return VerifyReport(True, len(leaves), len(checkpoints))
+    if problem is None:
+        problem = _check_checkpoints(checkpoints, lines, leaves, key)
+    report = problem or VerifyReport(True, len(leaves), len(checkpoints))
+    return replace(
+        report,
+        legacy_checkpoints=sum(c.sequence is None for c in checkpoints),
+        missing_guarantees=missing_guarantees(checkpoints),
+    )
 
 
 def _recompute_leaves(
@@ -418,21 +494,29 @@ def _load_checkpoints(
 
 
 def _check_checkpoints(
-    checkpoints: list[Checkpoint], leaves: list[bytes], key: Any
+    checkpoints: list[Checkpoint], lines: list[bytes], leaves: list[bytes], key: Any
 ) -> VerifyReport | None:
-    """The first checkpoint that does not hold for these entries, reported; else None."""
+    """The first checkpoint that does not hold for these entries, reported; else None.
+
+    Each is checked in file order: its signature first (a forgery is named as one),
+    then its place in the chain, then its tree head against the entries.
+    """
     previous: Checkpoint | None = None
     for number, checkpoint in enumerate(checkpoints):
-        problem = _checkpoint_problem(number, checkpoint, previous, leaves, key)
-        if problem is not None:
-            message, entry = problem
+        named: tuple[str, int] | None = None
+        entry: int | None = None
+        if not checkpoint.verify(key):
+            named = (f"checkpoint {number}: signature does not verify", number)
+        if named is None:
+            named = chain_problem(number, checkpoints, lines)
+        if named is None:
+            found = _checkpoint_problem(number, checkpoint, previous, leaves)
+            if found is not None:
+                named, entry = (found[0], number), found[1]
+        if named is not None:
+            message, which = named
             return VerifyReport(
-                False,
-                len(leaves),
-                len(checkpoints),
-                message,
-                entry=entry,
-                checkpoint=number,
+                False, len(leaves), len(checkpoints), message, entry=entry, checkpoint=which
             )
         previous = checkpoint
     return None
@@ -443,16 +527,14 @@ def _checkpoint_problem(
     checkpoint: Checkpoint,
     previous: Checkpoint | None,
     leaves: list[bytes],
-    key: Any,
 ) -> tuple[str, int | None] | None:
-    """Why checkpoint ``number`` does not hold, and the entry concerned if one is; or None.
+    """Why checkpoint ``number``'s tree head does not hold, and the entry concerned if
+    one is; or None.
 
-    It must be signed by ``key``, cover no fewer entries than the one before, cover
-    only entries that exist, match their root, and extend the one before.
+    It must cover no fewer entries than the one before, cover only entries that
+    exist, match their root, and extend the one before.
     """
     size = checkpoint.size
-    if not checkpoint.verify(key):
-        return f"checkpoint {number}: signature does not verify", None
     if previous is not None and size < previous.size:
         return (
             f"checkpoint {number}: size {size} is smaller than the previous {previous.size}",

@@ -2,7 +2,9 @@
 
 At every checkpoint the entries appended since the last upload are written as one
 sealed object, ``<prefix>entries/<first>-<last>.seg`` (the local record framing, so
-the same verifier reads it), and the checkpoint as ``<prefix>checkpoints/<size>.json``.
+the same verifier reads it), and the checkpoint as
+``<prefix>checkpoints/<size>-<sequence>.json`` (``<size>.json`` for a v1 checkpoint,
+written before checkpoints carried a sequence).
 Both carry COMPLIANCE retention, 7 years by default: in that mode nobody, the root
 account included, can delete a version or shorten its retention before it expires.
 An overwrite only adds a newer version; the locked original stays readable, and
@@ -98,8 +100,12 @@ class S3Archive:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(blob), **self._lock())
         return key
 
-    def put_checkpoint(self, size: int, line: bytes) -> str:
-        key = f"{self.prefix}checkpoints/{size:012d}.json"
+    def put_checkpoint(self, size: int, line: bytes, *, sequence: int | None = None) -> str:
+        """Seal one checkpoint line. With its ``sequence`` in the name, two checkpoints
+        over the same size are two objects, not an overwrite the chain would report as
+        a deleted checkpoint."""
+        name = f"{size:012d}" if sequence is None else f"{size:012d}-{sequence:012d}"
+        key = f"{self.prefix}checkpoints/{name}.json"
         self.client.put_object(Bucket=self.bucket, Key=key, Body=line, **self._lock())
         return key
 
@@ -120,7 +126,19 @@ class S3Archive:
                 position += 1
 
     def checkpoint_lines(self) -> list[bytes]:
+        """The checkpoint lines in the order they were written: by size, then by
+        sequence, the unsequenced (v1) name of a size first."""
         return [
             self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read().strip()
-            for key in sorted(self._keys("checkpoints"))
+            for key in sorted(self._keys("checkpoints"), key=_checkpoint_order)
         ]
+
+
+def _checkpoint_order(key: str) -> tuple[int, int]:
+    """``.../<size>.json`` -> (size, -1); ``.../<size>-<sequence>.json`` -> (size, sequence)."""
+    name = key.rsplit("/", 1)[-1].removesuffix(".json")
+    size, _, sequence = name.partition("-")
+    try:
+        return int(size), int(sequence) if sequence else -1
+    except ValueError:
+        return -1, -1  # not a name the writer gives: read first, reported as unreadable

@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from predlog.audit._canonical import CanonicalError, canonical
 from predlog.audit._log import AuditLog
 from predlog.audit._reasons import ReasonTable
 from predlog.errors import ConfigError, SinkError
@@ -50,6 +51,26 @@ def _label(setting: str, value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(setting, f"must be a non-empty string, got {value!r}")
     return value
+
+
+def _encodable(
+    entries: Iterable[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[CanonicalError]]:
+    """The entries ``append`` will take, and why the others have no canonical form.
+
+    An entry refused for its content is not a store failure: queueing it would retry it
+    forever ahead of every entry after it, and ``reject`` would refuse service over it.
+    """
+    kept: list[dict[str, Any]] = []
+    refused: list[CanonicalError] = []
+    for entry in entries:
+        try:
+            canonical(entry)
+        except CanonicalError as exc:
+            refused.append(exc)
+        else:
+            kept.append(entry)
+    return kept, refused
 
 
 def _seconds(setting: str, value: float) -> float:
@@ -114,6 +135,9 @@ class AuditSink:
         self.appended = 0
         self.queued = 0
         self.failures = 0
+        #: Audited records refused for having no RFC 8785 form (never queued: no retry
+        #: could make them appendable, and they would block the queue behind them).
+        self.unencodable = 0
 
     def wants(self, decision: Any, model_name: Any, extra: Mapping[str, Any] | None) -> bool:
         """Whether a record is audited (called by the sampler, per record)."""
@@ -126,25 +150,37 @@ class AuditSink:
         return decision in self._decisions or model_name in self._models
 
     def export(self, batch: pa.RecordBatch) -> None:
-        entries = [self._entry(row) for row in batch.to_pylist() if self._selected(row)]
+        entries, refused = _encodable(
+            self._entry(row) for row in batch.to_pylist() if self._selected(row)
+        )
         with self._lock:
-            self._replay_queue()
-            if not entries:
-                return
-            if self._queue:
-                self._enqueue(entries)  # keep order behind what is already waiting
-                return
-            try:
-                self.log.append_many(entries)
-            except Exception as exc:  # the store failed: apply the policy
-                self.failures += 1
-                if self.policy == "reject":
-                    self.accepting = False
-                    raise SinkError(f"audit store failed: {exc!r}") from exc
-                self._enqueue(entries)
-            else:
-                self.appended += len(entries)
-                self.accepting = True
+            self.unencodable += len(refused)
+            self._append_or_queue(entries)
+        if refused:
+            raise SinkError(
+                f"{len(refused)} audited record(s) have no canonical JSON form and were not "
+                f"audited; the first: {refused[0]}"
+            ) from refused[0]
+
+    def _append_or_queue(self, entries: list[dict[str, Any]]) -> None:
+        """Append under the failure policy (the caller holds the lock)."""
+        self._replay_queue()
+        if not entries:
+            return
+        if self._queue:
+            self._enqueue(entries)  # keep order behind what is already waiting
+            return
+        try:
+            self.log.append_many(entries)
+        except Exception as exc:  # the store failed: apply the policy
+            self.failures += 1
+            if self.policy == "reject":
+                self.accepting = False
+                raise SinkError(f"audit store failed: {exc!r}") from exc
+            self._enqueue(entries)
+        else:
+            self.appended += len(entries)
+            self.accepting = True
 
     def tick(self, now: float | None = None) -> None:
         with self._lock:
@@ -241,5 +277,6 @@ class AuditSink:
             "queued": self.queued,
             "queue_bytes": self._queue.size,
             "failures": self.failures,
+            "unencodable": self.unencodable,
             "accepting": self.accepting,
         }

@@ -1,0 +1,146 @@
+"""``predlog audit verify|show|prove``: what the command does once its arguments are parsed.
+
+Verification is only as good as the key it checks against, so the key must come from
+the verifier, not from the log: ``--public-key``, or the ``audit_public_key`` setting
+(``PREDLOG_AUDIT_PUBLIC_KEY``). Without one the command refuses (exit 2). The
+``public_key.hex`` the writer leaves in the log directory is used only when asked with
+``--trust-key-in-log``, and the output then says that this proves nothing: whoever
+could rewrite the log could rewrite that file and re-sign everything with their own key.
+
+``show`` and ``prove`` verify the whole log first and report whether it is intact
+beside the entries they print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from predlog._settings import env_var, read
+from predlog.audit._log import VerifyReport, verify
+from predlog.audit._merkle import verify_inclusion
+from predlog.audit._reader import AuditReader
+
+#: Said (stdout and stderr) whenever the key came from the log directory itself.
+UNTRUSTED_KEY_WARNING = (
+    "the public key was read from the log directory (--trust-key-in-log): this proves "
+    "nothing against whoever could write that directory, who could have rewritten the "
+    "log and re-signed it with a key of their own"
+)
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """The key to verify against and where it came from (for the output)."""
+
+    key: str
+    source: str
+
+    @property
+    def from_log(self) -> bool:
+        return self.source == "log directory"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one ``predlog audit`` action; the exit code (0 intact, 1 not, 2 usage)."""
+    location: str = args.path if args.action == "verify" else args.data
+    remote = location.startswith("s3://")
+    if remote and args.action != "verify":
+        return _usage(f"{args.action} reads a local audit directory; s3:// is for verify only")
+    if not remote and not Path(location).is_dir():
+        print(f"predlog audit: no audit log at {location} (not a directory)", file=sys.stderr)
+        return 1
+    trusted = _trusted_key(args, location, remote)
+    if isinstance(trusted, str):
+        return _usage(trusted)
+    report = verify(location, public_key=trusted.key)
+    if trusted.from_log:
+        print(f"predlog audit: warning: {UNTRUSTED_KEY_WARNING}", file=sys.stderr)
+    if args.action == "verify":
+        print(json.dumps({**asdict(report), **_trust(trusted)}))
+        return 0 if report.ok else 1
+    return _entries(args, Path(location), report, trusted)
+
+
+def _usage(message: str) -> int:
+    print(f"predlog audit: {message}", file=sys.stderr)
+    return 2
+
+
+def _trusted_key(args: argparse.Namespace, location: str, remote: bool) -> TrustedKey | str:
+    """The key to verify against, or why there is none (one line)."""
+    if args.trust_key_in_log:
+        if remote:
+            return "--trust-key-in-log: an s3:// archive holds no key file; give --public-key"
+        key_file = Path(location) / "public_key.hex"
+        if not key_file.is_file():
+            return f"--trust-key-in-log: there is no {key_file}"
+        return TrustedKey(key_file.read_text().strip(), "log directory")
+    if args.public_key:
+        return TrustedKey(args.public_key, "--public-key")
+    pinned = read("audit_public_key")
+    if pinned:
+        return TrustedKey(pinned, env_var("audit_public_key"))
+    return (
+        f"no public key to verify against: give --public-key or set "
+        f"{env_var('audit_public_key')} (the key file in the log directory is not "
+        "trusted; --trust-key-in-log uses it, proving nothing)"
+    )
+
+
+def _trust(trusted: TrustedKey) -> dict[str, str]:
+    """What the output says about the key it was verified against."""
+    said = {"key_source": trusted.source}
+    if trusted.from_log:
+        said["warning"] = UNTRUSTED_KEY_WARNING
+    return said
+
+
+def _entries(
+    args: argparse.Namespace, path: Path, report: VerifyReport, trusted: TrustedKey
+) -> int:
+    """``show``/``prove``: the entries for a request id, after the whole log was verified."""
+    reader = AuditReader(path)
+    matches = [
+        i for i, entry in enumerate(reader.entries) if entry.get("request_id") == args.request_id
+    ]
+    if not matches:
+        print(
+            f"predlog audit: no audit entry for request id {args.request_id!r} in {path}",
+            file=sys.stderr,
+        )
+        return 1
+    out = [_item(reader, index, prove=args.action == "prove") for index in matches]
+    said: dict[str, Any] = {
+        "log_intact": report.ok,
+        "problem": report.problem,
+        "missing_guarantees": list(report.missing_guarantees),
+        **_trust(trusted),
+        "entries": out,
+    }
+    print(json.dumps(said, indent=2))
+    return 0 if report.ok else 1
+
+
+def _item(reader: AuditReader, index: int, *, prove: bool) -> dict[str, object]:
+    """One entry, with its inclusion proof against the latest checkpoint when proving."""
+    item: dict[str, object] = {"index": index, "entry": reader.entries[index]}
+    if not prove:
+        return item
+    checkpoint = reader.latest_covering(index)
+    if checkpoint is None:
+        item["proof"] = None
+        item["note"] = "no checkpoint covers this entry yet"
+        return item
+    proof = reader.proof(index, checkpoint.size)
+    item["checkpoint"] = checkpoint.to_json()
+    item["leaf_hash"] = reader.leaves[index].hex()
+    item["inclusion_proof"] = [p.hex() for p in proof]
+    item["proof_verifies"] = verify_inclusion(
+        index, checkpoint.size, reader.leaves[index], proof, checkpoint.root
+    )
+    return item
