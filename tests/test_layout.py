@@ -31,7 +31,7 @@ TOP_LEVEL = {
     "_settings.py",
     "_report.py",
 }
-SUBPACKAGES = {"flush", "sinks", "audit", "analytics"}
+SUBPACKAGES = {"flush", "sinks", "audit", "analytics", "metrics"}
 
 
 def _sources() -> list[Path]:

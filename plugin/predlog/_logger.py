@@ -35,6 +35,7 @@ from predlog.flush._batch import BatchBuilder
 from predlog.flush._decode import Extractor, json_extractor
 from predlog.flush._flusher import Flusher
 from predlog.flush._pii import Pseudonymiser
+from predlog.metrics import Health, attach
 from predlog.sinks._base import Sink
 from predlog.sinks._oplog import OperationalLogSink, configure_logging
 from predlog.sinks._parquet import ParquetSink
@@ -107,6 +108,8 @@ class PredictionLogger:
             interval_s=s.flush_interval_s,
             reporter=self._reporter,
         )
+        for observer in attach(self, self._flusher.latency):
+            self._flusher.add_observer(observer)
         self._flusher.start()
         _register(self)
 
@@ -202,6 +205,11 @@ class PredictionLogger:
         """Per sink: records delivered and failed, errors by exception type, and the
         sink's own figures when it keeps some (``KafkaSink.stats()``: sent, spooled,
         replayed, adopted...)."""
+        return self._sink_stats(report=True)
+
+    def _sink_stats(self, *, report: bool) -> dict[str, dict[str, Any]]:
+        """``sink_stats()``; with ``report=False`` a sink whose stats() raises is marked
+        ("own_error") instead of counted, since the metric exporters ask every second."""
         out: dict[str, dict[str, Any]] = {}
         for state in self._flusher.sinks:
             entry: dict[str, Any] = {
@@ -214,13 +222,31 @@ class PredictionLogger:
                 try:
                     entry["own"] = dict(own())
                 except Exception as exc:  # noqa: BLE001  # a sink's figures never break ours
-                    self._reporter.report("sink_stats_failed", f"{state.name}: {exc!r}", exc=exc)
+                    if not report:
+                        entry["own_error"] = repr(exc)
+                    else:
+                        self._reporter.report(
+                            "sink_stats_failed", f"{state.name}: {exc!r}", exc=exc
+                        )
             out[state.name] = entry
         return out
 
     def errors(self) -> dict[str, int]:
         """Every error predlog caught instead of raising, counted by kind."""
         return self._reporter.counts()
+
+    def health(self) -> Health:
+        """Everything above plus ring fill and flusher batch latency, in one object: what
+        the metric exporters publish (:mod:`predlog.metrics`). Never waits on a sink."""
+        return Health.of(
+            model=self.settings.model_name,
+            stats=self.stats(),
+            errors=self.errors(),
+            ring_used=len(self._ring),
+            ring_capacity=self.settings.ring_capacity,
+            sink_stats=self._sink_stats(report=False),
+            batches=self._flusher.latency.snapshot(),
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 

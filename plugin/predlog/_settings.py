@@ -197,6 +197,8 @@ class Settings:
     kafka_spool_max_bytes: int = setting(1 << 30, _positive_int)
     kafka_delivery_timeout_s: float = setting(10.0, _positive_number)
     kafka_compression: str = setting("zstd", _compression)
+    #: Publish predlog's own metrics (Prometheus, OpenTelemetry); see predlog.metrics.
+    metrics: bool = setting(True, _bool)
     #: Where each value came from: "argument" or the environment variable's name.
     sources: Mapping[str, str] = _sources()
 
@@ -270,6 +272,7 @@ class LoggerOptions(TypedDict, total=False):
     kafka_spool_max_bytes: int
     kafka_delivery_timeout_s: float
     kafka_compression: str
+    metrics: bool
 
 
 class MiddlewareOptions(TypedDict, total=False):

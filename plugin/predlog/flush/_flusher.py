@@ -31,6 +31,8 @@ from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
 from predlog._tracing import uninstrumented
 from predlog.flush._batch import BatchBuilder, BuildResult
+from predlog.metrics._health import HealthObserver
+from predlog.metrics._latency import BatchLatency
 from predlog.sinks._base import Sink
 
 
@@ -88,6 +90,16 @@ class Flusher:
         # Guards moves between the counters above, never a sink call: held for a
         # ring drain at most, so stats() never waits on a stalled sink.
         self._counts = threading.Lock()
+        #: Seconds per drained batch, from build start to the last sink's return.
+        self.latency = BatchLatency()
+        #: Kept current after each drain, flush and idle tick (see :meth:`add_observer`).
+        self._observers: list[HealthObserver] = []
+
+    def add_observer(self, observer: HealthObserver) -> None:
+        """Call ``observer.update()`` after each drain, flush and idle tick, and
+        ``observer.close()`` once the sinks are closed; always under the drain lock, so
+        an observer is never called twice at once and never on the request path."""
+        self._observers.append(observer)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -140,6 +152,7 @@ class Flusher:
                     state.sink.flush()
                 except Exception as exc:  # noqa: BLE001  # isolate each sink
                     self._sink_error(state, "flush", exc)
+        self._notify_observers()
         if done:
             for request in waiting:
                 request.set()
@@ -169,6 +182,7 @@ class Flusher:
                     except Exception as exc:  # noqa: BLE001  # isolate each sink
                         self._sink_error(state, "close", exc)
             self._closed = True
+            self._notify_observers(closing=True)
         finally:
             self._lock.release()
         return done
@@ -186,6 +200,7 @@ class Flusher:
         self._thread = None
         self._requests = deque()
         self.sampled_out = self.delivered = self.failed = self.in_hand = 0
+        self.latency.reset()
         for state in self.sinks:
             state.delivered = state.failed = 0
             state.errors = {}
@@ -217,11 +232,13 @@ class Flusher:
         if pending >= self._batch_size or (pending and now - self._last_drain >= self._interval_s):
             with self._lock:
                 self._drain_locked(None)
+                self._notify_observers()
             return
         if not pending and now - self._last_tick >= self._interval_s:
             self._last_tick = now
             with self._lock:
                 self._tick_sinks(now)
+                self._notify_observers()
         self._wake.wait(self._poll_s)
         self._wake.clear()
 
@@ -264,6 +281,13 @@ class Flusher:
             return self.sampled_out, self.delivered, self.failed, len(self._ring) + self.in_hand
 
     def _process(self, captures: list[Capture]) -> None:
+        started = time.perf_counter()
+        try:
+            self._build_and_export(captures)
+        finally:
+            self.latency.observe(time.perf_counter() - started)
+
+    def _build_and_export(self, captures: list[Capture]) -> None:
         try:
             result = self._builder.build(captures)
         except Exception as exc:  # noqa: BLE001  # a builder bug loses a batch, counted
@@ -310,6 +334,17 @@ class Flusher:
                 tick(now)
             except Exception as exc:  # noqa: BLE001  # isolate each sink
                 self._sink_error(state, "tick", exc)
+
+    def _notify_observers(self, *, closing: bool = False) -> None:
+        """Let the observers publish the current figures. Drain lock held."""
+        for observer in self._observers:
+            try:
+                if closing:
+                    observer.close()
+                else:
+                    observer.update()
+            except Exception as exc:  # noqa: BLE001  # metrics never stop the flusher
+                self._reporter.report("metrics_failed", f"{observer!r}: {exc!r}", exc=exc)
 
     def _sink_error(self, state: SinkState, action: str, exc: BaseException) -> None:
         # Counted by what went wrong underneath: a sink's SinkError wraps the cause.
