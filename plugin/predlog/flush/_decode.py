@@ -23,6 +23,10 @@ Extractor = Callable[[bytes], Mapping[str, Any]]
 
 #: orjson options for every JSON column: numpy values and non-string keys are fine.
 JSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+#: The integers orjson reads as integers; the rest it reads as floats.
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**64 - 1
+_MAX_INT_DIGITS: Final = 21
 
 
 def loads(body: bytes) -> tuple[Any, bool]:
@@ -31,7 +35,9 @@ def loads(body: bytes) -> tuple[Any, bool]:
 
     orjson first (strict, fast); on failure Python's ``json``, which takes what many
     servers take: ``NaN`` and ``Infinity`` literals and lone surrogate escapes. A body
-    the server scored must not lose its features because predlog was stricter.
+    the server scored must not lose its features because predlog was stricter. What
+    that parser returns is made writable as orjson's would be: lone surrogates become
+    U+FFFD and integers beyond 64 bits floats.
     Raises ``ValueError`` when neither parser accepts the body.
     """
     try:
@@ -39,9 +45,54 @@ def loads(body: bytes) -> tuple[Any, bool]:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body), True
+        value = json.loads(body, parse_int=_json_int)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ValueError(f"not JSON: {exc}") from None
+    return _without_lone_surrogates(value), True
+
+
+def _json_int(text: str) -> int | float:
+    """An integer as orjson reads it: beyond 64 bits, a float (no column takes more)."""
+    if len(text) <= _MAX_INT_DIGITS:
+        value = int(text)
+        if _MIN_INT <= value <= _MAX_INT:
+            return value
+    return float(text)
+
+
+def _replace_surrogates(text: str) -> str:
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with each lone surrogate in its strings and keys replaced by U+FFFD.
+
+    Python's parser takes ``"\\ud800"`` escapes and UTF-8-encoded surrogates, but no
+    encoder writes such a string back out, so the record would be lost when its
+    columns are encoded. Iterative: the value may be nested as deep as the parser
+    allows.
+    """
+    if isinstance(value, str):
+        return _replace_surrogates(value)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pairs = list(item.items())
+            item.clear()
+            for key, child in pairs:
+                item[_replace_surrogates(key)] = (
+                    _replace_surrogates(child) if isinstance(child, str) else child
+                )
+                if isinstance(child, (dict, list)):
+                    pending.append(child)
+        elif isinstance(item, list):
+            for i, child in enumerate(item):
+                if isinstance(child, str):
+                    item[i] = _replace_surrogates(child)
+                elif isinstance(child, (dict, list)):
+                    pending.append(child)
+    return value
 
 
 def non_finite_keys(features: Mapping[str, Any]) -> list[str]:
@@ -62,9 +113,23 @@ def json_extractor(body: bytes) -> Mapping[str, Any]:
 
 
 def optional_str(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
+    """Text for a string column: lone surrogates replaced, and a value that cannot be
+    printed (nested past the recursion limit, a failing ``__str__``) named by its type."""
+    if value is None:
+        return None
+    text: str
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = str(value)
+        except Exception:  # noqa: BLE001  # the record is kept; only this value is lost
+            return f"<unprintable {type(value).__name__}>"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _replace_surrogates(text)
+    return text
 
 
 def _is_null(value: Any) -> bool:
@@ -78,12 +143,21 @@ def _is_null(value: Any) -> bool:
         return False
 
 
-def _dumps(value: Any, flags: list[str], what: str) -> bytes:
+def _dumps(value: Any, flags: list[str], what: str) -> bytes | None:
+    """JSON for a column, or None (flagged ``<what>_unencodable``) when even the
+    coercing retry fails: nested past orjson's depth limit, an integer beyond 64 bits,
+    a lone surrogate. The record is kept either way."""
     try:
         return orjson.dumps(value, option=JSON_OPTIONS)
     except TypeError:
-        flags.append(f"{what}_coerced")
-        return orjson.dumps(value, option=JSON_OPTIONS, default=repr)
+        pass
+    try:
+        encoded = orjson.dumps(value, option=JSON_OPTIONS, default=repr)
+    except TypeError:
+        flags.append(f"{what}_unencodable")
+        return None
+    flags.append(f"{what}_coerced")
+    return encoded
 
 
 class FeatureEncoder:
@@ -131,6 +205,8 @@ class FeatureEncoder:
         if self.pseudonymiser is not None:
             mapping = self.pseudonymiser.apply(mapping)
         encoded = _dumps(mapping if isinstance(mapping, dict) else dict(mapping), flags, "features")
+        if encoded is None:
+            return None, self._summary_json(mapping, flags), None
         nulls = sum(1 for v in mapping.values() if _is_null(v)) if b"null" in encoded else 0
         if len(encoded) > self._max_bytes:
             flags.append("features_oversize")
@@ -165,7 +241,8 @@ class FeatureEncoder:
         if not self._summary:
             return None
         picked = {key: mapping.get(key) for key in self._summary}
-        return _dumps(picked, flags, "features_summary").decode()
+        encoded = _dumps(picked, flags, "features_summary")
+        return None if encoded is None else encoded.decode()
 
 
 def max_age_seconds(timestamps: Any, at_s: float, flags: list[str]) -> float | None:
@@ -197,4 +274,5 @@ def extra_json(
     if not extra:
         return None
     mapping = pseudonymiser.apply_extra(extra) if pseudonymiser is not None else dict(extra)
-    return _dumps(mapping, flags, "extra").decode()
+    encoded = _dumps(mapping, flags, "extra")
+    return None if encoded is None else encoded.decode()

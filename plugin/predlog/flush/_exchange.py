@@ -9,7 +9,7 @@ A body that cannot be decoded never loses its record: the record is flagged inst
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from predlog._capture import (
@@ -35,6 +35,7 @@ Report = Callable[[str, str, BaseException | None], None]
 
 SCORE_KEYS: Final = ("score", "probability", "prediction")
 _MAX_LIST: Final = 256
+_MAX_INDEX_DIGITS: Final = 18
 #: Fields predlog.record() may set that have their own place in a capture; any other
 #: recorded field goes to the record's extra map.
 _RECORD_POSITIONS: Final = {
@@ -54,16 +55,24 @@ def flatten(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _flatten(value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for key, item in value.items():
-        name = f"{prefix}{key}"
-        if isinstance(item, dict):
-            _flatten(item, f"{name}.", out)
-        elif isinstance(item, list):
-            if len(item) <= _MAX_LIST and not any(isinstance(x, (dict, list)) for x in item):
-                for i, x in enumerate(item):
-                    out[f"{name}.{i}"] = x
+    # A stack of iterators, not recursion: orjson parses objects nested 1,024 deep,
+    # past Python's recursion limit.
+    pending: list[tuple[str, Iterator[tuple[str, Any]]]] = [(prefix, iter(value.items()))]
+    while pending:
+        prefix, items = pending[-1]
+        for key, item in items:
+            name = f"{prefix}{key}"
+            if isinstance(item, dict):
+                pending.append((f"{name}.", iter(item.items())))
+                break
+            if isinstance(item, list):
+                if len(item) <= _MAX_LIST and not any(isinstance(x, (dict, list)) for x in item):
+                    for i, x in enumerate(item):
+                        out[f"{name}.{i}"] = x
+            else:
+                out[name] = item
         else:
-            out[name] = item
+            pending.pop()
 
 
 def _unwrap(value: Any) -> Any:
@@ -81,11 +90,16 @@ def field_path(value: Any, path: str) -> Any:
     for step in path.split("."):
         if isinstance(value, dict):
             value = value.get(step)
-        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+        elif isinstance(value, list) and _is_index(step) and int(step) < len(value):
             value = value[int(step)]
         else:
             return None
     return value
+
+
+def _is_index(step: str) -> bool:
+    """ASCII digits int() takes: str.isdigit() also passes "²" and 5,000-digit steps."""
+    return step.isascii() and step.isdigit() and len(step) <= _MAX_INDEX_DIGITS
 
 
 def _is_json(content_type: bytes | None) -> bool:

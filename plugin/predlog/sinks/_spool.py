@@ -155,9 +155,16 @@ class Spool:
             if len(payload) < length or zlib.crc32(payload) != crc:
                 self.corrupt += 1
                 return
-            (klen,) = _KEYLEN.unpack_from(payload)
+            # A checksum that holds over a payload too short for its key (eight zero
+            # bytes do: crc32 of nothing is 0) is no entry append wrote.
+            klen = _KEYLEN.unpack_from(payload)[0] if length >= _KEYLEN.size else length
+            if _KEYLEN.size + klen > length:
+                self.corrupt += 1
+                return
             yield payload[2 : 2 + klen], payload[2 + klen :]
             offset = start + length
+        if offset < len(data):
+            self.corrupt += 1  # a header torn short
 
     def remove(self, segment: Path) -> None:
         """Forget a segment whose entries were all delivered."""

@@ -107,10 +107,26 @@ def _is_constant(column: Any) -> bool:
 
 
 def decode(values: Sequence[bytes]) -> pa.RecordBatch:
-    """Arrow batch (the Parquet schema) from message values in predlog record JSON v1."""
+    """Arrow batch (the Parquet schema) from message values in predlog record JSON v1.
+
+    Raises ``ValueError`` when any value is not such a record: not JSON, not an
+    object, another schema version, a column of the wrong type, or null where the
+    schema allows none (a batch the Parquet sink would refuse).
+    """
+    try:
+        return _decode(values)
+    except ValueError:
+        raise
+    except (TypeError, AttributeError, OverflowError, pa.ArrowException) as exc:
+        raise ValueError(f"not a predlog record: {exc!r}") from exc
+
+
+def _decode(values: Sequence[bytes]) -> pa.RecordBatch:
     rows = [orjson.loads(v) for v in values]
     columns: dict[str, list[Any]] = {name: [] for name in _SCHEMA.names}
     for row in rows:
+        if not isinstance(row, dict):
+            raise ValueError(f"a predlog record is a JSON object, not {type(row).__name__}")
         version = row.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"unsupported predlog schema_version {version!r}")
@@ -131,4 +147,6 @@ def decode(values: Sequence[bytes]) -> pa.RecordBatch:
             arrays.append(pa.array(stamps, type=field.type))
         else:
             arrays.append(pa.array(columns[field.name], type=field.type))
+        if not field.nullable and arrays[-1].null_count:
+            raise ValueError(f"null {field.name}, which a predlog record always has")
     return pa.RecordBatch.from_arrays(arrays, schema=_SCHEMA)
