@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 import pytest
+from services.bentoserve import free_port
 
 from predlog.__main__ import main
 from predlog._settings import env_var
@@ -74,3 +79,116 @@ class TestSettings:
         assert main(["sink"]) == 2
         err = capsys.readouterr().err
         assert "PREDLOG_KAFKA_BOOTSTRAP" in err and "PREDLOG_KAFKA_TOPIC" in err
+
+
+@dataclass
+class _Totals:
+    consumed: int = 0
+    written: int = 0
+    duplicates: int = 0
+    undecodable: int = 0
+    files: int = 0
+    commits: int = 0
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one series in a Prometheus text exposition, ``None`` if absent."""
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(3))
+    return None
+
+
+class TestSinkMetrics:
+    def test_metrics_port_serves_what_the_consumer_reports(self, monkeypatch, capsys):
+        """With --metrics-port, each on_commit the consumer makes shows on /metrics at once,
+        and the port is closed when the command returns."""
+        import predlog.sinks.kafka._consumer
+
+        port, topic = free_port(), "cli-metrics"
+        scraped: list[str] = []
+
+        def fake_run(config):
+            totals = _Totals(consumed=10, written=7, duplicates=2, undecodable=1, files=1)
+            totals.commits = 1
+            config["on_commit"](totals, 42)
+            scraped.append(scrape(port))
+            totals.consumed, totals.written, totals.files, totals.commits = 15, 12, 2, 2
+            config["on_commit"](totals, 0)
+            scraped.append(scrape(port))
+            return _Stats(consumed=totals.consumed)
+
+        monkeypatch.setattr(predlog.sinks.kafka._consumer, "run", fake_run)
+        argv = ["sink", "--bootstrap", "b:1", "--topic", topic, "--group", "g"]
+        assert main([*argv, "--metrics-port", str(port)]) == 0
+        labels = {"topic": topic, "group": "g"}
+        first, second = scraped
+        for text, expected in (
+            (first, {"consumed": 10, "written": 7, "files": 1, "commits": 1, "lag": 42}),
+            (second, {"consumed": 15, "written": 12, "files": 2, "commits": 2, "lag": 0}),
+        ):
+            assert {
+                "consumed": sample(text, "predlog_sink_consumer_records_consumed_total", **labels),
+                "written": sample(
+                    text, "predlog_sink_consumer_records_total", outcome="written", **labels
+                ),
+                "files": sample(text, "predlog_sink_consumer_files_published_total", **labels),
+                "commits": sample(text, "predlog_sink_consumer_commits_total", **labels),
+                "lag": sample(text, "predlog_sink_consumer_lag_records", **labels),
+            } == expected
+        for outcome, count in (("duplicate", 2), ("undecodable", 1)):
+            assert (
+                sample(second, "predlog_sink_consumer_records_total", outcome=outcome, **labels)
+                == count
+            )
+        assert sample(second, "predlog_sink_consumer_last_commit_timestamp_seconds", **labels) > 0
+        assert capsys.readouterr().out == '{"consumed": 15}\n'
+        with pytest.raises(urllib.error.URLError):
+            scrape(port)
+
+    def test_without_metrics_port_nothing_listens(self, monkeypatch):
+        """Without --metrics-port the consumer gets no on_commit."""
+        import predlog.sinks.kafka._consumer
+
+        seen = []
+        monkeypatch.setattr(
+            predlog.sinks.kafka._consumer, "run", lambda config: seen.append(config) or _Stats()
+        )
+        assert main(["sink", "--bootstrap", "b:1", "--topic", "t"]) == 0
+        assert seen[0]["on_commit"] is None
+
+    @pytest.mark.parametrize("port", ["http", "0", "70000", "-1"])
+    def test_a_port_that_is_not_one_is_one_line_exit_2(self, port, monkeypatch, capsys):
+        """A --metrics-port that is not 1 to 65535 stops the command before it consumes."""
+        import predlog.sinks.kafka._consumer
+
+        monkeypatch.setattr(predlog.sinks.kafka._consumer, "run", pytest.fail)
+        assert main(["sink", "--bootstrap", "b:1", "--topic", "t", "--metrics-port", port]) == 2
+        assert capsys.readouterr().err == (
+            f"predlog sink: --metrics-port {port!r}: must be a port number, 1 to 65535\n"
+        )
+
+    def test_a_port_in_use_is_one_line_exit_2(self, monkeypatch, capsys):
+        """A --metrics-port something else listens on stops the command before it consumes,
+        with one line naming the flag."""
+        import predlog.sinks.kafka._consumer
+
+        monkeypatch.setattr(predlog.sinks.kafka._consumer, "run", pytest.fail)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            argv = ["sink", "--bootstrap", "b:1", "--topic", "t", "--metrics-port", str(port)]
+            assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"predlog sink: --metrics-port {port}: cannot listen on 127.0.0.1 (")
+        assert err.count("\n") == 1

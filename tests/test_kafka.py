@@ -728,3 +728,104 @@ def _broker_running():
         if s.connect_ex((host, int(port))) != 0:
             broker("start")
             wait_for_port(bootstrap)
+
+
+class TestConsumerLag:
+    class _Consumer:
+        def __init__(self, assigned: set[str], highwater: dict[str, int]) -> None:
+            self._assigned, self._highwater = assigned, highwater
+            self.commits = 0
+
+        def assignment(self) -> set[str]:
+            return self._assigned
+
+        def highwater(self, tp: str) -> int | None:
+            return self._highwater.get(tp)
+
+        async def commit(self) -> None:
+            self.commits += 1
+
+    def test_lag_is_highwater_past_position_in_assigned_partitions(self):
+        """Lag sums high-water mark minus position over assigned partitions the broker has
+        reported on; a revoked partition and one without a high-water mark do not count."""
+        from predlog.sinks.kafka._consumer import _lag
+
+        consumer = self._Consumer({"p0", "p1", "p2"}, {"p0": 100, "p1": 7, "p3": 50})
+        assert _lag(consumer, {"p0": 90, "p1": 7, "p2": 3, "p3": 1}) == 10
+        assert _lag(consumer, {"p2": 3}) is None
+
+    def test_each_commit_is_counted_and_reported(self):
+        """After every offset commit the consumer counts it and tells on_commit, with the lag."""
+        import asyncio
+
+        from predlog.sinks.kafka._consumer import ConsumerStats, _commit
+
+        consumer = self._Consumer({"p0"}, {"p0": 12})
+        stats, told = ConsumerStats(), []
+        for _ in range(2):
+            asyncio.run(
+                _commit(consumer, stats, {"p0": 10}, lambda s, lag: told.append((s.commits, lag)))
+            )
+        assert (consumer.commits, stats.commits, told) == (2, 2, [(1, 2), (2, 2)])
+
+
+def metric_values(text: str, topic: str) -> dict[str, float]:
+    """The sink consumer's series for ``topic`` from a Prometheus text exposition."""
+    values = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"predlog_sink_consumer_(\w+)\{(.*)\} (\S+)", line)
+        if match and f'topic="{topic}"' in match.group(2):
+            outcome = re.search(r'outcome="(\w+)"', match.group(2))
+            name = match.group(1) + (f":{outcome.group(1)}" if outcome else "")
+            values[name] = float(match.group(3))
+    return values
+
+
+@pytest.mark.integration
+class TestConsumerMetrics:
+    def test_metrics_port_shows_the_consumer_at_work(self, tmp_path):
+        """While `predlog sink --metrics-port` consumes a real topic, /metrics shows what it
+        consumed, wrote, dropped as duplicate, published and committed, and its lag."""
+        import urllib.request
+
+        from services.bentoserve import free_port
+
+        bootstrap, topic = kafka_bootstrap(), fresh_topic("metrics")
+        batch = a_batch(300, "m")
+        sink = KafkaSink(bootstrap_servers=bootstrap, topic=topic, spool_dir=tmp_path / "spool")
+        sink.export(batch)
+        sink.export(batch.slice(0, 100))
+        sink.close()
+        port = free_port()
+        argv = [sys.executable, "-m", "predlog", "sink", "--bootstrap", bootstrap]
+        argv += ["--topic", topic, "--data", str(tmp_path / "data"), "--group", f"g-{topic}"]
+        argv += ["--exit-when-idle", "30", "--max-wait", "1", "--metrics-port", str(port)]
+        proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, text=True)
+        try:
+            values: dict[str, float] = {}
+            deadline = time.monotonic() + 60
+            while values.get("records_consumed_total") != 400 and time.monotonic() < deadline:
+                time.sleep(0.5)
+                try:
+                    url = f"http://127.0.0.1:{port}/metrics"
+                    with urllib.request.urlopen(url, timeout=5) as response:
+                        values = metric_values(response.read().decode(), topic)
+                except OSError:
+                    assert proc.poll() is None, "predlog sink exited before it was scraped"
+            time.sleep(0.5)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                values = metric_values(response.read().decode(), topic)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+        assert values["records_consumed_total"] == 400, values
+        assert values["records_total:written"] == 300
+        assert values["records_total:duplicate"] == 100
+        assert values["records_total:undecodable"] == 0
+        assert values["files_published_total"] >= 1
+        assert values["commits_total"] >= 1
+        assert values["lag_records"] == 0
+        assert values["last_commit_timestamp_seconds"] > time.time() - 120
+        stats = json.loads(out.strip().splitlines()[-1])
+        assert (stats["consumed"], stats["written"]) == (400, 300)
+        assert stats["commits"] == values["commits_total"]

@@ -9,11 +9,15 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from predlog import __version__
 from predlog._settings import DEFAULT_DATA_DIR, env_var, read
 from predlog.errors import PredlogError
+
+if TYPE_CHECKING:
+    from predlog.metrics._consumer import MetricsServer
+    from predlog.sinks.kafka._consumer import OnCommit
 
 #: What ``add_subparsers`` returns: each command's parser is added to it.
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -31,19 +35,53 @@ def _sink(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    stats = run(
-        {
-            "bootstrap_servers": bootstrap,
-            "topic": topic,
-            "data_dir": args.data or read("data_dir"),
-            "group_id": args.group,
-            "max_batch": args.max_batch,
-            "max_wait_s": args.max_wait,
-            "exit_when_idle_s": args.exit_when_idle,
-        }
-    )
+    metrics = _sink_metrics(args, topic)
+    if isinstance(metrics, str):
+        print(f"predlog sink: {metrics}", file=sys.stderr)
+        return 2
+    server, on_commit = metrics if metrics is not None else (None, None)
+    try:
+        stats = run(
+            {
+                "bootstrap_servers": bootstrap,
+                "topic": topic,
+                "data_dir": args.data or read("data_dir"),
+                "group_id": args.group,
+                "max_batch": args.max_batch,
+                "max_wait_s": args.max_wait,
+                "exit_when_idle_s": args.exit_when_idle,
+                "on_commit": on_commit,
+            }
+        )
+    finally:
+        if server is not None:
+            server.close()
     print(json.dumps(asdict(stats)))
     return 0
+
+
+def _sink_metrics(
+    args: argparse.Namespace, topic: str
+) -> tuple[MetricsServer, OnCommit] | str | None:
+    """The metrics server and the consumer's ``on_commit`` for ``--metrics-port``; the
+    error to print if it cannot listen; ``None`` without the flag."""
+    if args.metrics_port is None:
+        return None
+    from predlog.metrics._consumer import ConsumerMetrics, MetricsServer  # noqa: PLC0415
+
+    try:
+        port = int(args.metrics_port)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        return f"--metrics-port {args.metrics_port!r}: must be a port number, 1 to 65535"
+    metrics = ConsumerMetrics(topic=topic, group=args.group)
+    try:
+        server = MetricsServer(host=args.metrics_host, port=port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return f"--metrics-port {port}: cannot listen on {args.metrics_host} ({reason})"
+    return server, metrics.committed
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -230,6 +268,15 @@ def _add_sink(commands: Commands) -> None:
         type=float,
         default=None,
         help="exit after this many seconds without a message",
+    )
+    sink.add_argument(
+        "--metrics-port",
+        help="serve the consumer's own Prometheus metrics over HTTP on this port",
+    )
+    sink.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface)",
     )
     sink.set_defaults(run=_sink)
 

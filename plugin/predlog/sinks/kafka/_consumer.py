@@ -16,9 +16,10 @@ import contextlib
 import signal
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +35,12 @@ class ConsumerStats:
     duplicates: int = 0
     undecodable: int = 0
     files: int = 0
+    commits: int = 0
+
+
+#: Called after each offset commit with the running totals and the lag in messages
+#: (``None`` when the broker has not said yet); it runs on the consumer's loop.
+OnCommit: TypeAlias = Callable[[ConsumerStats, int | None], None]
 
 
 class _RecentIds:
@@ -68,8 +75,12 @@ async def consume(
     exit_when_idle_s: float | None = None,
     remember_ids: int = 1_000_000,
     stop: asyncio.Event | None = None,
+    on_commit: OnCommit | None = None,
 ) -> ConsumerStats:
-    """Consume until ``stop`` is set (or the topic is idle for ``exit_when_idle_s``)."""
+    """Consume until ``stop`` is set (or the topic is idle for ``exit_when_idle_s``).
+
+    ``on_commit`` is told the totals and the lag after every offset commit.
+    """
     from aiokafka import AIOKafkaConsumer  # noqa: PLC0415  # optional dependency
 
     stop = stop or asyncio.Event()
@@ -86,33 +97,59 @@ async def consume(
     )
     await consumer.start()
     pending: list[bytes] = []
+    positions: dict[Any, int] = {}
     started = time.monotonic()
     last_message = time.monotonic()
     try:
         while not stop.is_set():
             polled = await consumer.getmany(timeout_ms=500, max_records=10_000)
             now = time.monotonic()
-            for messages in polled.values():
+            for tp, messages in polled.items():
                 pending.extend(m.value for m in messages if m.value is not None)
+                if messages:
+                    positions[tp] = messages[-1].offset + 1
             if polled:
                 last_message = now
             due = pending and (len(pending) >= max_batch or now - started >= max_wait_s)
             idle = exit_when_idle_s is not None and now - last_message >= exit_when_idle_s
             if due or (pending and idle):
                 _write(pending, sink, recent, stats)
-                await consumer.commit()
+                await _commit(consumer, stats, positions, on_commit)
                 pending = []
                 started = now
             if idle and not pending:
                 break
         if pending:
             _write(pending, sink, recent, stats)
-            await consumer.commit()
+            await _commit(consumer, stats, positions, on_commit)
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
         sink.close()
     return stats
+
+
+async def _commit(
+    consumer: Any, stats: ConsumerStats, positions: dict[Any, int], on_commit: OnCommit | None
+) -> None:
+    """Commit the offsets consumed so far, then tell ``on_commit``."""
+    await consumer.commit()
+    stats.commits += 1
+    if on_commit is not None:
+        on_commit(stats, _lag(consumer, positions))
+
+
+def _lag(consumer: Any, positions: dict[Any, int]) -> int | None:
+    """Messages past our position in the assigned partitions we have read, from the
+    high-water marks of the last fetches (no request to the broker)."""
+    lag, known = 0, False
+    assigned = consumer.assignment()
+    for tp, position in positions.items():
+        highwater = consumer.highwater(tp) if tp in assigned else None
+        if highwater is not None:
+            lag += max(highwater - position, 0)
+            known = True
+    return lag if known else None
 
 
 def _write(
