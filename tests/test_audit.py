@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -12,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from predlog.audit import AuditLog, canonical, verify, verify_consistency, verify_inclusion
-from predlog.audit._log import load_private_key, load_public_key
+from predlog.audit import _merkle as m
+from predlog.audit._chain import previous_of
+from predlog.audit._log import Checkpoint, load_private_key, load_public_key
 from predlog.audit._s3 import S3Archive
-from predlog.audit._store import HEAD
+from predlog.audit._store import HEAD, ReadOnlyStore
 from predlog.errors import ConfigError
 from tests.helpers import child_env, predlog_cli
 
@@ -286,6 +289,95 @@ class TestTamperDetection:
         report = verify(path, public_key=PUBLIC)
         assert not report.ok
         assert report.checkpoint == len(lines) - 1, report
+
+
+def stored_leaves(path) -> list[bytes]:
+    return [r.leaf_hash for r in ReadOnlyStore(path).records()]
+
+
+def signed_checkpoint(path, size: int, root: bytes) -> None:
+    """Append a checkpoint for (size, root), correctly chained and signed with KEY."""
+    lines = (path / "checkpoints.jsonl").read_bytes().splitlines()
+    unsigned = Checkpoint(
+        size, root, "2026-01-01T00:00:00Z", "k", b"", len(lines), previous_of(lines)
+    )
+    signed = replace(unsigned, signature=KEY.sign(unsigned.message()))
+    with (path / "checkpoints.jsonl").open("ab") as out:
+        out.write(json.dumps(signed.to_json()).encode() + b"\n")
+
+
+class TestIncrementalTree:
+    def test_checkpoint_roots_are_the_full_recomputation(self, tmp_path):
+        """Across uneven batches and a reopen, every checkpoint's root is ``root`` of
+        the stored leaves up to its size, and a proof verifies against it."""
+        log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=3)
+        done = 0
+        for batch in (1, 2, 5, 1, 8, 13):
+            log.append_many([entry(done + i) for i in range(batch)])
+            done += batch
+            if done == 17:
+                log.close()
+                log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=3)
+        log.checkpoint()
+        leaves = stored_leaves(tmp_path)
+        assert log.size == len(leaves) == 30
+        for checkpoint in log.checkpoints():
+            assert checkpoint.root == m.root(leaves[: checkpoint.size]), checkpoint.size
+        last = log.checkpoints()[-1]
+        assert log.inclusion_proof(29) == m.inclusion_proof(29, leaves)
+        assert verify_inclusion(29, 30, log.leaf_hash(-1), log.inclusion_proof(29), last.root)
+        log.close()
+
+    def test_neither_writer_nor_verify_recomputes_the_whole_tree(self, tmp_path, monkeypatch):
+        """Appending, checkpointing and verifying never call the full recomputation or
+        build a consistency proof."""
+
+        def refuse(*args: object) -> None:
+            raise AssertionError("the whole tree was recomputed")
+
+        monkeypatch.setattr(m, "root", refuse)
+        monkeypatch.setattr(m, "consistency_proof", refuse)
+        with AuditLog(tmp_path, signing_key=KEY, checkpoint_every=4) as log:
+            log.append_many([entry(i) for i in range(11)])
+            log.checkpoint()
+        assert verify(tmp_path, public_key=PUBLIC).ok
+
+    def test_validly_signed_root_of_another_history_is_found(self, tmp_path):
+        """A checkpoint signed with the right key and chained in place, but over entries
+        that differ from these, fails verify at that checkpoint."""
+        checkpointed_log(tmp_path, 10, 0)
+        other = [m.leaf_hash(canonical({**entry(i), "audit_id": str(i)})) for i in range(12)]
+        signed_checkpoint(tmp_path, 12, m.root(other))
+        with AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0) as log:
+            log.append_many([entry(i) for i in range(10, 12)])
+        report = verify(tmp_path, public_key=PUBLIC)
+        assert not report.ok
+        assert (report.checkpoint, report.problem) == (
+            1,
+            "checkpoint 1: root does not match entries 0..11",
+        )
+
+    def test_fork_after_a_good_checkpoint_is_found(self, tmp_path):
+        """A later checkpoint over a history that rewrote an entry the earlier one
+        covers (not a consistent extension) fails, though the earlier one holds."""
+        checkpointed_log(tmp_path, 6, 0)
+        leaves = stored_leaves(tmp_path)
+        forked = [*leaves[:2], m.leaf_hash(b"rewritten"), *leaves[3:]]
+        signed_checkpoint(tmp_path, 6, m.root(forked))
+        report = verify(tmp_path, public_key=PUBLIC)
+        assert not report.ok
+        assert report.checkpoint == 1
+        assert m.root(leaves) != m.root(forked)
+
+    @pytest.mark.parametrize("size", [0, 1, 7, 8, 9])
+    def test_checkpoint_of_every_small_size_verifies(self, tmp_path, size):
+        """Checkpoints at sizes 0, 1 and around a power of two verify and match ``root``."""
+        with AuditLog(tmp_path, signing_key=KEY, checkpoint_every=0) as log:
+            log.append_many([entry(i) for i in range(size)])
+            assert log.checkpoint().root == m.root(stored_leaves(tmp_path))
+            log.append_many([entry(i) for i in range(size, size + 3)])
+            log.checkpoint()
+        assert verify(tmp_path, public_key=PUBLIC).ok
 
 
 WRITER = """

@@ -201,7 +201,13 @@ class Checkpoint:
 
 
 class AuditLog:
-    """Append-only audit log in a directory; one writer at a time."""
+    """Append-only audit log in a directory; one writer at a time.
+
+    In memory it keeps the tree's right edge (:class:`~predlog.audit._merkle.CompactRange`,
+    O(log n) hashes), so appending and checkpointing cost the same at any size, plus
+    the request-id index behind :meth:`find`. Leaf hashes stay in the store: the proof
+    methods read them from there when asked, once per call.
+    """
 
     def __init__(
         self,
@@ -224,7 +230,8 @@ class AuditLog:
         #: An S3Archive: sealed copies of entries and checkpoints on write-once storage.
         self.archive = archive
         self._lock = threading.Lock()
-        self._leaves: list[bytes] = []
+        #: The tree's right edge: enough to sign a checkpoint without the leaves.
+        self._tree = _merkle.CompactRange()
         self._by_request: dict[str, list[int]] = {}
         # The store takes the writer lock before it cuts a torn tail or writes anything.
         self._store = LocalStore(path)
@@ -239,15 +246,15 @@ class AuditLog:
             raise
 
     def _remember(self, leaf: bytes, data: bytes) -> None:
-        index = len(self._leaves)
-        self._leaves.append(leaf)
+        index = self._tree.size
+        self._tree.append(leaf)
         request_id = json.loads(data).get("request_id")
         if request_id:
             self._by_request.setdefault(str(request_id), []).append(index)
 
     @property
     def size(self) -> int:
-        return len(self._leaves)
+        return self._tree.size
 
     def append(self, entry: Mapping[str, Any]) -> int:
         """Add one entry; returns its index once it is on disk (fsynced)."""
@@ -256,7 +263,7 @@ class AuditLog:
     def append_many(self, entries: Iterable[Mapping[str, Any]]) -> list[int]:
         """Add entries with one fsync; returns their indexes once they are durable."""
         with self._lock:
-            start = len(self._leaves)
+            start = self._tree.size
             records = []
             for offset, entry in enumerate(entries):
                 body = dict(entry)
@@ -268,7 +275,7 @@ class AuditLog:
                 self._remember(leaf, data)
             indexes = [index for index, _, _ in records]
             last = self._checkpoints_size()
-            if self._every and len(self._leaves) - last >= self._every:
+            if self._every and self._tree.size - last >= self._every:
                 self._checkpoint_locked()
             return indexes
 
@@ -282,12 +289,16 @@ class AuditLog:
             return self._checkpoint_locked()
 
     def _checkpoint_locked(self) -> Checkpoint:
-        """Sign the tree head chained to the last line of checkpoints.jsonl."""
+        """Sign the tree head chained to the last line of checkpoints.jsonl.
+
+        The root comes from the compact range in O(log n) hashes, so the lock is held
+        for a signature and a write, not for a pass over every leaf.
+        """
         lines = self._store.checkpoint_lines()
-        size = len(self._leaves)
+        size = self._tree.size
         unsigned = Checkpoint(
             size,
-            _merkle.root(self._leaves),
+            self._tree.root(),
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             self.key_id,
             b"",
@@ -330,16 +341,38 @@ class AuditLog:
     def find(self, request_id: str) -> list[int]:
         return list(self._by_request.get(request_id, ()))
 
+    def _stored_leaves(self, size: int | None) -> list[bytes]:
+        """The first ``size`` leaf hashes (all when None), read from the store.
+
+        The log keeps no leaf hashes in memory (that would grow with the log forever);
+        a proof is rare and needs them all, so it pays the read. Under the lock, so
+        that the leaves read are the ones ``size`` counted.
+        """
+        with self._lock:
+            n = self._tree.size if size is None else size
+            leaves: list[bytes] = []
+            for record in self._store.records():
+                if record.position >= n:
+                    break
+                leaves.append(record.leaf_hash)
+            return leaves
+
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        n = len(self._leaves) if size is None else size
-        return _merkle.inclusion_proof(index, self._leaves[:n])
+        """RFC 9162 PATH for entry ``index`` in the tree of ``size`` (default: all)."""
+        return _merkle.inclusion_proof(index, self._stored_leaves(size))
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
-        n = len(self._leaves) if new_size is None else new_size
-        return _merkle.consistency_proof(old_size, self._leaves[:n])
+        """RFC 9162 PROOF that the tree of ``new_size`` (default: all) extends ``old_size``."""
+        return _merkle.consistency_proof(old_size, self._stored_leaves(new_size))
 
     def leaf_hash(self, index: int) -> bytes:
-        return self._leaves[index]
+        """Entry ``index``'s leaf hash, read from its record in the store."""
+        with self._lock:
+            position = index + self._tree.size if index < 0 else index
+            for record in self._store.records():
+                if record.position == position:
+                    return record.leaf_hash
+        raise IndexError(index)
 
     def close(self) -> None:
         """Release the writer lock (entries are already durable). Safe to call twice."""
@@ -427,21 +460,27 @@ def _missing_directory(store: ReadOnlyStore) -> VerifyReport | None:
 
 
 def _verify_source(source: ReadOnlyStore | S3Archive, key: Any) -> VerifyReport:
-    """Checkpoint lines first, then the entries (each in its place, each matching its
-    hash), then each checkpoint against the entries.
+    """Checkpoint lines first, then one pass over the entries (each in its place, each
+    matching its hash, each fed to a compact range that notes the root at every size a
+    checkpoint claims), then each checkpoint against those roots.
 
     The writer appends entries before the checkpoint that covers them, so reading in
     the other order could see a checkpoint written after the entries were read and
-    call a live log truncated.
+    call a live log truncated. The pass keeps O(log n) hashes for the tree and one
+    root per checkpoint, never the leaves, so a log of any length verifies in memory
+    that does not grow with it.
     """
     lines = source.checkpoint_lines()
-    leaves, problem = _recompute_leaves(source)
+    checkpoints, unreadable = _load_checkpoints(lines)
+    entries, roots, problem = _recompute_roots(source, {c.size for c in checkpoints})
     if problem is not None:
         return problem
-    checkpoints, problem = _load_checkpoints(lines, len(leaves))
-    if problem is None:
-        problem = _check_checkpoints(checkpoints, lines, leaves, key)
-    report = problem or VerifyReport(True, len(leaves), len(checkpoints))
+    if unreadable is not None:
+        message = f"checkpoint {unreadable}: unreadable"
+        problem = VerifyReport(False, entries, unreadable, message, checkpoint=unreadable)
+    else:
+        problem = _check_checkpoints(checkpoints, lines, entries, roots, key)
+    report = problem or VerifyReport(True, entries, len(checkpoints))
     return replace(
         report,
         legacy_checkpoints=sum(c.sequence is None for c in checkpoints),
@@ -449,21 +488,29 @@ def _verify_source(source: ReadOnlyStore | S3Archive, key: Any) -> VerifyReport:
     )
 
 
-def _recompute_leaves(
-    source: ReadOnlyStore | S3Archive,
-) -> tuple[list[bytes], VerifyReport | None]:
-    """The leaf hash of every entry, up to the first entry that is out of place, edited
-    or unreadable; that one is reported."""
-    leaves: list[bytes] = []
+def _recompute_roots(
+    source: ReadOnlyStore | S3Archive, sizes: set[int]
+) -> tuple[int, dict[int, bytes], VerifyReport | None]:
+    """How many entries there are and the root of the tree at each of ``sizes`` they
+    reach, in one pass; up to the first entry that is out of place, edited or
+    unreadable, which is reported."""
+    tree = _merkle.CompactRange()
+    roots: dict[int, bytes] = {0: tree.root()} if 0 in sizes else {}
     try:
         for record in source.records():
             problem = _entry_problem(record)
             if problem is not None:
-                return leaves, VerifyReport(False, len(leaves), 0, problem, entry=record.position)
-            leaves.append(record.leaf_hash)
+                return (
+                    tree.size,
+                    roots,
+                    VerifyReport(False, tree.size, 0, problem, entry=record.position),
+                )
+            tree.append(record.leaf_hash)
+            if tree.size in sizes:
+                roots[tree.size] = tree.root()
     except UnreadableError as exc:
-        return leaves, VerifyReport(False, len(leaves), 0, str(exc), entry=exc.position)
-    return leaves, None
+        return tree.size, roots, VerifyReport(False, tree.size, 0, str(exc), entry=exc.position)
+    return tree.size, roots, None
 
 
 def _entry_problem(record: Record) -> str | None:
@@ -478,28 +525,29 @@ def _entry_problem(record: Record) -> str | None:
     return None
 
 
-def _load_checkpoints(
-    lines: list[bytes], entries: int
-) -> tuple[list[Checkpoint], VerifyReport | None]:
-    """The checkpoints, up to the first line that is not one; that one is reported."""
+def _load_checkpoints(lines: list[bytes]) -> tuple[list[Checkpoint], int | None]:
+    """The checkpoints up to the first line that is not one, and that line's number
+    (None when every line is one)."""
     checkpoints: list[Checkpoint] = []
     for number, line in enumerate(lines):
         try:
             checkpoints.append(Checkpoint.from_json(json.loads(line)))
         except (ValueError, KeyError, TypeError):
-            return checkpoints, VerifyReport(
-                False, entries, number, f"checkpoint {number}: unreadable", checkpoint=number
-            )
+            return checkpoints, number
     return checkpoints, None
 
 
 def _check_checkpoints(
-    checkpoints: list[Checkpoint], lines: list[bytes], leaves: list[bytes], key: Any
+    checkpoints: list[Checkpoint],
+    lines: list[bytes],
+    entries: int,
+    roots: Mapping[int, bytes],
+    key: Any,
 ) -> VerifyReport | None:
     """The first checkpoint that does not hold for these entries, reported; else None.
 
     Each is checked in file order: its signature first (a forgery is named as one),
-    then its place in the chain, then its tree head against the entries.
+    then its place in the chain, then its tree head against the recomputed roots.
     """
     previous: Checkpoint | None = None
     for number, checkpoint in enumerate(checkpoints):
@@ -510,13 +558,13 @@ def _check_checkpoints(
         if named is None:
             named = chain_problem(number, checkpoints, lines)
         if named is None:
-            found = _checkpoint_problem(number, checkpoint, previous, leaves)
+            found = _checkpoint_problem(number, checkpoint, previous, entries, roots)
             if found is not None:
                 named, entry = (found[0], number), found[1]
         if named is not None:
             message, which = named
             return VerifyReport(
-                False, len(leaves), len(checkpoints), message, entry=entry, checkpoint=which
+                False, entries, len(checkpoints), message, entry=entry, checkpoint=which
             )
         previous = checkpoint
     return None
@@ -526,13 +574,23 @@ def _checkpoint_problem(
     number: int,
     checkpoint: Checkpoint,
     previous: Checkpoint | None,
-    leaves: list[bytes],
+    entries: int,
+    roots: Mapping[int, bytes],
 ) -> tuple[str, int | None] | None:
     """Why checkpoint ``number``'s tree head does not hold, and the entry concerned if
     one is; or None.
 
     It must cover no fewer entries than the one before, cover only entries that
-    exist, match their root, and extend the one before.
+    exist, and match their root. That it extends the one before then needs no RFC
+    9162 consistency proof: checkpoints are checked in order, so the one before has
+    already matched the root of entries ``0..m-1`` and this one matches the root of
+    entries ``0..n-1`` of the same files, with ``m <= n``. Both roots are of one leaf
+    sequence and its prefix, so the larger tree is the smaller with entries only
+    added, and the proof built from these leaves would verify against these two
+    roots by construction. A forked or rewritten history cannot pass this way
+    without a SHA-256 collision: it changes the leaves under one of the two roots,
+    and that root no longer matches. A consistency proof is for a party that holds
+    only two roots; a verifier holding every entry checks something stronger.
     """
     size = checkpoint.size
     if previous is not None and size < previous.size:
@@ -540,20 +598,12 @@ def _checkpoint_problem(
             f"checkpoint {number}: size {size} is smaller than the previous {previous.size}",
             None,
         )
-    if size > len(leaves):
+    if size > entries:
         return (
             f"checkpoint {number} covers {size} entries but only "
-            f"{len(leaves)} remain (the log was truncated)",
-            len(leaves),
+            f"{entries} remain (the log was truncated)",
+            entries,
         )
-    if _merkle.root(leaves[:size]) != checkpoint.root:
+    if roots.get(size) != checkpoint.root:
         return f"checkpoint {number}: root does not match entries 0..{size - 1}", None
-    if previous is not None and previous.size and not _extends(previous, checkpoint, leaves):
-        return f"checkpoint {number} is not consistent with checkpoint {number - 1}", None
     return None
-
-
-def _extends(older: Checkpoint, newer: Checkpoint, leaves: list[bytes]) -> bool:
-    """Whether ``newer``'s tree is ``older``'s with entries only added (RFC 9162 proof)."""
-    proof = _merkle.consistency_proof(older.size, leaves[: newer.size])
-    return _merkle.verify_consistency(older.size, newer.size, older.root, newer.root, proof)

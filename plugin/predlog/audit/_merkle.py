@@ -5,12 +5,17 @@ tree split at the largest power of two smaller than its size. Proof generation
 follows the PATH and SUBPROOF definitions of RFC 9162 section 2.1.3.1 and 2.1.4.1,
 and verification the algorithms of sections 2.1.3.2 and 2.1.4.2, step by step, so
 that any CT-compatible verifier accepts these proofs.
+
+:class:`CompactRange` keeps only the right edge of the tree, so a writer or verifier
+can follow a log of any length in O(log n) memory and amortised O(1) hashing per
+entry; the proof functions still take every leaf hash, and are meant to be called
+only when a proof is asked for.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -37,6 +42,61 @@ def root(leaves: Sequence[bytes]) -> bytes:
         return leaves[0]
     k = _split(n)
     return node_hash(root(leaves[:k]), root(leaves[k:]))
+
+
+class CompactRange:
+    """The tree over leaves ``0..size-1`` reduced to its right edge (RFC 9162's tree,
+    as "compact ranges" in Certificate Transparency tooling).
+
+    A tree of size n is the perfect subtrees given by the set bits of n, largest
+    (leftmost) first; only their roots are kept, so there are ``popcount(n)`` hashes.
+    Appending a leaf pushes it and merges the two rightmost subtrees while they have
+    equal size (the trailing set bits of the old size), which is amortised one node
+    hash per leaf. The root of the current size is those subtree roots folded right
+    to left: RFC 9162 splits a tree at the largest power of two below its size, and
+    that left part is exactly the leftmost perfect subtree, so the fold computes
+    ``root(leaves)`` without the leaves.
+    """
+
+    __slots__ = ("_size", "_subtrees")
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._subtrees: list[bytes] = []
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def subtrees(self) -> tuple[bytes, ...]:
+        """The roots of the perfect subtrees, largest first: all a resumed range needs."""
+        return tuple(self._subtrees)
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash; hashes once per trailing set bit of the old size."""
+        subtrees = self._subtrees
+        subtrees.append(leaf)
+        n = self._size
+        while n & 1:
+            right = subtrees.pop()
+            subtrees[-1] = node_hash(subtrees[-1], right)
+            n >>= 1
+        self._size += 1
+
+    def extend(self, leaves: Iterable[bytes]) -> None:
+        """Add leaf hashes in order."""
+        for leaf in leaves:
+            self.append(leaf)
+
+    def root(self) -> bytes:
+        """MTH of the leaves added so far, in ``popcount(size) - 1`` node hashes."""
+        if not self._subtrees:
+            return EMPTY_ROOT
+        top = self._subtrees[-1]
+        for left in reversed(self._subtrees[:-1]):
+            top = node_hash(left, top)
+        return top
 
 
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
