@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import pytest
 from services.bentoserve import BentoServer
 
 from predlog.flush._pii import Pseudonymiser
-from tests.helpers import ROOT, child_env
+from tests.helpers import ROOT, bento_env
 
 PSEUDONYM_KEY = "test-key-0123456789abcdef"
 PSEUDONYMS = Pseudonymiser(key=PSEUDONYM_KEY, key_id=None, pii_fields=["card_id"])
@@ -91,13 +90,8 @@ def serve_fraud(tmp_path: Path, **env: str) -> Iterator[tuple[str, Path, Any]]:
         "examples.fraud_service.service:FraudService",
         log_path=tmp_path / "server.log",
         cwd=ROOT,
-        env=child_env(
-            PREDLOG_DATA_DIR=str(data),
-            PREDLOG_PSEUDONYM_KEY=PSEUDONYM_KEY,
-            BENTOML_HOME=str(tmp_path / "bentoml"),
-            BENTOML_DO_NOT_TRACK="true",
-            PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
-            **env,
+        env=bento_env(
+            data, tmp_path / "bentoml", **{"PREDLOG_PSEUDONYM_KEY": PSEUDONYM_KEY, **env}
         ),
     )
     try:

@@ -30,6 +30,18 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def bento_env(data_dir: Path, bentoml_home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a test's `bentoml serve`: predlog and this repository importable,
+    records under ``data_dir``, BentoML's own state under ``bentoml_home``, no telemetry."""
+    return child_env(
+        PREDLOG_DATA_DIR=str(data_dir),
+        BENTOML_HOME=str(bentoml_home),
+        BENTOML_DO_NOT_TRACK="true",
+        PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
+        **extra,
+    )
+
+
 def predlog_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m predlog ARGS`` as a user would; the examples are importable."""
     return subprocess.run(

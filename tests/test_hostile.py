@@ -10,7 +10,6 @@ the request was odd.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ import httpx
 import pytest
 from services.bentoserve import BentoServer
 
-from tests.helpers import ROOT, child_env, read_all
+from tests.helpers import ROOT, bento_env, read_all
 from tests.hostile_service import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.integration
@@ -280,11 +279,9 @@ def _server(tmp: Path, name: str, *, predlog: bool) -> BentoServer:
         "tests.hostile_service:Echo",
         log_path=tmp / f"{name}.log",
         cwd=ROOT,
-        env=child_env(
-            PREDLOG_DATA_DIR=str(tmp / "data"),
-            BENTOML_HOME=str(tmp / f"bentoml-{name}"),
-            BENTOML_DO_NOT_TRACK="true",
-            PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
+        env=bento_env(
+            tmp / "data",
+            tmp / f"bentoml-{name}",
             HOSTILE_PREDLOG="1" if predlog else "0",
             # Starlette lists a route's methods in Allow from a set: same order in both.
             PYTHONHASHSEED="0",

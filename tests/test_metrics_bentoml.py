@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import httpx
@@ -12,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.bentoserve import BentoServer
 
 from tests.fraud import serve_fraud, transactions
-from tests.helpers import ROOT, child_env
+from tests.helpers import ROOT, bento_env
 
 
 def _delivered(text: str, model: str) -> float:
@@ -70,12 +69,7 @@ class TestBentomlMetrics:
             "tests.multi_worker_service:Scorer",
             log_path=tmp_path / "server.log",
             cwd=ROOT,
-            env=child_env(
-                PREDLOG_DATA_DIR=str(tmp_path / "data"),
-                BENTOML_HOME=str(tmp_path / "bentoml"),
-                BENTOML_DO_NOT_TRACK="true",
-                PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
-            ),
+            env=bento_env(tmp_path / "data", tmp_path / "bentoml"),
         )
         with server, httpx.Client(base_url=server.base_url, timeout=30) as client:
             answered = asyncio.run(_concurrently(server.base_url, 400))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 
@@ -11,7 +10,7 @@ import httpx
 import pytest
 from services.bentoserve import BentoServer
 
-from tests.helpers import ROOT, child_env, parquet_files, read_all
+from tests.helpers import ROOT, bento_env, parquet_files, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +49,7 @@ class TestFourWorkers:
             "tests.multi_worker_service:Scorer",
             log_path=tmp_path / "server.log",
             cwd=ROOT,
-            env=child_env(
-                PREDLOG_DATA_DIR=str(data),
-                BENTOML_HOME=str(tmp_path / "bentoml"),
-                BENTOML_DO_NOT_TRACK="true",
-                PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
-            ),
+            env=bento_env(data, tmp_path / "bentoml"),
         )
         try:
             server.start()
