@@ -14,6 +14,7 @@ from services.bentoserve import free_port
 from predlog.__main__ import main
 from predlog._settings import env_var
 from predlog.errors import ConfigError
+from predlog.sinks.kafka._consumer import ConsumerStats
 
 
 @dataclass
@@ -81,16 +82,6 @@ class TestSettings:
         assert "PREDLOG_KAFKA_BOOTSTRAP" in err and "PREDLOG_KAFKA_TOPIC" in err
 
 
-@dataclass
-class _Totals:
-    consumed: int = 0
-    written: int = 0
-    duplicates: int = 0
-    undecodable: int = 0
-    files: int = 0
-    commits: int = 0
-
-
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return str(response.read().decode())
@@ -118,7 +109,7 @@ class TestSinkMetrics:
         scraped: list[str] = []
 
         def fake_run(config):
-            totals = _Totals(consumed=10, written=7, duplicates=2, undecodable=1, files=1)
+            totals = ConsumerStats(consumed=10, written=7, duplicates=2, undecodable=1, files=1)
             totals.commits = 1
             config["on_commit"](totals, 42)
             scraped.append(scrape(port))

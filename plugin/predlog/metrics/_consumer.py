@@ -8,12 +8,13 @@ so a second consumer in the same process (a test, a restart in place) counts on.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from prometheus_client import Counter, Gauge, start_http_server
+
+from predlog.metrics._once import OncePerProcess
 
 #: The ``outcome`` label of ``predlog_sink_consumer_records_total``, by stats field.
 OUTCOMES = {"written": "written", "duplicates": "duplicate", "undecodable": "undecodable"}
@@ -70,17 +71,8 @@ def _create() -> _Metrics:
     )
 
 
-_lock = threading.Lock()
-_metrics: _Metrics | None = None
-
-
-def _process_metrics() -> _Metrics:
-    """The metric objects, registered on the default registry the first time only."""
-    global _metrics  # noqa: PLW0603  # one set of metric objects per process
-    with _lock:
-        if _metrics is None:
-            _metrics = _create()
-        return _metrics
+#: The metric objects, registered on the default registry the first time only.
+_process_metrics: Final = OncePerProcess(_create)
 
 
 class ConsumerMetrics:

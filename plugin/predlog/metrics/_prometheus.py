@@ -19,12 +19,13 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from predlog.metrics._health import OUTCOMES, Health, SinkHealth
 from predlog.metrics._latency import LATENCY_BUCKETS, BatchLatency
+from predlog.metrics._once import OncePerProcess
 
 _Labels: TypeAlias = tuple[str, ...]
 #: A sink's own figures that are levels, not running totals.
@@ -100,18 +101,12 @@ def _create() -> _Metrics:
 
 
 _lock = threading.Lock()
-_metrics: _Metrics | None = None
 #: Ring fill per model label, one entry per live exporter: the gauge shows the fullest.
 _fills: dict[str, dict[int, float]] = {}
 
 
-def _process_metrics() -> _Metrics:
-    """The metric objects, registered on the default registry the first time only."""
-    global _metrics  # noqa: PLW0603  # one set of metric objects per process
-    with _lock:
-        if _metrics is None:
-            _metrics = _create()
-        return _metrics
+#: The metric objects, registered on the default registry the first time only.
+_process_metrics: Final = OncePerProcess(_create)
 
 
 class PrometheusExporter:
