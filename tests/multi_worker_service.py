@@ -17,4 +17,4 @@ class Scorer:
         return {"score": score, "decision": "declined" if score >= 0.5 else "approved"}
 
 
-Scorer.add_asgi_middleware(predlog.PredictionLogMiddleware, model_name="multi", model_version="v1")
+predlog.instrument(Scorer, model_name="multi", model_version="v1")

@@ -9,8 +9,8 @@ from typing import Any
 
 from fastapi import Body, FastAPI
 
+import predlog
 from examples.fraud_service.scoring import PREDLOG_OPTIONS, Scorer, Transaction
-from predlog import PredictionLogMiddleware
 
 app = FastAPI(title="fraud")
 scorer = Scorer()
@@ -27,4 +27,4 @@ def healthz() -> str:
     return "ok"
 
 
-app.add_middleware(PredictionLogMiddleware, **PREDLOG_OPTIONS)
+predlog.instrument(app, **PREDLOG_OPTIONS)

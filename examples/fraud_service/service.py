@@ -17,8 +17,8 @@ from typing import Any
 import bentoml
 from opentelemetry import trace
 
+import predlog
 from examples.fraud_service.scoring import PREDLOG_OPTIONS, Scorer, Transaction
-from predlog import PredictionLogMiddleware
 
 
 def tracing_config() -> dict[str, Any]:
@@ -53,4 +53,4 @@ class FraudService:
         return self.scorer.score(transaction)
 
 
-FraudService.add_asgi_middleware(PredictionLogMiddleware, **PREDLOG_OPTIONS)
+predlog.instrument(FraudService, **PREDLOG_OPTIONS)

@@ -25,7 +25,7 @@ from predlog._settings import MiddlewareSettings, Settings
 from predlog.errors import ConfigError, PredlogError, SinkError
 from predlog.flush._decode import Extractor, json_extractor
 from predlog.flush._sampling import sampling_hash
-from predlog.middleware import PredictionLogMiddleware
+from predlog.middleware import PredictionLogMiddleware, instrument
 from predlog.sinks import KafkaSink, OperationalLogSink, ParquetSink, Sink, configure_logging
 
 __version__ = "0.1.0"
@@ -49,6 +49,7 @@ __all__ = [
     "arrow_schema",
     "confidence_band",
     "configure_logging",
+    "instrument",
     "json_extractor",
     "record",
     "sampling_hash",

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import os
 import signal
+import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from time import time_ns
 from types import FrameType, TracebackType
 from typing import Any
@@ -30,7 +33,8 @@ from predlog._capture import Capture, epoch_ns
 from predlog._counter import AtomicCounter
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
-from predlog._settings import LoggerOptions, Settings, resolve
+from predlog._settings import LoggerOptions, Settings, resolve, spelt
+from predlog.errors import ConfigError
 from predlog.flush._batch import BatchBuilder
 from predlog.flush._decode import Extractor, json_extractor
 from predlog.flush._flusher import Flusher
@@ -62,7 +66,7 @@ class PredictionLogger:
         error_log_interval_s: float = 60.0,
         **options: Unpack[LoggerOptions],
     ) -> None:
-        self.settings: Settings = resolve(options)
+        self.settings: Settings = preflight(options, default_sink=sinks is None)
         s = self.settings
         self._reporter = ErrorReporter(interval_s=error_log_interval_s)
         self._ring: RingBuffer[Capture] = RingBuffer(s.ring_capacity, overflow=s.overflow)
@@ -332,6 +336,45 @@ def paused(logger: PredictionLogger) -> Iterator[None]:
     """
     with logger._flusher.lock:
         yield
+
+
+def preflight(options: Mapping[str, Any], *, default_sink: bool = True) -> Settings:
+    """Every check a :class:`PredictionLogger` with these options makes before it starts.
+
+    It starts nothing and leaves nothing but ``data_dir`` itself, so it can run where
+    no logger will: BentoML imports the service module in its supervisor as well as in
+    each worker, and a configuration error there stops ``bentoml serve`` before it
+    answers anything.
+    """
+    settings = resolve(options)
+    Pseudonymiser.from_settings(settings)
+    if default_sink:
+        kafka = bool(settings.kafka_bootstrap)
+        if kafka and importlib.util.find_spec("aiokafka") is None:
+            raise ConfigError(
+                spelt(settings, "kafka_bootstrap"),
+                "the Kafka sink needs aiokafka: pip install 'predlog[kafka]'",
+            )
+        problem = _unwritable(settings.data_path)
+        if problem:
+            what = "the Kafka spool" if kafka else "Parquet files"
+            raise ConfigError(spelt(settings, "data_dir"), f"{what} cannot go there: {problem}")
+    return settings
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why predlog could not write files in ``path``, or None if it can.
+
+    Trying is the only answer that holds for root, read-only mounts and full quotas
+    alike; permission bits alone say yes to root on ``/proc``.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".predlog-probe-"):
+            pass
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({path})"
+    return None
 
 
 def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
@@ -137,9 +138,16 @@ def _header_name(value: Any) -> str | None:
     return None
 
 
+#: A URL scheme ("s3://", "gs://", "file://"); a Windows drive ("C:\\") does not match.
+_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
 def _path(value: Any) -> str | None:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         return f"must be a directory path, got {value!r}"
+    if _URL.match(os.fspath(value)):
+        # Path("s3://b/k") is the local folder "s3:/b/k": refuse rather than reinterpret.
+        return f"must be a local directory, got the URL {os.fspath(value)!r}"
     return None
 
 
@@ -368,7 +376,7 @@ def _resolve_into(
     return cls(**values, sources=sources)
 
 
-def _name(settings: Settings | MiddlewareSettings, name: str) -> str:
+def spelt(settings: Settings | MiddlewareSettings, name: str) -> str:
     """How the user spelt a setting: the argument or the variable it came from."""
     source = settings.sources.get(name, "argument")
     return name if source == "argument" else source
@@ -387,18 +395,18 @@ def resolve(
     if settings.pii_fields and not settings.pseudonym_key:
         raise ConfigError(
             "PREDLOG_PSEUDONYM_KEY",
-            f"PII fields are configured ({_name(settings, 'pii_fields')}="
+            f"PII fields are configured ({spelt(settings, 'pii_fields')}="
             f"{','.join(settings.pii_fields)}) but no pseudonymisation key is set; "
             "refusing to start rather than log them in the clear",
         )
     if settings.pseudonym_key is not None and len(settings.pseudonym_key) < 16:
         raise ConfigError(
-            _name(settings, "pseudonym_key"), "must be at least 16 characters of secret"
+            spelt(settings, "pseudonym_key"), "must be at least 16 characters of secret"
         )
     if bool(settings.kafka_bootstrap) != bool(settings.kafka_topic):
         missing = "kafka_topic" if settings.kafka_bootstrap else "kafka_bootstrap"
         raise ConfigError(
-            _name(settings, missing)
+            spelt(settings, missing)
             if missing in settings.sources
             else "PREDLOG_" + missing.upper(),
             "the Kafka sink needs both a bootstrap server list and a topic",
@@ -418,7 +426,7 @@ def resolve_middleware(
     bad = [p for p in (*settings.paths, *settings.exclude_paths) if not p.startswith("/")]
     if bad:
         source = "paths" if bad[0] in settings.paths else "exclude_paths"
-        raise ConfigError(_name(settings, source), f"paths must start with '/', got {bad[0]!r}")
+        raise ConfigError(spelt(settings, source), f"paths must start with '/', got {bad[0]!r}")
     return replace(settings, methods=methods)
 
 

@@ -1,8 +1,7 @@
 """PredictionLogMiddleware: one line on a BentoML service or any ASGI app.
 
-    FraudService.add_asgi_middleware(PredictionLogMiddleware, model_name="fraud",
-                                     model_version="v2.1.0")
-    app.add_middleware(PredictionLogMiddleware, model_name="fraud")   # FastAPI/Starlette
+    predlog.instrument(FraudService, model_name="fraud", model_version="v2.1.0")
+    predlog.instrument(app, model_name="fraud")   # FastAPI / Starlette
 
 This file is the whole per-request cost of predlog in a server; read ``__call__``
 top to bottom. For a logged request it: takes or makes the request id; annotates
@@ -28,11 +27,12 @@ from predlog import _tracing
 from predlog._capture import FEATURES, TOTAL_MS
 from predlog._context import bind_fields, unbind_fields
 from predlog._exchange import Exchange
-from predlog._logger import PredictionLogger, handoff
+from predlog._logger import PredictionLogger, handoff, preflight
 from predlog._settings import (
     LoggerOptions,
     MiddlewareOptions,
     MiddlewareSettings,
+    Settings,
     resolve_middleware,
     setting_names,
 )
@@ -94,6 +94,24 @@ class MiddlewareArgs(MiddlewareOptions, LoggerOptions, total=False):
 
 #: Every keyword the middleware takes in ``**options``.
 _OPTION_NAMES: Final = frozenset(MiddlewareArgs.__optional_keys__)
+_OWN: Final = setting_names(MiddlewareSettings)
+#: Keywords of PredictionLogger that are objects, not settings.
+_LOGGER_OBJECTS: Final = frozenset(_OPTION_NAMES - _OWN - setting_names(Settings))
+
+
+def _split(
+    options: Mapping[str, Any], *, shared_logger: bool
+) -> tuple[MiddlewareSettings, dict[str, Any]]:
+    """The middleware's own settings, and the options left for a new logger."""
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown option (known: {', '.join(sorted(_OPTION_NAMES))})")
+    settings = resolve_middleware({k: v for k, v in options.items() if k in _OWN})
+    logger_options = {k: v for k, v in options.items() if k not in _OWN}
+    if shared_logger and logger_options:
+        name = sorted(logger_options)[0]
+        raise ConfigError(name, "configures a new logger; with logger= set it on that logger")
+    return settings, logger_options
 
 
 class PredictionLogMiddleware:
@@ -121,17 +139,7 @@ class PredictionLogMiddleware:
         **options: Unpack[MiddlewareArgs],
     ) -> None:
         self.app = app
-        unknown = sorted(set(options) - _OPTION_NAMES)
-        if unknown:
-            raise ConfigError(
-                unknown[0], f"unknown option (known: {', '.join(sorted(_OPTION_NAMES))})"
-            )
-        own = setting_names(MiddlewareSettings)
-        self.settings = resolve_middleware({k: v for k, v in options.items() if k in own})
-        logger_options: dict[str, Any] = {k: v for k, v in options.items() if k not in own}
-        if logger is not None and logger_options:
-            name = sorted(logger_options)[0]
-            raise ConfigError(name, "configures a new logger; with logger= set it on that logger")
+        self.settings, logger_options = _split(options, shared_logger=logger is not None)
         self.logger = logger if logger is not None else PredictionLogger(**logger_options)
         # This middleware's decoding options travel with each of its captures, so apps
         # with different options can share one logger.
@@ -151,6 +159,27 @@ class PredictionLogMiddleware:
         self._cap = self.settings.max_body_bytes
         self._model_name = self.logger.settings.model_name
         self._model_version = self.logger.settings.model_version
+
+    @staticmethod
+    def check(
+        *,
+        logger: PredictionLogger | None = None,
+        request_extractor: RequestExtractor | None = None,
+        response_extractor: ResponseExtractor | None = None,
+        **options: Unpack[MiddlewareArgs],
+    ) -> None:
+        """Raise :class:`~predlog.ConfigError` for any option or ``PREDLOG_*`` variable
+        this middleware would refuse, without starting anything.
+
+        Servers build their middleware lazily, when the first request or lifespan event
+        arrives; :func:`instrument` calls this first so that an error stops the server
+        at start-up instead of failing every request.
+        """
+        del request_extractor, response_extractor  # any callable will do
+        _, logger_options = _split(options, shared_logger=logger is not None)
+        if logger is None:
+            settings = {k: v for k, v in logger_options.items() if k not in _LOGGER_OBJECTS}
+            preflight(settings, default_sink=logger_options.get("sinks") is None)
 
     def _logged(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["method"] not in self._methods:
@@ -283,3 +312,42 @@ class PredictionLogMiddleware:
                     None,
                 )
             )
+
+
+def instrument(
+    target: Any,
+    /,
+    *,
+    logger: PredictionLogger | None = None,
+    request_extractor: RequestExtractor | None = None,
+    response_extractor: ResponseExtractor | None = None,
+    **options: Unpack[MiddlewareArgs],
+) -> None:
+    """Log every prediction of a BentoML service or a Starlette/FastAPI app: the one line.
+
+        predlog.instrument(FraudService, model_name="fraud", model_version="v2.1.0")
+        predlog.instrument(app, model_name="fraud")   # FastAPI / Starlette
+
+    It checks every option and ``PREDLOG_*`` variable now, so a configuration error
+    stops ``bentoml serve`` or ``uvicorn`` at start-up with the message, then adds
+    :class:`PredictionLogMiddleware` with these options. (``add_asgi_middleware`` and
+    ``add_middleware`` with the class work too, but a server builds middleware only
+    when the first request or lifespan event arrives, and uvicorn serves on after a
+    lifespan error: each request would then fail.)
+    """
+    kwargs: dict[str, Any] = {
+        "logger": logger,
+        "request_extractor": request_extractor,
+        "response_extractor": response_extractor,
+        **options,
+    }
+    PredictionLogMiddleware.check(**kwargs)
+    for method in ("add_asgi_middleware", "add_middleware"):  # BentoML, then Starlette
+        add = getattr(target, method, None)
+        if callable(add):
+            add(PredictionLogMiddleware, **kwargs)
+            return
+    raise TypeError(
+        "instrument() takes a BentoML service or a Starlette/FastAPI app, not "
+        f"{type(target).__name__}; wrap any other ASGI app as PredictionLogMiddleware(app, ...)"
+    )
