@@ -7,8 +7,10 @@ import socket
 import subprocess
 import time
 import uuid
+from collections import Counter
 
 import pytest
+from services.bentoserve import free_port
 
 from tests.helpers import ROOT
 
@@ -46,3 +48,20 @@ def wait_for_port(address: str, timeout: float = 90) -> None:
                 return
         time.sleep(0.5)
     pytest.fail(f"{address} did not come back within {timeout} s")
+
+
+def topic_keys(bootstrap: str, topic: str) -> Counter[str]:
+    """How many messages the topic holds per key, as kcat (not our consumer) reads them."""
+    out = subprocess.run(
+        ["kcat", "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%k\n"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return Counter(line for line in out.splitlines() if line)
+
+
+def closed_port() -> str:
+    """An address on loopback where nothing listens: a broker that is away."""
+    return f"127.0.0.1:{free_port()}"

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -30,7 +29,14 @@ from predlog.sinks._spool import Spool, SpoolLockedError
 from predlog.sinks.kafka import _wire
 from predlog.testing import MemorySink
 from tests.helpers import ROOT, child_env
-from tests.services import broker, fresh_topic, kafka_bootstrap, wait_for_port
+from tests.services import (
+    broker,
+    closed_port,
+    fresh_topic,
+    kafka_bootstrap,
+    topic_keys,
+    wait_for_port,
+)
 
 
 def sink_to_parquet(bootstrap: str, topic: str, data_dir, *, group: str) -> dict:
@@ -104,25 +110,6 @@ def left_in_spool(
     if release:
         spool.close()
     return {f"{prefix}-{i}" for i in range(n)}
-
-
-def topic_keys(bootstrap: str, topic: str) -> Counter[str]:
-    """How many messages the topic holds per key, as kcat (not our consumer) reads them."""
-    out = subprocess.run(
-        ["kcat", "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%k\n"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    return Counter(line for line in out.splitlines() if line)
-
-
-def closed_port() -> str:
-    """An address on loopback where nothing listens: a broker that is away."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.mark.integration

@@ -30,6 +30,7 @@ TOP_LEVEL = {
     "_record.py",
     "_settings.py",
     "_report.py",
+    "_durable.py",
 }
 SUBPACKAGES = {"flush", "sinks", "audit", "analytics", "metrics"}
 

@@ -185,8 +185,26 @@ class AuditSink:
     def tick(self, now: float | None = None) -> None:
         with self._lock:
             self._replay_queue()
+            self._probe()
             if time.monotonic() - self._last_checkpoint >= self._checkpoint_interval_s:
                 self._checkpoint()
+
+    def _probe(self) -> None:
+        """Under ``reject``, while refusing: every ``retry_interval_s``, sign a checkpoint
+        to learn whether the store writes again. Nothing else would tell: no decision is
+        made while refusing, so no append comes to succeed (the caller holds the lock)."""
+        if self.accepting or self.policy != "reject":
+            return
+        now = time.monotonic()
+        if now - self._last_try < self._retry_interval_s:
+            return
+        self._last_try = now
+        try:
+            self.log.checkpoint()
+        except Exception:  # noqa: BLE001  # still failing: keep refusing, try again later
+            self.failures += 1
+            return
+        self.accepting = True
 
     def flush(self) -> None:
         """Append what is queued and sign a checkpoint covering every entry."""
@@ -277,6 +295,7 @@ class AuditSink:
             "queued": self.queued,
             "queue_bytes": self._queue.size,
             "failures": self.failures,
+            "checkpoint_failures": self.log.checkpoint_failures,
             "unencodable": self.unencodable,
             "accepting": self.accepting,
         }

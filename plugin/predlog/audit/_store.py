@@ -56,6 +56,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
+from predlog._durable import append_whole
 from predlog.audit._merkle import leaf_hash
 from predlog.errors import ConfigError, PredlogError
 
@@ -211,22 +212,12 @@ class LocalStore(ReadOnlyStore):
         if target is None or target.stat().st_size >= SEGMENT_BYTES:
             sequence = int(target.stem) + 1 if target is not None else 1
             target = self.entries_dir / f"{sequence:012d}.seg"
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, bytes(blob))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_whole(target, bytes(blob))
         if len(segments) == 0 or target != segments[-1]:
             _fsync_dir(self.entries_dir)
 
     def append_checkpoint(self, line: bytes) -> None:
-        fd = os.open(self.checkpoints_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, line.rstrip(b"\n") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_whole(self.checkpoints_path, line.rstrip(b"\n") + b"\n")
 
     def close(self) -> None:
         """Release the writer lock (entries are already durable). Safe to call twice."""
