@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
+from predlog._durable import append_whole
 from predlog.errors import ConfigError, PredlogError
 
 _HEAD = struct.Struct("<II")
@@ -84,7 +85,10 @@ class Spool:
         segments = self._segments()
         self._next = int(segments[-1].stem) + 1 if segments else 1
         self._bytes = sum(s.stat().st_size for s in segments)
-        self._sealed: set[str] = set()
+        # Segments an earlier process wrote may end in a torn entry, and replay stops at
+        # the first bad checksum of a segment: appending after one would hide every
+        # entry appended there. So this process never appends to a segment it found.
+        self._sealed: set[str] = {p.name for p in segments}
 
     @property
     def size(self) -> int:
@@ -123,10 +127,9 @@ class Spool:
         ):
             target = self.directory / f"{self._next:012d}.seg"
             self._next += 1
-        with target.open("ab") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
+        # A torn entry left by a full disk would end replay of this segment, losing
+        # every entry after it: the entry goes in whole or not at all.
+        append_whole(target, blob)
         self._bytes += len(blob)
 
     def seal(self) -> None:

@@ -5,8 +5,10 @@ It writes exactly what :class:`~predlog.ParquetSink` writes, under the same
 are committed only after the Parquet file holding those records is published:
 a crash between the two re-reads the records (at least once), never loses them.
 Duplicates (a redelivery, or a record the producer's spool sent twice) are dropped
-by ``prediction_id`` within a bounded memory of recent ids; readers that must be
-exact across restarts deduplicate on ``prediction_id`` too.
+by ``prediction_id`` within a bounded memory of recent ids, which a restart fills from
+the newest published files first: the records of a file published just before a
+crash, whose offsets were never committed, come back and are dropped, not published
+twice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from predlog.sinks._parquet import ParquetSink
 from predlog.sinks.kafka import _wire
@@ -63,6 +66,32 @@ class _RecentIds:
             self._ids.popitem(last=False)
         return batch if keep.all() else batch.filter(pa.array(keep))
 
+    def remember_published(self, root: Path) -> None:
+        """Remember the ids in the newest files already published under ``root``.
+
+        A consumer killed after publishing a file and before committing its offsets
+        reads that file's records again when it restarts; without their ids it would
+        publish them a second time, and every reader would count them twice.
+        """
+        newest = sorted(root.glob("date=*/*.parquet"), key=lambda p: p.stat().st_mtime)[::-1]
+        chunks: list[list[bytes]] = []
+        held = 0
+        for path in newest:
+            if held >= self._limit:
+                break
+            try:
+                table = pq.read_table(path, columns=["prediction_id"])
+            except (OSError, pa.ArrowException):
+                continue  # not one of ours, or damaged: nothing of it to publish twice
+            ids: Any = table.column(0).combine_chunks()
+            chunks.append(ids.storage.to_numpy(zero_copy_only=False).tolist())
+            held += len(chunks[-1])
+        for chunk in reversed(chunks):  # oldest first: the newest are evicted last
+            for pid in chunk:
+                self._ids[pid] = None
+        while len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+
 
 async def consume(
     *,
@@ -76,10 +105,13 @@ async def consume(
     remember_ids: int = 1_000_000,
     stop: asyncio.Event | None = None,
     on_commit: OnCommit | None = None,
+    pause_before_commit_s: float = 0.0,
 ) -> ConsumerStats:
     """Consume until ``stop`` is set (or the topic is idle for ``exit_when_idle_s``).
 
     ``on_commit`` is told the totals and the lag after every offset commit.
+    ``pause_before_commit_s`` (0 outside tests) holds each file published and its
+    offsets not yet committed for that long: the window a crash test kills in.
     """
     from aiokafka import AIOKafkaConsumer  # noqa: PLC0415  # optional dependency
 
@@ -87,6 +119,7 @@ async def consume(
     stats = ConsumerStats()
     sink = ParquetSink(data_dir)
     recent = _RecentIds(remember_ids)
+    recent.remember_published(sink.root)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers,
@@ -114,6 +147,8 @@ async def consume(
             idle = exit_when_idle_s is not None and now - last_message >= exit_when_idle_s
             if due or (pending and idle):
                 _write(pending, sink, recent, stats)
+                if pause_before_commit_s:
+                    await asyncio.sleep(pause_before_commit_s)
                 await _commit(consumer, stats, positions, on_commit)
                 pending = []
                 started = now
