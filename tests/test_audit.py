@@ -17,7 +17,7 @@ from predlog.audit import _merkle as m
 from predlog.audit._chain import previous_of
 from predlog.audit._log import Checkpoint, load_private_key, load_public_key
 from predlog.audit._s3 import S3Archive
-from predlog.audit._store import HEAD, ReadOnlyStore
+from predlog.audit._store import HEAD, LocalStore, ReadOnlyStore
 from predlog.errors import ConfigError
 from tests.helpers import child_env, predlog_cli
 
@@ -104,6 +104,25 @@ class TestAuditLog:
         new = again.checkpoint()
         assert verify_consistency(5, 6, old.root, new.root, again.consistency_proof(5, 6))
         assert verify(tmp_path, public_key=PUBLIC).ok
+
+    def test_failed_checkpoint_does_not_fail_durable_entries(self, tmp_path, monkeypatch):
+        """A checkpoint that cannot be written after the entries are durable (a full
+        disk) does not fail the append: the caller would write those entries again."""
+        log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=2)
+        real = LocalStore.append_checkpoint
+
+        def full(self: LocalStore, line: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(LocalStore, "append_checkpoint", full)
+        assert log.append_many([entry(0), entry(1)]) == [0, 1]
+        assert log.checkpoint_failures == 1
+        assert log.checkpoints() == []
+        monkeypatch.setattr(LocalStore, "append_checkpoint", real)
+        assert log.append(entry(2)) == 2  # the overdue checkpoint comes with it
+        assert [c.size for c in log.checkpoints()] == [3]
+        report = verify(tmp_path, public_key=PUBLIC)
+        assert report.ok and report.entries == 3
 
     def test_wrong_key_fails(self, tmp_path):
         """Checkpoints signed by another key do not verify."""

@@ -262,6 +262,27 @@ class TestFlusher:
         assert abs(ticking.ticks[-1] - time.monotonic()) < 1.0
         assert p.reporter.counts() == {}
 
+    def test_busy_sinks_are_ticked(self, pipelines):
+        """Under steady traffic the ring is never empty at a poll; ticks (which publish
+        files that are due) must come anyway, or a file waits for a quiet moment."""
+
+        class SlowRecorder(Recorder):
+            def export(self, batch: pa.RecordBatch) -> None:
+                time.sleep(0.005)  # longer than between two requests: never caught up
+                super().export(batch)
+
+        ticking = SlowRecorder()
+        p = pipelines(ticking, interval_s=0.05, batch_size=1000, capacity=10_000)
+        p.flusher.start()
+        stop = time.monotonic() + 1.0
+        n = 0
+        while time.monotonic() < stop:
+            p.ring.put(capture(f"busy{n}"))
+            n += 1
+            time.sleep(0.0005)
+        assert len(ticking.records) > 0
+        assert len(ticking.ticks) >= 5, f"{len(ticking.ticks)} ticks in 1 s of traffic"
+
     def test_raising_tick_is_reported_and_ticking_goes_on(self, pipelines):
         """A tick() that raises is reported against its sink; later ticks still happen."""
         calls = []

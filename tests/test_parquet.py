@@ -168,21 +168,31 @@ class TestPublishing:
         assert read_all(data_dir).column("request_id").to_pylist() == ["a"]
 
     def test_failed_write_publishes_nothing_broken(self, data_dir, monkeypatch):
-        """An I/O error mid-write abandons the file: nothing partial is published, loss counted."""
+        """An I/O error mid-write abandons the file: nothing partial is published, and
+        the rows it held, taken earlier and counted pending until then, count failed."""
         sink = ParquetSink(data_dir)
-        sink.export(build_batch([{"request_id": "a", "score": 0.1}]))
+        log = predlog.PredictionLogger(
+            sinks=[sink], install_signal_handlers=False, flush_interval_s=0.01
+        )
+        log.log(request_id="a", score=0.1)
+        deadline = time.monotonic() + 10
+        while sink.unpublished_rows == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # In the sink's open file, but not published: pending, not delivered.
+        assert sink.unpublished_rows == 1
+        assert (log.stats()["delivered"], log.stats()["pending"]) == (0, 1)
 
         def disk_full(self, batch):
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(pq.ParquetWriter, "write_batch", disk_full)
-        log = predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
         log.log(request_id="b", score=0.1)
         log.close()
         assert parquet_files(data_dir) == []
         assert list((data_dir / "predictions").rglob(".*.tmp")) == []
         assert sink.lost_rows == 1
-        assert log.stats()["failed"] == 1
+        stats = log.stats()
+        assert (stats["delivered"], stats["failed"], stats["pending"]) == (0, 2, 0)
         assert log.sink_stats()["ParquetSink[0]"]["errors"] == {"OSError": 1}
 
     def test_export_after_close_is_refused(self, data_dir):

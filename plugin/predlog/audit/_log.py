@@ -227,6 +227,8 @@ class AuditLog:
         self._key = load_private_key(signing_key)
         self.key_id = _public_hex(self._key.public_key())[:16]
         self._every = checkpoint_every
+        #: Checkpoints an append could not write after its entries were durable.
+        self.checkpoint_failures = 0
         #: An S3Archive: sealed copies of entries and checkpoints on write-once storage.
         self.archive = archive
         self._lock = threading.Lock()
@@ -276,7 +278,12 @@ class AuditLog:
             indexes = [index for index, _, _ in records]
             last = self._checkpoints_size()
             if self._every and self._tree.size - last >= self._every:
-                self._checkpoint_locked()
+                try:
+                    self._checkpoint_locked()
+                except OSError:
+                    # The entries are durable: raising would have the caller write them
+                    # again. The checkpoint is signed at the next append or checkpoint.
+                    self.checkpoint_failures += 1
             return indexes
 
     def _checkpoints_size(self) -> int:

@@ -47,6 +47,14 @@ class SinkState:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+def _count_of(sink: Sink, name: str) -> int:
+    """A sink's optional count ``name``, or 0; a broken one never stops the flusher."""
+    try:
+        return int(getattr(sink, name, 0))
+    except Exception:  # noqa: BLE001  # a figure, not a delivery
+        return 0
+
+
 def _sink_name(sink: Sink, index: int) -> str:
     return f"{type(sink).__name__}[{index}]"
 
@@ -87,6 +95,10 @@ class Flusher:
         self.failed = 0
         #: Captures taken from the ring whose outcome is not counted yet.
         self.in_hand = 0
+        # Of the records counted delivered: those a sink holds where no reader sees them
+        # yet, and those it lost afterwards (see _sink_backlog).
+        self._held = 0
+        self._lost = 0
         # Guards moves between the counters above, never a sink call: held for a
         # ring drain at most, so stats() never waits on a stalled sink.
         self._counts = threading.Lock()
@@ -152,6 +164,7 @@ class Flusher:
                     state.sink.flush()
                 except Exception as exc:  # noqa: BLE001  # isolate each sink
                     self._sink_error(state, "flush", exc)
+        self._settle(backlog=self._sink_backlog())
         self._notify_observers()
         if done:
             for request in waiting:
@@ -182,6 +195,7 @@ class Flusher:
                     except Exception as exc:  # noqa: BLE001  # isolate each sink
                         self._sink_error(state, "close", exc)
             self._closed = True
+            self._settle(backlog=self._sink_backlog())
             self._notify_observers(closing=True)
         finally:
             self._lock.release()
@@ -200,6 +214,7 @@ class Flusher:
         self._thread = None
         self._requests = deque()
         self.sampled_out = self.delivered = self.failed = self.in_hand = 0
+        self._held = self._lost = 0
         self.latency.reset()
         for state in self.sinks:
             state.delivered = state.failed = 0
@@ -229,16 +244,20 @@ class Flusher:
             return
         pending = len(self._ring)
         now = time.monotonic()
-        if pending >= self._batch_size or (pending and now - self._last_drain >= self._interval_s):
+        drain = pending >= self._batch_size or (
+            pending and now - self._last_drain >= self._interval_s
+        )
+        # Ticks come under load too: a file that is due must not wait for a quiet moment.
+        tick = now - self._last_tick >= self._interval_s
+        if drain or tick:
             with self._lock:
-                self._drain_locked(None)
+                if drain:
+                    self._drain_locked(None)
+                if tick:
+                    self._last_tick = now
+                    self._tick_sinks(now)
                 self._notify_observers()
             return
-        if not pending and now - self._last_tick >= self._interval_s:
-            self._last_tick = now
-            with self._lock:
-                self._tick_sinks(now)
-                self._notify_observers()
         self._wake.wait(self._poll_s)
         self._wake.clear()
 
@@ -263,22 +282,45 @@ class Flusher:
                 self._process(captures)
         return True
 
-    def _settle(self, *, sampled_out: int = 0, delivered: int = 0, failed: int = 0) -> None:
+    def _settle(
+        self,
+        *,
+        sampled_out: int = 0,
+        delivered: int = 0,
+        failed: int = 0,
+        backlog: tuple[int, int] | None = None,
+    ) -> None:
         """Move records from in hand to their outcomes, in one step as :meth:`counts` sees it."""
         with self._counts:
             self.sampled_out += sampled_out
             self.delivered += delivered
             self.failed += failed
             self.in_hand -= sampled_out + delivered + failed
+            if backlog is not None:
+                self._held, self._lost = backlog
+
+    def _sink_backlog(self) -> tuple[int, int]:
+        """Records the sinks took but no reader sees yet (rows in a Parquet file not yet
+        published), and records they lost after taking them. Every sink must take a
+        record for it to count delivered, so the sink furthest behind decides."""
+        held = lost = 0
+        for state in self.sinks:
+            held = max(held, _count_of(state.sink, "unpublished_rows"))
+            lost = max(lost, _count_of(state.sink, "lost_rows"))
+        return held, lost
 
     def counts(self) -> tuple[int, int, int, int]:
         """(sampled_out, delivered, failed, pending) at one instant of the flusher's.
 
-        ``pending`` is what is in the ring plus what the flusher holds; no record is
-        ever in both, or in neither, as seen from here.
+        ``pending`` is what is in the ring, what the flusher holds, and what a sink
+        holds where no reader sees it yet (a crash would lose it); ``delivered`` is
+        what readers can see. No record is ever in two of them, or in none, as seen
+        from here.
         """
         with self._counts:
-            return self.sampled_out, self.delivered, self.failed, len(self._ring) + self.in_hand
+            held, lost = self._held, self._lost
+            pending = len(self._ring) + self.in_hand + held
+            return self.sampled_out, self.delivered - held - lost, self.failed + lost, pending
 
     def _process(self, captures: list[Capture]) -> None:
         started = time.perf_counter()
@@ -316,14 +358,16 @@ class Flusher:
             else:
                 state.delivered += result.kept
         # A record counts as delivered only when every sink took it.
+        backlog = self._sink_backlog()
         if all_ok:
-            self._settle(delivered=result.kept)
+            self._settle(delivered=result.kept, backlog=backlog)
         else:
-            self._settle(failed=result.kept)
+            self._settle(failed=result.kept, backlog=backlog)
 
     def _tick_sinks(self, now: float) -> None:
         with uninstrumented():
             self._tick_each(now)
+        self._settle(backlog=self._sink_backlog())
 
     def _tick_each(self, now: float) -> None:
         for state in self.sinks:

@@ -79,13 +79,22 @@ class _OpenFile:
         self.final = final
         self.temp = temp
         self.file = pa.OSFile(str(temp), "wb")
-        self.writer = pq.ParquetWriter(
-            self.file,
-            _SCHEMA,
-            compression=compression,
-            use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]  # stubs: bool only
-            write_statistics=_STATISTICS_COLUMNS,
-        )
+        try:
+            self.writer = pq.ParquetWriter(
+                self.file,
+                _SCHEMA,
+                compression=compression,
+                use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]  # stubs: bool only
+                write_statistics=_STATISTICS_COLUMNS,
+            )
+        except BaseException:
+            # The writer writes the file's first bytes at once: on a full disk it fails
+            # here, and the temporary file must not stay behind (one per batch, forever).
+            try:
+                self.file.close()
+            finally:
+                temp.unlink(missing_ok=True)
+            raise
         self.opened = time.monotonic()
         self.rows = 0
 
@@ -170,6 +179,9 @@ class ParquetSink:
         micros = batch.column("timestamp_utc").cast(pa.int64()).to_numpy()
         days = micros // _US_PER_DAY
         first, last = int(days.min()), int(days.max())
+        # Rows each open file held before this batch: if rolling one fails below, only
+        # those count as lost; this batch's rows the flusher counts failed.
+        held = {day: handle.rows for day, handle in self._open.items()}
         if first == last:
             self._write(first, batch)
         else:
@@ -177,7 +189,13 @@ class ParquetSink:
                 self._write(int(day), batch.filter(pa.array(days == day)))
         for day, handle in list(self._open.items()):
             if handle.size >= self._max_bytes:
-                self._publish(day)
+                self._publish(day, fresh=handle.rows - held.get(day, 0))
+
+    @property
+    def unpublished_rows(self) -> int:
+        """Rows taken but in files not yet published: no reader sees them, and a crash
+        would lose them. The logger counts them pending, not delivered."""
+        return sum(handle.rows for handle in self._open.values())
 
     def tick(self, now: float | None = None) -> None:
         """Publish files that have been open longer than ``max_file_age_s``."""
@@ -224,9 +242,20 @@ class ParquetSink:
         name = f"part-{stamp}-{self._host}-{self._pid}-{self._seq:06d}.parquet"
         return _OpenFile(directory / name, directory / f".{name}.tmp", self._compression)
 
-    def _publish(self, day: int) -> None:
+    def _publish(self, day: int, *, fresh: int = 0) -> None:
+        """Publish the file of ``day``. ``fresh`` of its rows belong to a batch whose
+        export is still under way: if publishing fails, they are that batch's failure,
+        not rows lost after being taken."""
         handle = self._open.pop(day)
-        self.published.append(handle.publish())
+        try:
+            path = handle.publish()
+        except Exception as exc:
+            # Closing writes the footer, which a full disk refuses: abandon the file as
+            # a failed write does, so no temporary file stays behind, and count its rows.
+            self.lost_rows += handle.rows - fresh
+            handle.abandon()
+            raise SinkError(f"Parquet publish failed, file abandoned: {exc!r}") from exc
+        self.published.append(path)
         self.published_count += 1
 
     def _forget_inherited(self) -> None:
