@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import predlog
@@ -96,3 +98,15 @@ def flusher_rate(log: predlog.PredictionLogger, records: int, seed: int) -> floa
     if stats["delivered"] - before != records:
         raise SystemExit(f"records were lost, the figures would mislead: {stats}")
     return records / elapsed
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the machine line every result carries."""
+    return next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )

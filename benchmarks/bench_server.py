@@ -59,6 +59,8 @@ sys.path.insert(0, str(ROOT))  # services.bentoserve
 
 from services.bentoserve import BentoServer  # noqa: E402
 
+from _common import cpu_model  # noqa: E402
+
 OHA = Path.home() / ".cache/predlog-ci/oha/bin/oha"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -466,14 +468,7 @@ def plot(all_runs: dict[str, dict[str, list[dict[str, dict[str, float]]]]], path
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     import bentoml
 
     wrk_version = subprocess.run(

@@ -266,7 +266,48 @@ def damage_entries(kind: str, data: bytes, spans, pick) -> tuple[bytes, int]:
     return data[: spans[keep][0]], keep
 
 
+def forge_entries(kind: str, data: bytes, spans, pick) -> tuple[bytes, int]:
+    """Tampering by someone who knows the format: every record is framed again with its
+    index in order and its leaf hash recomputed, so only the signed roots can tell.
+    Returns the bytes and the first position that differs from the original."""
+    entries = [data[s + HEAD.size : e] for s, e in spans]
+    if kind == "edit":
+        p = pick.draw(st.integers(0, len(entries) - 1))
+        body = json.loads(entries[p])
+        body["score"] = 0.01 if body.get("score") != 0.01 else 0.02
+        entries[p] = canonical(body)
+    else:  # "duplicate": entry p twice, every later entry renumbered one up
+        p = pick.draw(st.integers(0, len(entries) - 2)) + 1
+        entries.insert(p, entries[p - 1])
+    framed = (HEAD.pack(len(d), i, m.leaf_hash(d)) + d for i, d in enumerate(entries))
+    return b"".join(framed), p
+
+
 class TestTamperDetection:
+    @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        n=st.integers(min_value=2, max_value=25),
+        every=st.integers(min_value=1, max_value=8),
+        kind=st.sampled_from(["edit", "duplicate"]),
+        pick=st.data(),
+    )
+    def test_forged_entries_are_found_at_the_first_checkpoint_covering_them(
+        self, tmp_path_factory, n, every, kind, pick
+    ):
+        """An entry edited with its hash recomputed, or entries duplicated and
+        renumbered, frame and hash as well as the originals: verify fails at the first
+        signed checkpoint whose root covers the change."""
+        path = tmp_path_factory.mktemp("audit")
+        checkpointed_log(path, n, every)
+        sizes = [json.loads(line)["size"] for line in (path / "checkpoints.jsonl").open()]
+        segment = path / "entries" / "000000000001.seg"
+        forged, changed = forge_entries(kind, segment.read_bytes(), record_spans(path), pick)
+        segment.write_bytes(forged)
+        report = verify(path, public_key=PUBLIC)
+        assert not report.ok
+        first = next(k for k, size in enumerate(sizes) if size > changed)
+        assert report.checkpoint == first, report
+
     @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
         n=st.integers(min_value=2, max_value=25),
