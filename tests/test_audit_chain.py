@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from predlog.audit import AuditLog, Checkpoint, verify
 from predlog.audit._log import CHECKPOINT_FORMAT_V1
+from predlog.audit._store import HEAD
+from predlog.errors import ConfigError
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 PUBLIC = KEY.public_key()
@@ -136,6 +138,67 @@ class TestTamperedCheckpoints:
         report = verify(tmp_path / "forged", public_key=PUBLIC)
         assert not report.ok and report.checkpoint == 0
         assert "signature does not verify" in (report.problem or "")
+
+
+class TestKeptCheckpoint:
+    """The newest checkpoints deleted together with the entries after them leave a log
+    that is consistent in itself; only a checkpoint kept apart from it can tell."""
+
+    def cut_back(self, path, keep_entries: int) -> None:
+        """What a forger does: drop the newest entries and every checkpoint beyond."""
+        segment = path / "entries" / "000000000001.seg"
+        data, offset = segment.read_bytes(), 0
+        for _ in range(keep_entries):
+            (length, _, _) = HEAD.unpack_from(data, offset)
+            offset += HEAD.size + length
+        segment.write_bytes(data[:offset])
+        lines = (path / "checkpoints.jsonl").read_bytes().splitlines()
+        write_lines(path, [ln for ln in lines if json.loads(ln)["size"] <= keep_entries])
+
+    def test_cut_back_log_verifies_alone_and_fails_against_the_kept_line(self, tmp_path):
+        chained_log(tmp_path, 6)
+        kept = verify(tmp_path, public_key=PUBLIC).last_checkpoint
+        assert kept is not None and json.loads(kept)["size"] == 6
+        self.cut_back(tmp_path, 4)
+        assert verify(tmp_path, public_key=PUBLIC).ok  # nothing in the files tells
+        report = verify(tmp_path, public_key=PUBLIC, kept=kept)
+        assert not report.ok and report.checkpoint == 5
+        assert "the kept checkpoint 5 (size 6) is not in the log" in (report.problem or "")
+
+    def test_a_log_that_grew_since_still_holds_the_kept_line(self, tmp_path):
+        chained_log(tmp_path, 3)
+        kept = verify(tmp_path, public_key=PUBLIC).last_checkpoint
+        with AuditLog(tmp_path, signing_key=KEY, checkpoint_every=1) as log:
+            log.append({"request_id": "later"})
+        report = verify(tmp_path, public_key=PUBLIC, kept=kept)
+        assert report.ok and report.entries == 4, report
+
+    def test_kept_line_replaced_by_a_resigned_one_is_found(self, tmp_path):
+        """Same key, same size, another root: the kept line is not there any more."""
+        lines = chained_log(tmp_path, 3)
+        forged = json.loads(lines[-1])
+        forged["timestamp"] = "2000-01-01T00:00:00Z"
+        unsigned = Checkpoint.from_json(forged)
+        resigned = replace(unsigned, signature=KEY.sign(unsigned.message())).to_json()
+        write_lines(tmp_path, [*lines[:-1], json.dumps(resigned).encode()])
+        assert verify(tmp_path, public_key=PUBLIC).ok
+        report = verify(tmp_path, public_key=PUBLIC, kept=lines[-1])
+        assert not report.ok and report.checkpoint == 2
+
+    @pytest.mark.parametrize("kept", ["not json", '{"size": 1}'])
+    def test_a_kept_line_that_is_no_checkpoint_is_refused(self, tmp_path, kept):
+        chained_log(tmp_path, 2)
+        with pytest.raises(ConfigError, match=r"^kept: not a checkpoint line"):
+            verify(tmp_path, public_key=PUBLIC, kept=kept)
+
+    def test_a_kept_line_signed_by_another_key_is_refused(self, tmp_path):
+        other = ed25519.Ed25519PrivateKey.generate()
+        with AuditLog(tmp_path / "other", signing_key=other, checkpoint_every=1) as log:
+            log.append({"request_id": "x"})
+        kept = (tmp_path / "other" / "checkpoints.jsonl").read_text()
+        chained_log(tmp_path / "log", 2)
+        with pytest.raises(ConfigError, match=r"^kept: not signed by the trusted public key"):
+            verify(tmp_path / "log", public_key=PUBLIC, kept=kept)
 
 
 class TestLogsFromBeforeTheChain:

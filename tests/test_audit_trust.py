@@ -87,6 +87,25 @@ class TestPinnedKey:
         assert shown.returncode == 1
         assert json.loads(shown.stdout)["log_intact"] is False
 
+    def test_kept_checkpoint_finds_a_log_cut_back(self, tmp_path):
+        """The output of one verify, kept, makes the next fail (exit 1) once the newest
+        checkpoint is gone; a file that holds no checkpoint is a usage error (exit 2)."""
+        write_log(tmp_path / "log")
+        first = predlog_cli("audit", "verify", str(tmp_path / "log"), "--public-key", hex_of(KEY))
+        kept = tmp_path / "kept.json"
+        kept.write_text(first.stdout)
+        again = ["audit", "verify", str(tmp_path / "log"), "--public-key", hex_of(KEY)]
+        assert predlog_cli(*again, "--kept-checkpoint", str(kept)).returncode == 0
+        checkpoints = tmp_path / "log" / "checkpoints.jsonl"
+        checkpoints.write_text("".join(checkpoints.read_text().splitlines(keepends=True)[:-1]))
+        cut = predlog_cli(*again, "--kept-checkpoint", str(kept))
+        assert cut.returncode == 1, cut.stderr
+        assert "is not in the log" in json.loads(cut.stdout)["problem"]
+        kept.write_text("hello\n")
+        refused = predlog_cli(*again, "--kept-checkpoint", str(kept))
+        assert refused.returncode == 2
+        assert "--kept-checkpoint: kept: not a checkpoint line" in refused.stderr
+
     def test_option_and_trust_in_log_are_exclusive(self, tmp_path):
         """--public-key and --trust-key-in-log cannot be given together."""
         write_log(tmp_path)

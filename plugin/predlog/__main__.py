@@ -303,6 +303,12 @@ def _add_audit(commands: Commands) -> None:
             help="verify against public_key.hex in the log directory instead; this proves "
             "nothing against whoever could write that directory",
         )
+        cmd.add_argument(
+            "--kept-checkpoint",
+            metavar="FILE",
+            help="a checkpoint line kept from an earlier verify (its last_checkpoint, or "
+            "that whole output): the log must still hold it, or its newest part was cut",
+        )
     audit.set_defaults(run=_audit)
 
 

@@ -24,6 +24,7 @@ from predlog._settings import env_var, read
 from predlog.audit._log import VerifyReport, verify
 from predlog.audit._merkle import verify_inclusion
 from predlog.audit._reader import AuditReader
+from predlog.errors import ConfigError
 
 #: Said (stdout and stderr) whenever the key came from the log directory itself.
 UNTRUSTED_KEY_WARNING = (
@@ -57,13 +58,36 @@ def run(args: argparse.Namespace) -> int:
     trusted = _trusted_key(args, location, remote)
     if isinstance(trusted, str):
         return _usage(trusted)
-    report = verify(location, public_key=trusted.key)
+    kept = _kept(args.kept_checkpoint)
+    try:
+        report = verify(location, public_key=trusted.key, kept=kept)
+    except ConfigError as exc:
+        return _usage(f"--kept-checkpoint: {exc}" if exc.setting == "kept" else str(exc))
     if trusted.from_log:
         print(f"predlog audit: warning: {UNTRUSTED_KEY_WARNING}", file=sys.stderr)
     if args.action == "verify":
         print(json.dumps({**asdict(report), **_trust(trusted)}))
         return 0 if report.ok else 1
     return _entries(args, Path(location), report, trusted)
+
+
+def _kept(path: str | None) -> str | None:
+    """The checkpoint line kept in ``path``: its last line, either the line itself or a
+    saved ``predlog audit verify`` output (whose ``last_checkpoint`` it takes)."""
+    if path is None:
+        return None
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"unreadable {path}: {exc}"  # refused by verify, named
+    last = lines[-1] if lines else ""
+    try:
+        said = json.loads(last)
+    except ValueError:
+        return last
+    if isinstance(said, dict) and isinstance(said.get("last_checkpoint"), str):
+        return str(said["last_checkpoint"])
+    return last
 
 
 def _usage(message: str) -> int:

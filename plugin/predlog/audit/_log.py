@@ -408,6 +408,11 @@ class VerifyReport:
     chained); ``missing_guarantees`` says, in words, what verifying them cannot show.
     Both are filled in whether or not ``ok``; a log with only v2 checkpoints has 0 and
     none.
+
+    ``last_checkpoint`` is the log's last checkpoint line. Keep it, apart from the log,
+    and pass it as ``kept`` to a later ``verify``: nothing in the files can show that
+    their newest checkpoints were deleted with the entries after them, but a kept
+    line that is gone shows exactly that.
     """
 
     ok: bool
@@ -419,6 +424,7 @@ class VerifyReport:
     torn_tail: int = 0
     legacy_checkpoints: int = 0
     missing_guarantees: tuple[str, ...] = ()
+    last_checkpoint: str | None = None
 
 
 def _source(path: str | Path, s3_client: Any) -> ReadOnlyStore | S3Archive:
@@ -430,7 +436,13 @@ def _source(path: str | Path, s3_client: Any) -> ReadOnlyStore | S3Archive:
     return ReadOnlyStore(path)
 
 
-def verify(path: str | Path, *, public_key: Any, s3_client: Any = None) -> VerifyReport:
+def verify(
+    path: str | Path,
+    *,
+    public_key: Any,
+    s3_client: Any = None,
+    kept: str | bytes | None = None,
+) -> VerifyReport:
     """Recompute the tree from the files (or ``s3://bucket/prefix``) and check every
     checkpoint against it. Only reads: a live log can be verified while it is written.
 
@@ -440,6 +452,11 @@ def verify(path: str | Path, *, public_key: Any, s3_client: Any = None) -> Verif
 
     A local path that is not a directory fails (``ok`` False, the problem says so)
     rather than passing as an empty log: a mistyped path must not look verified.
+
+    ``kept`` is a checkpoint line kept from an earlier verify (its ``last_checkpoint``)
+    or from a witness: the log must still hold that very line, or its newest part was
+    cut away. A ``kept`` that is not a checkpoint signed by ``public_key`` is a
+    ConfigError, since it is the verifier's own evidence.
     """
     if public_key is None:
         raise ConfigError(
@@ -452,10 +469,45 @@ def verify(path: str | Path, *, public_key: Any, s3_client: Any = None) -> Verif
         missing = _missing_directory(source)
         if missing is not None:
             return missing
-    report = _verify_source(source, key)
+    expected = None if kept is None else _kept_checkpoint(kept, key)
+    lines = source.checkpoint_lines()
+    report = _verify_source(source, key, lines)
     if isinstance(source, ReadOnlyStore):
         report = replace(report, torn_tail=source.torn_tail())
+    last = lines[-1].rstrip(b"\n").decode("utf-8", "replace") if lines else None
+    report = replace(report, last_checkpoint=last)
+    if expected is not None and report.ok:
+        report = _check_kept(report, expected, lines)
     return report
+
+
+def _kept_checkpoint(kept: str | bytes, key: Any) -> tuple[bytes, Checkpoint]:
+    """The kept line, stripped, and its checkpoint; a ConfigError if it is not one the
+    trusted key signed."""
+    line = (kept.encode() if isinstance(kept, str) else kept).strip()
+    try:
+        checkpoint = Checkpoint.from_json(json.loads(line))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError("kept", f"not a checkpoint line: {exc}") from None
+    if not checkpoint.verify(key):
+        raise ConfigError("kept", "not signed by the trusted public key")
+    return line, checkpoint
+
+
+def _check_kept(
+    report: VerifyReport, expected: tuple[bytes, Checkpoint], lines: list[bytes]
+) -> VerifyReport:
+    """``report``, failed if the log no longer holds the kept checkpoint line."""
+    line, checkpoint = expected
+    if any(candidate.strip() == line for candidate in lines):
+        return report
+    at = f" {checkpoint.sequence}" if checkpoint.sequence is not None else ""
+    problem = (
+        f"the kept checkpoint{at} (size {checkpoint.size}) is not in the log: checkpoints "
+        f"were deleted or replaced since it was kept (the log holds {report.checkpoints} "
+        f"checkpoints and {report.entries} entries)"
+    )
+    return replace(report, ok=False, problem=problem, checkpoint=checkpoint.sequence)
 
 
 def _missing_directory(store: ReadOnlyStore) -> VerifyReport | None:
@@ -466,7 +518,7 @@ def _missing_directory(store: ReadOnlyStore) -> VerifyReport | None:
     return VerifyReport(False, 0, 0, f"audit log directory {store.path} {what}")
 
 
-def _verify_source(source: ReadOnlyStore | S3Archive, key: Any) -> VerifyReport:
+def _verify_source(source: ReadOnlyStore | S3Archive, key: Any, lines: list[bytes]) -> VerifyReport:
     """Checkpoint lines first, then one pass over the entries (each in its place, each
     matching its hash, each fed to a compact range that notes the root at every size a
     checkpoint claims), then each checkpoint against those roots.
@@ -477,7 +529,6 @@ def _verify_source(source: ReadOnlyStore | S3Archive, key: Any) -> VerifyReport:
     root per checkpoint, never the leaves, so a log of any length verifies in memory
     that does not grow with it.
     """
-    lines = source.checkpoint_lines()
     checkpoints, unreadable = _load_checkpoints(lines)
     entries, roots, problem = _recompute_roots(source, {c.size for c in checkpoints})
     if problem is not None:
