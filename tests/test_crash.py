@@ -223,6 +223,7 @@ class TestParquetCrash:
         print(r.tally.line())
         assert below_flush == 0, f"seed={seed}: {below_flush} records a returned flush covered"
         assert beyond_pending == 0, f"seed={seed}: {beyond_pending} lost beyond stats() pending"
+        assert temps == 0, f"seed={seed}: the restart left {temps} dead writers' temporary files"
 
     def test_a_record_counted_delivered_survives_a_kill(self, tmp_path: Path) -> None:
         """What stats() counts delivered, and not pending, is in a published file even

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from datetime import datetime, timezone
 
@@ -194,6 +195,25 @@ class TestPublishing:
         stats = log.stats()
         assert (stats["delivered"], stats["failed"], stats["pending"]) == (0, 2, 0)
         assert log.sink_stats()["ParquetSink[0]"]["errors"] == {"OSError": 1}
+
+    def test_a_new_sink_removes_dead_writers_temporary_files(self, data_dir):
+        """Temporary files a killed writer on this host left are removed when a sink
+        starts; a live writer's, and another host's on a shared volume, are kept."""
+        day = data_dir / "predictions" / "date=2026-11-26"
+        day.mkdir(parents=True)
+        dead_pid = subprocess.Popen(["true"])  # a pid that has exited
+        dead_pid.wait()
+        host = ParquetSink(data_dir / "probe").host
+        names = {
+            "dead": f".part-20261126T000000-{host}-{dead_pid.pid}-000001.parquet.tmp",
+            "live": f".part-20261126T000000-{host}-{os.getpid()}-000001.parquet.tmp",
+            "elsewhere": f".part-20261126T000000-otherhost-{dead_pid.pid}-000001.parquet.tmp",
+        }
+        for name in names.values():
+            (day / name).write_bytes(b"PAR1")
+        sink = ParquetSink(data_dir)
+        assert sink.swept == 1
+        assert sorted(p.name for p in day.iterdir()) == sorted([names["live"], names["elsewhere"]])
 
     def test_export_after_close_is_refused(self, data_dir):
         """A closed sink raises SinkError rather than writing a file nobody will publish."""

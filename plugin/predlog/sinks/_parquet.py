@@ -122,6 +122,17 @@ class _OpenFile:
             self.temp.unlink(missing_ok=True)
 
 
+def _running(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal exists too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -165,8 +176,41 @@ class ParquetSink:
         self.published_count = 0
         #: Rows accepted earlier but lost when a failed write forced a file to be abandoned.
         self.lost_rows = 0
+        #: Temporary files of dead writers on this host removed when this sink started.
+        self.swept = self._sweep()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    @property
+    def host(self) -> str:
+        """This host's name as file names carry it (with the writer's pid), so that
+        writers on several hosts can share one directory."""
+        return self._host
+
+    def _sweep(self) -> int:
+        """Remove the temporary files that writers on this host left when they died.
+
+        A writer killed (SIGKILL, OOM) leaves its open files under hidden names no
+        reader globs and nobody will publish; without this they pile up with every
+        crash. Only files named for this host and a pid that is not running are
+        removed: a live writer's files, or another host's on a shared volume, never.
+        """
+        marker = f"-{self._host}-"
+        swept = 0
+        for temp in self.root.glob("date=*/.part-*.parquet.tmp"):
+            name = temp.name
+            if marker not in name:
+                continue
+            try:
+                pid = int(name.rsplit("-", 2)[1])
+            except (IndexError, ValueError):
+                continue
+            if pid == self._pid or _running(pid):
+                continue
+            with contextlib.suppress(OSError):
+                temp.unlink()
+                swept += 1
+        return swept
 
     def export(self, batch: pa.RecordBatch) -> None:
         if self._closed:
