@@ -27,7 +27,10 @@ def _delivered(text: str, model: str) -> float:
 
 
 def _wait_for(client: httpx.Client, model: str, expected: float) -> str:
-    """/metrics once the flushers have published ``expected`` delivered records (or 30 s)."""
+    """/metrics once the flushers have published ``expected`` delivered records (or 30 s).
+
+    Delivered means in a published file: until its file is published, a record counts
+    pending (a crash would lose it)."""
     deadline = time.monotonic() + 30
     while True:
         text = client.get("/metrics").text
@@ -50,9 +53,10 @@ async def _concurrently(base: str, n: int) -> int:
 @pytest.mark.integration
 class TestBentomlMetrics:
     def test_records_total_moves_on_the_servers_metrics(self, tmp_path):
-        """Requests to the fraud service show as delivered records on GET /metrics."""
+        """Requests to the fraud service show as delivered records on GET /metrics, once
+        their Parquet file is published (a second after it opened, here)."""
         with (
-            serve_fraud(tmp_path) as (base, _, stop),
+            serve_fraud(tmp_path, PREDLOG_PARQUET_MAX_FILE_AGE_S="1") as (base, _, stop),
             httpx.Client(base_url=base, timeout=30) as client,
         ):
             before = _delivered(client.get("/metrics").text, "fraud")
@@ -69,7 +73,9 @@ class TestBentomlMetrics:
             "tests.multi_worker_service:Scorer",
             log_path=tmp_path / "server.log",
             cwd=ROOT,
-            env=bento_env(tmp_path / "data", tmp_path / "bentoml"),
+            env=bento_env(
+                tmp_path / "data", tmp_path / "bentoml", PREDLOG_PARQUET_MAX_FILE_AGE_S="1"
+            ),
         )
         with server, httpx.Client(base_url=server.base_url, timeout=30) as client:
             answered = asyncio.run(_concurrently(server.base_url, 400))
