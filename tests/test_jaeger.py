@@ -41,7 +41,7 @@ def descendants(spans: list[dict], root: str) -> set[str]:
 
 
 def find_trace(query: str, request_id: str, timeout: float = 60) -> dict:
-    tags = json.dumps({"request_id": request_id})
+    tags = json.dumps({"predlog.request.id": request_id})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = httpx.get(
@@ -53,7 +53,9 @@ def find_trace(query: str, request_id: str, timeout: float = 60) -> dict:
             (found,) = r.json()["data"]
             return found
         time.sleep(1)
-    raise AssertionError(f"no trace with request_id={request_id} in Jaeger after {timeout} s")
+    raise AssertionError(
+        f"no trace with predlog.request.id={request_id} in Jaeger after {timeout} s"
+    )
 
 
 class TestTracesInJaeger:
@@ -72,12 +74,15 @@ class TestTracesInJaeger:
             trace = find_trace(query, rid)
             spans = trace["spans"]
             tags = {s["spanID"]: {t["key"]: t["value"] for t in s["tags"]} for s in spans}
-            (server,) = [s for s in spans if tags[s["spanID"]].get("request_id") == rid]
+            (server,) = [s for s in spans if tags[s["spanID"]].get("predlog.request.id") == rid]
             server_tags = tags[server["spanID"]]
             assert server_tags["span.kind"] == "server"
-            assert server_tags["ml.model.name"] == "fraud"
-            assert server_tags["ml.model.version"] == "v2.1.0"
-            assert server_tags["ml.prediction.score"] == response["score"]
-            assert server_tags["ml.prediction.decision"] == response["decision"]
+            assert server_tags["predlog.model.name"] == "fraud"
+            assert server_tags["predlog.model.version"] == "v2.1.0"
+            assert server_tags["predlog.prediction.score"] == response["score"]
+            assert server_tags["predlog.prediction.decision"] == response["decision"]
+            # No attribute of predlog's outside the conventions or its own namespace.
+            assert not {"request_id"} & set(server_tags)
+            assert not [k for k in server_tags if k.startswith("ml.")]
             children = descendants(spans, server["spanID"])
             assert {"feature_fetch", "inference"} <= children

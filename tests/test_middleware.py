@@ -510,13 +510,14 @@ class TestTracing:
         (span,) = [
             s
             for s in _EXPORTER.get_finished_spans()
-            if s.attributes.get("request_id") == "trace-me"
+            if s.attributes.get("predlog.request.id") == "trace-me"
         ]
         assert span.kind == trace.SpanKind.SERVER
-        assert span.attributes["ml.model.name"] == "fraud"
-        assert span.attributes["ml.model.version"] == "v3"
-        assert span.attributes["ml.prediction.score"] == 0.7
-        assert span.attributes["ml.prediction.decision"] == "declined"
+        assert span.attributes["http.request.header.x-request-id"] == ("trace-me",)
+        assert span.attributes["predlog.model.name"] == "fraud"
+        assert span.attributes["predlog.model.version"] == "v3"
+        assert span.attributes["predlog.prediction.score"] == 0.7
+        assert span.attributes["predlog.prediction.decision"] == "declined"
         assert rec["trace_id"] == f"{span.context.trace_id:032x}"
         assert rec["span_id"] == f"{span.context.span_id:016x}"
 
@@ -541,8 +542,8 @@ class TestTracing:
         inner.state.logger.close()
         servers = [s for s in _EXPORTER.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
         assert len(servers) == 1
-        assert servers[0].attributes["request_id"] == "outer"
-        assert servers[0].attributes["ml.prediction.score"] == 0.1
+        assert servers[0].attributes["predlog.request.id"] == "outer"
+        assert servers[0].attributes["predlog.prediction.score"] == 0.1
 
     def test_outgoing_httpx_call_carries_the_request_id_in_baggage(self):
         """An instrumented httpx client sends the request id downstream as baggage."""

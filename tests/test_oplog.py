@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import time
 
 import httpx
@@ -120,3 +121,97 @@ class TestOperationalLog:
         assert len(errors) == 1
         assert errors[0]["error_kind"] == "sink_export_failed:FailingSink[0]"
         assert logger.errors()["sink_export_failed:FailingSink[0]"] == 5
+
+
+class Collect(logging.Handler):
+    """An application's own list handler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def root_handler():
+    """The application's handler on the root logger, removed afterwards."""
+    handler = Collect()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield handler
+    root.removeHandler(handler)
+
+
+def fail_five_times(**options):
+    """A logger whose only sink always raises, exported to five times; its error counts."""
+    logger = predlog.PredictionLogger(
+        sinks=[FailingSink()],
+        install_signal_handlers=False,
+        batch_size=1,
+        flush_interval_s=0.01,
+        **options,
+    )
+    for i in range(5):
+        logger.log(request_id=f"r{i}", score=0.1)
+        logger.flush()
+    logger.close()
+    return logger.errors()
+
+
+class TestTheApplicationsLogging:
+    """predlog leaves logging configuration to the application unless asked."""
+
+    def test_making_a_logger_configures_nothing_globally(self, root_handler):
+        """operational_log=True touches neither structlog's nor logging's configuration."""
+        root = logging.getLogger()
+        ours = logging.getLogger("predlog")
+        before = (list(root.handlers), root.level, list(ours.handlers), ours.propagate)
+        serve([("r-1", {"score": 0.2, "age": 10})])
+        assert not structlog.is_configured()
+        assert (list(root.handlers), root.level, list(ours.handlers), ours.propagate) == before
+
+    def test_sink_errors_reach_the_applications_handler_once_with_traceback(self, root_handler):
+        """With operational_log on, a failing sink's error reaches the root handler once per
+        interval, with the exception's traceback."""
+        errors = fail_five_times(operational_log=True)
+        assert errors["sink_export_failed:FailingSink[0]"] == 5
+        (record,) = [r for r in root_handler.records if r.name == "predlog"]
+        assert record.levelno == logging.ERROR
+        assert record.getMessage().startswith("sink_export_failed:FailingSink[0]")
+        text = logging.Formatter().format(record)
+        assert "Traceback (most recent call last)" in text
+        assert "OSError: disk on fire" in text
+
+    def test_prediction_lines_are_json_on_stdout_without_configuration(self, capsys):
+        """Unconfigured, prediction lines are still JSON lines on stdout with every key."""
+        serve([("r-2", {"score": 0.2, "age": 10})])
+        # The handler's own line goes through structlog's defaults, as the application left
+        # them: a console line, not predlog's business.
+        text = capsys.readouterr().out.splitlines()
+        out = [json.loads(line) for line in text if line.startswith("{")]
+        (done,) = [line for line in out if line["event"] == "prediction_complete"]
+        assert set(REQUIRED) <= set(done)
+        assert (done["request_id"], done["logger"]) == ("r-2", "predlog.predictions")
+        assert not structlog.is_configured()
+
+    def test_prediction_lines_go_through_the_applications_structlog(self, capsys):
+        """An application that configured structlog gets predlog's lines through its setup."""
+        with structlog.testing.capture_logs() as captured:
+            serve([("r-3", {"score": 0.2, "age": 10})])
+        (done,) = [e for e in captured if e["event"] == "prediction_complete"]
+        assert done["request_id"] == "r-3"
+        assert "prediction_complete" not in capsys.readouterr().out
+
+    def test_configure_logging_when_asked_adds_json_errors_and_keeps_propagating(
+        self, lines, root_handler
+    ):
+        """configure_logging() writes predlog's errors as JSON lines with the traceback, and
+        the application's handler still gets them."""
+        fail_five_times()
+        (error,) = [line for line in lines() if line["level"] == "error"]
+        assert error["error_kind"] == "sink_export_failed:FailingSink[0]"
+        assert "Traceback (most recent call last)" in error["exception"]
+        assert "OSError: disk on fire" in error["exception"]
+        assert len([r for r in root_handler.records if r.name == "predlog"]) == 1

@@ -134,3 +134,40 @@ class TestErrorReporter:
             t.join()
         assert reporter.counts() == {"sink_export_failed": 8000}
         assert len(lines.records) == 1
+
+
+@pytest.fixture
+def root_handler():
+    """An application's own handler on the root logger, removed afterwards."""
+    handler = Collect()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield handler
+    root.removeHandler(handler)
+
+
+class TestThroughTheApplicationsLogging:
+    def test_default_logger_reaches_the_root_handler_with_traceback(self, clock, root_handler):
+        """By default the reporter logs on "predlog", which propagates to the application's
+        root handler: once per interval, and formatted with the exception's traceback."""
+        reporter = ErrorReporter(interval_s=60.0, clock=clock)
+
+        def fail(n: int) -> None:
+            try:
+                raise OSError(f"disk on fire {n}")
+            except OSError as exc:
+                reporter.report("sink_export_failed", "export raised", exc=exc)
+
+        for n in range(3):
+            fail(n)
+        clock.now += 61.0
+        fail(3)
+        ours = [r for r in root_handler.records if r.name == "predlog"]
+        assert [r.getMessage() for r in ours] == [
+            "sink_export_failed: export raised",
+            "sink_export_failed: export raised (2 more since last report)",
+        ]
+        text = logging.Formatter().format(ours[0])
+        assert "Traceback (most recent call last)" in text
+        assert "in fail" in text
+        assert "OSError: disk on fire 0" in text

@@ -5,7 +5,8 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import INVALID_SPAN, SpanKind
+from opentelemetry.trace import INVALID_SPAN, SpanKind, StatusCode
+from starlette.routing import Mount, Route
 
 from predlog import _tracing
 from tests.helpers import start_python
@@ -51,40 +52,62 @@ class TestEnter:
         """With a server span current, enter() puts the request id and model on it."""
         tracer, exporter = local
         with tracer.start_as_current_span("POST /predict", kind=SpanKind.SERVER) as server:
-            token, span, own = _tracing.enter("req-1", "fraud", "v2", "POST", "/predict")
+            token, span, own = _tracing.enter("req-1", "fraud", "v2", "POST")
             try:
                 assert span is server
                 assert own is None
             finally:
                 _tracing.leave(token, own)
         (finished,) = exporter.get_finished_spans()
+        assert finished.name == "POST /predict"
         assert finished.attributes == {
-            "request_id": "req-1",
-            "ml.model.name": "fraud",
-            "ml.model.version": "v2",
+            "predlog.request.id": "req-1",
+            "predlog.model.name": "fraud",
+            "predlog.model.version": "v2",
         }
+
+    def test_the_clients_id_also_goes_on_its_header_attribute(self, local):
+        """An id the client sent is also the semantic convention's header attribute, a list."""
+        tracer, exporter = local
+        header = _tracing.header_attribute("X-Request-ID")
+        assert header == "http.request.header.x-request-id"
+        with tracer.start_as_current_span("server", kind=SpanKind.SERVER):
+            token, _, own = _tracing.enter("req-h", "fraud", "v2", "POST", header=header)
+            _tracing.leave(token, own)
+        (finished,) = exporter.get_finished_spans()
+        assert finished.attributes["http.request.header.x-request-id"] == ("req-h",)
+        assert finished.attributes["predlog.request.id"] == "req-h"
 
     def test_opens_a_server_span_when_there_is_none(self, spans):
         """With no current span and an SDK installed, enter() opens a current server span."""
         assert not trace.get_current_span().get_span_context().is_valid
-        token, span, own = _tracing.enter("req-2", "fraud", "v2", "POST", "/predict")
+        token, span, own = _tracing.enter("req-2", "fraud", "v2", "POST")
         try:
             assert own is span
             assert trace.get_current_span() is own
             assert own.is_recording()
         finally:
-            _tracing.leave(token, own)
+            _tracing.leave(
+                token, own, {"method": "POST", "route": Route("/predict", endpoint)}, 200
+            )
         (finished,) = spans.get_finished_spans()
         assert finished.name == "POST /predict"
         assert finished.kind is SpanKind.SERVER
-        assert finished.attributes["request_id"] == "req-2"
-        assert finished.attributes["ml.model.name"] == "fraud"
+        assert finished.attributes == {
+            "predlog.request.id": "req-2",
+            "predlog.model.name": "fraud",
+            "predlog.model.version": "v2",
+            "http.request.method": "POST",
+            "http.route": "/predict",
+            "http.response.status_code": 200,
+        }
+        assert finished.status.status_code is StatusCode.UNSET
 
     def test_baggage_carries_the_request_id(self, local):
         """Inside enter()/leave() the request id is in baggage for downstream calls."""
         tracer, _ = local
         with tracer.start_as_current_span("server", kind=SpanKind.SERVER):
-            token, _, own = _tracing.enter("req-3", "fraud", "v2", "POST", "/predict")
+            token, _, own = _tracing.enter("req-3", "fraud", "v2", "POST")
             try:
                 assert baggage.get_baggage("request_id") == "req-3"
             finally:
@@ -97,7 +120,7 @@ class TestEnter:
         outer = context.attach(baggage.set_baggage("tenant", "acme"))
         try:
             with tracer.start_as_current_span("server", kind=SpanKind.SERVER):
-                token, _, own = _tracing.enter("req-4", "fraud", "v2", "POST", "/p")
+                token, _, own = _tracing.enter("req-4", "fraud", "v2", "POST")
                 try:
                     assert baggage.get_all() == {"tenant": "acme", "request_id": "req-4"}
                 finally:
@@ -111,7 +134,7 @@ class TestEnter:
             """
             from opentelemetry import baggage, trace
             from predlog import _tracing
-            token, span, own = _tracing.enter("req-5", "fraud", "v2", "POST", "/p")
+            token, span, own = _tracing.enter("req-5", "fraud", "v2", "POST")
             assert own is None, own
             assert not span.is_recording()
             assert baggage.get_baggage("request_id") == "req-5"
@@ -123,6 +146,58 @@ class TestEnter:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert out.strip() == "ok"
+
+
+def endpoint() -> None:
+    """A route's endpoint; never called."""
+
+
+class TestOwnServerSpan:
+    """The server span predlog opens when there is none: named and tagged by convention."""
+
+    def finish(self, spans, scope, status=200, method="POST"):
+        token, _, own = _tracing.enter("req-s", "fraud", "v2", method)
+        _tracing.leave(token, own, {"method": method, **scope}, status)
+        (finished,) = spans.get_finished_spans()
+        return finished
+
+    def test_named_by_route_template_never_by_raw_path(self, spans):
+        """A matched route names the span by its template; the raw path appears nowhere."""
+        route = Route("/users/{user_id:int}/predict", endpoint, methods=["POST"])
+        scope = {"route": route, "path": "/users/12345/predict", "root_path": ""}
+        finished = self.finish(spans, scope)
+        assert finished.name == "POST /users/{user_id}/predict"
+        assert finished.attributes["http.route"] == "/users/{user_id}/predict"
+        assert "12345" not in repr(dict(finished.attributes)) + finished.name
+
+    def test_a_mount_prefix_is_part_of_the_route(self, spans):
+        """Under a mount, the route is the mount's root path followed by the inner template."""
+        mount = Mount("/v1", routes=[Route("/predict", endpoint)])
+        scope = {"route": mount.routes[0], "root_path": "/v1", "path": "/v1/predict"}
+        assert self.finish(spans, scope).name == "POST /v1/predict"
+
+    def test_without_a_route_the_method_alone(self, spans):
+        """No route in the scope: the span is named by the method, with no http.route."""
+        finished = self.finish(spans, {"path": "/anything/42"})
+        assert finished.name == "POST"
+        assert "http.route" not in finished.attributes
+        assert finished.attributes["http.request.method"] == "POST"
+
+    def test_an_unknown_method_is_other(self, spans):
+        """A method outside the conventions' list is _OTHER, and the span is named HTTP."""
+        finished = self.finish(spans, {"route": "/predict"}, method="BREW")
+        assert finished.name == "HTTP /predict"
+        assert finished.attributes["http.request.method"] == "_OTHER"
+
+    def test_server_errors_mark_the_span_client_errors_do_not(self, spans):
+        """A 5xx status sets the span's status to error; a 4xx is the client's and leaves it."""
+        failed = self.finish(spans, {}, status=503)
+        assert failed.attributes["http.response.status_code"] == 503
+        assert failed.status.status_code is StatusCode.ERROR
+        spans.clear()
+        refused = self.finish(spans, {}, status=422)
+        assert refused.attributes["http.response.status_code"] == 422
+        assert refused.status.status_code is StatusCode.UNSET
 
 
 class TestAnnotate:
@@ -142,10 +217,10 @@ class TestAnnotate:
             )
         (finished,) = exporter.get_finished_spans()
         assert finished.attributes == {
-            "ml.prediction.score": 0.87,
-            "ml.prediction.decision": "declined",
-            "ml.prediction.threshold": 0.5,
-            "ml.model.version": "v3",
+            "predlog.prediction.score": 0.87,
+            "predlog.prediction.decision": "declined",
+            "predlog.prediction.threshold": 0.5,
+            "predlog.model.version": "v3",
         }
 
     def test_values_a_span_cannot_hold_are_left_out(self, local):
@@ -154,7 +229,7 @@ class TestAnnotate:
         with tracer.start_as_current_span("server") as span:
             _tracing.annotate(span, {"score": [0.1, 0.9], "decision": None, "threshold": 0.4})
         (finished,) = exporter.get_finished_spans()
-        assert finished.attributes == {"ml.prediction.threshold": 0.4}
+        assert finished.attributes == {"predlog.prediction.threshold": 0.4}
 
     def test_non_recording_span_is_left_alone(self):
         """On a non-recording span annotate() does nothing and raises nothing."""
@@ -166,10 +241,10 @@ class TestLeave:
     def test_ends_the_span_it_opened_and_restores_the_context(self, spans):
         """leave() ends predlog's own span and makes the previous context current again."""
         before = context.get_current()
-        token, _, own = _tracing.enter("req-6", "fraud", "v2", "POST", "/p")
+        token, _, own = _tracing.enter("req-6", "fraud", "v2", "POST")
         _tracing.leave(token, own)
         assert not own.is_recording()
-        assert [s.name for s in spans.get_finished_spans()] == ["POST /p"]
+        assert [s.name for s in spans.get_finished_spans()] == ["POST"]
         assert context.get_current() == before
         assert trace.get_current_span() is INVALID_SPAN
 
@@ -177,7 +252,7 @@ class TestLeave:
         """A server span predlog did not open is not ended by leave()."""
         tracer, exporter = local
         with tracer.start_as_current_span("server") as server:
-            token, _, own = _tracing.enter("req-7", "fraud", "v2", "POST", "/p")
+            token, _, own = _tracing.enter("req-7", "fraud", "v2", "POST")
             _tracing.leave(token, own)
             assert server.is_recording()
             assert trace.get_current_span() is server
@@ -192,3 +267,77 @@ class TestIds:
             ctx = span.get_span_context()
             assert _tracing.ids(span) == (ctx.trace_id, ctx.span_id)
         assert _tracing.ids(INVALID_SPAN) == (0, 0)
+
+
+class TestThroughTheMiddleware:
+    """What a Starlette app behind PredictionLogMiddleware puts on the span predlog opens."""
+
+    @staticmethod
+    def serve(requests):
+        import asyncio
+
+        import httpx
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+
+        import predlog
+        from tests.helpers import MemorySink
+
+        async def score(request):
+            predlog.record(score=0.9, decision="declined")
+            return JSONResponse({"score": 0.9, "decision": "declined"})
+
+        app = Starlette(routes=[Route("/users/{user_id}/predict", score, methods=["POST"])])
+        logger = predlog.PredictionLogger(
+            model_name="fraud",
+            model_version="v2",
+            sinks=[MemorySink()],
+            install_signal_handlers=False,
+        )
+        app.add_middleware(predlog.PredictionLogMiddleware, logger=logger)
+
+        async def go():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+                return [await client.post(path, json={}, headers=h) for path, h in requests]
+
+        try:
+            return asyncio.run(go())
+        finally:
+            logger.close()
+
+    def test_route_template_status_and_ids(self, spans):
+        """The span is named by the matched route's template and carries the conventions."""
+        (r,) = self.serve([("/users/4711/predict", {"X-Request-ID": "mw-1"})])
+        assert r.status_code == 200
+        (finished,) = spans.get_finished_spans()
+        assert finished.name == "POST /users/{user_id}/predict"
+        assert finished.attributes == {
+            "predlog.request.id": "mw-1",
+            "http.request.header.x-request-id": ("mw-1",),
+            "predlog.model.name": "fraud",
+            "predlog.model.version": "v2",
+            "http.request.method": "POST",
+            "http.route": "/users/{user_id}/predict",
+            "http.response.status_code": 200,
+            "predlog.prediction.score": 0.9,
+            "predlog.prediction.decision": "declined",
+        }
+
+    def test_an_id_predlog_made_is_not_a_header_value(self, spans):
+        """With no usable X-Request-ID, the id predlog made is on the span, no header attribute."""
+        self.serve([("/users/1/predict", {}), ("/users/2/predict", {"X-Request-ID": "bad id\x7f"})])
+        finished = spans.get_finished_spans()
+        assert len(finished) == 2
+        for span in finished:
+            assert len(span.attributes["predlog.request.id"]) == 32
+            assert not any(k.startswith("http.request.header.") for k in span.attributes)
+
+    def test_unmatched_path_is_named_by_method_only(self, spans):
+        """A path no route matches (404) keeps the method-only name: no raw path."""
+        (r,) = self.serve([("/nowhere/12345", {})])
+        assert r.status_code == 404
+        (finished,) = spans.get_finished_spans()
+        assert finished.name == "POST"
+        assert "http.route" not in finished.attributes
+        assert finished.attributes["http.response.status_code"] == 404

@@ -117,7 +117,9 @@ class Scorer:
                     "method": "linear_log_odds_contributions",
                     "contributions": fraud_model.contributions(self.model, features),
                 }
-            span.set_attributes({"ml.prediction.score": score, "ml.prediction.decision": decision})
+            span.set_attributes(
+                {"predlog.prediction.score": score, "predlog.prediction.decision": decision}
+            )
         predlog.record(
             features=features,
             feature_timestamps=stamps,

@@ -26,7 +26,6 @@ from time import time_ns
 from types import FrameType, TracebackType
 from typing import Any
 
-import structlog
 from typing_extensions import Unpack
 
 from predlog._capture import Capture, epoch_ns
@@ -41,7 +40,7 @@ from predlog.flush._flusher import Flusher
 from predlog.flush._pii import Pseudonymiser
 from predlog.metrics import Health, attach
 from predlog.sinks._base import Sink
-from predlog.sinks._oplog import OperationalLogSink, configure_logging
+from predlog.sinks._oplog import OperationalLogSink
 from predlog.sinks._parquet import ParquetSink
 
 _SHUTDOWN_TIMEOUT_S = 10.0
@@ -80,8 +79,7 @@ class PredictionLogger:
             sinks = [_default_sink(s, self._reporter)]
         pseudonymiser = Pseudonymiser.from_settings(s)
         if s.operational_log:
-            if not structlog.is_configured():
-                configure_logging()
+            # No configure_logging() here: logging configuration is the application's.
             sinks = [
                 *sinks,
                 OperationalLogSink(

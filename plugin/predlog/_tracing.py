@@ -4,6 +4,11 @@ With no OpenTelemetry SDK configured, every call here is a cheap no-op on
 non-recording spans. With one, the server span (BentoML's, or the OpenTelemetry
 ASGI middleware's) gets the request id and model attributes, and the request id
 goes into baggage so instrumented httpx/aiohttp clients carry it downstream.
+
+Attribute names follow OpenTelemetry's semantic conventions where one exists
+(``http.*``); everything predlog adds that has none lives under one namespace,
+``predlog.*``, so it never collides with another instrumentation's names. README's
+"Span attributes" table lists them.
 """
 
 from __future__ import annotations
@@ -15,17 +20,24 @@ from typing import Any, Final
 
 from opentelemetry import baggage, context, trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 _TRACER: Final = trace.get_tracer("predlog")
 
-#: Span attribute names. ``request_id`` is kept short so it is easy to search by.
-REQUEST_ID: Final = "request_id"
-MODEL_NAME: Final = "ml.model.name"
-MODEL_VERSION: Final = "ml.model.version"
-SCORE: Final = "ml.prediction.score"
-DECISION: Final = "ml.prediction.decision"
-THRESHOLD: Final = "ml.prediction.threshold"
+#: The id predlog used for the request: the client's, or one it made. Not the semantic
+#: convention's header attribute, which must hold what the client sent and nothing else.
+REQUEST_ID: Final = "predlog.request.id"
+MODEL_NAME: Final = "predlog.model.name"
+MODEL_VERSION: Final = "predlog.model.version"
+SCORE: Final = "predlog.prediction.score"
+DECISION: Final = "predlog.prediction.decision"
+THRESHOLD: Final = "predlog.prediction.threshold"
+#: Semantic conventions, set on the server span only when predlog opened it (a server
+#: span someone else opened already has them, from the instrumentation that knows best).
+HTTP_METHOD: Final = "http.request.method"
+HTTP_ROUTE: Final = "http.route"
+HTTP_STATUS: Final = "http.response.status_code"
+#: The baggage entry downstream services read; baggage has no semantic conventions.
 BAGGAGE_KEY: Final = "request_id"
 #: Recorded fields that also go on the span, and the attribute each becomes.
 _RECORDED: Final = (
@@ -34,29 +46,60 @@ _RECORDED: Final = (
     ("threshold", THRESHOLD),
     ("model_version", MODEL_VERSION),
 )
+#: Methods the semantic conventions call known; any other is reported as ``_OTHER``,
+#: so a client cannot mint span names and attribute values at will.
+_KNOWN_METHODS: Final = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
+)
+
+
+def header_attribute(header: str) -> str:
+    """The semantic-convention attribute of a request header, ``http.request.header.<name>``.
+
+    Its value is a list of strings, as the conventions require.
+    """
+    return f"http.request.header.{header.lower()}"
 
 
 def enter(
-    request_id: str, model_name: str, model_version: str, method: str, path: str
+    request_id: str,
+    model_name: str,
+    model_version: str,
+    method: str,
+    *,
+    header: str | None = None,
 ) -> tuple[object, Span, Span | None]:
     """Annotate (or open) the server span and attach the baggage.
 
-    Returns the context token to detach, the server span, and the span predlog
-    opened itself (None when the server already had one).
+    ``header`` is the :func:`header_attribute` to also set when the request id is the
+    one the client sent (None when predlog made it). Returns the context token to
+    detach, the server span, and the span predlog opened itself (None when the server
+    already had one).
     """
     span = trace.get_current_span()
     ctx = context.get_current()
     own: Span | None = None
+    attributes: dict[str, Any] = {
+        REQUEST_ID: request_id,
+        MODEL_NAME: model_name,
+        MODEL_VERSION: model_version,
+    }
+    if header is not None:
+        attributes[header] = (request_id,)
     # With no SDK installed (the default proxy provider) a span would be a no-op:
     # skip making one. The baggage below still works without an SDK.
     if not span.get_span_context().is_valid and _sdk_installed():
-        own = _TRACER.start_span(f"{method} {path}", kind=SpanKind.SERVER)
+        known = method if method in _KNOWN_METHODS else "_OTHER"
+        attributes[HTTP_METHOD] = known
+        # Named by method only until the route is known (leave() renames it): the raw
+        # path would give every distinct URL its own span name.
+        own = _TRACER.start_span(
+            _span_name(known, None), kind=SpanKind.SERVER, attributes=attributes
+        )
         span = own
         ctx = trace.set_span_in_context(own, ctx)
-    if span.is_recording():
-        span.set_attributes(
-            {REQUEST_ID: request_id, MODEL_NAME: model_name, MODEL_VERSION: model_version}
-        )
+    elif span.is_recording():
+        span.set_attributes(attributes)
     ctx = baggage.set_baggage(BAGGAGE_KEY, request_id, context=ctx)
     return context.attach(ctx), span, own
 
@@ -99,11 +142,55 @@ def annotate(span: Span, fields: Mapping[str, Any]) -> None:
             span.set_attributes(attributes)
 
 
-def leave(token: object, own: Span | None) -> None:
-    """Detach the context and end the span predlog opened, if it opened one."""
+def leave(
+    token: object, own: Span | None, scope: Mapping[str, Any] | None = None, status: int = 0
+) -> None:
+    """Detach the context and end the span predlog opened, if it opened one.
+
+    That span is named by method and route once the route is known: the framework's
+    router puts it in the ASGI scope (``scope["route"]``) while the request runs, after
+    enter() is long past. Without a route it keeps the method alone.
+    """
     context.detach(token)  # type: ignore[arg-type]
-    if own is not None:
-        own.end()
+    if own is None:
+        return
+    if own.is_recording():
+        route = _route(scope) if scope is not None else None
+        if route is not None:
+            own.set_attribute(HTTP_ROUTE, route)
+            method = scope.get("method") if scope is not None else None
+            own.update_name(_span_name(method if method in _KNOWN_METHODS else "_OTHER", route))
+        if status:
+            own.set_attribute(HTTP_STATUS, status)
+            if status >= 500:  # a server span's 4xx is the client's error, not ours
+                own.set_status(StatusCode.ERROR)
+    own.end()
+
+
+def _span_name(method: str, route: str | None) -> str:
+    """``{method} {route}``, as the semantic conventions name server spans; ``HTTP`` stands
+    for a method they do not know."""
+    verb = "HTTP" if method == "_OTHER" else method
+    return verb if route is None else f"{verb} {route}"
+
+
+def _route(scope: Mapping[str, Any]) -> str | None:
+    """The route template (``/users/{id}``) the framework matched, if it says.
+
+    Starlette and FastAPI put the matched route object in ``scope["route"]``; its
+    ``path_format`` (or ``path``) is relative to ``root_path`` (a mount, a proxy prefix),
+    as OpenTelemetry's ASGI instrumentation reads it.
+    """
+    route = scope.get("route")
+    if route is None:
+        return None
+    template = route if isinstance(route, str) else getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        template = getattr(route, "path", None)
+    if not isinstance(template, str) or not template:
+        return None
+    root = scope.get("root_path")
+    return f"{root}{template}" if isinstance(root, str) else template
 
 
 def ids(span: Span) -> tuple[int, int]:

@@ -1,12 +1,18 @@
 """Operational logs: structlog JSON lines for on-call engineers (and Loki).
 
-:func:`configure_logging` sets structlog up the fast way its performance guide
-recommends (orjson rendering straight to bytes, cached loggers, a filtering
-bound logger), and adds the keys every line must carry: timestamp, level,
-logger, request_id, model_version, trace_id, span_id. Inside a request the
-middleware has bound request_id and model_version into structlog's contextvars,
-and the current span gives trace_id and span_id, so your own log lines in a
-handler carry them too.
+Logging configuration belongs to the application. predlog changes none of it unless
+asked: its own errors are plain :mod:`logging` records on the ``predlog`` logger
+(see :mod:`predlog._report`), which propagate to whatever handlers the application
+set up, and the prediction lines below go through the application's structlog
+configuration if it has one.
+
+:func:`configure_logging` is the asking: it sets structlog up the fast way its
+performance guide recommends (orjson rendering straight to bytes, cached loggers, a
+filtering bound logger), adds the keys every line must carry (timestamp, level,
+logger, request_id, model_version, trace_id, span_id), and also writes predlog's own
+errors as JSON lines. Inside a request the middleware has bound request_id and
+model_version into structlog's contextvars, and the current span gives trace_id and
+span_id, so your own log lines in a handler carry them too.
 
 :class:`OperationalLogSink` writes ``prediction_complete`` per record, plus
 warnings for scores near the threshold and stale features. It is a sink, so it
@@ -49,31 +55,40 @@ def _required_keys(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
 
 
 class _Bridge(logging.Handler):
-    """Sends predlog's own stdlib log records (rate-limited errors) out as JSON lines."""
+    """Sends predlog's own stdlib log records (rate-limited errors) out as JSON lines,
+    with the exception's traceback."""
 
     def emit(self, record: logging.LogRecord) -> None:
         log = structlog.get_logger().bind(logger=record.name)
         fields: dict[str, Any] = {"error_kind": getattr(record, "predlog_error_kind", None)}
         if record.exc_info and record.exc_info[1] is not None:
-            fields["exception"] = repr(record.exc_info[1])
+            fields["exc_info"] = record.exc_info  # rendered by format_exc_info
         log.log(record.levelno, record.getMessage(), **fields)
 
 
+def _processors(render: Callable[..., Any]) -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        add_trace_context,
+        _required_keys,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer(serializer=render),
+    ]
+
+
 def configure_logging(level: str = "info", *, stream: BinaryIO | None = None) -> None:
-    """Configure structlog for JSON lines on stdout (or ``stream``) at ``level``."""
+    """Configure structlog for JSON lines on stdout (or ``stream``) at ``level``.
+
+    Process-wide, so predlog never calls it by itself. predlog's own errors then also
+    come out as JSON lines; they still propagate to the application's handlers too.
+    """
     if level.lower() not in _LEVELS:
         raise ValueError(f"level: must be one of {', '.join(_LEVELS)}, got {level!r}")
     out = stream if stream is not None else sys.stdout.buffer
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            add_trace_context,
-            _required_keys,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        ],
+        processors=_processors(orjson.dumps),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.lower()]),
         logger_factory=structlog.BytesLoggerFactory(out),
         cache_logger_on_first_use=True,
@@ -81,7 +96,23 @@ def configure_logging(level: str = "info", *, stream: BinaryIO | None = None) ->
     stdlib = logging.getLogger("predlog")
     if not any(isinstance(h, _Bridge) for h in stdlib.handlers):
         stdlib.addHandler(_Bridge())
-    stdlib.propagate = False
+
+
+def _to_text(event: Any, **options: Any) -> str:
+    return orjson.dumps(event, **options).decode()
+
+
+def _prediction_logger() -> Any:
+    """The application's structlog configuration if it has one; otherwise a logger of
+    predlog's own with configure_logging()'s JSON lines on stdout, made without touching
+    structlog's global configuration."""
+    if structlog.is_configured():
+        return structlog.get_logger().bind(logger="predlog.predictions")
+    return structlog.wrap_logger(
+        structlog.PrintLogger(sys.stdout),  # looked up now: stdout may have been replaced
+        processors=_processors(_to_text),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    ).bind(logger="predlog.predictions")
 
 
 class OperationalLogSink:
@@ -98,8 +129,9 @@ class OperationalLogSink:
 
     def export(self, batch: pa.RecordBatch) -> None:
         col = {name: batch.column(name).to_pylist() for name in _COLUMNS}
-        # Bound per batch, not once: configure_logging() may run after the sink is made.
-        log = structlog.get_logger().bind(logger="predlog.predictions")
+        # Per batch, not once: the application may configure structlog after the sink
+        # is made.
+        log = _prediction_logger()
         for i in range(batch.num_rows):
             common = {
                 "request_id": col["request_id"][i],
