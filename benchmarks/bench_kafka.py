@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import predlog
 from _common import flusher_rate, fraud_features, one_core
-from predlog import KafkaSink, _wire
+from predlog import KafkaSink
+from predlog.sinks.kafka import _wire
 from predlog.testing import MemorySink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +153,7 @@ def flusher_to_kafka(bootstrap: str, records: int, seed: int) -> float:
 def codecs(data: list[pa.RecordBatch]) -> list[tuple[str, float, float]]:
     from aiokafka import codec
 
-    payload = b"".join(value for b in data[:4] for _, value in _wire.encode(b))
+    payload = b"".join(value for b in data[:4] for _, value, _, _ in _wire.encode(b))
     out = []
     for name, encode in (
         ("lz4 (aiokafka: LZ4 HC, level 9)", codec.lz4_encode),

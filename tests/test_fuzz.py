@@ -493,7 +493,7 @@ def wire_messages(n=3):
     ]
     batch = builder.build(captures).batch
     assert batch is not None
-    return [value for _, value in _wire.encode(batch)]
+    return [message[1] for message in _wire.encode(batch)]
 
 
 WIRE = wire_messages()

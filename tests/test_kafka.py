@@ -11,11 +11,14 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import pyarrow as pa
@@ -26,7 +29,7 @@ from predlog import KafkaSink
 from predlog._report import ErrorReporter
 from predlog.errors import ConfigError
 from predlog.sinks._spool import Spool, SpoolLockedError
-from predlog.sinks.kafka import _wire
+from predlog.sinks.kafka import _spooled, _wire
 from predlog.testing import MemorySink
 from tests.helpers import ROOT, child_env
 from tests.services import (
@@ -59,6 +62,8 @@ def sink_to_parquet(bootstrap: str, topic: str, data_dir, *, group: str) -> dict
             "6",
             "--max-wait",
             "2",
+            "-o",
+            "json",
         ],
         env=child_env(),
         capture_output=True,
@@ -105,7 +110,7 @@ def left_in_spool(
     # A segment is closed once it reaches segment_bytes: 1 byte gives one per append.
     spool = Spool(spool_dir, max_bytes=1 << 30, segment_bytes=1, exclusive=exclusive)
     for batch in table.to_batches(max_chunksize=per_segment):
-        spool.append(_wire.encode(batch))
+        spool.append(_spooled.pack(_wire.encode(batch)))
     assert len(spool.segments()) == -(-n // per_segment)
     if release:
         spool.close()
@@ -787,6 +792,7 @@ class TestConsumerMetrics:
         argv = [sys.executable, "-m", "predlog", "sink", "--bootstrap", bootstrap]
         argv += ["--topic", topic, "--data", str(tmp_path / "data"), "--group", f"g-{topic}"]
         argv += ["--exit-when-idle", "30", "--max-wait", "1", "--metrics-port", str(port)]
+        argv += ["-o", "json"]
         proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, text=True)
         try:
             values: dict[str, float] = {}
@@ -816,3 +822,205 @@ class TestConsumerMetrics:
         stats = json.loads(out.strip().splitlines()[-1])
         assert (stats["consumed"], stats["written"]) == (400, 300)
         assert stats["commits"] == values["commits_total"]
+
+
+# -- messages other tools read: timestamp, CloudEvents, traceparent -------------------
+
+#: Long before any test runs, so a timestamp taken at sending or replay cannot pass for it.
+PREDICTED_AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+
+
+def timed_batch(n: int, prefix: str, *, model: str = "fraud detector/v2") -> pa.RecordBatch:
+    """``n`` records predicted at known times in the past; even ones carry a trace."""
+    keep = MemorySink()
+    with predlog.PredictionLogger(
+        sinks=[keep], model_name=model, install_signal_handlers=False
+    ) as log:
+        for i in range(n):
+            trace = {"trace_id": f"{i + 1:032x}", "span_id": f"{i + 1:016x}"} if i % 2 == 0 else {}
+            log.log(
+                request_id=f"{prefix}-{i}",
+                score=0.5,
+                timestamp=PREDICTED_AT + timedelta(milliseconds=7 * i),
+                **trace,
+            )
+    return pa.RecordBatch.from_pylist(keep.records, schema=predlog.arrow_schema())
+
+
+def expected_message(value: bytes) -> tuple[int, dict[str, str]]:
+    """The timestamp (ms) and headers the documented format gives a record."""
+    record = json.loads(value)
+    stamp = datetime.fromisoformat(record["timestamp_utc"])
+    headers = {
+        "predlog-schema-version": "1",
+        "content-type": "application/json",
+        "ce_specversion": "1.0",
+        "ce_id": record["prediction_id"],
+        "ce_source": "predlog/" + quote(record["model_name"], safe=""),
+        "ce_type": "dev.predlog.prediction.v1",
+        "ce_time": record["timestamp_utc"],
+    }
+    if record["trace_id"] is not None:
+        headers["traceparent"] = f"00-{record['trace_id']}-{record['span_id']}-01"
+    return (stamp - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1), headers
+
+
+class TestMessageFormat:
+    def test_timestamp_and_headers_are_the_predictions(self):
+        batch = timed_batch(6, "m")
+        messages = _wire.encode(batch)
+        for i, (key, value, stamp, headers) in enumerate(messages):
+            assert key == f"m-{i}".encode()
+            assert stamp == 1767323045678 + 7 * i  # PREDICTED_AT, in ms
+            as_dict = {name: v.decode() for name, v in headers}
+            assert len(as_dict) == len(headers), "no header twice"
+            assert (stamp, as_dict) == expected_message(value)
+            assert as_dict["ce_source"] == "predlog/fraud%20detector%2Fv2"
+            assert ("traceparent" in as_dict) == (i % 2 == 0)
+        assert dict(messages[2][3])["traceparent"] == (f"00-{'3':0>32}-{'3':0>16}-01".encode())
+        assert list(messages[0][3])[:2] == _wire.HEADERS, "the format's own headers first"
+
+    @pytest.mark.parametrize(
+        ("trace_id", "span_id"),
+        [
+            ("A" * 32, "b" * 16),  # W3C ids are lowercase
+            ("a" * 31, "b" * 16),
+            ("a" * 32, "b" * 17),
+            ("0" * 32, "b" * 16),  # all zeros: invalid
+            ("a" * 32, "0" * 16),
+            ("a" * 32, None),
+            ("g" * 32, "b" * 16),
+            ("a" * 15 + "-" + "a" * 16, "b" * 16),
+        ],
+    )
+    def test_no_traceparent_for_ids_w3c_refuses(self, trace_id, span_id):
+        keep = MemorySink()
+        with predlog.PredictionLogger(sinks=[keep], install_signal_handlers=False) as log:
+            log.log(request_id="bad", trace_id=trace_id, span_id=span_id)
+            log.log(request_id="good", trace_id="a" * 32, span_id="b" * 16)
+        batch = pa.RecordBatch.from_pylist(keep.records, schema=predlog.arrow_schema())
+        (_, bad_value, _, bad), (_, good_value, _, good) = _wire.encode(batch)
+        assert "traceparent" not in dict(bad)
+        assert dict(good)["traceparent"] == f"00-{'a' * 32}-{'b' * 16}-01".encode()
+        # The one-record path (old spool entries) draws the same line.
+        for key, value, headers in ((b"bad", bad_value, bad), (b"good", good_value, good)):
+            assert _spooled.unpack([(key, value)])[0][0][3] == headers
+
+    def test_spooled_messages_keep_timestamp_and_headers(self):
+        messages = _wire.encode(timed_batch(5, "s"))
+        entries = _spooled.pack(messages)
+        assert all(value.startswith(_spooled.MAGIC) for _, value in entries)
+        back, bad = _spooled.unpack(entries)
+        assert bad == 0
+        assert [(k, v, t, list(h)) for k, v, t, h in back] == [
+            (k, v, t, list(h)) for k, v, t, h in messages
+        ]
+        assert _spooled.unpack(_spooled.pack([(b"k", b"v", None, [])])) == (
+            [(b"k", b"v", None, [])],
+            0,
+        )
+
+    def test_entries_of_the_old_format_are_rebuilt_from_their_records(self, tmp_path):
+        """A segment written before entries kept timestamp and headers (the value alone,
+        as spools of earlier versions hold) replays as the message it would be now."""
+        messages = _wire.encode(timed_batch(8, "old"))
+        spool = Spool(tmp_path / "old", max_bytes=1 << 20)
+        spool.append([(key, value) for key, value, _, _ in messages])
+        (segment,) = spool.segments()
+        raw = segment.read_bytes()
+        # The old layout exactly: length | crc32 | key length | key | the JSON value.
+        length, _ = struct.unpack_from("<II", raw)
+        assert raw[8:10] == struct.pack("<H", 5) and raw[10:15] == b"old-0"
+        assert raw[15 : 8 + length] == messages[0][1] and raw[15:16] == b"{"
+        back, bad = _spooled.unpack(spool.read(segment))
+        assert bad == 0
+        assert [(k, v, t, list(h)) for k, v, t, h in back] == [
+            (k, v, t, list(h)) for k, v, t, h in messages
+        ]
+
+    def test_an_old_entry_that_is_no_record_goes_as_it_went(self):
+        back, bad = _spooled.unpack([(b"k", b"not json"), (b"k", b'{"timestamp_utc": 1}')])
+        assert bad == 0
+        assert back == [
+            (b"k", b"not json", None, list(_wire.HEADERS)),
+            (b"k", b'{"timestamp_utc": 1}', None, list(_wire.HEADERS)),
+        ]
+
+    def test_a_malformed_new_entry_is_counted_and_left_out(self):
+        (good,) = _spooled.pack(_wire.encode(timed_batch(1, "g")))
+        torn = (b"t", good[1][:20])  # header count says more than there is
+        back, bad = _spooled.unpack([torn, good])
+        assert bad == 1 and [m[0] for m in back] == [b"g-0"]
+
+
+def kcat_messages(bootstrap: str, topic: str) -> dict[str, tuple[int, dict[str, str], bytes]]:
+    """Per key: the message timestamp (ms), headers and value, as kcat reads them."""
+    out = subprocess.run(
+        ["kcat", "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u", "-f", "%k\t%T\t%h\t%s\n"],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        if not line:
+            continue
+        key, stamp, headers, value = line.split(b"\t", 3)
+        pairs = [h.decode().partition("=") for h in headers.split(b",")]
+        found[key.decode()] = (int(stamp), {name: v for name, _, v in pairs}, value)
+    return found
+
+
+@pytest.mark.integration
+class TestMessagesOtherToolsRead:
+    def test_kcat_sees_the_predictions_time_and_headers_also_after_the_spool(self, tmp_path):
+        """Sent at once, spooled while the broker was unreachable and replayed by the sink
+        that adopted the spool, or left by an earlier version in the old spool format:
+        kcat reads each message with the prediction's time and its CloudEvents and
+        traceparent headers, and `predlog sink` still turns them into Parquet."""
+        bootstrap, topic = kafka_bootstrap(), fresh_topic("cloudevents")
+        direct = KafkaSink(bootstrap_servers=bootstrap, topic=topic, spool_dir=tmp_path / "d")
+        direct.export(timed_batch(10, "direct"))
+        assert direct.stats()["sent"] == 10
+        direct.close()
+
+        root = tmp_path / "spool"
+        away = KafkaSink(
+            bootstrap_servers=closed_port(),
+            topic=topic,
+            spool_dir=root / "away",
+            delivery_timeout_s=1,
+            retry_interval_s=600,
+        )
+        away.export(timed_batch(10, "spooled"))
+        assert away.stats()["spooled"] == 10
+        away.close()  # the broker is still unreachable: the records stay in its spool
+        legacy = Spool(root / "legacy", max_bytes=1 << 20, exclusive=True)
+        legacy.append([(k, v) for k, v, _, _ in _wire.encode(timed_batch(10, "legacy"))])
+        legacy.close()
+
+        started = time.time()
+        sink = KafkaSink(
+            bootstrap_servers=bootstrap,
+            topic=topic,
+            spool_dir=root / "new",
+            retry_interval_s=600,  # only flush() starts a pass
+        )
+        sink.flush()
+        stats = sink.stats()
+        sink.close()
+        assert (stats["adopted"], stats["replayed"], stats["replay_errors"]) == (2, 20, 0)
+
+        found = kcat_messages(bootstrap, topic)
+        assert set(found) == {
+            f"{p}-{i}" for p in ("direct", "spooled", "legacy") for i in range(10)
+        }
+        for key, (stamp, headers, value) in found.items():
+            i = int(key.rsplit("-", 1)[1])
+            assert stamp == 1767323045678 + 7 * i, f"{key}: the prediction's time"
+            assert stamp < started * 1000 - 86_400_000, f"{key}: not the time of replay"
+            assert (stamp, headers) == expected_message(value), key
+            assert ("traceparent" in headers) == (i % 2 == 0), key
+
+        consumed = sink_to_parquet(bootstrap, topic, tmp_path / "data", group=f"g-{topic}")
+        assert (consumed["consumed"], consumed["undecodable"], consumed["written"]) == (30, 0, 30)

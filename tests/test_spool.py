@@ -130,7 +130,7 @@ class TestWireFormat:
         messages = encode(batch)
         assert messages[0][0] == b"r1"
         assert messages[1][0] == str(keep.records[1]["prediction_id"]).encode()
-        assert decode([v for _, v in messages]).equals(batch)
+        assert decode([v for _, v, _, _ in messages]).equals(batch)
 
     @pytest.mark.parametrize("size", [0, 1, 2, 50])
     def test_batch_constant_columns_are_spliced_in_exactly(self, size):
@@ -156,14 +156,14 @@ class TestWireFormat:
         batch = pa.RecordBatch.from_pylist(keep.records, schema=predlog.arrow_schema())
         messages = encode(batch)
         assert len(messages) == size
-        for (key, value), record in zip(messages, keep.records, strict=True):
+        for (key, value, _, _), record in zip(messages, keep.records, strict=True):
             one = json.loads(value)
             assert set(one) == set(predlog.arrow_schema().names)
             assert one["model_version"] == "v9" and one["decision_threshold"] == 0.7
             assert one["features"] == json.loads(record["features"])
             assert key == (record["request_id"] or str(record["prediction_id"])).encode()
         if size:
-            assert decode([v for _, v in messages]).equals(batch)
+            assert decode([v for _, v, _, _ in messages]).equals(batch)
 
     def test_unknown_schema_version_is_refused(self):
         """A message from a future schema is not silently misread."""

@@ -1,13 +1,15 @@
 """KafkaSink: prediction records to a Kafka topic, with a disk spool for broker outages.
 
 The producer is aiokafka's, idempotent with ``acks=all``; each record is one message
-keyed by its request id (see :mod:`predlog.sinks.kafka._wire` for the format). Messages are
+keyed by its request id and stamped with the prediction's time (see
+:mod:`predlog.sinks.kafka._wire` for the format). Messages are
 appended to aiokafka batches per partition, chosen as the Java client would
 (:mod:`predlog.sinks.kafka._murmur2`), so Kafka batches them while each record keeps its own key.
 
 aiokafka with idempotence retries forever, so this sink sets its own deadline:
 when a batch is not acknowledged within ``delivery_timeout_s``, its records go to
-the spool (:mod:`predlog.sinks._spool`), the producer is dropped, and from then on new
+the spool (:mod:`predlog.sinks._spool`, each with its timestamp and headers:
+:mod:`predlog.sinks.kafka._spooled`), the producer is dropped, and from then on new
 records go to the spool too, to keep their order, until the replayer has
 replayed the spool to a broker that answers again. A record that timed out may
 still have reached the broker; the spool then sends it a second time. Delivery is
@@ -54,7 +56,7 @@ import pyarrow as pa
 from predlog._report import ErrorReporter
 from predlog.errors import ConfigError, SinkError
 from predlog.sinks._spool import Spool, SpoolFullError, SpoolLockedError, adoptable, claim
-from predlog.sinks.kafka import _murmur2, _wire
+from predlog.sinks.kafka import _murmur2, _spooled, _wire
 from predlog.sinks.kafka._loop import LoopThread
 
 _START_TIMEOUT_S: Final = 5.0
@@ -229,7 +231,7 @@ class KafkaSink:
         wake = asyncio.Event()
         return wake, asyncio.get_running_loop().create_task(self._replay_forever(wake))
 
-    async def _export(self, entries: list[tuple[bytes, bytes]]) -> None:
+    async def _export(self, entries: list[_wire.Message]) -> None:
         if not self.spool:
             try:
                 await self._send(entries)
@@ -242,7 +244,7 @@ class KafkaSink:
                 self.sent += len(entries)
                 return
         try:
-            self.spool.append(entries)
+            self.spool.append(_spooled.pack(entries))
         except SpoolFullError as exc:
             self.refused += len(entries)
             raise SinkError(f"Kafka unreachable and {exc}") from exc
@@ -263,27 +265,26 @@ class KafkaSink:
             self._producer = producer
         return self._producer
 
-    async def _send(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
+    async def _send(self, entries: Sequence[_wire.Message]) -> None:
         # One deadline for the whole send: with the broker gone, even the metadata
         # lookup for the topic's partitions waits forever.
         await asyncio.wait_for(self._send_all(entries), self._delivery_timeout_s)
 
-    async def _send_all(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
+    async def _send_all(self, entries: Sequence[_wire.Message]) -> None:
         producer = await self._producer_ready()
         partitions = sorted(await producer.partitions_for(self.topic))
-        chosen = _murmur2.partitions([key for key, _ in entries], len(partitions)).tolist()
+        chosen = _murmur2.partitions([entry[0] for entry in entries], len(partitions)).tolist()
         batches: dict[int, Any] = {}
         pending: list[Any] = []
-        headers = _wire.HEADERS
-        for (key, value), index in zip(entries, chosen, strict=True):
+        for (key, value, stamp, headers), index in zip(entries, chosen, strict=True):
             partition = partitions[index]
             builder = batches.get(partition)
             if builder is None:
                 builder = batches[partition] = producer.create_batch()
-            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            if builder.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
                 pending.append(await producer.send_batch(builder, self.topic, partition=partition))
                 builder = batches[partition] = producer.create_batch()
-                builder.append(key=key, value=value, timestamp=None, headers=headers)
+                builder.append(key=key, value=value, timestamp=stamp, headers=headers)
         for partition, builder in batches.items():
             if builder.record_count():
                 pending.append(await producer.send_batch(builder, self.topic, partition=partition))
@@ -404,14 +405,20 @@ class KafkaSink:
         if segment not in self._delivered:
             corrupt = spool.corrupt
             try:
-                entries = list(spool.read(segment))
+                entries, unreadable = _spooled.unpack(spool.read(segment))
             except OSError as exc:
                 self._replay_failed("kafka_spool_failed", f"reading {segment}: {exc!r}", exc)
                 return False
             if spool.corrupt > corrupt:
                 self._replay_failed(
                     "kafka_spool_corrupt",
-                    f"{segment} is corrupt after {len(entries)} entries; the rest is lost",
+                    f"{segment} is corrupt after {len(entries) + unreadable} entries; "
+                    "the rest is lost",
+                )
+            if unreadable:
+                self._replay_failed(
+                    "kafka_spool_corrupt",
+                    f"{segment}: {unreadable} entries are no Kafka message and were left out",
                 )
             if entries:
                 try:
