@@ -482,7 +482,7 @@ class TestCommandLine:
     def test_missing_log_is_a_one_line_error(self, tmp_path):
         """verify, show and prove on a directory that is not there say so in one line."""
         missing = str(tmp_path / "nowhere")
-        for args in (("verify", missing), ("show", "r1", "--data", missing)):
+        for args in (("verify", missing), ("show", "r1", "--audit-dir", missing)):
             proc = predlog_cli("audit", *args, "--public-key", PUBLIC_HEX)
             assert proc.returncode == 1
             assert proc.stderr.strip().splitlines() == [
@@ -496,18 +496,18 @@ class TestCommandLine:
         log.checkpoint()
 
         def run(*args: str):
-            return predlog_cli("audit", *args, "--public-key", PUBLIC_HEX)
+            return predlog_cli("audit", *args, "--public-key", PUBLIC_HEX, "-o", "json")
 
         ok = run("verify", str(tmp_path))
         assert ok.returncode == 0, ok.stderr
         assert json.loads(ok.stdout)["ok"] is True
-        proved = run("prove", "req-3", "--data", str(tmp_path))
+        proved = run("prove", "req-3", "--audit-dir", str(tmp_path))
         assert proved.returncode == 0, proved.stderr
         (item,) = json.loads(proved.stdout)["entries"]
         assert item["entry"]["adverse_action_reasons"] == ["Debt-to-income ratio too high"]
         assert item["proof_verifies"] is True
         assert item["checkpoint"]["size"] == 6
-        shown = run("show", "req-2", "--data", str(tmp_path))
+        shown = run("show", "req-2", "--audit-dir", str(tmp_path))
         assert json.loads(shown.stdout)["entries"][0]["entry"]["decision"] == "approved"
         segment = tmp_path / "entries" / "000000000001.seg"
         data = bytearray(segment.read_bytes())

@@ -26,6 +26,11 @@ def write_log(path, key: ed25519.Ed25519PrivateKey = KEY) -> None:
         log.checkpoint()
 
 
+def audit_cli(*args: str, **env: str):
+    """``predlog audit ARGS -o json``: these tests read the JSON form of the output."""
+    return predlog_cli("audit", *args, "-o", "json", **env)
+
+
 REFUSAL = (
     "predlog audit: no public key to verify against: give --public-key or set "
     "PREDLOG_AUDIT_PUBLIC_KEY (the key file in the log directory is not trusted; "
@@ -38,8 +43,8 @@ class TestWithoutAKey:
         "args",
         [
             ("verify", "{log}"),
-            ("show", "req-1", "--data", "{log}"),
-            ("prove", "req-1", "--data", "{log}"),
+            ("show", "req-1", "--audit-dir", "{log}"),
+            ("prove", "req-1", "--audit-dir", "{log}"),
         ],
         ids=["verify", "show", "prove"],
     )
@@ -48,7 +53,7 @@ class TestWithoutAKey:
         even though public_key.hex sits in the log directory."""
         write_log(tmp_path)
         assert (tmp_path / "public_key.hex").is_file()
-        proc = predlog_cli("audit", *(a.format(log=tmp_path) for a in args))
+        proc = audit_cli(*(a.format(log=tmp_path) for a in args))
         assert proc.returncode == 2, proc.stdout
         assert proc.stderr.strip().splitlines() == [REFUSAL]
         assert proc.stdout == ""
@@ -66,7 +71,7 @@ class TestPinnedKey:
     def test_key_from_the_setting(self, tmp_path):
         """PREDLOG_AUDIT_PUBLIC_KEY pins the key when --public-key is not given."""
         write_log(tmp_path)
-        proc = predlog_cli("audit", "verify", str(tmp_path), PREDLOG_AUDIT_PUBLIC_KEY=hex_of(KEY))
+        proc = audit_cli("verify", str(tmp_path), PREDLOG_AUDIT_PUBLIC_KEY=hex_of(KEY))
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert out["ok"] is True and out["key_source"] == "PREDLOG_AUDIT_PUBLIC_KEY"
@@ -76,13 +81,13 @@ class TestPinnedKey:
         """A log rewritten and re-signed with another key, its public_key.hex replaced
         too, fails with the pinned key (exit 1, checkpoint 0 named)."""
         write_log(tmp_path, ed25519.Ed25519PrivateKey.generate())
-        proc = predlog_cli("audit", "verify", str(tmp_path), "--public-key", hex_of(KEY))
+        proc = audit_cli("verify", str(tmp_path), "--public-key", hex_of(KEY))
         assert proc.returncode == 1, proc.stderr
         out = json.loads(proc.stdout)
         assert out["ok"] is False and out["checkpoint"] == 0
         assert "signature does not verify" in out["problem"]
-        shown = predlog_cli(
-            "audit", "show", "req-1", "--data", str(tmp_path), "--public-key", hex_of(KEY)
+        shown = audit_cli(
+            "show", "req-1", "--audit-dir", str(tmp_path), "--public-key", hex_of(KEY)
         )
         assert shown.returncode == 1
         assert json.loads(shown.stdout)["log_intact"] is False
@@ -91,29 +96,48 @@ class TestPinnedKey:
         """The output of one verify, kept, makes the next fail (exit 1) once the newest
         checkpoint is gone; a file that holds no checkpoint is a usage error (exit 2)."""
         write_log(tmp_path / "log")
-        first = predlog_cli("audit", "verify", str(tmp_path / "log"), "--public-key", hex_of(KEY))
+        first = audit_cli("verify", str(tmp_path / "log"), "--public-key", hex_of(KEY))
         kept = tmp_path / "kept.json"
         kept.write_text(first.stdout)
+        again = ["verify", str(tmp_path / "log"), "--public-key", hex_of(KEY)]
+        assert audit_cli(*again, "--kept-checkpoint", str(kept)).returncode == 0
+        checkpoints = tmp_path / "log" / "checkpoints.jsonl"
+        checkpoints.write_text("".join(checkpoints.read_text().splitlines(keepends=True)[:-1]))
+        cut = audit_cli(*again, "--kept-checkpoint", str(kept))
+        assert cut.returncode == 1, cut.stderr
+        assert "is not in the log" in json.loads(cut.stdout)["problem"]
+        kept.write_text("hello\n")
+        refused = audit_cli(*again, "--kept-checkpoint", str(kept))
+        assert refused.returncode == 2
+        assert "--kept-checkpoint: kept: not a checkpoint line" in refused.stderr
+
+    def test_kept_text_output_finds_a_log_cut_back(self, tmp_path):
+        """The text form of verify, kept, works as --kept-checkpoint too: its last line
+        is the checkpoint line."""
+        write_log(tmp_path / "log")
         again = ["audit", "verify", str(tmp_path / "log"), "--public-key", hex_of(KEY)]
+        first = predlog_cli(*again)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.splitlines()[0] == f"audit log {tmp_path / 'log'}: intact"
+        kept = tmp_path / "kept.txt"
+        kept.write_text(first.stdout)
         assert predlog_cli(*again, "--kept-checkpoint", str(kept)).returncode == 0
         checkpoints = tmp_path / "log" / "checkpoints.jsonl"
         checkpoints.write_text("".join(checkpoints.read_text().splitlines(keepends=True)[:-1]))
         cut = predlog_cli(*again, "--kept-checkpoint", str(kept))
         assert cut.returncode == 1, cut.stderr
-        assert "is not in the log" in json.loads(cut.stdout)["problem"]
-        kept.write_text("hello\n")
-        refused = predlog_cli(*again, "--kept-checkpoint", str(kept))
-        assert refused.returncode == 2
-        assert "--kept-checkpoint: kept: not a checkpoint line" in refused.stderr
+        assert "NOT INTACT" in cut.stdout.splitlines()[0]
+        assert "is not in the log" in cut.stdout
 
     def test_option_and_trust_in_log_are_exclusive(self, tmp_path):
         """--public-key and --trust-key-in-log cannot be given together."""
         write_log(tmp_path)
-        proc = predlog_cli(
-            "audit", "verify", str(tmp_path), "--public-key", hex_of(KEY), "--trust-key-in-log"
-        )
+        proc = audit_cli("verify", str(tmp_path), "--public-key", hex_of(KEY), "--trust-key-in-log")
         assert proc.returncode == 2
-        assert "not allowed with argument" in proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            "predlog audit verify: give --public-key or --trust-key-in-log, not both "
+            "(see predlog audit verify --help)"
+        ]
 
 
 class TestTrustKeyInLog:
@@ -125,9 +149,9 @@ class TestTrustKeyInLog:
         args = (
             ("verify", str(tmp_path))
             if action == "verify"
-            else ("prove", "req-1", "--data", str(tmp_path))
+            else ("prove", "req-1", "--audit-dir", str(tmp_path))
         )
-        proc = predlog_cli("audit", *args, "--trust-key-in-log")
+        proc = audit_cli(*args, "--trust-key-in-log")
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert out["key_source"] == "log directory"
@@ -138,7 +162,7 @@ class TestTrustKeyInLog:
         """--trust-key-in-log without a key file in the directory is a one-line refusal."""
         write_log(tmp_path)
         (tmp_path / "public_key.hex").unlink()
-        proc = predlog_cli("audit", "verify", str(tmp_path), "--trust-key-in-log")
+        proc = audit_cli("verify", str(tmp_path), "--trust-key-in-log")
         assert proc.returncode == 2
         assert len(proc.stderr.strip().splitlines()) == 1
         assert "public_key.hex" in proc.stderr

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from services.bentoserve import free_port
@@ -15,6 +19,7 @@ from predlog.__main__ import main
 from predlog._settings import env_var
 from predlog.errors import ConfigError
 from predlog.sinks.kafka._consumer import ConsumerStats
+from tests.helpers import ROOT, child_env, predlog_cli
 
 
 @dataclass
@@ -30,10 +35,15 @@ class TestSettings:
             ["evaluate", "--outcomes", "outcomes.csv", "--label", "fraud"],
         ],
     )
-    def test_malformed_data_dir_is_one_line_naming_the_variable(self, argv, monkeypatch, capsys):
+    def test_malformed_data_dir_is_one_line_naming_the_variable(
+        self, argv, tmp_path, monkeypatch, capsys
+    ):
         """A data_dir setting that fails its check ends the command with one line naming
         PREDLOG_DATA_DIR and exit status 1, not a traceback."""
         import predlog.analytics._data
+
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "outcomes.csv").write_text("request_id,fraud\n")
 
         def reject_data_dir(name, environ=None):
             assert name == "data_dir"
@@ -67,8 +77,10 @@ class TestSettings:
         monkeypatch.setenv("PREDLOG_KAFKA_BOOTSTRAP", "kafka:9092")
         monkeypatch.setenv("PREDLOG_KAFKA_TOPIC", "predictions")
         monkeypatch.setenv("PREDLOG_DATA_DIR", str(tmp_path))
-        assert main(["sink"]) == 0
-        assert main(["sink", "--bootstrap", "b:1", "--topic", "t", "--data", "d"]) == 0
+        assert main(["sink", "-o", "json"]) == 0
+        assert (
+            main(["sink", "--bootstrap", "b:1", "--topic", "t", "--data", "d", "-o", "json"]) == 0
+        )
         assert [(c["bootstrap_servers"], c["topic"], c["data_dir"]) for c in seen] == [
             ("kafka:9092", "predictions", str(tmp_path)),
             ("b:1", "t", "d"),
@@ -120,7 +132,7 @@ class TestSinkMetrics:
 
         monkeypatch.setattr(predlog.sinks.kafka._consumer, "run", fake_run)
         argv = ["sink", "--bootstrap", "b:1", "--topic", topic, "--group", "g"]
-        assert main([*argv, "--metrics-port", str(port)]) == 0
+        assert main([*argv, "--metrics-port", str(port), "-o", "json"]) == 0
         labels = {"topic": topic, "group": "g"}
         first, second = scraped
         for text, expected in (
@@ -183,3 +195,320 @@ class TestSinkMetrics:
         err = capsys.readouterr().err
         assert err.startswith(f"predlog sink: --metrics-port {port}: cannot listen on 127.0.0.1 (")
         assert err.count("\n") == 1
+
+
+# -- The command line as a user meets it -------------------------------------------------
+
+KEY_SEED = bytes(range(32))
+
+
+def half(features: dict[str, object]) -> float:
+    """A scorer for ``predlog replay --model tests.test_cli:half``."""
+    return 0.5
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    """200 logged predictions, their outcomes, and an audit log of a few of them."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    import predlog
+    from predlog.audit import AuditLog
+
+    root = tmp_path_factory.mktemp("cli")
+    with predlog.PredictionLogger(
+        model_name="m",
+        model_version="v1",
+        data_dir=str(root / "data"),
+        new_version_window_s=0,
+        install_signal_handlers=False,
+    ) as log:
+        for i in range(200):
+            score = ((i * 37) % 100) / 100 + 0.001234567
+            log.log(
+                request_id=f"r-{i}",
+                features={"amount": i * 1.2345678, "kind": "ab"[i % 2]},
+                score=score,
+                decision="declined" if score >= 0.5 else "approved",
+                threshold=0.5,
+                user_segment="s",
+                channel="web",
+                geographic_region="eu",
+            )
+    lines = ["request_id,fraud"] + [
+        f"r-{i},{'true' if i % 3 == 0 else 'false'}" for i in range(200)
+    ]
+    (root / "outcomes.csv").write_text("\n".join(lines) + "\n")
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(KEY_SEED)
+    with AuditLog(root / "audit", signing_key=key, checkpoint_every=0) as audit:
+        audit.append_many([{"request_id": f"r-{i}", "decision": "declined"} for i in range(3)])
+        audit.checkpoint()
+    return root
+
+
+WIDE = "2000-01-01..2100-01-01"
+
+
+def commands(root) -> dict[str, list[str]]:
+    """One working invocation of each command against ``logs``."""
+    data, audit = str(root / "data"), str(root / "audit")
+    key = (root / "audit" / "public_key.hex").read_text().strip()
+    outcomes = str(root / "outcomes.csv")
+    return {
+        "investigate": ["investigate", "r-1", "--data", data],
+        "evaluate": ["evaluate", "--outcomes", outcomes, "--label", "fraud", "--data", data],
+        "drift": ["drift", "--baseline", WIDE, "--current", WIDE, "--data", data],
+        "replay": ["replay", "r-1", "--model", "tests.test_cli:half", "--data", data],
+        "audit verify": ["audit", "verify", audit, "--public-key", key],
+        "audit show": ["audit", "show", "r-1", "--audit-dir", audit, "--public-key", key],
+        "audit prove": ["audit", "prove", "r-1", "--audit-dir", audit, "--public-key", key],
+    }
+
+
+def swap(argv: list[str], option: str, value: str) -> list[str]:
+    """``argv`` with ``option``'s value (or the positional after the command) replaced."""
+    out = list(argv)
+    out[out.index(option) + 1] = value
+    return out
+
+
+def broken(root) -> list[tuple[str, list[str], str]]:
+    """(case, argv, what the one-line error must name) for each command."""
+    c, nowhere = commands(root), str(root / "nowhere")
+    cases = []
+    for name in ("investigate", "evaluate", "drift", "replay"):
+        cases.append((f"{name} missing data", swap(c[name], "--data", nowhere), nowhere))
+    for name in ("investigate", "replay"):
+        cases.append((f"{name} unknown id", swap(c[name], name, "no-such-id"), "no-such-id"))
+    cases += [
+        ("evaluate missing outcomes", swap(c["evaluate"], "--outcomes", nowhere), nowhere),
+        ("evaluate bad since", [*c["evaluate"], "--since", "2026-13-45"], "2026-13-45"),
+        ("evaluate bad until", [*c["evaluate"], "--until", "2026-02-30"], "2026-02-30"),
+        ("drift bad date", swap(c["drift"], "--baseline", "2026-13-45..2026-14-01"), "2026-13-45"),
+        ("drift not a range", swap(c["drift"], "--current", "2026-10-01"), "2026-10-01"),
+        ("replay bad model", swap(c["replay"], "--model", "no_such_module:f"), "no_such_module"),
+        ("investigate missing audit", [*c["investigate"], "--audit-dir", nowhere], nowhere),
+        ("audit verify missing", swap(c["audit verify"], "verify", nowhere), nowhere),
+        ("audit show missing", swap(c["audit show"], "--audit-dir", nowhere), nowhere),
+        ("audit prove missing", swap(c["audit prove"], "--audit-dir", nowhere), nowhere),
+        ("audit show unknown id", swap(c["audit show"], "show", "no-such-id"), "no-such-id"),
+        ("audit prove unknown id", swap(c["audit prove"], "prove", "no-such-id"), "no-such-id"),
+        ("audit kept missing", [*c["audit verify"], "--kept-checkpoint", nowhere], nowhere),
+        (
+            "sink bad port",
+            ["sink", "--bootstrap", "b:1", "--topic", "t", "--metrics-port", "x"],
+            "x",
+        ),
+        ("sink no kafka", ["sink", "--data", nowhere], "PREDLOG_KAFKA_BOOTSTRAP"),
+    ]
+    return cases
+
+
+class TestUserFacing:
+    def test_every_command_works_and_prints_json_with_o_json(self, logs):
+        """Each command's working invocation exits 0 in text, and -o json is JSON."""
+        for name, argv in commands(logs).items():
+            text = predlog_cli(*argv)
+            assert text.returncode == 0, (name, text.stderr)
+            assert text.stdout.strip() and not text.stdout.lstrip().startswith(("{", "[")), name
+            as_json = predlog_cli(*argv, "-o", "json")
+            assert as_json.returncode == 0, (name, as_json.stderr)
+            json.loads(as_json.stdout)
+
+    def test_errors_are_one_line_naming_the_culprit(self, logs):
+        """A missing path, a bad date, an unknown request id: non-zero exit, one line on
+        stderr naming it, no traceback, for every command."""
+        failures = []
+        for case, argv, named in broken(logs):
+            proc = predlog_cli(*argv)
+            lines = proc.stderr.strip().splitlines()
+            ok = proc.returncode != 0 and len(lines) == 1 and named in lines[0]
+            if not ok or "Traceback" in proc.stderr:
+                failures.append((case, proc.returncode, proc.stderr))
+        assert failures == []
+
+    def test_floats_print_with_four_significant_digits(self, logs):
+        """Precision, recall, AUC, scores and feature values are not printed with 16 digits."""
+        c = commands(logs)
+        out = predlog_cli(*c["evaluate"]).stdout + predlog_cli(*c["investigate"]).stdout
+        assert re.search(r"precision \S+", out)
+        long = [
+            n
+            for n in re.findall(r"(?<![\d:])\d+\.\d+(?:e[-+]\d+)?", out)
+            if len(n.replace(".", "")) > 5
+        ]
+        assert long == [], out
+
+    def test_console_script_replays_a_model_from_the_working_directory(self, logs):
+        """The installed `predlog` script, run from the repository without PYTHONPATH,
+        imports `--model tests.test_cli:half` from there, as `python -m` would."""
+        script = Path(sys.executable).parent / "predlog"
+        if not script.exists():
+            pytest.skip("no predlog console script installed beside this interpreter")
+        env = child_env()
+        env.pop("PYTHONPATH")
+        proc = subprocess.run(
+            [str(script), *commands(logs)["replay"]],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "replayed tests.test_cli:half" in proc.stdout
+
+    def test_closed_pipe_is_quiet(self, logs):
+        """`predlog investigate ... | head -1`: the reader leaves first; no BrokenPipeError."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "predlog", *commands(logs)["investigate"]],
+            env=child_env(PYTHONPATH=f"{ROOT / 'plugin'}:{ROOT}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # before the command has printed anything
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+        assert "Traceback" not in err and "BrokenPipe" not in err, err
+        assert err == ""
+
+    def test_version_imports_nothing_heavy(self):
+        """`predlog --version` loads neither pyarrow nor bentoml, duckdb or pandas."""
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "predlog", "--version"],
+            env=child_env(PYTHONPATH=str(ROOT / "plugin")),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert re.fullmatch(r"predlog \d+\.\d+\.\d+\S*\n", proc.stdout)
+        imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
+        assert {"click", "predlog.cli"} <= imported
+        heavy = {
+            m
+            for m in imported
+            if m.split(".")[0] in {"pyarrow", "bentoml", "duckdb", "pandas", "numpy"}
+        }
+        assert heavy == set()
+
+    def test_shell_completion(self):
+        """click's completion answers for `predlog`: commands, then a command's options."""
+
+        def complete(words: str) -> str:
+            env = child_env(
+                PYTHONPATH=str(ROOT / "plugin"),
+                _PREDLOG_COMPLETE="bash_complete",
+                COMP_WORDS=words,
+                COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+            )
+            proc = subprocess.run(
+                [sys.executable, "-m", "predlog"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return proc.stdout
+
+        assert "plain,investigate" in complete("predlog inv")
+        assert "plain,--audit-dir" in complete("predlog audit show --au")
+
+
+def _options(command, path=()):
+    """Every (command path, option) in the command tree."""
+    import click
+
+    if isinstance(command, click.Group):
+        for name in command.list_commands(click.Context(command)):
+            sub = command.get_command(click.Context(command), name)
+            yield from _options(sub, (*path, name))
+        return
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            yield " ".join(path), param
+
+
+class TestHelp:
+    def test_every_option_has_help_and_settings_show_their_variable(self):
+        """Every visible option says what it is; those backed by a setting name its
+        PREDLOG_* variable and its declared default."""
+        import click
+
+        from predlog.cli import cli
+        from predlog.cli._options import SettingOption
+
+        found = list(_options(cli))
+        assert {path for path, _ in found} >= {"sink", "investigate", "audit verify", "replay"}
+        assert [(p, o.name) for p, o in found if not o.help and o.name != "help"] == []
+        for path, option in found:
+            if isinstance(option, SettingOption):
+                record = option.get_help_record(click.Context(click.Command(path)))
+                assert record is not None and f"env var: {option.envvar}" in record[1]
+        data = [o for _, o in found if o.name == "data"]
+        assert data and {o.help for o in data} == {data[0].help}
+        record = data[0].get_help_record(click.Context(click.Command("x")))
+        assert "PREDLOG_DATA_DIR" in record[1] and "default: ./predlog-data" in record[1]
+
+    @pytest.mark.parametrize("argv", [[], ["audit"]])
+    def test_a_group_without_a_command_prints_its_help(self, argv, capsys):
+        """`predlog` and `predlog audit` alone print their help and exit 0."""
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith(f"Usage: predlog {' '.join(argv)}".rstrip() + " [OPTIONS]")
+        assert err == ""
+
+    def test_one_meaning_per_option_name(self):
+        """--data is the prediction data everywhere; the audit directory is --audit-dir."""
+        from predlog.cli import cli
+
+        by_name: dict[str, set[str]] = {}
+        for _, option in _options(cli):
+            by_name.setdefault(option.opts[-1], set()).add(option.help or "")
+        for name in ("--data", "--output", "--public-key"):
+            assert len(by_name[name]) == 1, (name, by_name[name])
+        assert all(h.startswith("The audit log directory") for h in by_name["--audit-dir"])
+        assert "prediction data" in next(iter(by_name["--data"])).lower()
+
+
+class TestBench:
+    def test_bench_unavailable_says_why_and_others_still_work(self, monkeypatch, capsys):
+        """When `predlog.bench` cannot be imported, `predlog bench` says so in one line,
+        and the help and the other commands are unaffected."""
+        import predlog.cli
+
+        monkeypatch.setitem(predlog.cli.LAZY_COMMANDS, "bench", "predlog_no_such_module:command")
+        monkeypatch.setattr(predlog.cli.cli, "commands", dict(predlog.cli.cli.commands))
+        predlog.cli.cli.commands.pop("bench", None)
+        assert main(["bench", "svc:app"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("predlog bench: this command is unavailable: ModuleNotFoundError")
+        assert err.count("\n") == 1
+        assert main(["--help"]) == 0
+        assert "investigate" in capsys.readouterr().out
+        assert main(["sink"]) == 2  # runs as before: no Kafka settings
+
+    def test_bench_is_imported_only_when_used(self, monkeypatch, tmp_path, capsys):
+        """A bench command that can be imported runs; it is not imported for other commands."""
+        import click
+
+        import predlog.cli
+
+        (tmp_path / "fake_bench.py").write_text(
+            "import click\n\n@click.command('bench')\n@click.argument('service')\n"
+            "def command(service):\n    click.echo(f'benched {service}')\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setitem(predlog.cli.LAZY_COMMANDS, "bench", "fake_bench:command")
+        monkeypatch.setattr(predlog.cli.cli, "commands", dict(predlog.cli.cli.commands))
+        predlog.cli.cli.commands.pop("bench", None)
+        assert main(["sink"]) == 2
+        assert "fake_bench" not in sys.modules
+        assert main(["bench", "svc:app"]) == 0
+        assert capsys.readouterr().out == "benched svc:app\n"
+        assert isinstance(predlog.cli.cli.commands["bench"], click.Command)
+        sys.modules.pop("fake_bench", None)

@@ -13,22 +13,83 @@ Quick start::
 
 from __future__ import annotations
 
-from predlog._context import record
-from predlog._logger import PredictionLogger
-from predlog._record import (
-    SCHEMA_VERSION,
-    PredictionRecord,
-    arrow_schema,
-    confidence_band,
-)
-from predlog._settings import MiddlewareSettings, Settings
-from predlog.errors import ConfigError, PredlogError, SinkError
-from predlog.flush._decode import Extractor, json_extractor
-from predlog.flush._sampling import sampling_hash
-from predlog.middleware import PredictionLogMiddleware, instrument
-from predlog.sinks import KafkaSink, OperationalLogSink, ParquetSink, Sink, configure_logging
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from predlog._context import record
+    from predlog._logger import PredictionLogger
+    from predlog._record import (
+        SCHEMA_VERSION,
+        PredictionRecord,
+        arrow_schema,
+        confidence_band,
+    )
+    from predlog._settings import MiddlewareSettings, Settings
+    from predlog.errors import ConfigError, PredlogError, SinkError
+    from predlog.flush._decode import Extractor, json_extractor
+    from predlog.flush._sampling import sampling_hash
+    from predlog.middleware import PredictionLogMiddleware, instrument
+    from predlog.sinks import (
+        KafkaSink,
+        OperationalLogSink,
+        ParquetSink,
+        Sink,
+        configure_logging,
+    )
+
+#: Kept here, a constant, so that ``predlog --version`` imports nothing else.
 __version__ = "0.1.0"
+
+#: Where each public name lives. Imported on first use (PEP 562), so that ``import
+#: predlog`` for the command line or the version does not load pyarrow and the rest.
+_HOMES = {
+    "record": "predlog._context",
+    "PredictionLogger": "predlog._logger",
+    "SCHEMA_VERSION": "predlog._record",
+    "PredictionRecord": "predlog._record",
+    "arrow_schema": "predlog._record",
+    "confidence_band": "predlog._record",
+    "MiddlewareSettings": "predlog._settings",
+    "Settings": "predlog._settings",
+    "ConfigError": "predlog.errors",
+    "PredlogError": "predlog.errors",
+    "SinkError": "predlog.errors",
+    "Extractor": "predlog.flush._decode",
+    "json_extractor": "predlog.flush._decode",
+    "sampling_hash": "predlog.flush._sampling",
+    "PredictionLogMiddleware": "predlog.middleware",
+    "instrument": "predlog.middleware",
+    "KafkaSink": "predlog.sinks",
+    "OperationalLogSink": "predlog.sinks",
+    "ParquetSink": "predlog.sinks",
+    "Sink": "predlog.sinks",
+    "configure_logging": "predlog.sinks",
+}
+
+
+#: Public subpackages and modules, reachable as attributes as if imported eagerly
+#: (``import predlog; predlog.audit.verify(...)``).
+_MODULES = frozenset(
+    {"analytics", "audit", "bench", "bentoml_monitor", "errors", "metrics", "middleware"}
+    | {"sinks", "testing"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"predlog.{name}")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'predlog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES, *_MODULES})
+
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,22 @@ from predlog.errors import PredlogError
 
 class AnalyticsError(PredlogError):
     """The data cannot answer the question; the message says why and what to check."""
+
+
+def check_time(text: str, what: str) -> str:
+    """``text`` if it is a date or an ISO 8601 time; otherwise an error naming ``what``.
+
+    Checked here, before DuckDB casts it, so that ``--since 2026-13-45`` is one line
+    saying so rather than a conversion error from inside a query.
+    """
+    try:
+        datetime.fromisoformat(text.strip().removesuffix("Z").removesuffix("z"))
+    except ValueError:
+        raise AnalyticsError(
+            f"{what}: {text!r} is not a date (2026-10-01) or an ISO 8601 time "
+            "(2026-10-01T12:00:00+00:00)"
+        ) from None
+    return text
 
 
 class Predictions:

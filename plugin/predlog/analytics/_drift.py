@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from predlog.analytics._data import AnalyticsError, Predictions
+from predlog.analytics._data import AnalyticsError, Predictions, check_time
 
 _EPS = 1e-6
 
@@ -29,7 +29,7 @@ def parse_range(text: str) -> tuple[str, str]:
     start, sep, end = text.partition("..")
     if not sep or not start or not end:
         raise AnalyticsError(f"a range looks like 2026-11-01..2026-11-08, got {text!r}")
-    return start, end
+    return check_time(start, f"range {text}"), check_time(end, f"range {text}")
 
 
 def psi(

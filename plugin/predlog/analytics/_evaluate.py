@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from predlog.analytics._data import AnalyticsError, Predictions
+from predlog.analytics._data import AnalyticsError, Predictions, check_time
 
 COHORTS = ("user_segment", "channel", "geographic_region", "model_version")
 
@@ -202,10 +202,10 @@ def _join_query(
         params.append(days_ago)
     if since:
         where.append("p.timestamp_utc >= CAST(? AS TIMESTAMPTZ)")
-        params.append(since)
+        params.append(check_time(since, "since"))
     if until:
         where.append("p.timestamp_utc < CAST(? AS TIMESTAMPTZ)")
-        params.append(until)
+        params.append(check_time(until, "until"))
     if positive is not None:
         label_sql = f'CAST(o."{label_column}" AS VARCHAR) = ?'
         params.insert(0, positive)  # the label comes before the filters in the query

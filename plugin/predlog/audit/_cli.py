@@ -1,4 +1,4 @@
-"""``predlog audit verify|show|prove``: what the command does once its arguments are parsed.
+"""``predlog audit verify|show|prove``: what the command does once its options are parsed.
 
 Verification is only as good as the key it checks against, so the key must come from
 the verifier, not from the log: ``--public-key``, or the ``audit_public_key`` setting
@@ -13,7 +13,6 @@ beside the entries they print.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -46,9 +45,22 @@ class TrustedKey:
         return self.source == "log directory"
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class AuditRequest:
+    """One ``predlog audit`` action, as the command line gave it."""
+
+    action: str  # verify, show or prove
+    location: str  # the audit log directory, or an s3:// archive (verify only)
+    request_id: str | None = None  # show and prove
+    public_key: str | None = None
+    trust_key_in_log: bool = False
+    kept_checkpoint: str | None = None
+    output: str = "json"  # or text
+
+
+def run(args: AuditRequest) -> int:
     """Run one ``predlog audit`` action; the exit code (0 intact, 1 not, 2 usage)."""
-    location: str = args.path if args.action == "verify" else args.data
+    location = args.location
     remote = location.startswith("s3://")
     if remote and args.action != "verify":
         return _usage(f"{args.action} reads a local audit directory; s3:// is for verify only")
@@ -66,9 +78,37 @@ def run(args: argparse.Namespace) -> int:
     if trusted.from_log:
         print(f"predlog audit: warning: {UNTRUSTED_KEY_WARNING}", file=sys.stderr)
     if args.action == "verify":
-        print(json.dumps({**asdict(report), **_trust(trusted)}))
+        said = {**asdict(report), **_trust(trusted)}
+        if args.output == "json":
+            print(json.dumps(said))
+        else:
+            _print_verified(location, said)
         return 0 if report.ok else 1
     return _entries(args, Path(location), report, trusted)
+
+
+#: How the text form of ``verify`` writes the last checkpoint, last, so that a saved
+#: output can be given back as ``--kept-checkpoint``.
+KEPT_PREFIX = "last_checkpoint: "
+
+
+def _print_verified(location: str, said: dict[str, Any]) -> None:
+    """``verify``'s text form: what a person reads, the kept line last."""
+    state = "intact" if said["ok"] else "NOT INTACT"
+    print(f"audit log {location}: {state}")
+    print(f"  {said['entries']} entries, {said['checkpoints']} checkpoints")
+    if said["problem"]:
+        where = "" if said["entry"] is None else f" (entry {said['entry']})"
+        print(f"  problem: {said['problem']}{where}")
+    if said["torn_tail"]:
+        print(f"  torn tail: {said['torn_tail']} bytes (never acknowledged; cut on next open)")
+    for missing in said["missing_guarantees"]:
+        print(f"  not guaranteed: {missing}")
+    print(f"  key from: {said['key_source']}")
+    if "warning" in said:
+        print(f"  warning: {said['warning']}")
+    if said["last_checkpoint"]:
+        print(f"{KEPT_PREFIX}{said['last_checkpoint']}")
 
 
 def _kept(path: str | None) -> str | None:
@@ -81,6 +121,8 @@ def _kept(path: str | None) -> str | None:
     except (OSError, UnicodeDecodeError) as exc:
         return f"unreadable {path}: {exc}"  # refused by verify, named
     last = lines[-1] if lines else ""
+    if last.startswith(KEPT_PREFIX):
+        return last.removeprefix(KEPT_PREFIX)
     try:
         said = json.loads(last)
     except ValueError:
@@ -95,7 +137,7 @@ def _usage(message: str) -> int:
     return 2
 
 
-def _trusted_key(args: argparse.Namespace, location: str, remote: bool) -> TrustedKey | str:
+def _trusted_key(args: AuditRequest, location: str, remote: bool) -> TrustedKey | str:
     """The key to verify against, or why there is none (one line)."""
     if args.trust_key_in_log:
         if remote:
@@ -124,9 +166,7 @@ def _trust(trusted: TrustedKey) -> dict[str, str]:
     return said
 
 
-def _entries(
-    args: argparse.Namespace, path: Path, report: VerifyReport, trusted: TrustedKey
-) -> int:
+def _entries(args: AuditRequest, path: Path, report: VerifyReport, trusted: TrustedKey) -> int:
     """``show``/``prove``: the entries for a request id, after the whole log was verified."""
     reader = AuditReader(path)
     matches = [
@@ -146,8 +186,30 @@ def _entries(
         **_trust(trusted),
         "entries": out,
     }
-    print(json.dumps(said, indent=2))
+    if args.output == "json":
+        print(json.dumps(said, indent=2))
+    else:
+        _print_entries(said)
     return 0 if report.ok else 1
+
+
+def _print_entries(said: dict[str, Any]) -> None:
+    """``show``/``prove``'s text form: the log's state, then each entry's fields."""
+    state = "intact" if said["log_intact"] else f"NOT INTACT ({said['problem']})"
+    print(f"audit log {state}; key from {said['key_source']}")
+    if "warning" in said:
+        print(f"warning: {said['warning']}")
+    for item in said["entries"]:
+        print(f"entry {item['index']}:")
+        for name, value in item["entry"].items():
+            print(f"  {name}: {value if isinstance(value, str) else json.dumps(value)}")
+        if "proof_verifies" in item:
+            size = item["checkpoint"]["size"]
+            verdict = "verifies" if item["proof_verifies"] else "DOES NOT VERIFY"
+            print(f"  inclusion proof against the checkpoint of size {size}: {verdict}")
+            print(f"  leaf hash {item['leaf_hash']}, {len(item['inclusion_proof'])} hashes")
+        elif "note" in item:
+            print(f"  {item['note']}")
 
 
 def _item(reader: AuditReader, index: int, *, prove: bool) -> dict[str, object]:

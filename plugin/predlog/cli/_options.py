@@ -1,0 +1,95 @@
+"""The options several commands share, and how their answers are printed.
+
+Each option name means one thing in every command: ``--data`` is the prediction data
+directory, ``--audit-dir`` the audit log directory, ``-o/--output`` text or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from predlog._settings import env_var, read
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SettingOption(click.Option):
+    """An option whose fallback is a predlog setting.
+
+    Its help shows the setting's environment variable and declared default, but click
+    never reads the variable: the command reads it through ``predlog._settings`` when the
+    option is not given, so the value is parsed and checked where every setting is, and
+    a malformed one is reported by the command that needs it, naming the variable.
+    """
+
+    def __init__(self, *args: Any, setting: str, **kwargs: Any) -> None:
+        kwargs.setdefault("show_envvar", True)
+        super().__init__(*args, envvar=env_var(setting), **kwargs)
+        #: The setting's declared default, for the help (the value itself stays None).
+        self.declared = read(setting, environ={})
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        return None
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        extra = super().get_help_extra(ctx)
+        if self.declared is not None:
+            extra["default"] = str(self.declared)
+        return extra
+
+
+def setting_option(*names: str, setting: str, **kwargs: Any) -> Callable[[F], F]:
+    """``click.option`` for an option that falls back on the ``setting``."""
+    return click.option(*names, cls=SettingOption, setting=setting, **kwargs)
+
+
+def data_option(function: F) -> F:
+    """``--data``: the prediction data directory, the ``data_dir`` setting by default."""
+    return setting_option(
+        "--data",
+        setting="data_dir",
+        metavar="DIR",
+        help="Prediction data directory (the Parquet layout the logger or `predlog sink` wrote).",
+    )(function)
+
+
+def output_option(function: F) -> F:
+    """``-o/--output text|json``, and the hidden ``--json`` it replaces."""
+    function = click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        help="text for people; json for programs (the full answer, every digit).",
+    )(function)
+    return click.option("--json", "as_json", is_flag=True, hidden=True)(function)
+
+
+def output_of(output: str, as_json: bool) -> str:
+    return "json" if as_json else output
+
+
+def print_json(value: Any, *, indent: int | None = 2) -> None:
+    click.echo(json.dumps(value, indent=indent, default=str))
+
+
+def num(value: Any) -> str:
+    """A number for people: 4 significant digits for floats, ``-`` for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def progress() -> Callable[[str], None] | None:
+    """Progress lines on stderr when a person is watching it, none in pipes and logs."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda message: click.echo(f"... {message}", err=True)
