@@ -219,6 +219,10 @@ class Settings:
 class MiddlewareSettings:
     """Resolved options of :class:`~predlog.PredictionLogMiddleware` (beyond the logger's)."""
 
+    #: False makes the middleware a pass-through, read once at start-up: no logger, no
+    #: thread, no file, and each request goes straight to the app (``predlog bench``
+    #: measures the service this way against itself with predlog on).
+    enabled: bool = setting(True, _bool)
     #: Path prefixes to log; empty means every path not excluded.
     paths: tuple[str, ...] = setting((), _str_tuple)
     exclude_paths: tuple[str, ...] = setting(
@@ -286,6 +290,7 @@ class LoggerOptions(TypedDict, total=False):
 class MiddlewareOptions(TypedDict, total=False):
     """The middleware's own keyword arguments (:class:`MiddlewareSettings`' fields)."""
 
+    enabled: bool
     paths: Sequence[str]
     exclude_paths: Sequence[str]
     methods: Sequence[str]

@@ -33,6 +33,7 @@ from predlog._settings import (
     MiddlewareOptions,
     MiddlewareSettings,
     Settings,
+    resolve,
     resolve_middleware,
     setting_names,
 )
@@ -140,6 +141,11 @@ class PredictionLogMiddleware:
     ) -> None:
         self.app = app
         self.settings, logger_options = _split(options, shared_logger=logger is not None)
+        # PREDLOG_ENABLED=false: a pass-through that starts nothing (no logger, no thread).
+        self._pass_through = not self.settings.enabled
+        self.logger: PredictionLogger | None = None
+        if self._pass_through:
+            return
         self.logger = logger if logger is not None else PredictionLogger(**logger_options)
         # This middleware's decoding options travel with each of its captures, so apps
         # with different options can share one logger.
@@ -156,9 +162,11 @@ class PredictionLogMiddleware:
         self._include = tuple(self.settings.paths)
         self._exclude = tuple(self.settings.exclude_paths)
         self._header = self.settings.request_id_header.lower().encode("latin-1")
+        self._header_attribute = _tracing.header_attribute(self.settings.request_id_header)
         self._cap = self.settings.max_body_bytes
         self._model_name = self.logger.settings.model_name
         self._model_version = self.logger.settings.model_version
+        self._audit = self.logger.audit
 
     @staticmethod
     def check(
@@ -176,10 +184,15 @@ class PredictionLogMiddleware:
         at start-up instead of failing every request.
         """
         del request_extractor, response_extractor  # any callable will do
-        _, logger_options = _split(options, shared_logger=logger is not None)
+        own, logger_options = _split(options, shared_logger=logger is not None)
         if logger is None:
             settings = {k: v for k, v in logger_options.items() if k not in _LOGGER_OBJECTS}
-            preflight(settings, default_sink=logger_options.get("sinks") is None)
+            if own.enabled:
+                preflight(settings, default_sink=logger_options.get("sinks") is None)
+            else:
+                # Disabled, every value is still checked (switching predlog back on must
+                # not reveal a bad one), but nothing is touched: no data_dir is made.
+                resolve(settings)
 
     def _logged(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["method"] not in self._methods:
@@ -192,10 +205,10 @@ class PredictionLogMiddleware:
     async def __call__(  # noqa: PLR0912, PLR0915  # one request top to bottom; splits cost
         self, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        if not self._logged(scope):
+        if self._pass_through or not self._logged(scope):
             await self.app(scope, receive, send)
             return
-        audit = self.logger.audit
+        audit = self._audit
         if audit is not None and not audit.accepting:
             # Fail closed: while the audit store is failing under the "reject" policy, no
             # decision is made that could not be audited.
@@ -228,7 +241,14 @@ class PredictionLogMiddleware:
         fields_token = bind_fields(fields)
         log_tokens = bind_contextvars(request_id=request_id, model_version=self._model_version)
         trace_token, span, own_span = _tracing.enter(
-            request_id, self._model_name, self._model_version, exchange.method, exchange.path
+            request_id,
+            self._model_name,
+            self._model_version,
+            exchange.method,
+            # The header's own attribute only when the id is what the client sent.
+            header=(
+                self._header_attribute if seen_id and exchange.invalid_request_id is None else None
+            ),
         )
         trace_id, span_id = _tracing.ids(span)
 
@@ -294,7 +314,7 @@ class PredictionLogMiddleware:
         finally:
             if own_span is not None:
                 _tracing.annotate(own_span, fields)
-            _tracing.leave(trace_token, own_span)
+            _tracing.leave(trace_token, own_span, scope, exchange.status)
             reset_contextvars(**log_tokens)
             unbind_fields(fields_token)
             # The capture layout of predlog._capture: everything between the exchange
@@ -342,6 +362,12 @@ def instrument(
         **options,
     }
     PredictionLogMiddleware.check(**kwargs)
+    if isinstance(getattr(target, "config", None), dict):
+        # A BentoML service: BentoML makes its monitor only in the first request, so
+        # predlog's monitor options are checked here, at start-up.
+        from predlog.bentoml_monitor import check_service  # noqa: PLC0415  # needs bentoml
+
+        check_service(target)
     for method in ("add_asgi_middleware", "add_middleware"):  # BentoML, then Starlette
         add = getattr(target, method, None)
         if callable(add):
