@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,analytics]"
 	touch $(STAMP)
 
+# Traced: the demo uses the Jaeger on 127.0.0.1:16686, or starts the one services/ builds
+# (services/jaeger-build.sh, cached). Options pass through: make demo DEMO_ARGS=--exit-after-demo
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(PY) -m examples.fraud_service.demo
+	$(PY) -m examples.fraud_service.demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check plugin tests benchmarks examples services

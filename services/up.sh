@@ -65,18 +65,7 @@ wait_port 127.0.0.1 "$KAFKA_PORT" 90 "Kafka"
 log "Kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT"
 
 # --- Jaeger ------------------------------------------------------------------------
-if [[ ! -x "$JAEGER_BIN" ]]; then
-    log "building Jaeger $JAEGER_VERSION (cmd/jaeger, the v2 binary) from the Go module proxy"
-    # `go install ...@version` refuses modules whose go.mod has replace directives, as
-    # Jaeger's does: download the module and build inside a writable copy instead.
-    src="$(cd "$PREDLOG_CACHE" && go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-    build="$PREDLOG_CACHE/jaeger-src-$JAEGER_VERSION"
-    rm -rf "$build" && cp -r "$src" "$build" && chmod -R u+w "$build"
-    (cd "$build" && go build -o "$JAEGER_BIN.tmp" ./cmd/jaeger)
-    mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
-    rm -rf "$build"
-fi
+"$here/jaeger-build.sh" >/dev/null
 jaeger_dir="$PREDLOG_SERVICES_DIR/jaeger"
 mkdir -p "$jaeger_dir"
 nohup "$JAEGER_BIN" >"$jaeger_dir/jaeger.log" 2>&1 &

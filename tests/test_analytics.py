@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from examples.fraud_service import data as fraud_data
 from examples.fraud_service import model as fraud_model
 from examples.fraud_service.scoring import DECLINE_AT, decide
+from services.bentoserve import free_port
 from sklearn.metrics import roc_auc_score
 
 import predlog
@@ -211,7 +213,8 @@ class TestCommandLine:
             "request_id=transaction_id",
             "--label",
             "fraud",
-            "--json",
+            "-o",
+            "json",
             PREDLOG_DATA_DIR=data,
         )
         assert out.returncode == 0, out.stderr
@@ -237,7 +240,8 @@ class TestCommandLine:
             "request_id=transaction_id",
             "--label",
             "outcome=chargeback",
-            "--json",
+            "-o",
+            "json",
         )
         assert out.returncode == 0, out.stderr
         report = json.loads(out.stdout)
@@ -436,7 +440,7 @@ class TestDriftAndReplayCommands:
             str(logged / "data"),
         )
         assert replay_out.returncode == 0, replay_out.stderr
-        assert "difference 0.0; same side of threshold: True" in replay_out.stdout
+        assert "difference 0; same side of threshold: True" in replay_out.stdout
 
 
 CHROMIUM_FLAGS = [
@@ -566,3 +570,130 @@ class TestInvestigateAudited:
             "Card was issued recently",
         ]
         assert found["audit"]["index"] == 0
+
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+#: A trace as Jaeger's API returns it: a server span, and the example's two child spans.
+JAEGER_TRACE = {
+    "traceID": TRACE_ID,
+    "processes": {"p1": {"serviceName": "fraud"}, "p2": {"serviceName": "features"}},
+    "spans": [
+        {
+            "traceID": TRACE_ID,
+            "spanID": "c2",
+            "operationName": "inference",
+            "references": [{"refType": "CHILD_OF", "spanID": "a0"}],
+            "startTime": 1_000_005_000,
+            "duration": 15_000,
+            "processID": "p1",
+            "tags": [{"key": "span.kind", "value": "internal"}],
+        },
+        {
+            "traceID": TRACE_ID,
+            "spanID": "a0",
+            "operationName": "POST /predict",
+            "references": [],
+            "startTime": 1_000_000_000,
+            "duration": 20_000,
+            "processID": "p1",
+            "tags": [
+                {"key": "predlog.prediction.decision", "value": "declined"},
+                {"key": "http.status_code", "value": 200},
+            ],
+        },
+        {
+            "traceID": TRACE_ID,
+            "spanID": "b1",
+            "operationName": "feature_fetch",
+            "references": [{"refType": "CHILD_OF", "spanID": "a0"}],
+            "startTime": 1_000_001_000,
+            "duration": 3_000,
+            "processID": "p2",
+            "tags": [],
+        },
+    ],
+}
+
+
+@pytest.fixture
+def fake_jaeger():
+    """Jaeger's query API on loopback, holding the one trace above (404 for any other)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            found = self.path == f"/api/traces/{TRACE_ID}"
+            body = json.dumps({"data": [JAEGER_TRACE]} if found else {"data": None}).encode()
+            self.send_response(200 if found else 404)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def traced_records(data_dir, **traces):
+    """One declined record per request id, with the given trace id."""
+    with predlog.PredictionLogger(data_dir=str(data_dir), install_signal_handlers=False) as log:
+        for request_id, trace_id in traces.items():
+            log.log(
+                request_id=request_id,
+                features={"amount": 950.0, "hour": 3},
+                score=0.93,
+                decision="declined",
+                threshold=0.7,
+                trace_id=trace_id,
+            )
+
+
+class TestInvestigateTraceView:
+    def test_page_draws_the_trace_beside_the_record(self, tmp_path, fake_jaeger):
+        """The page shows the record and, beside it, the trace's spans in tree order with
+        their service, duration, and bars placed on the trace's timeline."""
+        traced_records(tmp_path / "data", traced=TRACE_ID)
+        page = tmp_path / "investigate.html"
+        investigate("traced", data_dir=tmp_path / "data", jaeger_url=fake_jaeger, html_path=page)
+        text = page.read_text()
+        assert "declined" in text and "950" in text
+        rows = re.findall(
+            r"<tr title=[^>]*><td>([^<]*)</td><td[^>]*>([^<]*)</td><td[^>]*>([^<]*)</td>"
+            r"<td[^>]*>([^<]*)</td><td[^>]*><div class=\"bar\" style=\"margin-left:([\d.]+)%;"
+            r"width:([\d.]+)%",
+            text,
+        )
+        assert rows == [
+            ("fraud", "POST /predict", "20.00 ms", "+0.00 ms", "0.00", "100.00"),
+            ("features", "feature_fetch", "3.00 ms", "+1.00 ms", "5.00", "15.00"),
+            ("fraud", "inference", "15.00 ms", "+5.00 ms", "25.00", "75.00"),
+        ]
+        assert 'padding-left:22px">feature_fetch' in text, "children are indented"
+        attributes = text.split("Prediction attributes on the trace", 1)[1]
+        assert "<td>predlog.prediction.decision</td><td>declined</td>" in attributes
+        assert "http.status_code" not in attributes
+
+    def test_page_says_why_the_trace_is_missing_and_still_renders(self, tmp_path, fake_jaeger):
+        """No Jaeger URL, a trace Jaeger does not hold, and a Jaeger that is away each give
+        one line on a page that still shows the record."""
+        traced_records(tmp_path / "data", unknown="0" * 31 + "1", known=TRACE_ID)
+        away = f"http://127.0.0.1:{free_port()}"
+        cases = {
+            "no Jaeger URL: set PREDLOG_JAEGER_URL": ("known", None),
+            f"not found in Jaeger at {fake_jaeger}": ("unknown", fake_jaeger),
+            f"Jaeger at {away} is unreachable": ("known", away),
+        }
+        for problem, (request_id, url) in cases.items():
+            page = tmp_path / f"{request_id}.html"
+            investigate(request_id, data_dir=tmp_path / "data", jaeger_url=url, html_path=page)
+            text = page.read_text()
+            assert text.count('class="note"') == 1, problem
+            assert problem in text
+            assert f"<td>{request_id}</td>" in text and "<td>declined</td>" in text
+            assert '<table class="waterfall">' not in text

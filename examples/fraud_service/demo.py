@@ -1,11 +1,14 @@
 """``make demo``: the fraud service under ``bentoml serve``, with traffic and a look at the logs.
 
 1. trains the model if there is none (a few seconds, synthetic data);
-2. starts ``bentoml serve examples.fraud_service.service:FraudService``;
-3. sends a few hundred transactions with ``X-Request-ID`` headers;
-4. prints where the prediction log and the operational log are, and one
-   declined prediction as predlog recorded it;
-5. keeps serving until Ctrl-C (``--exit-after-demo`` stops instead).
+2. finds Jaeger: one already running, else the one services/ builds and caches
+   (``--no-traces`` skips it; without Jaeger the demo says so and carries on);
+3. starts ``bentoml serve examples.fraud_service.service:FraudService``, exporting
+   its traces to Jaeger;
+4. sends a few hundred transactions with ``X-Request-ID`` headers;
+5. prints where the prediction log and the operational log are, one declined
+   prediction as predlog recorded it, and that prediction's trace from Jaeger's API;
+6. keeps serving until Ctrl-C (``--exit-after-demo`` stops instead).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pyarrow.dataset as ds
 from services.bentoserve import BentoServer
 
 import predlog
+from examples.fraud_service import demo_jaeger
 from examples.fraud_service import model as fraud_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,9 +87,12 @@ SHOWN = (
 )
 
 
-def server_env(data_dir: Path) -> dict[str, str]:
-    """The service's environment: embedded defaults, plus the demo's keys and log paths."""
+def server_env(data_dir: Path, otlp: str | None = None) -> dict[str, str]:
+    """The service's environment: embedded defaults, plus the demo's keys and log paths,
+    and the OTLP endpoint the service exports its traces to (none: no tracing)."""
     env = dict(os.environ)
+    if otlp:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
     env.setdefault("PREDLOG_PSEUDONYM_KEY", DEMO_KEY)
     env.setdefault("PREDLOG_AUDIT_SIGNING_KEY", DEMO_AUDIT_KEY)
     env.update(
@@ -128,12 +135,17 @@ def wait_for_records(data_dir: Path, requests: int, server_log: Path) -> list[di
     return rows
 
 
+def declined_example(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The declined prediction the demo shows (the last one sent)."""
+    declined = [r for r in rows if r["decision"] == "declined"] or rows
+    return max(declined, key=lambda r: r["request_id"])
+
+
 def show(rows: list[dict[str, Any]], data_dir: Path, server_log: Path) -> None:
     """Where the logs are, one declined prediction as recorded, and what to try next."""
     print(f"prediction log (Parquet): {data_dir / 'predictions'}  ({len(rows)} records)")
     print(f"operational log (JSON lines): {server_log}")
-    declined = [r for r in rows if r["decision"] == "declined"] or rows
-    example = max(declined, key=lambda r: r["request_id"])
+    example = declined_example(rows)
     print(f"\none declined prediction, as predlog recorded it ({example['request_id']}):")
     for key in SHOWN:
         print(f"  {key:34s} {example[key]}")
@@ -143,8 +155,8 @@ def show(rows: list[dict[str, Any]], data_dir: Path, server_log: Path) -> None:
     audit_dir = data_dir / "audit"
     print(f"\naudit log of declined decisions (Merkle tree, signed checkpoints): {audit_dir}")
     print(
-        f"  prove this decision: predlog audit prove {example['request_id']} --data {audit_dir}"
-        " --public-key <the key you trust>"
+        f"  prove this decision: predlog audit prove {example['request_id']}"
+        f" --audit-dir {audit_dir} --public-key <the key you trust>"
     )
     print(
         f"  verify the whole log: predlog audit verify {audit_dir} --public-key <the key you"
@@ -162,6 +174,13 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--data", type=Path, default=Path(predlog.Settings().data_dir))
     parser.add_argument("--exit-after-demo", action="store_true")
+    parser.add_argument(
+        "--jaeger",
+        help=f"Jaeger query URL, already running (default {demo_jaeger.DEFAULT_QUERY}, "
+        "started by the demo if nothing answers there)",
+    )
+    parser.add_argument("--otlp", default=demo_jaeger.DEFAULT_OTLP, help="its OTLP/HTTP endpoint")
+    parser.add_argument("--no-traces", action="store_true", help="serve without tracing")
     args = parser.parse_args()
     data_dir = args.data.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -172,11 +191,17 @@ def main() -> int:
         "(training)" if not fraud_model.DEFAULT_PATH.exists() else "",
     )
     fraud_model.load()
+    jaeger = None
+    if not args.no_traces:
+        query = args.jaeger or demo_jaeger.DEFAULT_QUERY
+        jaeger = demo_jaeger.start(
+            query, args.otlp, data_dir / "jaeger.log", may_start=args.jaeger is None
+        )
     server_log = data_dir / "server.log"
     server = BentoServer(
         "examples.fraud_service.service:FraudService",
         log_path=server_log,
-        env=server_env(data_dir),
+        env=server_env(data_dir, jaeger.otlp if jaeger else None),
         cwd=ROOT,
         port=args.port,
     )
@@ -186,7 +211,15 @@ def main() -> int:
         print(f"serving: POST {base}/predict  (bentoml serve, predlog enabled in one line)")
         decisions = send_traffic(base, args.requests)
         print(f"sent {args.requests} transactions with X-Request-IDs: {dict(decisions)}")
-        show(wait_for_records(data_dir, args.requests, server_log), data_dir, server_log)
+        rows = wait_for_records(data_dir, args.requests, server_log)
+        show(rows, data_dir, server_log)
+        if jaeger is not None:
+            example = declined_example(rows)
+            if demo_jaeger.show_trace(jaeger, example["trace_id"], example["request_id"]):
+                print(
+                    f"  waterfall PREDLOG_JAEGER_URL={jaeger.query} predlog investigate"
+                    f" {example['request_id']} --data {data_dir} --html trace.html"
+                )
         if args.exit_after_demo:
             return 0
         print(f"\nstill serving on {base}; Ctrl-C to stop")
@@ -196,6 +229,8 @@ def main() -> int:
         return 0
     finally:
         server.stop(timeout=30)
+        if jaeger is not None:
+            jaeger.stop()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from predlog.analytics._trace import Trace
+
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 W, H, PAD = 420, 300, 40
 
@@ -102,8 +104,72 @@ def page(title: str, sections: list[tuple[str, str]]) -> str:
         "body{font-family:sans-serif;margin:2em;color:#222}"
         "section{display:inline-block;vertical-align:top;margin:0 2em 2em 0}"
         "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee}"
+        ".note{color:#8a5a00}.num{text-align:right;white-space:nowrap}"
+        ".waterfall td.lane,.waterfall th.lane{width:220px;padding:0 4px}"
+        ".bar{height:12px;min-width:2px;border-radius:2px}"
+        ".columns{display:grid;gap:2em;width:calc(100vw - 6em);"
+        "grid-template-columns:minmax(440px,1fr) minmax(560px,1.2fr)}"
+        ".column td{max-width:360px;overflow-wrap:anywhere}"
         f"</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
+
+
+def columns(*cols: list[tuple[str, str]]) -> str:
+    """Sections in columns side by side (wrapping on a narrow window)."""
+    parts = []
+    for col in cols:
+        inner = "".join(f"<h3>{html.escape(h)}</h3>{content}" for h, content in col)
+        parts.append(f'<div class="column">{inner}</div>')
+    return f'<div class="columns">{"".join(parts)}</div>'
+
+
+def note(text: str) -> str:
+    """One line saying why something is not shown."""
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def waterfall(trace: Trace) -> str:
+    """A trace's spans as a waterfall: service, name, duration, and a bar on the timeline.
+
+    Plain HTML and CSS, the bars placed by percentages of the trace's duration, so the
+    page needs no script and prints as it shows.
+    """
+    if trace.problem:
+        return note(trace.problem)
+    total = max(trace.duration_us, 1)
+    rows = []
+    for span in trace.spans:
+        left = 100 * span.offset_us / total
+        width = max(100 * span.duration_us / total, 0.3)
+        colour = COLOURS[1] if span.prediction_attributes else COLOURS[0]
+        hover = "\n".join(f"{k} = {v}" for k, v in sorted(span.attributes.items()))
+        rows.append(
+            f'<tr title="{html.escape(hover)}"><td>{html.escape(span.service)}</td>'
+            f'<td style="padding-left:{8 + 14 * span.depth}px">{html.escape(span.name)}</td>'
+            f'<td class="num">{span.duration_us / 1000:.2f} ms</td>'
+            f'<td class="num">+{span.offset_us / 1000:.2f} ms</td>'
+            f'<td class="lane"><div class="bar" style="margin-left:{left:.2f}%;'
+            f'width:{width:.2f}%;background:{colour}"></div></td></tr>'
+        )
+    return (
+        f"<p>trace <code>{html.escape(trace.trace_id)}</code>, {len(trace.spans)} spans,"
+        f" {trace.duration_us / 1000:.2f} ms; red: spans carrying the prediction's"
+        " attributes</p>"
+        '<table class="waterfall"><tr><th>service</th><th>span</th><th>duration</th>'
+        f'<th>start</th><th class="lane">timeline</th></tr>{"".join(rows)}</table>'
+    )
+
+
+def span_attributes(trace: Trace) -> str:
+    """The prediction's attributes as the trace carries them, span by span."""
+    rows = [
+        {"span": span.name, "attribute": key, "value": value}
+        for span in trace.spans
+        for key, value in sorted(span.prediction_attributes.items())
+    ]
+    if not rows:
+        return note("no prediction attributes on the trace")
+    return table(rows, ("span", "attribute", "value"))
 
 
 def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

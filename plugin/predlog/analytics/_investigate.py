@@ -28,6 +28,7 @@ def investigate(
     user_key: str | None = None,
     jaeger_url: str | None = None,
     audit_dir: str | Path | None = None,
+    html_path: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Every record with this request id, across services and models, explained.
 
@@ -37,6 +38,11 @@ def investigate(
     ``jaeger_url`` setting (``PREDLOG_JAEGER_URL``), and none are made when it is unset.
     A feature is stale past ``stale_after_s``, by default the ``stale_feature_age_s``
     setting the operational log uses too (``PREDLOG_STALE_FEATURE_AGE_S``).
+
+    With ``html_path``, also writes a page showing each record beside its trace, fetched
+    from Jaeger's API at the same ``jaeger_url``: the span waterfall and the prediction's
+    attributes on the spans, so what the model saw and where the time went are side by
+    side. Without a Jaeger URL, or when Jaeger has no such trace, the page says so.
     """
     data = Predictions(data_dir)
     rows = data.query(
@@ -81,7 +87,58 @@ def investigate(
                 "audit": audited.get(str(record["prediction_id"])),
             }
         )
+    if html_path is not None:
+        _write_html(html_path, out, jaeger)
     return out
+
+
+#: The record's fields the page shows beside its trace, in this order.
+_SHOWN = (
+    "request_id",
+    "prediction_id",
+    "timestamp_utc",
+    "model",
+    "score",
+    "threshold",
+    "decision",
+    "confidence",
+    "freshness_max_age_seconds",
+    "stale",
+    "trace_id",
+    "data_quality",
+)
+
+
+def _write_html(path: str | Path, records: list[dict[str, Any]], jaeger: str | None) -> None:
+    """Per record, two columns: the record and its features; its trace beside them."""
+    from predlog.analytics import _html  # noqa: PLC0415
+    from predlog.analytics._trace import fetch_trace  # noqa: PLC0415
+
+    sections = []
+    for r in records:
+        trace = fetch_trace(jaeger, r["trace_id"])
+        fields = [{"field": k, "value": r[k]} for k in _SHOWN]
+        if r["audit"]:
+            reasons = "; ".join(r["audit"]["adverse_action_reasons"])
+            fields.append({"field": "adverse_action_reasons", "value": reasons})
+        features = [
+            {
+                "feature": name,
+                "value": value,
+                "population percentile": r["comparison"].get(name, {}).get("population_percentile"),
+            }
+            for name, value in r["features"].items()
+        ]
+        record = [
+            ("Record", _html.table(fields, ("field", "value"))),
+            ("Features", _html.table(features, ("feature", "value", "population percentile"))),
+        ]
+        traced = [("Trace", _html.waterfall(trace))]
+        if not trace.problem:
+            traced.append(("Prediction attributes on the trace", _html.span_attributes(trace)))
+        sections.append((f"Prediction {r['prediction_id']}", _html.columns(record, traced)))
+    title = f"predlog investigate {records[0]['request_id']}"
+    _html.write(path, _html.page(title, sections))
 
 
 def _comparison(
