@@ -31,8 +31,9 @@ TOP_LEVEL = {
     "_settings.py",
     "_report.py",
     "_durable.py",
+    "bentoml_monitor.py",
 }
-SUBPACKAGES = {"flush", "sinks", "audit", "analytics", "metrics"}
+SUBPACKAGES = {"flush", "sinks", "audit", "analytics", "metrics", "bench", "cli"}
 
 
 def _sources() -> list[Path]:
