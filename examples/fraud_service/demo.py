@@ -143,6 +143,8 @@ def declined_example(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def show(rows: list[dict[str, Any]], data_dir: Path, server_log: Path) -> None:
     """Where the logs are, one declined prediction as recorded, and what to try next."""
+    activate = Path(sys.prefix) / "bin" / "activate"
+    print(f"the commands below are on PATH once you run: source {activate}")
     print(f"prediction log (Parquet): {data_dir / 'predictions'}  ({len(rows)} records)")
     print(f"operational log (JSON lines): {server_log}")
     example = declined_example(rows)
@@ -162,10 +164,14 @@ def show(rows: list[dict[str, Any]], data_dir: Path, server_log: Path) -> None:
         f"  verify the whole log: predlog audit verify {audit_dir} --public-key <the key you"
         " trust> (or set PREDLOG_AUDIT_PUBLIC_KEY)"
     )
-    # Printed for the user to copy, never executed here.
+    # Printed for the user to copy, never executed here. DuckDB's Python package is in
+    # the virtualenv; its command-line shell is not.
     glob = f"{data_dir}/predictions/**/*.parquet"
     query = "SELECT decision, count(*), avg(raw_score) FROM read_parquet('{}') GROUP BY 1"
-    print(f'\nask your own questions:\n  duckdb -c "{query.format(glob)}"')
+    print(
+        "\nask your own questions:\n"
+        f'  python -c "import duckdb; duckdb.sql(\\"{query.format(glob)}\\").show()"'
+    )
 
 
 def main() -> int:

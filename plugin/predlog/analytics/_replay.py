@@ -18,7 +18,14 @@ def load_scorer(spec: str) -> Callable[[Mapping[str, Any]], Any]:
         import bentoml  # noqa: PLC0415  # only for BentoML model tags
         import pandas as pd  # noqa: PLC0415
 
-        model = bentoml.sklearn.load_model(spec.removeprefix("bentoml:"))
+        tag = spec.removeprefix("bentoml:")
+        try:
+            model = bentoml.sklearn.load_model(tag)
+        except Exception as exc:  # noqa: BLE001  # BentoML raises its own kinds; one line
+            raise AnalyticsError(
+                f"cannot load {tag} from the BentoML model store: {exc} (save it first "
+                "with bentoml.sklearn.save_model, or give --model module:callable)"
+            ) from None
         columns = list(getattr(model, "feature_names_in_", []))
 
         def score(features: Mapping[str, Any]) -> float:
