@@ -158,6 +158,8 @@ class TestObjectLockArchive:
                 f"s3://{bucket}/p/",
                 "--public-key",
                 public_hex,
+                "-o",
+                "json",
             ],
             env=child_env(AWS_ENDPOINT_URL=s3_endpoint, **CREDENTIALS),
             capture_output=True,
