@@ -415,6 +415,26 @@ class TestSinkIsolation:
         lines = [r for r in caplog.records if "FailingSink" in r.getMessage()]
         assert len(lines) == 1
 
+    def test_parquet_beside_a_failing_sink_counts_each_record_once(self, data_dir):
+        """Parquet holds rows of batches another sink refused (counted failed) in a file
+        not yet published: they are failed, not also pending, and delivered is never
+        below zero."""
+        parquet = predlog.ParquetSink(data_dir)
+        log = predlog.PredictionLogger(
+            sinks=[parquet, FailingSink()], install_signal_handlers=False
+        )
+        for i in range(10):
+            log.log(request_id=f"r{i}", score=0.2)
+        assert log.flush(timeout=10) is not None
+        log.log(request_id="after", score=0.2)
+        deadline = time.monotonic() + 10
+        while parquet.unpublished_rows < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stats = log.stats()
+        assert (stats["delivered"], stats["failed"], stats["pending"]) == (0, 11, 0), stats
+        assert identity_holds(stats)
+        log.close()
+
     def test_a_sinks_own_figures_are_in_sink_stats(self):
         """A sink's own stats() shows under "own"; one that raises is reported, not raised."""
 

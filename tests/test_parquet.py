@@ -198,22 +198,53 @@ class TestPublishing:
 
     def test_a_new_sink_removes_dead_writers_temporary_files(self, data_dir):
         """Temporary files a killed writer on this host left are removed when a sink
-        starts; a live writer's, and another host's on a shared volume, are kept."""
+        starts; a live writer's, a recent one's, and another host's (even one whose
+        name starts like this host's) are kept."""
         day = data_dir / "predictions" / "date=2026-11-26"
         day.mkdir(parents=True)
-        dead_pid = subprocess.Popen(["true"])  # a pid that has exited
-        dead_pid.wait()
+        dead = subprocess.Popen(["true"])  # a pid that has exited
+        dead.wait()
         host = ParquetSink(data_dir / "probe").host
+        stamp = ".part-20261126T000000"
         names = {
-            "dead": f".part-20261126T000000-{host}-{dead_pid.pid}-000001.parquet.tmp",
-            "live": f".part-20261126T000000-{host}-{os.getpid()}-000001.parquet.tmp",
-            "elsewhere": f".part-20261126T000000-otherhost-{dead_pid.pid}-000001.parquet.tmp",
+            "dead": f"{stamp}-{host}-{dead.pid}-000001.parquet.tmp",
+            "live": f"{stamp}-{host}-{os.getpid()}-000001.parquet.tmp",
+            "recent": f"{stamp}-{host}-{dead.pid}-000002.parquet.tmp",
+            "elsewhere": f"{stamp}-otherhost-{dead.pid}-000001.parquet.tmp",
+            "longer name": f"{stamp}-{host}-1-{dead.pid}-000001.parquet.tmp",
         }
-        for name in names.values():
+        old = time.time() - 3600
+        for what, name in names.items():
             (day / name).write_bytes(b"PAR1")
-        sink = ParquetSink(data_dir)
+            if what != "recent":
+                os.utime(day / name, (old, old))
+        sink = ParquetSink(data_dir, max_file_age_s=300)
         assert sink.swept == 1
-        assert sorted(p.name for p in day.iterdir()) == sorted([names["live"], names["elsewhere"]])
+        kept = sorted(p.name for p in day.iterdir())
+        assert kept == sorted(n for what, n in names.items() if what != "dead")
+
+    def test_a_forked_child_does_not_count_the_parents_losses(self, data_dir):
+        """lost_rows are the parent's: a child's flusher starts from 0 and would otherwise
+        count them failed (and take them from delivered) a second time."""
+        sink = ParquetSink(data_dir)
+        sink.lost_rows = 3
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if sink.lost_rows == 0 else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sink.lost_rows == 3
+
+    def test_a_long_host_name_keeps_a_tag_of_its_own(self, data_dir, monkeypatch):
+        """Pods of one deployment share a long name prefix: cut to 32 characters, their
+        tags would collide, and one pod's sweep would take another's files for its own."""
+        pod = "fraud-scoring-service-production-7d9f8b6c5-"
+        tags = set()
+        for suffix in ("abcde", "fghij"):
+            monkeypatch.setattr("socket.gethostname", lambda s=suffix: pod + s)
+            tags.add(ParquetSink(data_dir).host)
+        assert len(tags) == 2
+        assert all(len(tag) <= 32 for tag in tags)
 
     def test_export_after_close_is_refused(self, data_dir):
         """A closed sink raises SinkError rather than writing a file nobody will publish."""

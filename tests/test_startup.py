@@ -65,6 +65,15 @@ def test_check_names_the_setting(
     assert str(caught.value).startswith(f"{named}: ")
 
 
+def test_disabled_middleware_still_refuses_a_bad_setting() -> None:
+    """PREDLOG_ENABLED=false starts nothing, but a bad value must not wait until predlog
+    is switched back on to be found."""
+    with pytest.raises(ConfigError, match=r"^sample_rate: "):
+        PredictionLogMiddleware(_app(), enabled=False, sample_rate=5.0)
+    passing = PredictionLogMiddleware(_app(), enabled=False, sample_rate=0.5)
+    assert passing.logger is None
+
+
 def test_data_dir_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
     occupied = tmp_path / "a-file"
     occupied.write_text("not a directory")

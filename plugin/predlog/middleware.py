@@ -145,6 +145,9 @@ class PredictionLogMiddleware:
         self._pass_through = not self.settings.enabled
         self.logger: PredictionLogger | None = None
         if self._pass_through:
+            if logger is None:
+                # Nothing starts, but a bad value must not wait for predlog to be enabled.
+                resolve({k: v for k, v in logger_options.items() if k not in _LOGGER_OBJECTS})
             return
         self.logger = logger if logger is not None else PredictionLogger(**logger_options)
         # This middleware's decoding options travel with each of its captures, so apps

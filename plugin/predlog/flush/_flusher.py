@@ -318,7 +318,10 @@ class Flusher:
         from here.
         """
         with self._counts:
-            held, lost = self._held, self._lost
+            # A sink may also hold or lose rows of batches already counted failed (another
+            # sink refused them): those must not be taken from delivered a second time.
+            lost = min(self._lost, self.delivered)
+            held = min(self._held, self.delivered - lost)
             pending = len(self._ring) + self.in_hand + held
             return self.sampled_out, self.delivered - held - lost, self.failed + lost, pending
 

@@ -15,7 +15,9 @@ age, on ``flush()`` and at ``close()``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import socket
 import time
 import weakref
@@ -43,8 +45,20 @@ _ORPHANS: list[Any] = []
 
 
 def _host() -> str:
+    """This host's name as file names carry it: safe characters, at most 32 of them. A
+    longer name (Kubernetes pods of one deployment share a long prefix) keeps a hash of
+    the whole, so that two hosts never carry the same tag."""
     name = socket.gethostname().split(".")[0] or "host"
-    return "".join(ch if ch.isalnum() or ch == "-" else "_" for ch in name)[:32]
+    safe = "".join(ch if ch.isalnum() or ch == "-" else "_" for ch in name)
+    if len(safe) <= 32:
+        return safe
+    return f"{safe[:23]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+#: A temporary file's name: ``.part-<stamp>-<host>-<pid>-<seq>.parquet.tmp``.
+_TEMP_NAME: Final = re.compile(
+    r"^\.part-\d{8}T\d{6}-(?P<host>.+)-(?P<pid>\d+)-\d{6}\.parquet\.tmp$"
+)
 
 
 #: Dictionary encoding only where values repeat: tried on ids and feature JSON, it
@@ -192,24 +206,24 @@ class ParquetSink:
 
         A writer killed (SIGKILL, OOM) leaves its open files under hidden names no
         reader globs and nobody will publish; without this they pile up with every
-        crash. Only files named for this host and a pid that is not running are
-        removed: a live writer's files, or another host's on a shared volume, never.
+        crash. A file is removed only when it is named for exactly this host, its pid
+        is not running here, and nothing has written to it for twice the file age (a
+        live writer publishes sooner): never a live writer's, nor another host's on a
+        shared volume, even one whose pids this host cannot see.
         """
-        marker = f"-{self._host}-"
+        stale_before = time.time() - 2 * self._max_age
         swept = 0
         for temp in self.root.glob("date=*/.part-*.parquet.tmp"):
-            name = temp.name
-            if marker not in name:
+            match = _TEMP_NAME.match(temp.name)
+            if match is None or match["host"] != self._host:
                 continue
-            try:
-                pid = int(name.rsplit("-", 2)[1])
-            except (IndexError, ValueError):
-                continue
+            pid = int(match["pid"])
             if pid == self._pid or _running(pid):
                 continue
             with contextlib.suppress(OSError):
-                temp.unlink()
-                swept += 1
+                if temp.stat().st_mtime < stale_before:
+                    temp.unlink()
+                    swept += 1
         return swept
 
     def export(self, batch: pa.RecordBatch) -> None:
@@ -315,6 +329,8 @@ class ParquetSink:
         self._open = {}
         self._pid = os.getpid()
         self._seq = 0
+        # The parent's losses are the parent's to count (the child's flusher starts at 0).
+        self.lost_rows = 0
         self.published = deque(maxlen=1000)
         self.published_count = 0
 
