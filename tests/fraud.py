@@ -9,11 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-from services.bentoserve import BentoServer
-
 from predlog.flush._pii import Pseudonymiser
-from tests.helpers import ROOT, bento_env
+from tests.helpers import start_bento
 
 PSEUDONYM_KEY = "test-key-0123456789abcdef"
 PSEUDONYMS = Pseudonymiser(key=PSEUDONYM_KEY, key_id=None, pii_fields=["card_id"])
@@ -86,18 +83,12 @@ def check_records(sent: list[dict[str, Any]], records: list[dict[str, Any]]) -> 
 def serve_fraud(tmp_path: Path, **env: str) -> Iterator[tuple[str, Path, Any]]:
     """`bentoml serve` the fraud example; yields (base url, data dir, stop())."""
     data = tmp_path / "data"
-    server = BentoServer(
+    server = start_bento(
         "examples.fraud_service.service:FraudService",
-        log_path=tmp_path / "server.log",
-        cwd=ROOT,
-        env=bento_env(
-            data, tmp_path / "bentoml", **{"PREDLOG_PSEUDONYM_KEY": PSEUDONYM_KEY, **env}
-        ),
+        tmp_path,
+        data,
+        **{"PREDLOG_PSEUDONYM_KEY": PSEUDONYM_KEY, **env},
     )
-    try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.fail(f"{exc}\n{server.stop()}")
     try:
         yield server.base_url, data, server.stop
     finally:

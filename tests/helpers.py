@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+from services.bentoserve import BentoServer
 
 from predlog import arrow_schema
 from predlog.testing import MemorySink
@@ -103,3 +106,30 @@ class FailingSink(MemorySink):
 
     def export(self, batch: pa.RecordBatch) -> None:
         raise OSError("disk on fire")
+
+
+class Collect(logging.Handler):
+    """An application's own handler that keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def start_bento(target: str, tmp_path: Path, data: Path, **env: str) -> BentoServer:
+    """``bentoml serve TARGET`` started and ready, its records under ``data``; a start
+    that fails fails the test, with the server's log."""
+    server = BentoServer(
+        target,
+        log_path=tmp_path / "server.log",
+        cwd=ROOT,
+        env=bento_env(data, tmp_path / "bentoml", **env),
+    )
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}\n{server.stop()}")
+    return server

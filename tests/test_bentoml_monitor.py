@@ -27,7 +27,7 @@ from predlog.bentoml_monitor import (
     fields_from_columns,
 )
 from predlog.testing import MemorySink
-from tests.helpers import ROOT, bento_env, read_all
+from tests.helpers import ROOT, bento_env, read_all, start_bento
 
 _names = itertools.count()
 
@@ -261,16 +261,7 @@ class TestBentomlServe:
         """A real `bentoml serve` of a service configured to this monitor: its
         bentoml.monitor fields are in the Parquet records, the response had none."""
         data = tmp_path / "data"
-        server = BentoServer(
-            "tests.bentoml_monitor_service:Monitored",
-            log_path=tmp_path / "server.log",
-            cwd=ROOT,
-            env=bento_env(data, tmp_path / "bentoml"),
-        )
-        try:
-            server.start()
-        except RuntimeError as exc:
-            pytest.fail(f"{exc}\n{server.stop()}")
+        server = start_bento("tests.bentoml_monitor_service:Monitored", tmp_path, data)
         try:
             for i, tx in enumerate(
                 [{"amount": 120.0, "country": "FR"}, {"amount": 900.0, "chargeback": True}]

@@ -8,9 +8,8 @@ import time
 
 import httpx
 import pytest
-from services.bentoserve import BentoServer
 
-from tests.helpers import ROOT, bento_env, parquet_files, read_all
+from tests.helpers import parquet_files, read_all, start_bento
 
 pytestmark = pytest.mark.integration
 
@@ -45,16 +44,7 @@ class TestFourWorkers:
         """Every request answered under concurrent load is in the log exactly once after
         SIGTERM, and the files come from all four workers."""
         data = tmp_path / "data"
-        server = BentoServer(
-            "tests.multi_worker_service:Scorer",
-            log_path=tmp_path / "server.log",
-            cwd=ROOT,
-            env=bento_env(data, tmp_path / "bentoml"),
-        )
-        try:
-            server.start()
-        except RuntimeError as exc:
-            pytest.fail(f"{exc}\n{server.stop()}")
+        server = start_bento("tests.multi_worker_service:Scorer", tmp_path, data)
         try:
             time.sleep(5)  # /readyz answers once one worker is up; let the others start
             answered = asyncio.run(_load(server.base_url))

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 import predlog
 from predlog import PredictionLogMiddleware
-from tests.helpers import FailingSink
+from tests.helpers import Collect, FailingSink
 
 REQUIRED = ("timestamp", "level", "logger", "request_id", "model_version", "trace_id", "span_id")
 
@@ -107,31 +107,11 @@ class TestOperationalLog:
 
     def test_sink_failures_are_logged_as_json_rate_limited(self, lines):
         """predlog's own errors come out as JSON error lines, one per kind per interval."""
-        logger = predlog.PredictionLogger(
-            sinks=[FailingSink()],
-            install_signal_handlers=False,
-            batch_size=1,
-            flush_interval_s=0.01,
-        )
-        for i in range(5):
-            logger.log(request_id=f"r{i}", score=0.1)
-            logger.flush()
-        logger.close()
+        counted = fail_five_times()
         errors = [line for line in lines() if line["level"] == "error"]
         assert len(errors) == 1
         assert errors[0]["error_kind"] == "sink_export_failed:FailingSink[0]"
-        assert logger.errors()["sink_export_failed:FailingSink[0]"] == 5
-
-
-class Collect(logging.Handler):
-    """An application's own list handler."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        assert counted["sink_export_failed:FailingSink[0]"] == 5
 
 
 @pytest.fixture

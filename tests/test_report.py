@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from predlog._report import ErrorReporter
+from tests.helpers import Collect
 
 
 class Clock:
@@ -16,15 +17,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 class Broken(logging.Handler):
