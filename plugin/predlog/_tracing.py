@@ -79,17 +79,12 @@ def enter(
     span = trace.get_current_span()
     ctx = context.get_current()
     own: Span | None = None
-    attributes: dict[str, Any] = {
-        REQUEST_ID: request_id,
-        MODEL_NAME: model_name,
-        MODEL_VERSION: model_version,
-    }
-    if header is not None:
-        attributes[header] = (request_id,)
     # With no SDK installed (the default proxy provider) a span would be a no-op:
-    # skip making one. The baggage below still works without an SDK.
+    # skip making one. The baggage below still works without an SDK. The attributes
+    # are built only for a span that records: without an SDK this costs two checks.
     if not span.get_span_context().is_valid and _sdk_installed():
         known = method if method in _KNOWN_METHODS else "_OTHER"
+        attributes = _attributes(request_id, model_name, model_version, header)
         attributes[HTTP_METHOD] = known
         # Named by method only until the route is known (leave() renames it): the raw
         # path would give every distinct URL its own span name.
@@ -99,9 +94,23 @@ def enter(
         span = own
         ctx = trace.set_span_in_context(own, ctx)
     elif span.is_recording():
-        span.set_attributes(attributes)
+        span.set_attributes(_attributes(request_id, model_name, model_version, header))
     ctx = baggage.set_baggage(BAGGAGE_KEY, request_id, context=ctx)
     return context.attach(ctx), span, own
+
+
+def _attributes(
+    request_id: str, model_name: str, model_version: str, header: str | None
+) -> dict[str, Any]:
+    """The server span's attributes for this request."""
+    attributes: dict[str, Any] = {
+        REQUEST_ID: request_id,
+        MODEL_NAME: model_name,
+        MODEL_VERSION: model_version,
+    }
+    if header is not None:
+        attributes[header] = (request_id,)
+    return attributes
 
 
 class _Provider:
