@@ -229,3 +229,24 @@ class TestExtraJson:
         text = json.loads(extra_json({"email": "a@example.com", "note": "hi"}, [], pseudonymiser))
         assert text["note"] == "hi"
         assert text["email"].startswith("hmac-sha256:k1:")
+
+
+def _at_depth(frames: int, body: bytes) -> str:
+    """How ``loads`` answers ``body`` when called ``frames`` calls deep."""
+    if frames:
+        return _at_depth(frames - 1, body)
+    try:
+        loads(body)
+    except ValueError:
+        return "refused"
+    return "read"
+
+
+@pytest.mark.parametrize("levels", [100, 700])
+def test_lenient_parsing_answers_the_same_from_any_stack(levels: int) -> None:
+    """Python's parser recurses per level, so a deep body it reads from a shallow stack
+    fails from a deep one (the flusher's): the same request would decode in one place
+    and not in another. Past 512 levels the lenient path refuses wherever it is called."""
+    body = b'{"a":' * levels + b"NaN" + b"}" * levels
+    answers = {_at_depth(frames, body) for frames in (0, 300, 600)}
+    assert answers == ({"read"} if levels <= 512 else {"refused"})

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from itertools import accumulate
 from typing import Any, Final
 
 import orjson
@@ -44,11 +46,31 @@ def loads(body: bytes) -> tuple[Any, bool]:
         return orjson.loads(body), False
     except orjson.JSONDecodeError:
         pass
+    if _deeper_than(body, _DEEPEST):
+        # Python's parser recurses per level, so how deep it can go depends on the stack
+        # it is called from: the same body could pass in one place and fail in another.
+        raise ValueError(f"not JSON predlog reads: nested deeper than {_DEEPEST}")
     try:
         value = json.loads(body, parse_int=_json_int)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ValueError(f"not JSON: {exc}") from None
     return _without_lone_surrogates(value), True
+
+
+#: The deepest nesting the lenient parser is given: well inside the recursion limit
+#: from any caller, so that a body decodes the same wherever it is decoded.
+_DEEPEST: Final = 512
+_STRINGS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _deeper_than(body: bytes, limit: int) -> bool:
+    """Whether ``body``'s brackets, outside strings, nest deeper than ``limit``."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    text = _STRINGS.sub(b"", body)
+    steps = (_STEP[c] for c in text if c in _STEP)
+    return max(accumulate(steps), default=0) > limit
 
 
 def _json_int(text: str) -> int | float:
