@@ -47,7 +47,7 @@ def _app() -> Starlette:
         ({"PREDLOG_SAMPLE_RATE": "abc"}, {}, "PREDLOG_SAMPLE_RATE"),
         ({}, {"sample_rate": 2.0}, "sample_rate"),
         ({}, {"pii_fields": ["card_id"]}, "PREDLOG_PSEUDONYM_KEY"),
-        ({}, {"data_dir": "s3://bucket/predictions"}, "data_dir"),
+        ({}, {"data_dir": "hdfs://namenode/predictions"}, "data_dir"),
         ({"PREDLOG_DATA_DIR": "gs://bucket/p"}, {}, "PREDLOG_DATA_DIR"),
         ({}, {"paths": ["predict"]}, "paths"),
         ({}, {"sampel_rate": 0.5}, "sampel_rate"),
@@ -158,7 +158,7 @@ def test_bentoml_serve_does_not_start(tmp_path: Path, env: dict[str, str], named
     ("env", "named"),
     [
         ({}, "PREDLOG_PSEUDONYM_KEY"),
-        ({"PREDLOG_PSEUDONYM_KEY": _KEY, "PREDLOG_DATA_DIR": "s3://b/p"}, "PREDLOG_DATA_DIR"),
+        ({"PREDLOG_PSEUDONYM_KEY": _KEY, "PREDLOG_DATA_DIR": "ftp://b/p"}, "PREDLOG_DATA_DIR"),
     ],
 )
 def test_uvicorn_does_not_start(tmp_path: Path, env: dict[str, str], named: str) -> None:

@@ -383,7 +383,7 @@ def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:
         return KafkaSink(
             bootstrap_servers=s.kafka_bootstrap,
             topic=s.kafka_topic,
-            spool_dir=s.data_path / "spool" / f"{os.getpid()}",
+            spool_dir=s.spool_path / f"{os.getpid()}",
             spool_max_bytes=s.kafka_spool_max_bytes,
             delivery_timeout_s=s.kafka_delivery_timeout_s,
             compression_type=None if s.kafka_compression == "none" else s.kafka_compression,

@@ -98,6 +98,10 @@ def _optional_str(value: Any) -> str | None:
     return None
 
 
+def _optional_path(value: Any) -> str | None:
+    return None if value is None else _path(value)
+
+
 def _non_empty_str(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return f"must be a non-empty string, got {value!r}"
@@ -139,15 +143,58 @@ def _header_name(value: Any) -> str | None:
 
 
 #: A URL scheme ("s3://", "gs://", "file://"); a Windows drive ("C:\\") does not match.
-_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+_URL: Final = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+)://")
+#: The schemes a data directory may name: object stores through pyarrow's filesystems,
+#: and ``file://`` for a local path written as a URL.
+DATA_URL_SCHEMES: Final = ("s3", "gs", "file")
+
+
+def url_scheme(value: str | os.PathLike[str]) -> str | None:
+    """The URL scheme of a location (``"s3"``), lower-cased, or None for a plain path."""
+    match = _URL.match(os.fspath(value))
+    return match["scheme"].lower() if match else None
 
 
 def _path(value: Any) -> str | None:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         return f"must be a directory path, got {value!r}"
-    if _URL.match(os.fspath(value)):
+    if url_scheme(value) is not None:
         # Path("s3://b/k") is the local folder "s3:/b/k": refuse rather than reinterpret.
         return f"must be a local directory, got the URL {os.fspath(value)!r}"
+    return None
+
+
+def _location(value: Any) -> str | None:
+    """A local directory, or a URL of a scheme predlog writes through (s3, gs, file).
+
+    Any other scheme is refused, never taken for a local folder named ``scheme:``.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        return f"must be a directory path or URL, got {value!r}"
+    scheme = url_scheme(value)
+    if scheme is None:
+        return None
+    if scheme not in DATA_URL_SCHEMES:
+        schemes = ", ".join(f"{s}://" for s in DATA_URL_SCHEMES)
+        return f"cannot write to {os.fspath(value)!r}: the URL scheme must be one of {schemes}"
+    rest = _URL.sub("", os.fspath(value))
+    if scheme != "file" and not rest.split("/")[0]:
+        return f"{os.fspath(value)!r} names no bucket"
+    return None
+
+
+_TABLE: Final = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){1,2}$")
+
+
+def _table_name(value: Any) -> str | None:
+    """``catalog.namespace.table`` (or ``namespace.table`` in the default catalog)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _TABLE.match(value):
+        return (
+            "must name a table as catalog.namespace.table or namespace.table "
+            f"(letters, digits, _ and -), got {value!r}"
+        )
     return None
 
 
@@ -180,7 +227,19 @@ class Settings:
     model_name: str = setting("model", _non_empty_str)
     model_version: str = setting("unversioned", _non_empty_str)
     model_framework: str | None = setting(None, _optional_str)
-    data_dir: str = setting(DEFAULT_DATA_DIR, _path)
+    #: Where Parquet files go: a local directory, or an ``s3://``, ``gs://`` or
+    #: ``file://`` URL (object stores through pyarrow, credentials from the usual
+    #: variables such as ``AWS_ENDPOINT_URL``).
+    data_dir: str = setting(DEFAULT_DATA_DIR, _location)
+    #: A local directory for what is not yet delivered: the Kafka spool, and Parquet
+    #: files waiting for an object store. Default: ``<data_dir>/spool`` for a local
+    #: data_dir, ``./predlog-spool`` when data_dir is a URL.
+    spool_dir: str | None = setting(None, _optional_path)
+    #: Write prediction records into this Apache Iceberg table (``catalog.ns.table``)
+    #: instead of the Parquet layout; see predlog.sinks.iceberg.
+    iceberg_table: str | None = setting(None, _table_name)
+    #: Seconds between the committer's Iceberg commits (one commit per interval).
+    iceberg_commit_interval_s: float = setting(10.0, _positive_number)
     sample_rate: float = setting(1.0, _unit_interval, aliases=("PREDICTION_LOG_SAMPLE_RATE",))
     high_risk_score: float = setting(0.9, _unit_interval)
     new_version_window_s: float = setting(24 * 3600.0, _non_negative_number)
@@ -211,8 +270,24 @@ class Settings:
     sources: Mapping[str, str] = _sources()
 
     @property
+    def data_is_local(self) -> bool:
+        """Whether ``data_dir`` is a local directory (a plain path or a ``file://`` URL)."""
+        return url_scheme(self.data_dir) in (None, "file")
+
+    @property
     def data_path(self) -> Path:
-        return Path(self.data_dir)
+        """``data_dir`` as a local path; only for a local data_dir (see data_is_local)."""
+        if not self.data_is_local:
+            raise ValueError(f"data_dir {self.data_dir!r} is not a local directory")
+        text = self.data_dir
+        return Path(text[len("file://") :] if url_scheme(text) == "file" else text)
+
+    @property
+    def spool_path(self) -> Path:
+        """The local directory for records not yet delivered (``spool_dir``)."""
+        if self.spool_dir is not None:
+            return Path(self.spool_dir)
+        return self.data_path / "spool" if self.data_is_local else Path("./predlog-spool")
 
 
 @dataclass(frozen=True)
@@ -260,6 +335,9 @@ class LoggerOptions(TypedDict, total=False):
     model_version: str
     model_framework: str | None
     data_dir: str | os.PathLike[str]
+    spool_dir: str | os.PathLike[str] | None
+    iceberg_table: str | None
+    iceberg_commit_interval_s: float
     sample_rate: float
     high_risk_score: float
     new_version_window_s: float
