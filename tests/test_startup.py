@@ -48,7 +48,7 @@ def _app() -> Starlette:
         ({}, {"sample_rate": 2.0}, "sample_rate"),
         ({}, {"pii_fields": ["card_id"]}, "PREDLOG_PSEUDONYM_KEY"),
         ({}, {"data_dir": "hdfs://namenode/predictions"}, "data_dir"),
-        ({"PREDLOG_DATA_DIR": "gs://bucket/p"}, {}, "PREDLOG_DATA_DIR"),
+        ({"PREDLOG_DATA_DIR": "https://bucket/p"}, {}, "PREDLOG_DATA_DIR"),
         ({}, {"paths": ["predict"]}, "paths"),
         ({}, {"sampel_rate": 0.5}, "sampel_rate"),
         ({"PREDLOG_KAFKA_TOPIC": "t"}, {}, "PREDLOG_KAFKA_BOOTSTRAP"),
