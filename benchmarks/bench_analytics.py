@@ -32,7 +32,7 @@ def generate(root: Path, n: int) -> None:
         CREATE TABLE p AS
         SELECT
             1::SMALLINT AS schema_version,
-            uuid() AS prediction_id,
+            uuid()::VARCHAR AS prediction_id,
             'r-' || i AS request_id,
             TIMESTAMPTZ '2026-10-01 00:00:00+00'
                 + to_microseconds((i::DOUBLE * 1209600000000 / {n})::BIGINT) AS timestamp_utc,

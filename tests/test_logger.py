@@ -103,11 +103,13 @@ class TestFieldMapping:
         after = datetime.now(timezone.utc)
         ids = [r["prediction_id"] for r in sink.records]
         assert len(set(ids)) == 50
-        assert ids == sorted(ids, key=lambda u: u.bytes)
+        assert ids == sorted(ids)
         for r in sink.records:
             assert before - timedelta(milliseconds=1) <= r["timestamp_utc"] <= after
-            pid: uuid.UUID = r["prediction_id"]
+            pid = uuid.UUID(r["prediction_id"])
+            assert str(pid) == r["prediction_id"]  # canonical text: lower case, dashes
             assert pid.version == 7
+            assert pid.variant == uuid.RFC_4122
             assert int.from_bytes(pid.bytes[:6], "big") == int(
                 r["timestamp_utc"].timestamp() * 1000
             )

@@ -85,7 +85,7 @@ class TestReadBack:
         )
         types = {row[0]: row[1] for row in described.fetchall()}
         assert "date" in types
-        assert types["prediction_id"] == "UUID"
+        assert types["prediction_id"] == "VARCHAR"
         assert types["timestamp_utc"] == "TIMESTAMP WITH TIME ZONE"
         assert types["raw_score"] == "DOUBLE"
         assert types["data_quality"] == "VARCHAR[]"

@@ -21,11 +21,11 @@ class TestSchema:
         assert arrow_schema().names == names
 
     def test_types_of_key_columns(self):
-        """Scores are doubles, time is UTC microseconds, ids are UUIDs, flags a list."""
+        """Scores are doubles, time is UTC microseconds, ids are UUID text, flags a list."""
         schema = arrow_schema()
         assert schema.field("raw_score").type == pa.float64()
         assert schema.field("timestamp_utc").type == pa.timestamp("us", tz="UTC")
-        assert schema.field("prediction_id").type == pa.uuid()
+        assert schema.field("prediction_id").type == pa.string()
         assert schema.field("data_quality").type == pa.list_(pa.string())
         assert not schema.field("sample_weight").nullable
         assert schema.field("raw_score").nullable

@@ -64,23 +64,10 @@ _SCHEMA: Final = arrow_schema()
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S+00:00"
 
 
-def _uuid_text(column: Any) -> list[str]:
-    """Canonical 8-4-4-4-12 text of a uuid column, from its 16-byte storage in one pass."""
-    raw = column.storage.buffers()[1].to_pybytes()[
-        column.offset * 16 : (column.offset + len(column)) * 16
-    ]
-    h = raw.hex()
-    return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-"
-        f"{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
-        for i in range(0, len(h), 32)
-    ]
-
-
 def encode(batch: pa.RecordBatch) -> list[Message]:
     """One message per record of ``batch``, in order."""
     n = batch.num_rows
-    # Column-wise conversions first: datetime and UUID objects per record would cost
+    # Column-wise conversions first: datetime objects per record would cost
     # more than all the rest of the encoding. Columns with one value for the whole
     # batch (model name and version, threshold, nulls, ...) are serialised once and
     # spliced into every record: about half of the columns, as a rule.
@@ -89,7 +76,7 @@ def encode(batch: pa.RecordBatch) -> list[Message]:
     for name in _SCHEMA.names:
         column: Any = batch.column(name)
         if name == "prediction_id":
-            varying[name] = _uuid_text(column)
+            varying[name] = column.to_pylist()  # one per record: never constant
         elif name == "timestamp_utc":
             varying[name] = pc.strftime(column, format=_TIME_FORMAT).to_pylist()
         elif name == "data_quality" and not len(column.flatten()):
@@ -239,14 +226,10 @@ def _decode(values: Sequence[bytes]) -> pa.RecordBatch:
             columns[name].append(row.get(name))
     for name in JSON_COLUMNS:
         columns[name] = [None if v is None else orjson.dumps(v).decode() for v in columns[name]]
-    ids = b"".join(uuid.UUID(v).bytes for v in columns["prediction_id"])
-    storage = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(16), len(rows), [None, pa.py_buffer(ids)]
-    )
     arrays: list[pa.Array] = []  # type: ignore[type-arg]
     for field in _SCHEMA:
         if field.name == "prediction_id":
-            arrays.append(pa.ExtensionArray.from_storage(pa.uuid(), storage))
+            arrays.append(_canonical_ids(columns[field.name]))
         elif field.name == "timestamp_utc":
             stamps = [datetime.fromisoformat(v) for v in columns[field.name]]
             arrays.append(pa.array(stamps, type=field.type))
@@ -255,3 +238,33 @@ def _decode(values: Sequence[bytes]) -> pa.RecordBatch:
         if not field.nullable and arrays[-1].null_count:
             raise ValueError(f"null {field.name}, which a predlog record always has")
     return pa.RecordBatch.from_arrays(arrays, schema=_SCHEMA)
+
+
+_CANONICAL_ID: Final = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def _canonical_ids(values: list[Any]) -> pa.StringArray:
+    """The ids as canonical UUID text; ``ValueError`` for any that is no UUID.
+
+    Ids in canonical form (all that predlog writes) are checked in one pass. Any other
+    spelling Python's ``uuid.UUID`` takes (upper case, braces, ``urn:uuid:``, no dashes)
+    is rewritten to the canonical one, so that the same id never lands as two values.
+    """
+    ids: Any = pa.array(values, type=pa.string())
+    canonical = pc.match_substring_regex(ids, _CANONICAL_ID)
+    if ids.null_count or pc.all(canonical).as_py():
+        return ids  # type: ignore[no-any-return]  # nulls are refused by the caller
+    return pa.array(
+        [
+            v if ok else _canonical_id(v)
+            for v, ok in zip(values, canonical.to_pylist(), strict=True)
+        ],
+        type=pa.string(),
+    )
+
+
+def _canonical_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ValueError(f"prediction_id {text!r} is not a UUID") from None
