@@ -253,6 +253,9 @@ class Settings:
     install_signal_handlers: bool = setting(True, _bool)
     parquet_max_file_bytes: int = setting(128 << 20, _positive_int)
     parquet_max_file_age_s: float = setting(300.0, _positive_number)
+    #: Bytes of complete Parquet files that may wait in spool_dir for an object store
+    #: that is down; past it new batches are refused (counted failed).
+    parquet_spool_max_bytes: int = setting(1 << 30, _positive_int)
     pii_fields: tuple[str, ...] = setting((), _str_tuple)
     pseudonym_key: str | None = setting(None, _optional_str, secret=True)
     pseudonym_key_id: str | None = setting(None, _optional_str)
@@ -351,6 +354,7 @@ class LoggerOptions(TypedDict, total=False):
     install_signal_handlers: bool
     parquet_max_file_bytes: int
     parquet_max_file_age_s: float
+    parquet_spool_max_bytes: int
     pii_fields: Sequence[str]
     pseudonym_key: str | None
     pseudonym_key_id: str | None

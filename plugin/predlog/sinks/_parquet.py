@@ -10,6 +10,17 @@ file name, so the workers of one server never collide. A file is written under a
 hidden temporary name and renamed into place only once complete and fsynced:
 readers globbing ``*.parquet`` never see a partial file. Files roll by size, by
 age, on ``flush()`` and at ``close()``.
+
+A data directory on an object store (``s3://``, ``gs://``) gets the same layout and
+names. Each file is written exactly as above, but in a local staging directory
+(``<spool_dir>/parquet/predictions/...``), and publishing uploads the complete file
+in one call (:meth:`Location.put_file`): the object appears whole or not at all.
+Uploads run on a thread of their own (:mod:`predlog.sinks._upload`), so the flusher
+never waits on the network. A file the store does not take stays staged, its rows
+counted pending, and is retried with backoff, and on every ``flush()``; staged files
+a dead process of this host left behind are uploaded when the next sink starts.
+Staging is bounded by ``spool_max_bytes``: past it, new batches are refused (the
+flusher counts them failed) rather than fill the disk while the store is down.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import socket
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -31,8 +43,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predlog._record import JSON_COLUMNS, arrow_schema
-from predlog._settings import DEFAULT_DATA_DIR
+from predlog._settings import DEFAULT_DATA_DIR, Settings, read
 from predlog.errors import ConfigError, SinkError
+from predlog.sinks._location import Location, locate, newest_first
+from predlog.sinks._upload import Uploads
 
 #: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
@@ -59,6 +73,8 @@ def _host() -> str:
 _TEMP_NAME: Final = re.compile(
     r"^\.part-\d{8}T\d{6}-(?P<host>.+)-(?P<pid>\d+)-\d{6}\.parquet\.tmp$"
 )
+#: A complete file's name: ``part-<stamp>-<host>-<pid>-<seq>.parquet``.
+_FILE_NAME: Final = re.compile(r"^part-\d{8}T\d{6}-(?P<host>.+)-(?P<pid>\d+)-\d{6}\.parquet$")
 
 
 #: Dictionary encoding only where values repeat: tried on ids and feature JSON, it
@@ -161,7 +177,14 @@ def _fsync_dir(path: Path) -> None:
 
 
 class ParquetSink:
-    """Writes prediction batches to rolling, atomically published Parquet files."""
+    """Writes prediction batches to rolling, atomically published Parquet files.
+
+    ``data_dir`` is a local directory or an ``s3://``, ``gs://`` or ``file://`` URL.
+    For an object store, ``spool_dir`` is the local staging directory (default: the
+    ``spool_dir`` setting, else ``./predlog-spool``) and ``spool_max_bytes`` bounds the
+    complete files that may wait there while the store is away; both are unused for a
+    local data_dir, whose files are written in place.
+    """
 
     def __init__(
         self,
@@ -170,28 +193,56 @@ class ParquetSink:
         max_file_bytes: int = 128 << 20,
         max_file_age_s: float = 300.0,
         compression: Compression = "zstd",
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = 1 << 30,
     ) -> None:
         if max_file_bytes <= 0:
             raise ConfigError("max_file_bytes", f"must be positive, got {max_file_bytes!r}")
         if max_file_age_s <= 0:
             raise ConfigError("max_file_age_s", f"must be positive, got {max_file_age_s!r}")
-        self.root = Path(data_dir) / "predictions"
+        if spool_max_bytes <= 0:
+            raise ConfigError("spool_max_bytes", f"must be positive, got {spool_max_bytes!r}")
+        try:
+            #: Where the files are published: a local directory or an object store.
+            self.location: Location = locate(data_dir)
+        except ValueError as exc:
+            raise ConfigError("data_dir", str(exc)) from None
+        self._remote = not self.location.is_local
+        #: The local directory files are written in: the data directory's
+        #: ``predictions`` for a local one, the staging directory for an object store.
+        if spool_dir is None:
+            # As the logger's settings would have it: PREDLOG_SPOOL_DIR, or the default
+            # for this data_dir (``predlog sink`` builds its sink with no settings).
+            spool_dir = read("spool_dir") or Settings(data_dir=os.fspath(data_dir)).spool_path
+        self.root = (
+            Path(spool_dir) / "parquet" if self._remote else self.location.local_path
+        ) / "predictions"
         self._max_bytes = max_file_bytes
         self._max_age = max_file_age_s
         self._compression = compression
+        self._spool_max = spool_max_bytes
         self._host = _host()
         self._pid = os.getpid()
         self._seq = 0
         self._open: dict[int, _OpenFile] = {}
         self._closed = False
         #: The most recent files this sink published (bounded: a server runs for months),
-        #: and how many it has published in all.
-        self.published: deque[Path] = deque(maxlen=1000)
+        #: as paths or URLs, and how many it has published in all.
+        self.published: deque[str] = deque(maxlen=1000)
         self.published_count = 0
-        #: Rows accepted earlier but lost when a failed write forced a file to be abandoned.
-        self.lost_rows = 0
+        # Rows accepted earlier but lost when a failed write forced a file to be abandoned.
+        self._lost_rows = 0
+        self._refused = 0
+        #: Complete files waiting for the object store (None for a local data_dir).
+        self._uploads = (
+            Uploads(self.location, _weak(weakref.WeakMethod(self._published)))
+            if self._remote
+            else None
+        )
         #: Temporary files of dead writers on this host removed when this sink started.
         self.swept = self._sweep()
+        if self._uploads is not None:
+            self._adopt(self._uploads)
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
@@ -226,6 +277,32 @@ class ParquetSink:
                     swept += 1
         return swept
 
+    def _adopt(self, uploads: Uploads) -> None:
+        """Upload the complete staged files that dead writers of this host left behind.
+
+        Unlike a temporary file, a staged file is whole and its records were taken: it
+        is uploaded, never deleted unread. Two sinks starting at once may both upload
+        one; it is the same bytes under the same name, so readers still see it once.
+        Uploaded here, before the sink is used, so that a reader of the newest
+        published files (``predlog sink`` restarting) sees them.
+        """
+        for path in sorted(self.root.glob("date=*/part-*.parquet")):
+            match = _FILE_NAME.match(path.name)
+            if match is None or match["host"] != self._host:
+                continue
+            pid = int(match["pid"])
+            if pid == self._pid or _running(pid):
+                continue
+            try:
+                rows = pq.ParquetFile(path).metadata.num_rows
+                uploads.add(path, self._key(path), rows, own=False)
+            except (OSError, pa.ArrowException):
+                continue  # gone meanwhile (another sink took it), or not ours to send
+        # Not raised: a store that is down must not stop a server starting; the upload
+        # thread keeps trying.
+        with contextlib.suppress(SinkError):
+            uploads.drain()
+
     def export(self, batch: pa.RecordBatch) -> None:
         if self._closed:
             raise SinkError("ParquetSink is closed")
@@ -234,6 +311,14 @@ class ParquetSink:
         if not batch.schema.equals(_SCHEMA, check_metadata=False):
             # Refuse before touching any file: the open file and its rows stay intact.
             raise SinkError("batch does not have the prediction record schema")
+        if self._uploads is not None and self._uploads.staged_bytes >= self._spool_max:
+            # The store has been down long enough to fill the staging bound: the new
+            # records are refused (counted failed), the waiting ones kept.
+            self._refused += batch.num_rows
+            raise SinkError(
+                f"{self._uploads.staged_bytes} bytes already wait for {self.location.url} "
+                f"(spool_max_bytes {self._spool_max}): batch refused"
+            )
         micros = batch.column("timestamp_utc").cast(pa.int64()).to_numpy()
         days = micros // _US_PER_DAY
         first, last = int(days.min()), int(days.max())
@@ -252,19 +337,63 @@ class ParquetSink:
     @property
     def unpublished_rows(self) -> int:
         """Rows taken but in files not yet published: no reader sees them, and a crash
-        would lose them. The logger counts them pending, not delivered."""
-        return sum(handle.rows for handle in self._open.values())
+        would lose them (or, staged for an object store, delay them until a restart).
+        The logger counts them pending, not delivered."""
+        staged = 0 if self._uploads is None else self._uploads.own_rows
+        return staged + sum(handle.rows for handle in self._open.values())
+
+    @property
+    def lost_rows(self) -> int:
+        """Rows accepted earlier but lost: in a file a failed write forced to be
+        abandoned, or in a staged file that vanished before its upload."""
+        staged = 0 if self._uploads is None else self._uploads.lost_rows
+        return self._lost_rows + staged
+
+    @lost_rows.setter
+    def lost_rows(self, value: int) -> None:
+        self._lost_rows = value
+
+    def stats(self) -> dict[str, int]:
+        """The sink's own figures: files published in all; for an object store, the
+        bytes staged (a level, ``predlog_spool_bytes``) and running totals of uploads,
+        failed attempts, files adopted from dead writers and rows refused at the bound."""
+        figures = {"published": self.published_count}
+        if self._uploads is not None:
+            figures.update(
+                spool_bytes=self._uploads.staged_bytes,
+                refused=self._refused,
+                **self._uploads.figures,
+            )
+        return figures
+
+    def published_files(self) -> Iterator[str]:
+        """Every published file, as a path in ``self.location.filesystem``: newest
+        date partition first, newest file first within one (see
+        :func:`~predlog.sinks._location.newest_first`). Open one with
+        ``pq.read_table(path, filesystem=sink.location.filesystem)``. Lists lazily,
+        one partition at a time, so reading the latest files never lists them all."""
+        for info in newest_first(self.location, self.location.join("predictions")):
+            yield info.path
 
     def tick(self, now: float | None = None) -> None:
-        """Publish files that have been open longer than ``max_file_age_s``."""
+        """Publish files that have been open longer than ``max_file_age_s``; raise the
+        last background upload failure, once, so that it is counted and reported."""
         current = time.monotonic() if now is None else now
         for day, handle in list(self._open.items()):
             if current - handle.opened >= self._max_age:
                 self._publish(day)
+        failure = None if self._uploads is None else self._uploads.take_failure()
+        if failure is not None:
+            raise failure
 
     def flush(self) -> None:
+        """Publish every open file; with an object store, upload everything staged, or
+        raise :class:`SinkError` saying how much still waits (so that a caller which
+        must know, like ``predlog sink`` before committing offsets, does)."""
         for day in list(self._open):
             self._publish(day)
+        if self._uploads is not None:
+            self._uploads.drain()
 
     def close(self) -> None:
         if self._closed:
@@ -273,6 +402,8 @@ class ParquetSink:
             self.flush()
         finally:
             self._closed = True
+            if self._uploads is not None:
+                self._uploads.close()
 
     def _write(self, day: int, batch: pa.RecordBatch) -> None:
         handle = self._open.get(day)
@@ -286,7 +417,7 @@ class ParquetSink:
             # rows are lost with it, and counted as such; this batch's rows are
             # counted failed by the flusher.
             del self._open[day]
-            self.lost_rows += handle.rows
+            self._lost_rows += handle.rows
             handle.abandon()
             raise SinkError(f"Parquet write failed, file abandoned: {exc!r}") from exc
         handle.rows += batch.num_rows
@@ -310,14 +441,27 @@ class ParquetSink:
         except Exception as exc:
             # Closing writes the footer, which a full disk refuses: abandon the file as
             # a failed write does, so no temporary file stays behind, and count its rows.
-            self.lost_rows += handle.rows - fresh
+            self._lost_rows += handle.rows - fresh
             handle.abandon()
             raise SinkError(f"Parquet publish failed, file abandoned: {exc!r}") from exc
-        self.published.append(path)
+        if self._uploads is None:
+            self._published(str(path))
+        else:
+            # Staged whatever the store says: the upload thread takes it from here.
+            self._uploads.add(path, self._key(path), handle.rows)
+
+    def _published(self, where: str) -> None:
+        """A file is where readers see it (called by the upload thread too)."""
+        self.published.append(where)
         self.published_count += 1
 
+    def _key(self, staged: Path) -> str:
+        """A staged file's path relative to the data directory."""
+        return f"predictions/{staged.parent.name}/{staged.name}"
+
     def _forget_inherited(self) -> None:
-        """In a forked child: the open files belong to the parent. Never touch them."""
+        """In a forked child: the open and staged files belong to the parent. Never
+        touch them."""
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             for handle in self._open.values():
@@ -327,12 +471,26 @@ class ParquetSink:
         finally:
             os.close(devnull)
         self._open = {}
+        if self._uploads is not None:
+            self._uploads.forget_inherited()
         self._pid = os.getpid()
         self._seq = 0
         # The parent's losses are the parent's to count (the child's flusher starts at 0).
-        self.lost_rows = 0
+        self._lost_rows = 0
+        self._refused = 0
         self.published = deque(maxlen=1000)
         self.published_count = 0
+
+
+def _weak(method: weakref.WeakMethod[Callable[[str], None]]) -> Callable[[str], None]:
+    """A callback that does not keep its sink alive (the upload thread outlives no one)."""
+
+    def call(where: str) -> None:
+        bound = method()
+        if bound is not None:
+            bound(where)
+
+    return call
 
 
 def _after_fork(ref: weakref.ref[ParquetSink]) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from predlog.flush._ids import ids_as_text
 from predlog.sinks._parquet import ParquetSink
 from predlog.sinks.kafka import _wire
 
@@ -47,17 +48,17 @@ OnCommit: TypeAlias = Callable[[ConsumerStats, int | None], None]
 
 
 class _RecentIds:
-    """The last ``limit`` prediction ids seen, for dropping duplicates."""
+    """The last ``limit`` prediction ids seen (canonical UUID text), for dropping
+    duplicates."""
 
     def __init__(self, limit: int) -> None:
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
+        self._ids: OrderedDict[str, None] = OrderedDict()
         self._limit = limit
 
     def unseen(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        ids: Any = batch.column("prediction_id")
-        raw = ids.storage.to_numpy(zero_copy_only=False)
-        keep = np.ones(len(raw), dtype=bool)
-        for i, pid in enumerate(raw.tolist()):
+        ids: list[Any] = batch.column("prediction_id").to_pylist()
+        keep = np.ones(len(ids), dtype=bool)
+        for i, pid in enumerate(ids):
             if pid in self._ids:
                 keep[i] = False
             else:
@@ -66,25 +67,27 @@ class _RecentIds:
             self._ids.popitem(last=False)
         return batch if keep.all() else batch.filter(pa.array(keep))
 
-    def remember_published(self, root: Path) -> None:
-        """Remember the ids in the newest files already published under ``root``.
+    def remember_published(self, sink: ParquetSink) -> None:
+        """Remember the ids in the newest files ``sink`` has already published.
 
         A consumer killed after publishing a file and before committing its offsets
         reads that file's records again when it restarts; without their ids it would
-        publish them a second time, and every reader would count them twice.
+        publish them a second time, and every reader would count them twice. Files
+        written before ids were text hold them as 16 bytes; they are read as the same
+        text, so an upgrade does not publish their records again. The files are the
+        sink's own listing, so an object store is read the same way as a local disk.
         """
-        newest = sorted(root.glob("date=*/*.parquet"), key=lambda p: p.stat().st_mtime)[::-1]
-        chunks: list[list[bytes]] = []
+        filesystem = sink.location.filesystem
+        chunks: list[list[Any]] = []
         held = 0
-        for path in newest:
+        for path in sink.published_files():
             if held >= self._limit:
                 break
             try:
-                table = pq.read_table(path, columns=["prediction_id"])
-            except (OSError, pa.ArrowException):
+                table = pq.read_table(path, columns=["prediction_id"], filesystem=filesystem)
+                chunks.append(ids_as_text(table.column(0)).to_pylist())
+            except (OSError, TypeError, pa.ArrowException):
                 continue  # not one of ours, or damaged: nothing of it to publish twice
-            ids: Any = table.column(0).combine_chunks()
-            chunks.append(ids.storage.to_numpy(zero_copy_only=False).tolist())
             held += len(chunks[-1])
         for chunk in reversed(chunks):  # oldest first: the newest are evicted last
             for pid in chunk:
@@ -119,7 +122,10 @@ async def consume(
     stats = ConsumerStats()
     sink = ParquetSink(data_dir)
     recent = _RecentIds(remember_ids)
-    recent.remember_published(sink.root)
+    # Files a dead consumer staged for an object store are uploaded first, so that
+    # their ids are remembered too (a store that is down stops the start here).
+    sink.flush()
+    recent.remember_published(sink)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers,
