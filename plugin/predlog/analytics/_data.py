@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.fs as pafs
 
 from predlog._settings import env_var, read
 from predlog.errors import PredlogError
+from predlog.sinks._location import Location, locate
 
 
 class AnalyticsError(PredlogError):
@@ -32,37 +36,56 @@ def check_time(text: str, what: str) -> str:
 
 
 class Predictions:
-    """The prediction records under a data directory, as a DuckDB view ``predictions``.
+    """The prediction records as a DuckDB view ``predictions``.
 
-    Without ``data_dir`` the directory is the ``data_dir`` setting (``PREDLOG_DATA_DIR``
-    or its declared default), so the analytics look where the logger writes.
+    They come from the Parquet layout under a data directory (a local path, or an
+    ``s3://``, ``gs://`` or ``file://`` URL), or, with ``table`` (``catalog.ns.table``),
+    from the data files of that Iceberg table's current snapshot; ``data_dir`` then
+    locates the embedded default catalog. Without ``data_dir`` the directory is the
+    ``data_dir`` setting (``PREDLOG_DATA_DIR`` or its declared default), so the
+    analytics look where the logger writes.
+
+    A local layout is read by DuckDB itself. Files on an object store, and a table's,
+    are read through pyarrow's filesystems, registered with DuckDB as Arrow datasets:
+    this DuckDB cannot load its own S3 extension, and Arrow datasets keep DuckDB's
+    column projection and filter pushdown.
     """
 
     def __init__(
-        self, data_dir: str | os.PathLike[str] | None = None, *, progress: bool = False
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        table: str | None = None,
+        progress: bool = False,
     ) -> None:
         import duckdb  # noqa: PLC0415  # the analytics extra
 
-        root = Path(data_dir or read("data_dir"))
-        self.root = root
-        files = root / "predictions"
-        if not root.exists():
-            raise AnalyticsError(
-                f"data directory {root} does not exist (set --data or {env_var('data_dir')})"
-            )
-        if not files.exists() or not any(files.glob("date=*/*.parquet")):
-            raise AnalyticsError(
-                f"no prediction files under {files}: nothing has been logged there yet, "
-                "or files are still open (they are published on roll, flush and exit)"
-            )
+        text = os.fspath(data_dir) if data_dir else str(read("data_dir"))
+        try:
+            self.location = locate(text)
+        except ValueError as exc:
+            raise AnalyticsError(f"{exc} (set --data or {env_var('data_dir')})") from None
+        #: The local data directory (None on an object store), and where the audit log
+        #: is looked for by default.
+        self.root: Path | None = self.location.local_path if self.location.is_local else None
+        self.audit_dir: Path | None = None if self.root is None else self.root / "audit"
+        #: What the records were read from, for messages.
+        self.where = f"table {table}" if table else text
         self.con = duckdb.connect()
         if progress:
             # DuckDB draws its own bar on stderr for queries that run long.
             self.con.execute("SET enable_progress_bar = true")
-        glob = str(files / "**" / "*.parquet").replace("'", "''")
-        self.con.execute(  # the glob is quoted above; DuckDB cannot bind a view's path
-            "CREATE VIEW predictions AS SELECT * FROM "  # noqa: S608
-            f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+        if table:
+            source = _register(self.con, *_table_files(table, text), partition_base=None)
+        elif self.root is not None:
+            source = _local_source(self.root)
+        else:
+            source = _store_source(self.con, self.location)
+        # prediction_id is text in every query: files written before ids were text hold
+        # DuckDB's UUID type, and a directory mixing both unifies to UUID.
+        self.con.execute(  # the source is quoted or registered; a view's path cannot be bound
+            "CREATE VIEW predictions AS SELECT * REPLACE "  # noqa: S608
+            f"(CAST(prediction_id AS VARCHAR) AS prediction_id) FROM {source}"
         )
         self.columns = {row[0] for row in self.con.execute("DESCRIBE predictions").fetchall()}
 
@@ -84,3 +107,106 @@ class Predictions:
         """
         relation = self.con.sql(sql, params=params or [])
         return (getattr(relation, "to_arrow_table", None) or relation.arrow)()
+
+
+def _local_source(root: Path) -> str:
+    """DuckDB's own reader over a local layout (every file's columns, by name)."""
+    files = root / "predictions"
+    if not root.exists():
+        raise AnalyticsError(
+            f"data directory {root} does not exist (set --data or {env_var('data_dir')})"
+        )
+    if not files.exists() or not any(files.glob("date=*/*.parquet")):
+        raise AnalyticsError(_NOTHING.format(where=files))
+    glob = str(files / "**" / "*.parquet").replace("'", "''")
+    return f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+
+
+_NOTHING: Final = (
+    "no prediction files under {where}: nothing has been logged there yet, "
+    "or files are still open (they are published on roll, flush and exit)"
+)
+
+
+def _store_source(con: Any, location: Location) -> str:
+    """The layout on an object store, listed and registered as Arrow datasets."""
+    base = location.join("predictions")
+    try:
+        infos = location.files(base)
+    except OSError as exc:
+        raise AnalyticsError(f"cannot list {location.uri(base)}: {exc}") from None
+    paths = sorted(
+        info.path
+        for info in infos
+        if info.base_name.endswith(".parquet")
+        and not info.base_name.startswith(".")
+        and info.path[len(base) :].lstrip("/").startswith("date=")
+    )
+    if not paths:
+        raise AnalyticsError(_NOTHING.format(where=location.uri(base)))
+    return _register(con, location.filesystem, paths, partition_base=base)
+
+
+def _table_files(table: str, data_dir: str) -> tuple[pafs.FileSystem, list[str]]:
+    """The data files of an Iceberg table's current snapshot."""
+    try:
+        from predlog.sinks.iceberg._catalog import table_files  # noqa: PLC0415  # extra
+    except ImportError as exc:
+        raise AnalyticsError(
+            f"reading table {table} needs pyiceberg: pip install 'predlog[iceberg]' ({exc})"
+        ) from None
+    try:
+        filesystem, paths = table_files(table, data_dir=data_dir)
+    except PredlogError:
+        raise
+    except Exception as exc:  # noqa: BLE001  # the catalog's own errors, said plainly
+        raise AnalyticsError(f"cannot read table {table}: {type(exc).__name__}: {exc}") from None
+    if not paths:
+        raise AnalyticsError(f"table {table} has no data files yet: nothing committed to it")
+    return filesystem, paths
+
+
+def _register(
+    con: Any, filesystem: pafs.FileSystem, paths: list[str], *, partition_base: str | None
+) -> str:
+    """Register ``paths`` with DuckDB as Arrow datasets; the SQL relation of them all.
+
+    The schema is every file's, unified (a column added later is there, null in older
+    files), read from their footers in parallel. Files whose column types cannot be
+    unified (ids in Arrow's ``uuid`` type before, text after) become one dataset per
+    schema, joined by name in SQL, where DuckDB finds the common type.
+    """
+    try:
+        groups = [(paths, _factory(filesystem, paths, partition_base))]
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        by_schema: dict[str, list[str]] = {}
+        for path in paths:
+            schema = _factory(filesystem, [path], partition_base)[1]
+            by_schema.setdefault(str(schema), []).append(path)
+        groups = [
+            (group, _factory(filesystem, group, partition_base)) for group in by_schema.values()
+        ]
+    names = []
+    for index, (_, (factory, schema)) in enumerate(groups):
+        name = f"prediction_files_{index}"
+        con.register(name, factory.finish(schema))
+        names.append(name)
+    if len(names) == 1:
+        return names[0]
+    return "(" + " UNION ALL BY NAME ".join(f"FROM {name}" for name in names) + ")"
+
+
+def _factory(
+    filesystem: pafs.FileSystem, paths: list[str], partition_base: str | None
+) -> tuple[Any, pa.Schema]:
+    """A dataset factory over ``paths`` and their unified schema (ArrowTypeError when
+    their types conflict)."""
+    import pyarrow.dataset  # noqa: PLC0415
+
+    ds: Any = pyarrow.dataset  # its stubs misspell partition_base_dir and lack inspect's options
+    options = ds.FileSystemFactoryOptions(
+        partition_base_dir=partition_base,
+        partitioning=ds.HivePartitioning.discover() if partition_base is not None else None,
+    )
+    factory = ds.FileSystemDatasetFactory(filesystem, paths, ds.ParquetFileFormat(), options)
+    return factory, factory.inspect(promote_options="permissive", fragments=None)

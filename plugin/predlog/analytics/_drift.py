@@ -78,6 +78,7 @@ def drift(
     baseline: str,
     current: str,
     data_dir: str | Path | None = None,
+    table: str | None = None,
     psi_threshold: float = 0.2,
     model_name: str | None = None,
     html_path: str | Path | None = None,
@@ -88,7 +89,7 @@ def drift(
     DuckDB extracts one feature at a time from the JSON column, so memory holds a
     single float column per range, not every record's features.
     """
-    data = Predictions(data_dir, progress=progress is not None)
+    data = Predictions(data_dir, table=table, progress=progress is not None)
     data.require("features", "raw_score", "sample_weight", "timestamp_utc")
     counts = {
         view: _select_range(data, view, text, model_name)

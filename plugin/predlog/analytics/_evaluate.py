@@ -123,6 +123,7 @@ def evaluate(
     outcomes: str | Path,
     *,
     data_dir: str | Path | None = None,
+    table: str | None = None,
     key: tuple[str, str] = ("request_id", "request_id"),
     label: tuple[str, str | None] = ("label", None),
     since: str | None = None,
@@ -138,7 +139,7 @@ def evaluate(
     that counts as positive, or None for a 0/1 or boolean column).
     """
     say = progress or (lambda message: None)
-    data = Predictions(data_dir, progress=progress is not None)
+    data = Predictions(data_dir, table=table, progress=progress is not None)
     pred_key, outcome_key = key
     data.require(pred_key, "raw_score", "decision_threshold", "sample_weight", *COHORTS)
     _open_outcomes(data, Path(outcomes), (outcome_key, label[0]))

@@ -24,6 +24,7 @@ def investigate(
     request_id: str,
     *,
     data_dir: str | Path | None = None,
+    table: str | None = None,
     stale_after_s: float | None = None,
     user_key: str | None = None,
     jaeger_url: str | None = None,
@@ -44,16 +45,16 @@ def investigate(
     attributes on the spans, so what the model saw and where the time went are side by
     side. Without a Jaeger URL, or when Jaeger has no such trace, the page says so.
     """
-    data = Predictions(data_dir)
+    data = Predictions(data_dir, table=table)
     rows = data.query(
         "SELECT * FROM predictions WHERE request_id = ? ORDER BY timestamp_utc", [request_id]
     ).fetchall()
     if not rows:
-        raise AnalyticsError(f"no prediction with request id {request_id!r} under {data.root}")
+        raise AnalyticsError(f"no prediction with request id {request_id!r} in {data.where}")
     names = [d[0] for d in data.con.description]
     jaeger = jaeger_url or read("jaeger_url")
     stale_after = read("stale_feature_age_s") if stale_after_s is None else stale_after_s
-    audited = _audit_entries(request_id, audit_dir or data.root / "audit")
+    audited = _audit_entries(request_id, audit_dir or data.audit_dir)
     out = []
     for values in rows:
         record = dict(zip(names, values, strict=True))
@@ -172,8 +173,10 @@ def _comparison(
     return comparison
 
 
-def _audit_entries(request_id: str, audit_dir: str | Path) -> dict[str, dict[str, Any]]:
+def _audit_entries(request_id: str, audit_dir: str | Path | None) -> dict[str, dict[str, Any]]:
     """Audit entries for the request, by prediction id: reasons, explanation, position."""
+    if audit_dir is None:
+        return {}  # data on an object store and no --audit-dir: no local log to look in
     path = Path(audit_dir)
     if not (path / "entries").exists():
         return {}

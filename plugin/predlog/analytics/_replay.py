@@ -49,17 +49,21 @@ def load_scorer(spec: str) -> Callable[[Mapping[str, Any]], Any]:
 
 
 def replay(
-    request_id: str, *, model: str, data_dir: str | Path | None = None
+    request_id: str,
+    *,
+    model: str,
+    data_dir: str | Path | None = None,
+    table: str | None = None,
 ) -> list[dict[str, Any]]:
     """Logged and replayed score (and decision, when the scorer gives one), side by side."""
-    data = Predictions(data_dir)
+    data = Predictions(data_dir, table=table)
     rows = data.query(
         "SELECT prediction_id, model_name, model_version, features, raw_score, decision, "
         "decision_threshold FROM predictions WHERE request_id = ? ORDER BY timestamp_utc",
         [request_id],
     ).fetchall()
     if not rows:
-        raise AnalyticsError(f"no prediction with request id {request_id!r} under {data.root}")
+        raise AnalyticsError(f"no prediction with request id {request_id!r} in {data.where}")
     scorer = load_scorer(model)
     out = []
     for pid, name, version, features_json, score, decision, threshold in rows:

@@ -20,6 +20,8 @@ from predlog.cli._options import (
     print_json,
     progress,
     setting_option,
+    table_of,
+    table_option,
 )
 
 #: How a time is written in ``--since``, ``--until`` and ranges.
@@ -30,6 +32,7 @@ OUTPUT_FILE = click.Path(dir_okay=False, writable=True)
 @click.command("investigate")
 @click.argument("request_id")
 @data_option
+@table_option
 @click.option(
     "--audit-dir",
     type=click.Path(exists=True, file_okay=False),
@@ -57,6 +60,7 @@ def investigate(**o: Any) -> int:
         o["request_id"],
         audit_dir=o["audit_dir"],
         data_dir=o["data"],
+        table=table_of(o),
         user_key=o["user_key"],
         stale_after_s=o["stale_after"],
         jaeger_url=o["jaeger_url"],
@@ -106,6 +110,7 @@ def _pair(text: str, what: str) -> tuple[str, str]:
     help="Cohorts with fewer outcomes are omitted (and listed as such).",
 )
 @data_option
+@table_option
 @click.option("--html", type=OUTPUT_FILE, help="Also write an HTML report (ROC curves) here.")
 @output_option
 def evaluate(**o: Any) -> int:
@@ -116,6 +121,7 @@ def evaluate(**o: Any) -> int:
     report = run(
         o["outcomes"],
         data_dir=o["data"],
+        table=table_of(o),
         key=_pair(o["key"], "--key"),
         label=(label_column, positive or None),
         since=o["since"],
@@ -146,6 +152,7 @@ RANGE_HELP = "START..END, each " + TIME_HELP + "; START inclusive, END exclusive
 )
 @click.option("--model-name", help="Only this model's predictions (default: all).")
 @data_option
+@table_option
 @click.option("--html", type=OUTPUT_FILE, help="Also write an HTML report (histograms) here.")
 @output_option
 def drift(**o: Any) -> int:
@@ -156,6 +163,7 @@ def drift(**o: Any) -> int:
         baseline=o["baseline"],
         current=o["current"],
         data_dir=o["data"],
+        table=table_of(o),
         psi_threshold=o["psi_threshold"],
         model_name=o["model_name"],
         html_path=o["html"],
@@ -178,6 +186,7 @@ def drift(**o: Any) -> int:
     "and decision), or a scikit-learn model in the BentoML store.",
 )
 @data_option
+@table_option
 @output_option
 def replay(**o: Any) -> int:
     """Re-score a logged prediction with a model: would it decide the same today?"""
@@ -187,7 +196,7 @@ def replay(**o: Any) -> int:
         # As ``python -m`` and ``bentoml serve`` do: a model module in the directory the
         # command runs from (``examples.fraud_service.model``) is importable.
         sys.path.insert(0, os.getcwd())
-    results = run(o["request_id"], model=o["model"], data_dir=o["data"])
+    results = run(o["request_id"], model=o["model"], data_dir=o["data"], table=table_of(o))
     if output_of(o["output"], o["as_json"]) == "json":
         print_json(results)
     else:

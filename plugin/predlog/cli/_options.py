@@ -54,9 +54,27 @@ def data_option(function: F) -> F:
     return setting_option(
         "--data",
         setting="data_dir",
-        metavar="DIR",
-        help="Prediction data directory (the Parquet layout the logger or `predlog sink` wrote).",
+        metavar="DIR|URL",
+        help="Prediction data directory (the Parquet layout the logger or `predlog sink` "
+        "wrote): a path, or an s3://, gs:// or file:// URL.",
     )(function)
+
+
+def table_option(function: F) -> F:
+    """``--table``: read an Iceberg table, the ``iceberg_table`` setting by default."""
+    return setting_option(
+        "--table",
+        setting="iceberg_table",
+        metavar="CATALOG.NS.TABLE",
+        help="Read the records of this Iceberg table instead of the Parquet layout "
+        "(--data then locates the embedded catalog).",
+    )(function)
+
+
+def table_of(options: dict[str, Any]) -> str | None:
+    """The table ``--table`` or the ``iceberg_table`` setting names, if any."""
+    table: str | None = options["table"] or read("iceberg_table")
+    return table
 
 
 def output_option(function: F) -> F:
