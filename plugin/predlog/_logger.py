@@ -40,6 +40,7 @@ from predlog.flush._flusher import Flusher
 from predlog.flush._pii import Pseudonymiser
 from predlog.metrics import Health, attach
 from predlog.sinks._base import Sink
+from predlog.sinks._location import UnreachableError, locate, probe
 from predlog.sinks._oplog import OperationalLogSink
 from predlog.sinks._parquet import ParquetSink
 
@@ -339,13 +340,16 @@ def paused(logger: PredictionLogger) -> Iterator[None]:
 def preflight(options: Mapping[str, Any], *, default_sink: bool = True) -> Settings:
     """Every check a :class:`PredictionLogger` with these options makes before it starts.
 
-    It starts nothing and leaves nothing but ``data_dir`` itself, so it can run where
-    no logger will: BentoML imports the service module in its supervisor as well as in
-    each worker, and a configuration error there stops ``bentoml serve`` before it
-    answers anything.
+    It starts nothing and leaves nothing but ``data_dir`` itself (the local spool
+    directory too, when data_dir is an object store, whose bucket it asks about once),
+    so it can run where no logger will: BentoML imports the service module in its
+    supervisor as well as in each worker, and a configuration error there stops
+    ``bentoml serve`` before it answers anything.
     """
     settings = resolve(options)
     Pseudonymiser.from_settings(settings)
+    if default_sink and settings.iceberg_table:
+        _check_iceberg(settings)
     if default_sink:
         kafka = bool(settings.kafka_bootstrap)
         if kafka and importlib.util.find_spec("aiokafka") is None:
@@ -353,11 +357,57 @@ def preflight(options: Mapping[str, Any], *, default_sink: bool = True) -> Setti
                 spelt(settings, "kafka_bootstrap"),
                 "the Kafka sink needs aiokafka: pip install 'predlog[kafka]'",
             )
-        problem = _unwritable(settings.data_path)
-        if problem:
-            what = "the Kafka spool" if kafka else "Parquet files"
-            raise ConfigError(spelt(settings, "data_dir"), f"{what} cannot go there: {problem}")
+        if settings.data_is_local:
+            problem = _unwritable(settings.data_path)
+            if problem:
+                what = "the Kafka spool" if kafka else "Parquet files"
+                raise ConfigError(spelt(settings, "data_dir"), f"{what} cannot go there: {problem}")
+        if not kafka and not settings.iceberg_table and not settings.data_is_local:
+            _check_store(settings)
+        if not settings.data_is_local or (kafka and settings.spool_dir is not None):
+            # The local directory for what is not yet delivered, when it is not under
+            # the data directory just checked.
+            problem = _unwritable(settings.spool_path)
+            if problem:
+                what = "the Kafka spool" if kafka else "files waiting for the object store"
+                raise ConfigError(
+                    spelt(settings, "spool_dir"), f"{what} cannot go there: {problem}"
+                )
     return settings
+
+
+def _check_store(settings: Settings) -> None:
+    """For an object store ``data_dir``: the filesystem can be built and the store does
+    not refuse the bucket (one HEAD request).
+
+    A missing bucket or denied access stops the start: nothing would ever arrive. A
+    store that does not answer does not, since files wait in the spool until it does.
+    """
+    name = spelt(settings, "data_dir")
+    try:
+        location = locate(settings.data_dir)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(name, f"cannot open {settings.data_dir!r}: {exc}") from None
+    try:
+        problem = probe(location)
+    except UnreachableError:
+        return  # records wait in the spool; the sink's upload errors will say so
+    if problem:
+        raise ConfigError(name, problem)
+
+
+def _check_iceberg(settings: Settings) -> None:
+    """For ``iceberg_table``: pyiceberg is installed, the name is valid, the catalog loads."""
+    name = spelt(settings, "iceberg_table")
+    if importlib.util.find_spec("pyiceberg") is None:
+        raise ConfigError(name, "the Iceberg sink needs pyiceberg: pip install 'predlog[iceberg]'")
+    from predlog.sinks.iceberg._catalog import load_catalog, parse_table_name  # noqa: PLC0415
+
+    try:
+        catalog, _, _ = parse_table_name(settings.iceberg_table or "")
+        load_catalog(catalog, data_dir=settings.data_dir)
+    except ConfigError as exc:
+        raise ConfigError(name, str(exc).removeprefix(f"{exc.setting}: ")) from None
 
 
 def _unwritable(path: Path) -> str | None:
@@ -377,6 +427,16 @@ def _unwritable(path: Path) -> str | None:
 
 def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:
     """Kafka when a broker and topic are configured, else Parquet files under data_dir."""
+    if s.iceberg_table:
+        from predlog.sinks.iceberg._sink import IcebergSink  # noqa: PLC0415  # iceberg extra
+
+        return IcebergSink(
+            s.iceberg_table,
+            data_dir=s.data_dir,
+            lock_dir=s.spool_path,
+            commit_interval_s=s.iceberg_commit_interval_s,
+            max_file_bytes=s.parquet_max_file_bytes,
+        )
     if s.kafka_bootstrap and s.kafka_topic:
         from predlog.sinks.kafka import KafkaSink  # noqa: PLC0415  # needs the kafka extra
 
@@ -393,6 +453,8 @@ def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:
         s.data_dir,
         max_file_bytes=s.parquet_max_file_bytes,
         max_file_age_s=s.parquet_max_file_age_s,
+        spool_dir=s.spool_path,
+        spool_max_bytes=s.parquet_spool_max_bytes,
     )
 
 

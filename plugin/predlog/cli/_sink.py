@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 )
 @setting_option("--topic", setting="kafka_topic", help="Topic to read.")
 @data_option
+@setting_option(
+    "--table",
+    setting="iceberg_table",
+    metavar="CATALOG.NS.TABLE",
+    help="Write into this Iceberg table, exactly once, instead of the Parquet layout.",
+)
 @click.option("--group", default="predlog-sink", help="Consumer group id.")
 @click.option("--max-batch", type=int, default=50_000, help="Records per Parquet file.")
 @click.option("--max-wait", type=float, default=5.0, help="Seconds before a file is cut.")
@@ -59,6 +65,15 @@ def command(**options: Any) -> int:
         click.echo(f"predlog sink: {metrics}", err=True)
         return 2
     server, on_commit = metrics if metrics is not None else (None, None)
+    table = options["table"] or read("iceberg_table")
+    if table:
+        from predlog.cli._commit import sink_into_table  # noqa: PLC0415  # iceberg extra
+
+        try:
+            return sink_into_table(options, bootstrap=bootstrap, topic=topic, table=table)
+        finally:
+            if server is not None:
+                server.close()
     try:
         stats = run(
             {

@@ -1,0 +1,328 @@
+"""The Iceberg sink on the embedded SQLite catalog: table, files, committer, lock."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.transforms import DayTransform, IdentityTransform
+
+from predlog._record import arrow_schema
+from predlog.errors import ConfigError
+from predlog.sinks.iceberg._catalog import (
+    embedded_catalog,
+    load_catalog,
+    open_table,
+    parse_table_name,
+    table_files,
+)
+from predlog.sinks.iceberg._commit import FILES_KEY, CommitStats, Committer, commit_with_retry
+from predlog.sinks.iceberg._files import FileWriter, split, writer_tag
+from predlog.sinks.iceberg._kafka import offsets_key, table_offsets
+from predlog.sinks.iceberg._lock import CommitLock
+from predlog.sinks.iceberg._notes import Notes
+from predlog.sinks.iceberg._sink import IcebergSink
+from tests.helpers import predlog_cli
+from tests.iceberg_child import make_batch
+
+TABLE = "preds.log"
+
+
+def write_noted(table_name: str, data: Path, batch: pa.RecordBatch) -> list[str]:
+    """Write the batch's files and notes as a worker does; their file ids."""
+    table = open_table(table_name, data_dir=data)
+    writer, notes = FileWriter(table), Notes(table)
+    ids = []
+    for (day, model), part in split(batch).items():
+        ids.append(notes.write(writer.write(day, model, part), writer_tag()).file_id)
+    return ids
+
+
+def rows(table_name: str, data: Path) -> pa.Table:
+    return open_table(table_name, data_dir=data, create=False).scan().to_arrow()
+
+
+def ids_of(table: pa.Table) -> list[str]:
+    return [str(v) for v in table.column("prediction_id").to_pylist()]
+
+
+class TestTable:
+    def test_schema_follows_the_record_and_partitions_by_day_and_model(
+        self, tmp_path: Path
+    ) -> None:
+        table = open_table(TABLE, data_dir=tmp_path)
+        names = [f.name for f in table.schema().fields]
+        assert names == arrow_schema().names
+        # int16 has no Iceberg type: schema_version is Iceberg's int.
+        assert str(table.schema().find_field("schema_version").field_type) == "int"
+        spec = table.spec()
+        by_source = {table.schema().find_column_name(f.source_id): f.transform for f in spec.fields}
+        assert set(by_source) == {"timestamp_utc", "model_name"}
+        assert isinstance(by_source["timestamp_utc"], DayTransform)
+        assert isinstance(by_source["model_name"], IdentityTransform)
+        assert (tmp_path / "iceberg" / "catalog.db").is_file()
+
+    def test_names_and_catalog_errors(self, tmp_path: Path) -> None:
+        assert parse_table_name("prod.ns.t") == ("prod", "ns", "t")
+        assert parse_table_name("ns.t") == (None, "ns", "t")
+        with pytest.raises(ConfigError, match="iceberg_table"):
+            parse_table_name("t")
+        with pytest.raises(ConfigError, match="PYICEBERG_CATALOG__NOWHERE__URI"):
+            load_catalog("nowhere", data_dir=tmp_path)
+        # The embedded SQLite catalog cannot live in a bucket: a catalog must be named.
+        with pytest.raises(ConfigError, match="name a catalog"):
+            embedded_catalog("s3://bucket/prefix")
+
+    def test_evolution_is_additive_and_old_readers_still_read(self, tmp_path: Path) -> None:
+        old_columns = [f for f in arrow_schema() if f.name not in ("extra", "channel")]
+        old_schema = pa.schema(
+            [f.with_type(pa.int32()) if f.name == "schema_version" else f for f in old_columns]
+        )
+        catalog = embedded_catalog(tmp_path)
+        catalog.create_namespace("preds")
+        old = catalog.create_table(("preds", "log"), schema=old_schema)
+        old.append(pa.Table.from_batches([make_batch(5, schema=old_schema)]))
+        old_snapshot = old.current_snapshot()
+        assert old_snapshot is not None
+        table = open_table(TABLE, data_dir=tmp_path)
+        added = {f.name: f for f in table.schema().fields if f.name in ("extra", "channel")}
+        assert set(added) == {"extra", "channel"}
+        assert not any(f.required for f in added.values())
+        # Nothing was dropped, retyped or made required.
+        for before in old.schema().fields:
+            after = table.schema().find_field(before.name)
+            assert (after.field_id, after.field_type, after.required) == (
+                before.field_id,
+                before.field_type,
+                before.required,
+            )
+        # New rows land; an old reader (the old snapshot) still reads its rows.
+        write_noted(TABLE, tmp_path, make_batch(3, start=100))
+        Committer(open_table(TABLE, data_dir=tmp_path)).commit_pending()
+        assert rows(TABLE, tmp_path).num_rows == 8
+        reread = open_table(TABLE, data_dir=tmp_path).scan(snapshot_id=old_snapshot.snapshot_id)
+        assert reread.to_arrow().num_rows == 5
+        assert open_table(TABLE, data_dir=tmp_path).schema() == table.schema()
+
+
+class TestFilesAndCommits:
+    def test_one_file_per_partition_committed_once(self, tmp_path: Path) -> None:
+        batch = make_batch(40, model=lambda i: f"m{i % 2}", step_s=12 * 3600)  # 20 days, 2 models
+        file_ids = write_noted(TABLE, tmp_path, batch)
+        assert len(file_ids) == len(split(batch)) == 40
+        committer = Committer(open_table(TABLE, data_dir=tmp_path))
+        assert committer.commit_pending() == 40
+        assert committer.commit_pending() == 0  # notes gone: nothing added twice
+        table = open_table(TABLE, data_dir=tmp_path)
+        snapshot = table.current_snapshot()
+        assert snapshot is not None
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        assert sorted(summary[FILES_KEY].split(",")) == sorted(file_ids)
+        assert summary["predlog.committer"] == writer_tag()
+        assert len(table.snapshots()) == 1
+        parts = table.inspect.partitions().to_pylist()
+        assert len(parts) == 40 and all(p["file_count"] == 1 for p in parts)
+        assert sorted(ids_of(rows(TABLE, tmp_path))) == sorted(ids_of(pa.table(batch)))
+        assert committer.stats.commits == 1 and committer.stats.files == 40
+        assert len(committer.stats.latencies_ms) == 1
+        fs, paths = table_files(TABLE, data_dir=tmp_path)
+        assert ds.dataset(paths, filesystem=fs, format="parquet").to_table().num_rows == 40
+
+    def test_a_racing_committer_is_refused_retries_and_adds_nothing_twice(
+        self, tmp_path: Path
+    ) -> None:
+        first = write_noted(TABLE, tmp_path, make_batch(10))
+        a = Committer(open_table(TABLE, data_dir=tmp_path))
+        b = Committer(open_table(TABLE, data_dir=tmp_path))
+        listed = a.notes.pending
+
+        def racing() -> list:  # type: ignore[type-arg]
+            # a has listed the notes; b commits them (and one more) before a does.
+            got = listed()
+            write_noted(TABLE, tmp_path, make_batch(5, start=10))
+            b.commit_pending()
+            return got
+
+        a.notes.pending = racing  # type: ignore[method-assign]
+        assert a.commit_pending() == 0
+        assert a.stats.conflicts == 1  # the catalog refused a's commit on a stale base
+        assert a.stats.already_committed == len(first)
+        assert b.stats.commits == 1
+        got = ids_of(rows(TABLE, tmp_path))
+        assert len(got) == len(set(got)) == 15
+
+    def test_a_commit_whose_notes_survived_is_not_added_again(self, tmp_path: Path) -> None:
+        """The committer died after its commit and before deleting the notes."""
+        write_noted(TABLE, tmp_path, make_batch(10, model=lambda i: f"m{i % 3}"))
+        dying = Committer(open_table(TABLE, data_dir=tmp_path))
+        dying.notes.delete = lambda file_ids: None  # type: ignore[method-assign]
+        assert dying.commit_pending() == 10
+        write_noted(TABLE, tmp_path, make_batch(4, start=10))
+        after = Committer(open_table(TABLE, data_dir=tmp_path))
+        assert after.commit_pending() == 4
+        assert after.stats.already_committed == 3
+        assert not after.notes.pending()
+        got = ids_of(rows(TABLE, tmp_path))
+        assert len(got) == len(set(got)) == 14
+
+    def test_commit_failed_is_retried_with_backoff(self, tmp_path: Path) -> None:
+        write_noted(TABLE, tmp_path, make_batch(6))
+        table = open_table(TABLE, data_dir=tmp_path)
+        real = table.add_files
+        failures = iter([CommitFailedException("conflict"), CommitFailedException("again")])
+        calls: list[int] = []
+
+        def flaky(*args: object, **kwargs: object) -> None:
+            calls.append(1)
+            error = next(failures, None)
+            if error is not None:
+                raise error
+            real(*args, **kwargs)  # type: ignore[arg-type]
+
+        table.add_files = flaky  # type: ignore[method-assign]
+        slept: list[float] = []
+        committer = Committer(table)
+        stats = CommitStats()
+        notes = committer.notes.pending()
+        made = commit_with_retry(
+            table,
+            lambda t: ([n.location for n in notes], {FILES_KEY: "x"}),
+            stats=stats,
+            sleep=slept.append,
+        )
+        assert made and len(calls) == 3 and stats.conflicts == 2
+        assert len(slept) == 2 and slept[1] > slept[0] * 0.5  # backing off, with jitter
+        assert rows(TABLE, tmp_path).num_rows == 6
+
+    def test_a_note_whose_file_is_gone_is_set_aside_and_counted(self, tmp_path: Path) -> None:
+        write_noted(TABLE, tmp_path, make_batch(6, model=lambda i: f"m{i % 2}"))
+        committer = Committer(open_table(TABLE, data_dir=tmp_path))
+        victim = committer.notes.pending()[0]
+        os.unlink(victim.location.removeprefix("file://"))
+        assert committer.commit_pending() == 3
+        assert (committer.stats.lost_files, committer.stats.lost_rows) == (1, 3)
+        assert rows(TABLE, tmp_path).num_rows == 3
+        lost = Path(committer.notes.location.removeprefix("file://")) / "lost"
+        assert [p.stem for p in lost.iterdir()] == [victim.file_id]
+
+
+class TestLock:
+    def test_one_holder_and_the_next_takes_over(self, tmp_path: Path) -> None:
+        a, b = CommitLock(tmp_path, TABLE), CommitLock(tmp_path, TABLE)
+        assert a.try_acquire()
+        # lockf locks are per process: a second process is refused.
+        code = (
+            "import sys; from pathlib import Path; from predlog.sinks.iceberg._lock import "
+            f"CommitLock; sys.exit(0 if CommitLock(Path({str(tmp_path)!r}), {TABLE!r})"
+            ".try_acquire() else 3)"
+        )
+        from tests.helpers import start_python
+
+        assert start_python(code).wait(60) == 3
+        a.release()
+        assert start_python(code).wait(60) == 0
+        assert b.try_acquire()
+        b.release()
+
+    def test_a_forked_child_does_not_hold_its_parents_lock(self, tmp_path: Path) -> None:
+        lock = CommitLock(tmp_path, TABLE)
+        assert lock.try_acquire()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if not lock.held and not lock.try_acquire() else 1)
+        _, status = os.waitpid(pid, 0)
+        lock.release()
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+class TestSink:
+    def test_workers_note_files_and_only_the_lock_holder_commits(self, tmp_path: Path) -> None:
+        spool = tmp_path / "spool"
+        holder = IcebergSink(TABLE, data_dir=tmp_path, lock_dir=spool, commit_interval_s=60)
+        worker = IcebergSink(TABLE, data_dir=tmp_path, lock_dir=spool, commit_interval_s=60)
+        assert holder._lock.try_acquire()  # elect without waiting a minute
+        worker.export(make_batch(7, model=lambda i: f"m{i % 2}"))
+        assert worker.unpublished_rows == 7
+        worker.flush()  # files finished and noted; a non-holder does not commit
+        assert worker.unpublished_rows == 7
+        assert rows(TABLE, tmp_path).num_rows == 0
+        holder.export(make_batch(3, start=100))
+        holder.flush()  # the holder commits everyone's notes
+        assert rows(TABLE, tmp_path).num_rows == 10
+        assert holder.unpublished_rows == 0
+        worker.tick(1e12)  # sees its notes gone: committed by another process
+        assert worker.unpublished_rows == 0
+        holder.close()
+        worker.export(make_batch(2, start=200))
+        worker.close()  # the last to close takes the lock and commits what is left
+        got = ids_of(rows(TABLE, tmp_path))
+        assert len(got) == len(set(got)) == 12
+        assert worker.lost_rows == holder.lost_rows == 0
+
+    def test_refuses_a_batch_of_another_schema(self, tmp_path: Path) -> None:
+        sink = IcebergSink(TABLE, data_dir=tmp_path, lock_dir=tmp_path / "s")
+        from predlog.errors import SinkError
+
+        with pytest.raises(SinkError):
+            sink.export(pa.record_batch({"x": [1]}))
+        sink.close()
+
+
+class TestOffsetsAndCli:
+    def test_table_offsets_newest_value_wins_per_partition(self, tmp_path: Path) -> None:
+        table = open_table(TABLE, data_dir=tmp_path)
+        key = offsets_key("t", "g")
+        for offsets in ({"0": 10, "1": 5}, {"0": 20}, {"2": 7}):
+            with (
+                table.transaction() as tx,
+                tx.update_snapshot(snapshot_properties={key: json.dumps(offsets)}).fast_append(),
+            ):
+                pass
+        assert table_offsets(table, "t", "g") == {0: 20, 1: 5, 2: 7}
+        assert table_offsets(table, "t", "other") == {}
+
+    def test_predlog_commit_once(self, tmp_path: Path) -> None:
+        write_noted(TABLE, tmp_path, make_batch(9, model=lambda i: f"m{i % 3}"))
+        done = predlog_cli(
+            "commit", "--table", TABLE, "--data", str(tmp_path), "--once", "-o", "json"
+        )
+        assert done.returncode == 0, done.stderr
+        said = json.loads(done.stdout)
+        assert (said["commits"], said["files"], said["rows"]) == (1, 3, 9)
+        assert said["mean_ms"] > 0 and said["committer"].endswith(
+            str(said["committer"]).split("-")[-1]
+        )
+        assert rows(TABLE, tmp_path).num_rows == 9
+
+
+class TestLogger:
+    def test_a_logger_with_iceberg_table_commits_every_record_once(self, tmp_path: Path) -> None:
+        import predlog
+
+        with predlog.PredictionLogger(
+            data_dir=tmp_path,
+            iceberg_table=TABLE,
+            iceberg_commit_interval_s=0.2,
+            flush_interval_s=0.05,
+            install_signal_handlers=False,
+        ) as log:
+            for i in range(2000):
+                log.log(request_id=f"q-{i}", features={"i": i}, score=0.25)
+        got = rows(TABLE, tmp_path).column("request_id").to_pylist()
+        assert sorted(str(v) for v in got) == sorted(f"q-{i}" for i in range(2000))
+        assert log.stats()["failed"] == 0
+
+    def test_preflight_names_the_setting(self, tmp_path: Path) -> None:
+        """preflight alone (what BentoML's supervisor runs) refuses a bad table."""
+        from predlog._logger import preflight
+
+        with pytest.raises(ConfigError, match=r"iceberg_table.*PYICEBERG_CATALOG__NOWHERE__URI"):
+            preflight({"data_dir": str(tmp_path), "iceberg_table": "nowhere.ns.t"})
+        with pytest.raises(ConfigError, match="iceberg_table"):
+            preflight({"data_dir": "s3://bucket/x", "iceberg_table": "ns.t"})
+        assert preflight({"data_dir": str(tmp_path), "iceberg_table": "ns.t"}).iceberg_table
