@@ -5,6 +5,7 @@ export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 export KAFKA_HOME="$PREDLOG_CACHE/kafka-$KAFKA_VERSION"
 export KAFKA_PORT="${KAFKA_PORT:-19092}"
 export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+export POSTGRES_PORT="${POSTGRES_PORT:-15432}"
 # The v1.x tags of the Jaeger module carry the v2 binary in cmd/jaeger; the proxy
 # resolves them, while the v2.y tags are not a Go module version.
 export JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"

@@ -64,6 +64,13 @@ java -cp "$KAFKA_HOME/libs/*" kafka.tools.StorageTool format -t "$cluster_id" \
 wait_port 127.0.0.1 "$KAFKA_PORT" 90 "Kafka"
 log "Kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT"
 
+"$here/spark-jars.sh" >/dev/null  # Iceberg Spark runtime and JDBC drivers, for tests/test_spark.py
+
+# --- PostgreSQL (Debian's packages; the Iceberg SQL catalog's multi-writer case) ---
+pg_start=$SECONDS
+"$here/postgres.sh" start
+log "PostgreSQL up on 127.0.0.1:$POSTGRES_PORT in $((SECONDS - pg_start)) s"
+
 # --- Jaeger ------------------------------------------------------------------------
 "$here/jaeger-build.sh" >/dev/null
 jaeger_dir="$PREDLOG_SERVICES_DIR/jaeger"

@@ -8,5 +8,7 @@ start=$SECONDS
 echo "[services] ready in $((SECONDS - start)) s" >&2
 export PREDLOG_TEST_KAFKA="127.0.0.1:${KAFKA_PORT:-19092}"
 export PREDLOG_TEST_JAEGER="http://127.0.0.1:16686"
+export PREDLOG_TEST_POSTGRES="postgresql+psycopg2://postgres@127.0.0.1:${POSTGRES_PORT:-15432}/postgres"
 export PREDLOG_TEST_OTLP="http://127.0.0.1:4318"
+export PREDLOG_SPARK_JARS="$("$here/spark-jars.sh")"
 "$@"

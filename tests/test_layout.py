@@ -33,7 +33,7 @@ TOP_LEVEL = {
     "_durable.py",
     "bentoml_monitor.py",
 }
-SUBPACKAGES = {"flush", "sinks", "audit", "analytics", "metrics", "bench", "cli"}
+SUBPACKAGES = {"flush", "sinks", "compact", "audit", "analytics", "metrics", "bench", "cli"}
 
 
 def _sources() -> list[Path]:

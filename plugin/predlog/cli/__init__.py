@@ -19,11 +19,11 @@ import click
 from click.exceptions import NoArgsIsHelpError
 
 from predlog import __version__
-from predlog.cli import _analytics, _audit, _sink
+from predlog.cli import _analytics, _audit, _compact, _sink
 from predlog.errors import PredlogError
 
 #: Commands imported only when run or listed: ``name -> module:attribute``.
-LAZY_COMMANDS = {"bench": "predlog.bench:command"}
+LAZY_COMMANDS = {"bench": "predlog.bench:command", "commit": "predlog.cli._commit:command"}
 
 
 class LazyGroup(click.Group):
@@ -77,7 +77,7 @@ def cli() -> None:
     """
 
 
-for _command in (_sink.command, _audit.group, *_analytics.COMMANDS):
+for _command in (_sink.command, _compact.command, _audit.group, *_analytics.COMMANDS):
     cli.add_command(_command)
 
 
