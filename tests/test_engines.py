@@ -332,6 +332,25 @@ class TestIdText:
         assert _wire.decode(messages).column("prediction_id").to_pylist() == [pid] * 3
         assert _wire.decode(values).column("prediction_id") == batch.column("prediction_id")
 
+    def test_wire_decode_reads_records_whole_and_with_fields_missing(self):
+        """Every field round-trips; a record without an optional field (another writer's)
+        decodes with it null, beside whole records in the same batch."""
+        import orjson
+
+        batch = build_batch(
+            [{"request_id": f"r{i}", "score": i / 10, "features": {"a": i}} for i in range(4)],
+            model_name="m",
+        )
+        values = [value for _, value, _, _ in _wire.encode(batch)]
+        assert _wire.decode(values).equals(batch)
+        partial = orjson.loads(values[1])
+        del partial["channel"], partial["features"]
+        mixed = _wire.decode([values[0], orjson.dumps(partial), values[2]])
+        assert mixed.column("request_id").to_pylist() == ["r0", "r1", "r2"]
+        assert mixed.column("features").to_pylist()[1] is None
+        assert mixed.column("features").to_pylist()[2] == '{"a":2}'
+        assert mixed.column("raw_score").to_pylist() == [0.0, 0.1, 0.2]
+
     def test_wire_decode_refuses_an_id_that_is_no_uuid(self):
         batch = build_batch([{"request_id": "a", "score": 0.5}], model_name="m")
         ((_, value, _, _),) = _wire.encode(batch)
