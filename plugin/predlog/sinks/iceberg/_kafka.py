@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from predlog.sinks.iceberg._commit import (
 )
 from predlog.sinks.iceberg._files import FileWriter, split, writer_tag
 from predlog.sinks.kafka import _wire
+from predlog.sinks.kafka._consumer import until_signalled
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -387,13 +387,4 @@ async def consume(
 
 def run(options: dict[str, Any]) -> IcebergConsumerStats:
     """Run :func:`consume` until SIGTERM/SIGINT, then finish the batch in hand."""
-
-    async def main() -> IcebergConsumerStats:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        return await consume(stop=stop, **options)
-
-    return asyncio.run(main())
+    return until_signalled(consume, options)

@@ -18,10 +18,10 @@ import contextlib
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 from predlog.flush._ids import ids_as_text
 from predlog.sinks._parquet import ParquetSink
 from predlog.sinks.kafka import _wire
+
+StatsT = TypeVar("StatsT")
 
 
 @dataclass
@@ -221,15 +223,21 @@ def _write(
     stats.written += fresh.num_rows
 
 
-def run(argv_options: dict[str, Any]) -> ConsumerStats:
-    """Run :func:`consume` until SIGTERM/SIGINT, then finish the batch in hand."""
+def until_signalled(consume: Callable[..., Awaitable[StatsT]], options: dict[str, Any]) -> StatsT:
+    """Run a consumer coroutine until SIGTERM/SIGINT sets its ``stop`` event; it then
+    finishes the batch in hand, and its totals are returned."""
 
-    async def main() -> ConsumerStats:
+    async def main() -> StatsT:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        return await consume(stop=stop, **argv_options)
+        return await consume(stop=stop, **options)
 
     return asyncio.run(main())
+
+
+def run(argv_options: dict[str, Any]) -> ConsumerStats:
+    """Run :func:`consume` until SIGTERM/SIGINT, then finish the batch in hand."""
+    return until_signalled(consume, argv_options)
