@@ -51,7 +51,8 @@ bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	test -x $(OHA) || cargo install oha --locked --root $(CACHE)/oha
 	services/with-services.sh sh -c '$(PY) benchmarks/bench_kafka.py && \
-	  $(PY) benchmarks/bench_outage_memory.py && $(PY) benchmarks/bench_server.py'
+	  $(PY) benchmarks/bench_outage_memory.py && $(PY) benchmarks/bench_server.py && \
+	  $(PY) benchmarks/bench_lakehouse.py'
 	$(PY) benchmarks/profile_request_path.py
 	$(PY) benchmarks/profile_server.py
 	$(PY) benchmarks/bench_analytics.py

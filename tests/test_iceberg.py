@@ -78,6 +78,20 @@ class TestTable:
         with pytest.raises(ConfigError, match="name a catalog"):
             embedded_catalog("s3://bucket/prefix")
 
+    def test_a_catalog_configured_after_pyiceberg_was_imported_is_found(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """pyiceberg reads its variables once, when first imported: a service that sets
+        them in its own start-up code afterwards still gets its catalog."""
+        import pyiceberg.catalog
+
+        assert pyiceberg.catalog.load_catalog  # imported, and its configuration read
+        monkeypatch.setenv("PYICEBERG_CATALOG__LATECOMER__URI", f"sqlite:///{tmp_path}/c.db")
+        monkeypatch.setenv("PYICEBERG_CATALOG__LATECOMER__WAREHOUSE", tmp_path.as_uri())
+        table = open_table("latecomer.ns.t", data_dir=tmp_path / "unused")
+        assert table.name() == ("ns", "t")
+        assert (tmp_path / "c.db").is_file()
+
     def test_evolution_is_additive_and_old_readers_still_read(self, tmp_path: Path) -> None:
         old_columns = [f for f in arrow_schema() if f.name not in ("extra", "channel")]
         old_schema = pa.schema(

@@ -92,8 +92,13 @@ def load_catalog(catalog_name: str | None, *, data_dir: str | Path) -> Catalog:
         return embedded_catalog(data_dir)
     try:
         import pyiceberg.catalog  # noqa: PLC0415  # optional dependency
+        from pyiceberg.utils.config import Config  # noqa: PLC0415
 
-        return pyiceberg.catalog.load_catalog(catalog_name)
+        # pyiceberg reads its variables and .pyiceberg.yaml once, when first imported;
+        # read them again, so a catalog configured after that (by the service's own
+        # start-up code, or a test) is the one loaded.
+        properties = Config().get_catalog_config(catalog_name) or {}
+        return pyiceberg.catalog.load_catalog(catalog_name, **properties)  # type: ignore[arg-type]  # nested values pass through
     except ImportError as exc:
         raise ConfigError(
             _SETTING, f"needs pyiceberg: pip install 'predlog[iceberg]' ({exc})"
