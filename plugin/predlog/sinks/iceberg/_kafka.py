@@ -155,6 +155,9 @@ class TableConsumer:
             done = await asyncio.to_thread(self.write_and_commit, batch)
             if not done:
                 await self.resync()
+                # What the caller polled meanwhile follows this batch, not the table's
+                # end: it is dropped, and read again from there.
+                self.reassigned = True
         if done:
             if self.pause_after_commit_s:
                 await asyncio.sleep(self.pause_after_commit_s)
@@ -183,6 +186,12 @@ class TableConsumer:
                     starts[tp] - 1,
                 )
                 self.gaps[tp.partition] = (base, batch.first[tp.partition])
+
+    def take_reassigned(self) -> bool:
+        """Whether the positions moved (a rebalance, or a batch the table refused) since
+        last asked; asking clears it."""
+        moved, self.reassigned = self.reassigned, False
+        return moved
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         """Seek every assigned partition to the table's offset for it."""
@@ -308,7 +317,7 @@ class TableConsumer:
             await self.consumer.commit(offsets)
 
 
-async def consume(
+async def consume(  # noqa: PLR0915  # one loop whose ordering rules read best together
     *,
     bootstrap_servers: str,
     topic: str,
@@ -336,6 +345,8 @@ async def consume(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=10_000,
+        max_partition_fetch_bytes=16 << 20,
+        fetch_max_bytes=64 << 20,
     )
     state = TableConsumer(consumer, iceberg_table, topic, group_id)
     state.pause_after_commit_s = pause_after_commit_s
@@ -352,12 +363,19 @@ async def consume(
     began = time.monotonic()
     batch = _Batch()
     started = last_message = time.monotonic()
+    # The batch before this one, being written and committed while this one is polled:
+    # fetching and unpacking overlap with encoding Parquet and the commit's round trips.
+    # One at a time, in order: a batch starts its commit only after the one before it
+    # landed, so each commit still starts where the table ends.
+    writing: asyncio.Task[None] | None = None
     try:
         while not stop.is_set():
             polled = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            if state.reassigned:
+            if state.take_reassigned():
                 # The assignment changed: what is in hand is dropped, and every partition
                 # goes back to where the table ends (the positions moved past it).
+                await _finish(writing)
+                writing = None
                 state.reassigned = False
                 batch = _Batch()
                 async with state.busy:
@@ -371,18 +389,34 @@ async def consume(
             due = batch and (len(batch.values) >= max_batch or now - started >= max_wait_s)
             idle = exit_when_idle_s is not None and now - last_message >= exit_when_idle_s
             if due or (batch and idle):
-                await state.write_commit_group(batch)
+                await _finish(writing)
+                if state.reassigned:
+                    continue  # the commit before found the table moved: re-read from it
+                writing = asyncio.create_task(state.write_commit_group(batch))
                 batch = _Batch()
                 started = now
             if idle and not batch:
                 break
+        await _finish(writing)
+        writing = None
         if batch and not state.reassigned:
             await state.write_commit_group(batch)
     finally:
+        if writing is not None:
+            # Leaving on an error: the batch in flight still ends (committed or not)
+            # before the consumer stops, so no commit outlives the process's intent.
+            with contextlib.suppress(Exception):
+                await writing
         with contextlib.suppress(Exception):
             await consumer.stop()
     state.stats.seconds = time.monotonic() - began
     return state.stats
+
+
+async def _finish(writing: asyncio.Task[None] | None) -> None:
+    """Wait for the batch in flight, if any (its errors are the caller's)."""
+    if writing is not None:
+        await writing
 
 
 def run(options: dict[str, Any]) -> IcebergConsumerStats:
