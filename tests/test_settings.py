@@ -185,3 +185,28 @@ class TestDeclaredOnce:
             for name in setting_names(cls):
                 assert f"`{name}`" in section, name
                 assert env_var(name) in section, name
+
+
+class TestLocations:
+    """A file:// URL means what RFC 8089 says, or is refused; never a relative folder."""
+
+    @pytest.mark.parametrize(
+        ("url", "path"),
+        [
+            ("file:///var/data", "/var/data"),
+            ("file://localhost/var/data", "/var/data"),
+            ("file:///var/my%20data", "/var/my data"),
+            ("./relative/dir", "relative/dir"),
+        ],
+    )
+    def test_local_file_urls(self, url, path):
+        assert resolve({"data_dir": url}).data_path == Path(path)
+
+    @pytest.mark.parametrize("url", ["file://otherhost/var/data", "file://data/x", "file://"])
+    def test_a_file_url_that_is_not_local_and_absolute_is_refused(self, url):
+        with pytest.raises(ConfigError, match=r"^data_dir: .*file://"):
+            resolve({"data_dir": url})
+
+    def test_a_table_and_a_kafka_sink_together_are_refused(self):
+        with pytest.raises(ConfigError, match=r"^iceberg_table: .*predlog sink --table"):
+            resolve({"iceberg_table": "ns.t", "kafka_bootstrap": "b:9092", "kafka_topic": "t"})

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, TypedDict, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from predlog.errors import ConfigError
 
@@ -155,6 +156,30 @@ def url_scheme(value: str | os.PathLike[str]) -> str | None:
     return match["scheme"].lower() if match else None
 
 
+def local_path(location: str | os.PathLike[str]) -> Path:
+    """The local directory a plain path or a ``file://`` URL names (RFC 8089).
+
+    ``file:///var/data`` and ``file://localhost/var/data`` are ``/var/data``, with
+    percent-escapes decoded. A URL naming another host, or no absolute path, raises
+    ValueError: it is refused, never taken for a relative folder such as ``host/var``.
+    """
+    text = os.fspath(location)
+    if url_scheme(text) is None:
+        return Path(text)
+    parts = urlsplit(text)
+    if parts.scheme.lower() != "file":
+        raise ValueError(f"{text!r} is not a local directory")
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(
+            f"{text!r} names the host {parts.netloc!r}: a file:// URL must be local "
+            "(file:///absolute/path)"
+        )
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise ValueError(f"{text!r} names no absolute path (file:///absolute/path)")
+    return Path(path)
+
+
 def _path(value: Any) -> str | None:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         return f"must be a directory path, got {value!r}"
@@ -178,7 +203,12 @@ def _location(value: Any) -> str | None:
         schemes = ", ".join(f"{s}://" for s in DATA_URL_SCHEMES)
         return f"cannot write to {os.fspath(value)!r}: the URL scheme must be one of {schemes}"
     rest = _URL.sub("", os.fspath(value))
-    if scheme != "file" and not rest.split("/")[0]:
+    if scheme == "file":
+        try:
+            local_path(value)
+        except ValueError as exc:
+            return str(exc)
+    elif not rest.split("/")[0]:
         return f"{os.fspath(value)!r} names no bucket"
     return None
 
@@ -282,8 +312,7 @@ class Settings:
         """``data_dir`` as a local path; only for a local data_dir (see data_is_local)."""
         if not self.data_is_local:
             raise ValueError(f"data_dir {self.data_dir!r} is not a local directory")
-        text = self.data_dir
-        return Path(text[len("file://") :] if url_scheme(text) == "file" else text)
+        return local_path(self.data_dir)
 
     @property
     def spool_path(self) -> Path:
@@ -497,6 +526,13 @@ def resolve(
             if missing in settings.sources
             else "PREDLOG_" + missing.upper(),
             "the Kafka sink needs both a bootstrap server list and a topic",
+        )
+    if settings.iceberg_table and settings.kafka_bootstrap:
+        raise ConfigError(
+            spelt(settings, "iceberg_table"),
+            "is set together with a Kafka sink; a server writes to one of them. With "
+            "Kafka, the table is written by `predlog sink --table`: leave "
+            f"{spelt(settings, 'iceberg_table')} unset on the servers",
         )
     if settings.batch_size > settings.ring_capacity:
         settings = replace(settings, batch_size=settings.ring_capacity)

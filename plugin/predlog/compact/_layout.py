@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predlog._record import arrow_schema
-from predlog._settings import url_scheme
+from predlog._settings import local_path, url_scheme
 from predlog.compact._rebatch import ROWS_PER_GROUP, rebatch
 from predlog.compact._report import CompactError, CompactReport, DayReport
 from predlog.compact._swap import exchange
@@ -64,7 +64,10 @@ def local_root(data_dir: str | os.PathLike[str]) -> Path:
     text = os.fspath(data_dir)
     scheme = url_scheme(text)
     if scheme == "file":
-        return Path(text[len("file://") :])
+        try:
+            return local_path(text)
+        except ValueError as exc:
+            raise CompactError(str(exc)) from None
     if scheme is not None:
         raise CompactError(
             f"cannot compact the Parquet layout at {text}: an object store has no atomic "

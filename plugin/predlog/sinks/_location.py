@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from predlog._settings import url_scheme
+from predlog._settings import local_path, url_scheme
 
 #: Errors in a store's answer that mean "this configuration cannot work" (missing
 #: bucket, refused credentials), as opposed to a store that is down for now.
@@ -162,7 +162,7 @@ def locate(data_dir: str | os.PathLike[str], environ: Mapping[str, str] | None =
         return Location(text, pafs.LocalFileSystem(), str(Path(text)), None)
     rest = text.split("://", 1)[1]
     if scheme == "file":
-        return Location(text, pafs.LocalFileSystem(), str(Path(rest)), "file")
+        return Location(text, pafs.LocalFileSystem(), str(local_path(text)), "file")
     base = rest.strip("/")
     if scheme == "s3":
         return Location(text, _s3(env), base, scheme)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from predlog._record import arrow_schema
-from predlog._settings import url_scheme
+from predlog._settings import local_path, url_scheme
 from predlog.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,7 +52,10 @@ def _local_dir(data_dir: str | Path) -> Path:
     text = str(data_dir)
     scheme = url_scheme(text)
     if scheme == "file":
-        return Path(text[len("file://") :])
+        try:
+            return local_path(text)
+        except ValueError as exc:
+            raise ConfigError("data_dir", str(exc)) from None
     if scheme is not None:
         raise ConfigError(
             _SETTING,
