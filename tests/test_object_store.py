@@ -142,7 +142,7 @@ class Store:
         return found
 
     def staged(self) -> list[Path]:
-        return sorted((self.spool / "parquet").glob("predictions/date=*/part-*.parquet"))
+        return sorted((self.spool / "parquet").glob("*/predictions/date=*/part-*.parquet"))
 
 
 def logger(store: Store, **kwargs: object) -> predlog.PredictionLogger:
@@ -537,13 +537,38 @@ class TestCrash:
         assert len(store.staged()) == 1
         assert store.object_keys() == []
         sink = predlog.ParquetSink(store.url, spool_dir=store.spool)
-        assert sink.stats()["adopted"] == 1 and sink.stats()["uploaded"] == 1
+        assert sink.stats()["adopted"] == 1
+        sink.flush()  # the upload thread takes it at once; flush() waits for it
+        assert sink.stats()["uploaded"] == 1
         assert sink.unpublished_rows == 0  # the dead writer's rows are not this sink's
         sink.close()
         assert store.request_ids() == Counter({f"k-{i}": 1 for i in range(120)})
         assert store.staged() == []
         [key] = store.object_keys()
         assert KEY.match(key) and KEY.match(key)["pid"] == str(child.pid)  # type: ignore[index]
+
+    def test_a_restarted_process_with_the_same_pid_adopts_and_no_other_bucket_does(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A container restarted after a crash is often the same pid (1): the staged
+        files named with it are a dead predecessor's, and are adopted. A sink for another
+        data_dir sharing the spool never takes them to its own bucket."""
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{closed_port()}")
+        dead = predlog.ParquetSink(store.url, spool_dir=store.spool)
+        dead.export(build_batch([{"request_id": f"p-{i}"} for i in range(7)]))
+        with pytest.raises(predlog.SinkError):
+            dead.close()  # the store is away: the file stays staged, as after a crash
+        assert len(store.staged()) == 1
+        monkeypatch.setenv("AWS_ENDPOINT_URL", store.moto.url)
+        store.client.create_bucket(Bucket="other-bucket")  # type: ignore[attr-defined]
+        other = predlog.ParquetSink("s3://other-bucket/x", spool_dir=store.spool)
+        assert other.stats()["adopted"] == 0
+        other.close()
+        again = predlog.ParquetSink(store.url, spool_dir=store.spool)  # same pid
+        assert again.stats()["adopted"] == 1
+        again.close()
+        assert store.request_ids() == Counter({f"p-{i}": 1 for i in range(7)})
+        assert store.staged() == []
 
 
 UPLOADER = """
@@ -653,4 +678,4 @@ class TestSinkFromKafka:
         assert stats["written"] == 2_000
         assert store.request_ids() == Counter({f"kf-{i}": 1 for i in range(2_000)})
         assert all(KEY.match(k) for k in store.object_keys())
-        assert not list((store.spool / "consumer").glob("parquet/predictions/*/*.parquet"))
+        assert not list((store.spool / "consumer").glob("parquet/*/predictions/*/*.parquet"))

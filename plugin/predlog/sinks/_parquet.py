@@ -152,6 +152,15 @@ class _OpenFile:
             self.temp.unlink(missing_ok=True)
 
 
+#: The sinks alive in this process, so that one never adopts another's staged files.
+_LIVE: weakref.WeakSet[ParquetSink] = weakref.WeakSet()
+
+
+def _destination_tag(url: str) -> str:
+    """A short, stable directory name for one destination (a data_dir URL)."""
+    return hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+
+
 def _running(pid: int) -> bool:
     """Whether a process with this pid exists (one we may not signal exists too)."""
     try:
@@ -214,8 +223,12 @@ class ParquetSink:
             # As the logger's settings would have it: PREDLOG_SPOOL_DIR, or the default
             # for this data_dir (``predlog sink`` builds its sink with no settings).
             spool_dir = read("spool_dir") or Settings(data_dir=os.fspath(data_dir)).spool_path
+        # Staging is per destination: a sink never adopts, and uploads to its own
+        # bucket, the files another data_dir's sink left in a shared spool_dir.
         self.root = (
-            Path(spool_dir) / "parquet" if self._remote else self.location.local_path
+            Path(spool_dir) / "parquet" / _destination_tag(self.location.url)
+            if self._remote
+            else self.location.local_path
         ) / "predictions"
         self._max_bytes = max_file_bytes
         self._max_age = max_file_age_s
@@ -243,6 +256,7 @@ class ParquetSink:
         self.swept = self._sweep()
         if self._uploads is not None:
             self._adopt(self._uploads)
+        _LIVE.add(self)
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
@@ -283,25 +297,24 @@ class ParquetSink:
         Unlike a temporary file, a staged file is whole and its records were taken: it
         is uploaded, never deleted unread. Two sinks starting at once may both upload
         one; it is the same bytes under the same name, so readers still see it once.
-        Uploaded here, before the sink is used, so that a reader of the newest
-        published files (``predlog sink`` restarting) sees them.
+        A file named with this very pid is a dead predecessor's (a container restarted
+        after a crash is pid 1 again) unless another live sink of this process stages
+        in the same directory. The upload thread takes them at once; a caller that
+        must see them published (``predlog sink`` restarting) calls ``flush()``.
         """
+        shared = any(other.root == self.root for other in _LIVE if other is not self)
         for path in sorted(self.root.glob("date=*/part-*.parquet")):
             match = _FILE_NAME.match(path.name)
             if match is None or match["host"] != self._host:
                 continue
             pid = int(match["pid"])
-            if pid == self._pid or _running(pid):
+            if (pid == self._pid and shared) or (pid != self._pid and _running(pid)):
                 continue
             try:
                 rows = pq.ParquetFile(path).metadata.num_rows
                 uploads.add(path, self._key(path), rows, own=False)
             except (OSError, pa.ArrowException):
                 continue  # gone meanwhile (another sink took it), or not ours to send
-        # Not raised: a store that is down must not stop a server starting; the upload
-        # thread keeps trying.
-        with contextlib.suppress(SinkError):
-            uploads.drain()
 
     def export(self, batch: pa.RecordBatch) -> None:
         if self._closed:
@@ -402,6 +415,7 @@ class ParquetSink:
             self.flush()
         finally:
             self._closed = True
+            _LIVE.discard(self)
             if self._uploads is not None:
                 self._uploads.close()
 
