@@ -304,14 +304,14 @@ class TestIcebergTable:
         commit = _table._commit
         raced: list[str] = []
 
-        def racing(*args: object) -> None:
+        def racing(*args: object) -> int:
             if not raced:
                 table.refresh()
                 day = int(DAY.timestamp()) // 86_400
                 written = FileWriter(table).write(day, "model", batch("racer", 20))
                 table.add_files([written.location])
                 raced.append(written.location)
-            commit(*args)
+            return commit(*args)
 
         monkeypatch.setattr(_table, "_commit", racing)
         rows_before, _ = self.state(table)
@@ -349,3 +349,44 @@ class TestIcebergTable:
         assert answer["expired_snapshots"] == 0
         table.refresh()
         assert len(table.snapshots()) == 15 + 2
+
+
+@pytest.mark.integration
+def test_expiry_keeps_a_consumer_commit_made_after_the_compaction(tmp_path):
+    """Snapshots are expired up to the compaction's own, not to whatever is current: a
+    Kafka consumer's commit landing after it (its own partitions' offsets only) must not
+    take the compaction's snapshot, which carries every partition's, with it."""
+    from predlog.compact import _table, compact_table
+    from predlog.sinks.iceberg._catalog import open_table
+    from predlog.sinks.iceberg._files import FileWriter
+    from predlog.sinks.iceberg._kafka import offsets_key, table_offsets
+
+    data = tmp_path / "data"
+    table = open_table("ns.offsets", data_dir=data)
+    day = int(DAY.timestamp()) // 86_400
+    key = offsets_key("topic", "group")
+    for partition in (0, 1):  # two consumers' commits, one partition each
+        for n in range(2):
+            written = FileWriter(table).write(day, "model", batch(f"p{partition}-{n}", 10))
+            with table.transaction() as tx:
+                tx.add_files(
+                    [written.location],
+                    snapshot_properties={key: json.dumps({str(partition): 10 * (n + 1)})},
+                )
+    expire = _table._expire
+
+    def consumer_commits_first(table_, replaced, ours_ms):
+        table_.refresh()
+        written = FileWriter(table_).write(day, "model", batch("late", 5))
+        time.sleep(0.01)
+        with table_.transaction() as tx:
+            tx.add_files([written.location], snapshot_properties={key: json.dumps({"0": 25})})
+        return expire(table_, replaced, ours_ms)
+
+    _table._expire = consumer_commits_first
+    try:
+        compact_table("ns.offsets", data_dir=data, dates=[f"{DAY:%Y-%m-%d}"])
+    finally:
+        _table._expire = expire
+    table.refresh()
+    assert table_offsets(table, "topic", "group") == {0: 25, 1: 20}

@@ -63,12 +63,13 @@ def compact_table(
         dates = _days_before(table, before)
     report = CompactReport(target=name)
     replaced: list[str] = []
+    committed: list[int] = []  # the times of this compaction's own snapshots
     for day in dates:
-        day_report, removed = _compact_day(table, day, target_bytes)
+        day_report, removed = _compact_day(table, day, target_bytes, committed)
         report.days.append(day_report)
         replaced += removed
-    if expire and replaced:
-        report.expired_snapshots = _expire(table, replaced)
+    if expire and replaced and committed:
+        report.expired_snapshots = _expire(table, replaced, max(committed))
     return report
 
 
@@ -110,8 +111,11 @@ def _partition_day(table: Table, task: FileScanTask) -> str:
     return (date(1970, 1, 1) + timedelta(days=days)).isoformat()
 
 
-def _compact_day(table: Table, day: str, target_bytes: int) -> tuple[DayReport, list[str]]:
-    """Plan, rewrite and commit one day; replanned from the start if a commit conflicts."""
+def _compact_day(
+    table: Table, day: str, target_bytes: int, committed: list[int]
+) -> tuple[DayReport, list[str]]:
+    """Plan, rewrite and commit one day; replanned from the start if a commit conflicts.
+    The time of its snapshot is appended to ``committed``."""
     from pyiceberg.exceptions import (  # noqa: PLC0415
         CommitFailedException,
         ValidationException,
@@ -136,7 +140,7 @@ def _compact_day(table: Table, day: str, target_bytes: int) -> tuple[DayReport, 
         old = [t.file for group in groups for t in group]
         new = [f for group in groups for f in _rewrite(table, group, target_bytes)]
         try:
-            _commit(table, old, new)
+            committed.append(_commit(table, old, new))
         except (CommitFailedException, ValidationException):
             # Refused: another commit landed first (or removed one of these files). The
             # new files are in no snapshot; plan again. (Any other failure may have
@@ -252,7 +256,8 @@ def _carried(table: Table) -> dict[str, str]:
     return carried
 
 
-def _commit(table: Table, old: list[DataFile], new: list[DataFile]) -> None:
+def _commit(table: Table, old: list[DataFile], new: list[DataFile]) -> int:
+    """Replace ``old`` by ``new`` in one snapshot; its time (ms) is returned."""
     with (
         table.transaction() as transaction,
         transaction.update_snapshot(snapshot_properties=_carried(table)).overwrite() as overwrite,
@@ -261,18 +266,21 @@ def _commit(table: Table, old: list[DataFile], new: list[DataFile]) -> None:
             overwrite.delete_data_file(data_file)
         for data_file in new:
             overwrite.append_data_file(data_file)
+    ours = table.current_snapshot()  # the commit's response: this snapshot is ours
+    return 0 if ours is None else ours.timestamp_ms
 
 
-def _expire(table: Table, replaced: list[str]) -> int:
-    """Expire every snapshot older than the current one (a branch head or tag is kept);
-    delete the replaced files that no remaining snapshot references. Returns how many
-    snapshots were expired."""
+def _expire(table: Table, replaced: list[str], ours_ms: int) -> int:
+    """Expire every snapshot older than this compaction's own last one (a branch head or
+    tag is kept); delete the replaced files that no remaining snapshot references.
+    Returns how many snapshots were expired.
+
+    Not older than the current one: a consumer that committed since holds only its own
+    partitions' offsets, and the compaction's snapshot carries everyone's.
+    """
     table.refresh()
-    current = table.current_snapshot()
-    if current is None:
-        return 0
     before = len(table.snapshots())
-    cutoff = datetime.fromtimestamp(current.timestamp_ms / 1000, tz=timezone.utc)
+    cutoff = datetime.fromtimestamp(ours_ms / 1000, tz=timezone.utc)
     table.maintenance.expire_snapshots().older_than(cutoff).commit()
     table.refresh()
     remaining = table.snapshots()
