@@ -19,8 +19,8 @@ settings.load_profile("ci")
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees configuration from the machine it runs on."""
     for name in list(os.environ):
-        if name.startswith("PREDLOG_TEST_"):
-            continue  # where the integration services are, not predlog configuration
+        if name.startswith("PREDLOG_TEST_") or name == "PREDLOG_CRASH_SEED":
+            continue  # where the services are, and the crash tests' replay seed: not settings
         if name.startswith("PREDLOG_") or name == "PREDICTION_LOG_SAMPLE_RATE":
             monkeypatch.delenv(name)
     return
