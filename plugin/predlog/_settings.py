@@ -291,6 +291,8 @@ class Settings:
     pseudonym_key_id: str | None = setting(None, _optional_str)
     feature_allowlist: tuple[str, ...] = setting((), _str_tuple)
     stale_feature_age_s: float = setting(3600.0, _positive_number)
+    #: Features ``predlog drift`` does not compare (identifiers it cannot recognise).
+    drift_exclude: tuple[str, ...] = setting((), _str_tuple)
     operational_log: bool = setting(False, _bool)
     kafka_bootstrap: str | None = setting(None, _optional_str)
     kafka_topic: str | None = setting(None, _optional_str)

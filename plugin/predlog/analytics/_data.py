@@ -56,7 +56,7 @@ class Predictions:
         data_dir: str | os.PathLike[str] | None = None,
         *,
         table: str | None = None,
-        progress: bool = False,
+        database: str | os.PathLike[str] = ":memory:",
     ) -> None:
         import duckdb  # noqa: PLC0415  # the analytics extra
 
@@ -71,12 +71,12 @@ class Predictions:
         self.audit_dir: Path | None = None if self.root is None else self.root / "audit"
         #: What the records were read from, for messages.
         self.where = f"table {table}" if table else text
-        self.con = duckdb.connect()
-        if progress:
-            # DuckDB draws its own bar on stderr for queries that run long.
-            self.con.execute("SET enable_progress_bar = true")
+        self.con = duckdb.connect(os.fspath(database))
+        # A date without an offset means midnight UTC, as timestamp_utc is written,
+        # whatever the zone of the machine running the query.
+        self.con.execute("SET TimeZone = 'UTC'")
         if table:
-            source = _register(self.con, *_table_files(table, text), partition_base=None)
+            source = _register(self.con, *table_files(table, text), partition_base=None)
         elif self.root is not None:
             source = _local_source(self.root)
         else:
@@ -84,7 +84,7 @@ class Predictions:
         # prediction_id is text in every query: files written before ids were text hold
         # DuckDB's UUID type, and a directory mixing both unifies to UUID.
         self.con.execute(  # the source is quoted or registered; a view's path cannot be bound
-            "CREATE VIEW predictions AS SELECT * REPLACE "  # noqa: S608
+            "CREATE VIEW predictions AS SELECT * REPLACE "
             f"(CAST(prediction_id AS VARCHAR) AS prediction_id) FROM {source}"
         )
         self.columns = {row[0] for row in self.con.execute("DESCRIBE predictions").fetchall()}
@@ -147,16 +147,16 @@ def _store_source(con: Any, location: Location) -> str:
     return _register(con, location.filesystem, paths, partition_base=base)
 
 
-def _table_files(table: str, data_dir: str) -> tuple[pafs.FileSystem, list[str]]:
+def table_files(table: str, data_dir: str) -> tuple[pafs.FileSystem, list[str]]:
     """The data files of an Iceberg table's current snapshot."""
     try:
-        from predlog.sinks.iceberg._catalog import table_files  # noqa: PLC0415  # extra
+        from predlog.sinks.iceberg._catalog import table_files as catalog_files  # noqa: PLC0415
     except ImportError as exc:
         raise AnalyticsError(
             f"reading table {table} needs pyiceberg: pip install 'predlog[iceberg]' ({exc})"
         ) from None
     try:
-        filesystem, paths = table_files(table, data_dir=data_dir)
+        filesystem, paths = catalog_files(table, data_dir=data_dir)
     except PredlogError:
         raise
     except Exception as exc:  # noqa: BLE001  # the catalog's own errors, said plainly

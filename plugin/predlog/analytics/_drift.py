@@ -1,27 +1,47 @@
 """Which features drifted between two time ranges.
 
-Per feature: the population stability index (PSI) over ten quantile bins of the
-baseline (categories for categorical features), weighted by ``sample_weight``; the
-two-sample Kolmogorov-Smirnov test for numbers and the chi-square test of
-homogeneity for categories; and the change in null rate. Plus the same PSI for the
-score distribution, and the change in feature freshness. A feature is flagged when
-its PSI passes ``psi_threshold`` (0.2, the usual "significant shift" line): with
-millions of records every p-value is tiny, so the tests are reported, not used alone.
+Per feature, every number weighted by ``sample_weight``: the population stability
+index (PSI) over the baseline's weighted deciles (categories for text features); the
+Kolmogorov-Smirnov statistic between the weighted distributions for numbers and the
+chi-square test of homogeneity for categories; the null rate and the mean. The same
+for the model's score, and the change in feature freshness. The engine computes them
+(see :mod:`predlog.analytics._distribution`); memory does not grow with records.
+
+When a feature is flagged (``RULE``): its PSI passes ``psi_threshold`` (0.2, the usual
+"significant shift" line), its test rejects at ``ALPHA``, and both ranges are large
+enough that PSI's own noise is small beside the threshold. Comparing two samples of
+one distribution, PSI is about (bins - 1) * (1/n_baseline + 1/n_current) on average
+(n: effective sample sizes), so 148 against 152 records over 8 categories give
+0.09 by chance and often 0.4. A feature under that size is reported, with its numbers,
+as too small to flag. Identifier-like features are not compared at all
+(:mod:`predlog.analytics._features`), nor those named in ``exclude``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-import numpy as np
-import numpy.typing as npt
+from predlog._settings import read
+from predlog.analytics import _distribution as dist
+from predlog.analytics._data import AnalyticsError, check_time
+from predlog.analytics._features import Feature, classify, sample
+from predlog.analytics._stages import Progress, quiet
+from predlog.analytics.engine import Engine, json_path, literal, open_engine
 
-from predlog.analytics._data import AnalyticsError, Predictions, check_time
-
-_EPS = 1e-6
+#: The test's p-value under which a large PSI is believed.
+ALPHA: Final = 0.01
+#: PSI's noise (its mean between two samples of one distribution) must stay under this
+#: share of the threshold.
+NOISE_SHARE: Final = 0.1
+RULE: Final = (
+    "flagged when PSI > {threshold}, the KS or chi-square test gives p < {alpha}, and "
+    "(bins - 1) * (1/n_baseline + 1/n_current) (PSI's mean by chance; n effective) "
+    "< {share} * {threshold}"
+)
+#: The records compared, kept by the engine while the metrics read them.
+RECORDS: Final = "predlog_drift"
 
 
 def parse_range(text: str) -> tuple[str, str]:
@@ -30,47 +50,6 @@ def parse_range(text: str) -> tuple[str, str]:
     if not sep or not start or not end:
         raise AnalyticsError(f"a range looks like 2026-11-01..2026-11-08, got {text!r}")
     return check_time(start, f"range {text}"), check_time(end, f"range {text}")
-
-
-def psi(
-    base: npt.NDArray[np.float64],
-    current: npt.NDArray[np.float64],
-    base_w: npt.NDArray[np.float64] | None = None,
-    current_w: npt.NDArray[np.float64] | None = None,
-    bins: int = 10,
-) -> float:
-    """PSI of a numeric feature over the baseline's quantile bins."""
-    edges = np.unique(np.quantile(base, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:
-        return 0.0
-    edges[0], edges[-1] = -np.inf, np.inf
-    b = np.histogram(base, edges, weights=base_w)[0].astype(float)
-    c = np.histogram(current, edges, weights=current_w)[0].astype(float)
-    return _psi_from_counts(b, c)
-
-
-def _psi_from_counts(b: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> float:
-    p = np.maximum(b / b.sum(), _EPS)
-    q = np.maximum(c / c.sum(), _EPS)
-    return float(((q - p) * np.log(q / p)).sum())
-
-
-def _json_path(name: str) -> str:
-    return "$." + json.dumps(name)
-
-
-#: The two ranges compared; each becomes a DuckDB view of that name.
-_VIEWS = ("baseline", "current")
-
-#: Feature names and JSON types come from up to 20,000 records of each range, not from
-#: a scan of every record.
-_SAMPLE = (
-    "SELECT features FROM (SELECT features FROM baseline USING SAMPLE 20000 ROWS "
-    "UNION ALL SELECT features FROM current USING SAMPLE 20000 ROWS) "
-    "WHERE features IS NOT NULL"
-)
-
-_NUMERIC_JSON_TYPES = frozenset({"UBIGINT", "BIGINT", "DOUBLE"})
 
 
 def drift(
@@ -82,207 +61,206 @@ def drift(
     psi_threshold: float = 0.2,
     model_name: str | None = None,
     html_path: str | Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
+    memory_limit: str | None = None,
+    exclude: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """Compare the records of two ranges, feature by feature.
 
-    DuckDB extracts one feature at a time from the JSON column, so memory holds a
-    single float column per range, not every record's features.
+    ``exclude`` names features not to compare (default: the ``drift_exclude`` setting,
+    ``PREDLOG_DRIFT_EXCLUDE``). ``engine`` as for :func:`predlog.analytics.evaluate`.
     """
-    data = Predictions(data_dir, table=table, progress=progress is not None)
-    data.require("features", "raw_score", "sample_weight", "timestamp_utc")
-    counts = {
-        view: _select_range(data, view, text, model_name)
-        for view, text in zip(_VIEWS, (baseline, current), strict=True)
-    }
-    names = _feature_names(data)
-    report: dict[str, Any] = {
-        "baseline": {"range": baseline, "n": counts["baseline"]},
-        "current": {"range": current, "n": counts["current"]},
-        "psi_threshold": psi_threshold,
-        "features": {},
-        "drifted": [],
-    }
-    for number, feature in enumerate(names, start=1):
-        if progress is not None:
-            progress(f"feature {number}/{len(names)}: {feature}")
-        entry = _feature_drift(data, feature, counts)
-        entry["drifted"] = entry["psi"] is not None and entry["psi"] > psi_threshold
-        if entry["drifted"]:
-            report["drifted"].append(feature)
-        report["features"][feature] = entry
-    report["score"] = _score_drift(data)
-    report["freshness_mean_seconds"] = _mean_freshness(data)
+    say = progress or quiet
+    excluded = set(read("drift_exclude") if exclude is None else exclude)
+    say("opening the prediction records")
+    with open_engine(
+        engine,
+        data_dir=data_dir,
+        table=table,
+        spark_master=spark_master,
+        memory_limit=memory_limit,
+    ) as eng:
+        eng.require("features", "raw_score", "sample_weight", "timestamp_utc")
+        filters = [_range_filter(text, model_name) for text in (baseline, current)]
+        say("sampling feature names")
+        features = classify([sample(eng, f) for f in filters])
+        features = [
+            Feature(f.name, "excluded", "excluded by name") if f.name in excluded else f
+            for f in features
+        ]
+        compared = [f for f in features if f.kind in ("numerical", "categorical")]
+        say("extracting features")
+        eng.materialise(RECORDS, _records_query(filters, compared))
+        report = _report(eng, (baseline, current), (features, compared), psi_threshold, say)
     if html_path is not None:
         _write_html(html_path, report)
     return report
 
 
-def _select_range(data: Predictions, view: str, text: str, model_name: str | None) -> int:
-    """Make ``view`` the records of the range ``text`` (and model); their count, never 0.
-
-    The later queries all read the view, so the time filter is written once.
-    """
+def _range_filter(text: str, model_name: str | None) -> str:
     start, end = parse_range(text)
-    where = "timestamp_utc >= CAST(? AS TIMESTAMPTZ) AND timestamp_utc < CAST(? AS TIMESTAMPTZ)"
-    params: list[Any] = [start, end]
-    if model_name:
-        where += " AND model_name = ?"
-        params.append(model_name)
-    data.con.sql(
-        "SELECT features, raw_score, sample_weight, feature_freshness_max_age_seconds "
-        f"FROM predictions WHERE {where}",  # fixed text, bound values
-        params=params,
-    ).create_view(view, replace=True)
-    count: int = data.query(f"SELECT count(*) FROM {view}").fetchall()[0][0]
-    if not count:
-        raise AnalyticsError(f"no predictions in the {view} range {text}")
-    return count
-
-
-def _feature_names(data: Predictions) -> list[str]:
-    """Every feature name seen in a sample of either range, sorted."""
-    rows = data.query(f"SELECT DISTINCT unnest(json_keys(features)) FROM ({_SAMPLE})").fetchall()
-    return sorted(r[0] for r in rows)
-
-
-def _feature_drift(data: Predictions, feature: str, counts: dict[str, int]) -> dict[str, Any]:
-    """One feature's null rates, PSI and test.
-
-    Numerical when every sampled value is a JSON number; otherwise (strings, booleans,
-    only nulls) its values are compared as categories.
-    """
-    path = _json_path(feature)
-    rows = data.query(f"SELECT DISTINCT json_type(features, ?) FROM ({_SAMPLE})", [path])
-    kinds = {r[0] for r in rows.fetchall()} - {None, "NULL"}
-    if kinds and kinds <= _NUMERIC_JSON_TYPES:
-        return _numerical_drift(data, path)
-    return _categorical_drift(data, path, counts)
-
-
-def _numerical_drift(data: Predictions, path: str) -> dict[str, Any]:
-    """PSI over the baseline's deciles (weighted), the KS test, means and a histogram."""
-    from scipy import stats  # noqa: PLC0415  # the analytics extra
-
-    cols = {}
-    for view in _VIEWS:
-        table = data.arrow(
-            f"SELECT CAST(json_extract(features, ?) AS DOUBLE) AS v, sample_weight AS w "
-            f"FROM {view}",
-            [path],
-        )
-        values = table.column("v").to_numpy(zero_copy_only=False)
-        weights = table.column("w").to_numpy(zero_copy_only=False)
-        null = np.isnan(values)
-        cols[view] = (values[~null], weights[~null], float(null.mean()))
-    (b_num, b_w, b_null), (c_num, c_w, c_null) = cols["baseline"], cols["current"]
-    entry: dict[str, Any] = {"null_rate": {"baseline": b_null, "current": c_null}}
-    if not (len(b_num) and len(c_num)):
-        entry["kind"], entry["psi"] = "empty", None
-        return entry
-    entry["kind"] = "numerical"
-    entry["psi"] = psi(b_num, c_num, b_w, c_w)
-    ks = stats.ks_2samp(b_num, c_num)
-    entry["ks"] = {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
-    entry["mean"] = {"baseline": float(b_num.mean()), "current": float(c_num.mean())}
-    entry["histogram"] = _histogram(b_num, c_num)
-    return entry
-
-
-#: Per category (None for a null): its summed sample weight and its record count.
-_Tally = dict[Any, tuple[float, int]]
-
-
-def _categorical_drift(data: Predictions, path: str, counts: dict[str, int]) -> dict[str, Any]:
-    """PSI over the categories (weighted), the chi-square test on counts, and a histogram."""
-    tallies: dict[str, _Tally] = {}
-    for view in _VIEWS:
-        rows = data.query(
-            f"SELECT json_extract_string(features, ?) AS v, sum(sample_weight), count(*) "
-            f"FROM {view} GROUP BY v",
-            [path],
-        ).fetchall()
-        tallies[view] = {r[0]: (float(r[1]), int(r[2])) for r in rows}
-    b_t, c_t = tallies["baseline"], tallies["current"]
-    entry: dict[str, Any] = {
-        "null_rate": {view: tallies[view].get(None, (0.0, 0))[1] / counts[view] for view in _VIEWS}
-    }
-    categories = sorted((set(b_t) | set(c_t)) - {None})
-    if not categories:
-        entry["kind"], entry["psi"] = "empty", None
-        return entry
-    b_counts = np.array([b_t.get(k, (0.0, 0))[0] for k in categories])
-    c_counts = np.array([c_t.get(k, (0.0, 0))[0] for k in categories])
-    entry["kind"] = "categorical"
-    entry["psi"] = _psi_from_counts(b_counts, c_counts)
-    entry["histogram"] = {
-        "categories": categories,
-        "baseline": b_counts.tolist(),
-        "current": c_counts.tolist(),
-    }
-    chi_square = _chi_square(b_t, c_t, categories)
-    if chi_square is not None:
-        entry["chi_square"] = chi_square
-    return entry
-
-
-def _chi_square(b_t: _Tally, c_t: _Tally, categories: list[Any]) -> dict[str, Any] | None:
-    """The chi-square test of homogeneity on record counts; None with fewer than two
-    categories seen, where the test is undefined."""
-    from scipy import stats  # noqa: PLC0415  # the analytics extra
-
-    table = np.array(
-        [
-            [b_t.get(k, (0.0, 0))[1] for k in categories],
-            [c_t.get(k, (0.0, 0))[1] for k in categories],
-        ]
+    where = (
+        f"timestamp_utc >= CAST({literal(start)} AS TIMESTAMPTZ) "
+        f"AND timestamp_utc < CAST({literal(end)} AS TIMESTAMPTZ)"
     )
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] <= 1:
-        return None
-    chi2, p, dof, _ = stats.chi2_contingency(table)
-    return {"statistic": float(chi2), "p_value": float(p), "dof": int(dof)}
+    if model_name:
+        where += f" AND model_name = {literal(model_name)}"
+    return where
 
 
-def _score_drift(data: Predictions) -> dict[str, Any]:
-    """PSI (unweighted), means and a histogram of the model's scores."""
-    scores = {}
-    for view in _VIEWS:
-        values = data.arrow(f"SELECT raw_score FROM {view} WHERE raw_score IS NOT NULL", [])
-        scores[view] = values.column("raw_score").to_numpy(zero_copy_only=False)
-    b_score, c_score = scores["baseline"], scores["current"]
-    both = bool(len(b_score) and len(c_score))
-    score: dict[str, Any] = {
-        "psi": psi(b_score, c_score) if both else None,
-        "mean": {
-            "baseline": float(b_score.mean()) if len(b_score) else None,
-            "current": float(c_score.mean()) if len(c_score) else None,
+def _records_query(filters: list[str], compared: list[Feature]) -> str:
+    """One row per record of either range: which range, weight, score, freshness and
+    each compared feature (numbers as DOUBLE: a value that is not a number is null)."""
+    columns = []
+    for i, feature in enumerate(compared):
+        value = f"json_extract_string(features, {json_path(feature.name)})"
+        if feature.kind == "numerical":
+            value = f"TRY_CAST({value} AS DOUBLE)"
+        columns.append(f"{value} AS f{i}")
+    select = (
+        "coalesce(CAST(sample_weight AS DOUBLE), 1.0) AS w, "
+        "CAST(raw_score AS DOUBLE) AS score, "
+        "CAST(feature_freshness_max_age_seconds AS DOUBLE) AS fresh"
+        + "".join(", " + c for c in columns)
+    )
+    return " UNION ALL ".join(
+        f"SELECT {flag} AS cur, {select} FROM predictions WHERE {where}"
+        for flag, where in zip(("FALSE", "TRUE"), filters, strict=True)
+    )
+
+
+def _report(
+    eng: Engine,
+    ranges: tuple[str, str],
+    kinds: tuple[list[Feature], list[Feature]],
+    psi_threshold: float,
+    say: Progress,
+) -> dict[str, Any]:
+    """The report over the materialised records: ``kinds`` are (all features, compared)."""
+    features, compared = kinds
+    totals = _totals(eng)
+    for view, text, (n, _, _) in zip(("baseline", "current"), ranges, totals, strict=True):
+        if not n:
+            raise AnalyticsError(f"no predictions in the {view} range {text}")
+    report: dict[str, Any] = {
+        "engine": eng.name,
+        "baseline": {"range": ranges[0], "n": totals[0][0], "weighted_n": totals[0][1]},
+        "current": {"range": ranges[1], "n": totals[1][0], "weighted_n": totals[1][1]},
+        "psi_threshold": psi_threshold,
+        "rule": RULE.format(threshold=psi_threshold, alpha=ALPHA, share=NOISE_SHARE),
+        "features": {},
+    }
+    weights = (totals[0][1], totals[1][1])
+    column = {f.name: f"f{i}" for i, f in enumerate(compared)}
+    for number, feature in enumerate(features, start=1):
+        say("comparing features", number - 1, len(features))
+        if feature.name in column:
+            entry = _compare(eng, column[feature.name], feature.kind, weights)
+            _flag(entry, psi_threshold)
+        else:
+            entry = {"kind": feature.kind, "psi": None, "drifted": False, "note": feature.note}
+        report["features"][feature.name] = entry
+    say("comparing features", len(features), len(features))
+    report["drifted"] = [n for n, f in report["features"].items() if f["drifted"]]
+    report["identifiers"] = [f.name for f in features if f.kind == "identifier"]
+    say("comparing scores")
+    report["score"] = _compare(eng, "score", "numerical", weights)
+    report["freshness_mean_seconds"] = {"baseline": totals[0][2], "current": totals[1][2]}
+    return report
+
+
+def _totals(eng: Engine) -> list[tuple[int, float, float | None]]:
+    """Per range: records, their weight, and the weighted mean feature freshness."""
+    parts = ", ".join(
+        f"count(*) FILTER (WHERE {c}), sum(w) FILTER (WHERE {c}), "
+        f"sum(w * fresh) FILTER (WHERE {c} AND fresh IS NOT NULL) / "
+        f"nullif(sum(w) FILTER (WHERE {c} AND fresh IS NOT NULL), 0)"
+        for c in ("NOT cur", "cur")
+    )
+    row = eng.rows(f"SELECT {parts} FROM {RECORDS}")[0]
+    return [
+        (
+            int(row[i] or 0),
+            float(row[i + 1] or 0),
+            None if row[i + 2] is None else float(row[i + 2]),
+        )
+        for i in (0, 3)
+    ]
+
+
+def _compare(eng: Engine, column: str, kind: str, weights: tuple[float, float]) -> dict[str, Any]:
+    numeric = kind == "numerical"
+    base, cur, lo, hi = dist.sides(eng, RECORDS, column, numeric=numeric)
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "null_rate": {
+            "baseline": base.null_weight / weights[0] if weights[0] else None,
+            "current": cur.null_weight / weights[1] if weights[1] else None,
         },
+        "n": {"baseline": base.n, "current": cur.n},
+        "note": None,
     }
-    if both:
-        score["histogram"] = _histogram(b_score, c_score)
-    return score
+    if not (base.n and cur.n and base.weight > 0 and cur.weight > 0):
+        entry.update(kind="empty", psi=None, drifted=False, note="no values in one of the ranges")
+        return entry
+    if numeric:
+        _numerical(eng, column, entry, (base, cur), (float(lo), float(hi)))
+    else:
+        _categorical(eng, column, entry, (base, cur))
+    entry["noise"] = (entry["bins"] - 1) * (1 / base.effective_n + 1 / cur.effective_n)
+    return entry
 
 
-def _mean_freshness(data: Predictions) -> dict[str, Any]:
-    """Mean age of the oldest feature per record, in seconds, for each range."""
-    return {
-        view: data.query(f"SELECT avg(feature_freshness_max_age_seconds) FROM {view}").fetchone()[0]
-        for view in _VIEWS
+def _numerical(
+    eng: Engine,
+    column: str,
+    entry: dict[str, Any],
+    sides: tuple[dist.Side, dist.Side],
+    bounds: tuple[float, float],
+) -> None:
+    base, cur = sides
+    statistic, inner = dist.ks_and_deciles(eng, RECORDS, column, bounds, sides)
+    b, c = dist.binned(eng, RECORDS, column, inner)
+    entry["psi"] = dist.psi(b, c)
+    entry["bins"] = len(b)
+    entry["ks"] = {"statistic": statistic, "p_value": dist.ks_p_value(statistic, base, cur)}
+    entry["mean"] = {"baseline": base.mean, "current": cur.mean}
+    entry["histogram"] = {
+        "edges": [bounds[0], *inner, bounds[1]],
+        "baseline": b.tolist(),
+        "current": c.tolist(),
     }
 
 
-def _histogram(base: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> dict[str, Any]:
-    edges = np.unique(np.quantile(base, np.linspace(0, 1, 11)))
-    if len(edges) < 2:
-        edges = np.array([base.min(), base.max() + 1])
-    inner = edges.copy()
-    inner[0], inner[-1] = -np.inf, np.inf
-    return {
-        "edges": edges.tolist(),
-        "baseline": np.histogram(base, inner)[0].tolist(),
-        "current": np.histogram(current, inner)[0].tolist(),
-    }
+def _categorical(
+    eng: Engine, column: str, entry: dict[str, Any], sides: tuple[dist.Side, dist.Side]
+) -> None:
+    names, b, c = dist.categories(eng, RECORDS, column)
+    entry["psi"] = dist.psi(b, c)
+    entry["bins"] = len(names)
+    test = dist.chi_square(b, c, *sides)
+    if test is not None:
+        entry["chi_square"] = test
+    entry["histogram"] = {"categories": names, "baseline": b.tolist(), "current": c.tolist()}
+
+
+def _flag(entry: dict[str, Any], threshold: float) -> None:
+    """Decide ``drifted`` by ``RULE``; say why a large PSI is not flagged."""
+    test = entry.get("ks") or entry.get("chi_square")
+    p_value = test["p_value"] if test else None
+    large = entry["psi"] is not None and entry["psi"] > threshold
+    enough = entry.get("noise") is not None and entry["noise"] < NOISE_SHARE * threshold
+    entry["drifted"] = bool(large and enough and p_value is not None and p_value < ALPHA)
+    if large and not enough:
+        entry["note"] = (
+            f"too few records to flag: PSI {entry['psi']:.3f} where chance alone gives "
+            f"about {entry['noise']:.3f} at n = {entry['n']['baseline']:,} and "
+            f"{entry['n']['current']:,}"
+        )
+    elif large and not entry["drifted"]:
+        entry["note"] = f"not flagged: the test does not reject (p = {p_value})"
 
 
 def _write_html(path: str | Path, report: dict[str, Any]) -> None:
@@ -294,19 +272,39 @@ def _write_html(path: str | Path, report: dict[str, Any]) -> None:
             "kind": f["kind"],
             "psi": f["psi"],
             "drifted": f["drifted"],
-            "null_rate_baseline": f["null_rate"]["baseline"],
-            "null_rate_current": f["null_rate"]["current"],
+            "null_rate_baseline": f.get("null_rate", {}).get("baseline"),
+            "null_rate_current": f.get("null_rate", {}).get("current"),
+            "note": f.get("note"),
         }
         for name, f in report["features"].items()
     ]
-    sections = [("Features", _html.table(rows, list(rows[0]) if rows else []))]
-    if "histogram" in report["score"]:
-        h = report["score"]["histogram"]
-        sections.append(("Score", _html.histogram("score", h["baseline"], h["current"])))
+    sections = [
+        ("Features", _html.table(rows, list(rows[0]) if rows else [])),
+        ("Rule", _html.note(report["rule"])),
+    ]
+    score = report["score"]
+    if "histogram" in score:
+        sections.append(("Score", _chart(_html, "score", score)))
     for name, f in report["features"].items():
-        h = f.get("histogram")
-        if h:
+        if f.get("histogram"):
             label = f"{name}: PSI {f['psi']:.3f}" + (" DRIFTED" if f["drifted"] else "")
-            sections.append((label, _html.histogram(name, h["baseline"], h["current"])))
+            sections.append((label, _chart(_html, name, f)))
     title = f"predlog drift: {report['baseline']['range']} vs {report['current']['range']}"
     _html.write(path, _html.page(title, sections))
+
+
+def _chart(html: Any, name: str, entry: dict[str, Any]) -> str:
+    h = entry["histogram"]
+    return str(
+        html.histogram(
+            name,
+            h["baseline"],
+            h["current"],
+            edges=h.get("edges"),
+            categories=[str(c) for c in h["categories"]] if "categories" in h else None,
+            x_label=name,
+        )
+    )
+
+
+__all__ = ["drift", "parse_range"]

@@ -9,15 +9,16 @@ from typing import Any
 from predlog._settings import read
 from predlog.analytics._data import AnalyticsError, Predictions
 
-#: Percentile rank of a value among all records, and among one customer's records.
-_POPULATION = (
-    "SELECT avg(CASE WHEN CAST(json_extract(features, ?) AS DOUBLE) <= ? THEN 1.0 ELSE 0.0 END),"
-    " count(*) FROM predictions WHERE json_extract(features, ?) IS NOT NULL"
+#: Percentile rank of a value among all records, and among one customer's records:
+#: the weighted share at or below it, so a stratified sample ranks as the population.
+_RANK = (
+    "SELECT sum(CASE WHEN v <= ? THEN w ELSE 0 END) / nullif(sum(w), 0), count(*) FROM "
+    "(SELECT TRY_CAST(json_extract_string(features, ?) AS DOUBLE) AS v, "
+    "coalesce(CAST(sample_weight AS DOUBLE), 1.0) AS w FROM predictions {where}) "
+    "WHERE v IS NOT NULL"
 )
-_OWN_HISTORY = (
-    "SELECT avg(CASE WHEN CAST(json_extract(features, ?) AS DOUBLE) <= ? THEN 1.0 ELSE 0.0 END),"
-    " count(*) FROM predictions WHERE json_extract_string(features, ?) = ?"
-)
+_POPULATION = _RANK.format(where="")
+_OWN_HISTORY = _RANK.format(where="WHERE json_extract_string(features, ?) = ?")
 
 
 def investigate(
@@ -156,21 +157,25 @@ def _comparison(
     comparison = {}
     for name, value in numeric.items():
         path = "$." + json.dumps(name)
-        population = data.query(_POPULATION, [path, value, path]).fetchall()[0]
+        population = data.query(_POPULATION, [value, path]).fetchall()[0]
         entry = {
             "value": value,
-            "population_percentile": round(100 * population[0], 1),
+            "population_percentile": _percent(population[0]),
             "population_n": population[1],
         }
         if user_key and user_key in features:
             key_path = "$." + json.dumps(user_key)
             own = data.query(
-                _OWN_HISTORY, [path, value, key_path, str(features[user_key])]
+                _OWN_HISTORY, [value, path, key_path, str(features[user_key])]
             ).fetchall()[0]
-            entry["own_history_percentile"] = round(100 * own[0], 1) if own[1] else None
+            entry["own_history_percentile"] = _percent(own[0]) if own[1] else None
             entry["own_history_n"] = own[1]
         comparison[name] = entry
     return comparison
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100 * share, 1)
 
 
 def _audit_entries(request_id: str, audit_dir: str | Path | None) -> dict[str, dict[str, Any]]:

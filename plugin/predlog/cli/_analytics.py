@@ -6,9 +6,11 @@ command line, ``--version`` and ``--help`` included, starts without them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +25,38 @@ from predlog.cli._options import (
     table_of,
     table_option,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def engine_options(function: F) -> F:
+    """``--engine``, ``--spark-master`` and ``--memory-limit``: where the SQL runs."""
+    function = click.option(
+        "--memory-limit",
+        metavar="SIZE",
+        help="DuckDB's memory limit (default 1GB); past it, DuckDB spills to disk.",
+    )(function)
+    function = click.option(
+        "--spark-master",
+        metavar="URL",
+        help="Spark master for --engine spark (default local[*]).",
+    )(function)
+    return click.option(
+        "--engine",
+        type=click.Choice(["duckdb", "spark"]),
+        default="duckdb",
+        show_default=True,
+        help="Where the queries run: DuckDB embedded, or Spark (the same queries).",
+    )(function)
+
+
+def _engine_of(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "engine": options["engine"],
+        "spark_master": options["spark_master"],
+        "memory_limit": options["memory_limit"],
+    }
+
 
 #: How a time is written in ``--since``, ``--until`` and ranges.
 TIME_HELP = "a date (2026-10-01) or an ISO 8601 time (2026-10-01T12:00:00+00:00)"
@@ -111,6 +145,7 @@ def _pair(text: str, what: str) -> tuple[str, str]:
 )
 @data_option
 @table_option
+@engine_options
 @click.option("--html", type=OUTPUT_FILE, help="Also write an HTML report (ROC curves) here.")
 @output_option
 def evaluate(**o: Any) -> int:
@@ -118,19 +153,22 @@ def evaluate(**o: Any) -> int:
     from predlog.analytics import evaluate as run  # noqa: PLC0415
 
     label_column, _, positive = o["label"].partition("=")
-    report = run(
-        o["outcomes"],
-        data_dir=o["data"],
-        table=table_of(o),
-        key=_pair(o["key"], "--key"),
-        label=(label_column, positive or None),
-        since=o["since"],
-        until=o["until"],
-        days_ago=o["days_ago"],
-        min_cohort=o["min_cohort"],
-        html_path=o["html"],
-        progress=progress(),
-    )
+    say = progress(o)
+    with say or contextlib.nullcontext():  # the bar is gone before the answer is printed
+        report = run(
+            o["outcomes"],
+            data_dir=o["data"],
+            table=table_of(o),
+            key=_pair(o["key"], "--key"),
+            label=(label_column, positive or None),
+            since=o["since"],
+            until=o["until"],
+            days_ago=o["days_ago"],
+            min_cohort=o["min_cohort"],
+            html_path=o["html"],
+            progress=say,
+            **_engine_of(o),
+        )
     if output_of(o["output"], o["as_json"]) == "json":
         print_json(report)
     else:
@@ -151,24 +189,36 @@ RANGE_HELP = "START..END, each " + TIME_HELP + "; START inclusive, END exclusive
     help="A feature whose PSI exceeds this is marked DRIFTED.",
 )
 @click.option("--model-name", help="Only this model's predictions (default: all).")
+@setting_option(
+    "--exclude",
+    setting="drift_exclude",
+    metavar="NAME[,NAME...]",
+    help="Features not to compare (identifiers predlog does not recognise as such).",
+)
 @data_option
 @table_option
+@engine_options
 @click.option("--html", type=OUTPUT_FILE, help="Also write an HTML report (histograms) here.")
 @output_option
 def drift(**o: Any) -> int:
     """Which features moved between two time ranges (END is exclusive)."""
     from predlog.analytics import drift as run  # noqa: PLC0415
 
-    report = run(
-        baseline=o["baseline"],
-        current=o["current"],
-        data_dir=o["data"],
-        table=table_of(o),
-        psi_threshold=o["psi_threshold"],
-        model_name=o["model_name"],
-        html_path=o["html"],
-        progress=progress(),
-    )
+    exclude = None if o["exclude"] is None else [n for n in o["exclude"].split(",") if n.strip()]
+    say = progress(o)
+    with say or contextlib.nullcontext():  # the bar is gone before the answer is printed
+        report = run(
+            baseline=o["baseline"],
+            current=o["current"],
+            data_dir=o["data"],
+            table=table_of(o),
+            psi_threshold=o["psi_threshold"],
+            model_name=o["model_name"],
+            html_path=o["html"],
+            progress=say,
+            exclude=exclude,
+            **_engine_of(o),
+        )
     if output_of(o["output"], o["as_json"]) == "json":
         print_json(report)
     else:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
 
 from predlog._settings import env_var, read
+from predlog.cli._progress import Reporter, terminal_reporter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,8 +107,27 @@ def num(value: Any) -> str:
     return str(value)
 
 
-def progress() -> Callable[[str], None] | None:
-    """Progress lines on stderr when a person is watching it, none in pipes and logs."""
-    if not sys.stderr.isatty():
+def progress(options: Mapping[str, Any] | None = None) -> Reporter | None:
+    """The ``progress`` callable for a long command, or None to stay quiet.
+
+    Stage lines and a bar go to stderr when a person is watching it and reads text: a
+    pipe, a log file or ``-o json`` gets none (a program reads that output). ``options``
+    are the command's (``output``, ``as_json``); by default those of the click command
+    running. The reporter is closed when the command's context closes, if the command
+    has not closed it first (close it before printing the answer to the terminal, so the
+    bar is gone by then).
+    """
+    context = click.get_current_context(silent=True)
+    if options is None:
+        options = context.params if context is not None else {}
+    if output_of(options.get("output") or "text", bool(options.get("as_json"))) == "json":
         return None
-    return lambda message: click.echo(f"... {message}", err=True)
+    try:
+        if not sys.stderr.isatty():
+            return None
+        reporter = terminal_reporter(sys.stderr)
+    except Exception:  # noqa: BLE001  # no bar is better than no answer
+        return None
+    if context is not None:
+        context.call_on_close(reporter.close)
+    return reporter

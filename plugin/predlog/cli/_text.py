@@ -69,16 +69,24 @@ def drift_report(report: dict[str, Any]) -> None:
     )
     for name, f in report["features"].items():
         mark = "DRIFTED" if f["drifted"] else ""
-        nulls = f["null_rate"]
-        click.echo(
-            f"  {name:28s} {f['kind']:11s} PSI {num(f['psi']):>7s}  nulls "
-            f"{nulls['baseline']:.1%} -> {nulls['current']:.1%}  {mark}"
+        nulls = f.get("null_rate")
+        shown = (
+            f"  nulls {_share(nulls['baseline'])} -> {_share(nulls['current'])}" if nulls else ""
         )
+        click.echo(f"  {name:28s} {f['kind']:11s} PSI {num(f['psi']):>7s}{shown}  {mark}")
+        if f.get("note"):
+            click.echo(f"    ({f['note']})")
     score = report["score"]
+    mean = score.get("mean") or {}
     click.echo(
-        f"  score PSI {num(score['psi'])}, mean {num(score['mean']['baseline'])} -> "
-        f"{num(score['mean']['current'])}"
+        f"  score PSI {num(score['psi'])}, mean {num(mean.get('baseline'))} -> "
+        f"{num(mean.get('current'))}"
     )
+    click.echo(f"  ({report['rule']})")
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def replays(results: list[dict[str, Any]]) -> None:

@@ -1,0 +1,96 @@
+"""Which features a drift report compares, and how: names and kinds from a sample.
+
+Names and JSON types come from a sample of each range: the first ``SAMPLE`` records by
+``prediction_id``, so every engine sees the same records (ids are random UUID text,
+so the first by id are a random sample, and one that does not depend on how the
+engine splits its work).
+
+A feature is *identifier-like*, and compared by nobody, when it is text and at least
+half of the sampled records of a range carry a value no other sampled record has
+(``transaction_id``, a pseudonymised ``card_id``), or when it is a whole number that
+nearly every sampled record holds alone (a numeric customer id). Category shares of
+an identifier only say which ids came by: every new id "drifts".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Final
+
+from predlog.analytics.engine import Engine
+
+SAMPLE: Final = 20_000
+#: Text: share of sampled values that are distinct at which a feature is an identifier.
+TEXT_DISTINCT: Final = 0.5
+#: Whole numbers: the same share, and the fewest sampled values that can show it.
+NUMBER_DISTINCT: Final = 0.99
+NUMBER_MIN_SAMPLE: Final = 1_000
+#: Fewest distinct values before uniqueness says anything (3 records, 3 values: no).
+MIN_DISTINCT: Final = 20
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    #: ``numerical``, ``categorical``, ``identifier`` or ``empty``.
+    kind: str
+    note: str | None = None
+
+
+def sample(engine: Engine, range_filter: str) -> list[dict[str, Any]]:
+    """Up to ``SAMPLE`` records' features, parsed, of the records ``range_filter`` keeps."""
+    rows = engine.rows(
+        f"SELECT features FROM predictions WHERE {range_filter} AND features IS NOT NULL "
+        f"ORDER BY prediction_id LIMIT {SAMPLE}"
+    )
+    out = []
+    for (text,) in rows:
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            continue  # a malformed record is flagged at capture; it has no features to compare
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def classify(samples: list[list[dict[str, Any]]]) -> list[Feature]:
+    """Every feature name seen in the samples (sorted), with its kind."""
+    names = sorted({k for records in samples for r in records for k in r})
+    return [
+        _classify(name, [[r.get(name) for r in records] for records in samples]) for name in names
+    ]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _classify(name: str, values: list[list[Any]]) -> Feature:
+    present = [[v for v in side if v is not None] for side in values]
+    seen = [v for side in present for v in side]
+    if not seen:
+        return Feature(name, "empty")
+    numeric = all(_is_number(v) for v in seen)
+    for side in present:
+        distinct = len(Counter(json.dumps(v, sort_keys=True) for v in side))
+        if distinct < MIN_DISTINCT:
+            continue
+        share = distinct / len(side)
+        if not numeric and share >= TEXT_DISTINCT:
+            return Feature(name, "identifier", _why(distinct, len(side)))
+        if numeric and len(side) >= NUMBER_MIN_SAMPLE and share >= NUMBER_DISTINCT:
+            whole = all(float(v).is_integer() for v in side if math.isfinite(float(v)))
+            if whole:
+                return Feature(name, "identifier", _why(distinct, len(side)))
+    return Feature(name, "numerical" if numeric else "categorical")
+
+
+def _why(distinct: int, n: int) -> str:
+    return (
+        f"identifier-like: {distinct:,} distinct values in {n:,} sampled records; "
+        "not compared (name it in --exclude to silence this)"
+    )
