@@ -7,6 +7,7 @@ queries on Spark.
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from predlog.analytics import drift, investigate, weighted_auc
 from predlog.analytics import _distribution as dist
+from predlog.analytics import drift, investigate, weighted_auc
 from predlog.analytics._features import classify
 from predlog.analytics._ranking import auc_and_roc
 from predlog.analytics.engine import Engine, ident, json_path, literal
@@ -124,7 +125,7 @@ class TestAuc:
         _, roc = auc_and_roc(eng, "j", None)[None]
         assert roc[0] == (0.0, 0.0)
         assert roc[-1] == pytest.approx((1.0, 1.0))
-        assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(roc, roc[1:], strict=False))
+        assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in itertools.pairwise(roc))
 
 
 def weighted_cdf_gap(a, wa, b, wb) -> float:
@@ -165,9 +166,44 @@ class TestDistribution:
         )
         assert inner == pytest.approx(expected)
         b_bins, c_bins = dist.binned(eng, "t", "v", inner)
-        edges = [-np.inf, *inner, np.inf]
-        assert b_bins == pytest.approx(np.histogram(a, edges, weights=wa)[0])
-        assert c_bins == pytest.approx(np.histogram(b, edges, weights=wb)[0])
+        # Bins closed on the right: (-inf, e1], (e1, e2], ..., (e9, inf).
+        assert b_bins == pytest.approx(right_closed(a, wa, inner))
+        assert c_bins == pytest.approx(right_closed(b, wb, inner))
+
+    def test_a_value_most_records_share_is_a_bin_of_its_own(self):
+        """95% zeros in the baseline, half in the current: PSI sees it (every decile of
+        the baseline is 0, and the bins still separate 0 from the rest)."""
+        rng = np.random.default_rng(9)
+        a = np.where(rng.random(2000) < 0.95, 0.0, rng.integers(1, 9, 2000))
+        b = np.where(rng.random(2000) < 0.5, 0.0, rng.integers(1, 9, 2000))
+        eng = Plain()
+        eng.table(
+            "t",
+            cur=np.r_[np.zeros(2000, bool), np.ones(2000, bool)],
+            w=np.ones(4000),
+            v=np.r_[a, b],
+        )
+        base, cur, lo, hi = dist.sides(eng, "t", "v", numeric=True)
+        _, inner = dist.ks_and_deciles(eng, "t", "v", (lo, hi), (base, cur))
+        assert inner == [0.0]
+        b_bins, c_bins = dist.binned(eng, "t", "v", inner)
+        assert dist.psi(b_bins, c_bins) > 1.0
+
+    def test_categories_past_the_most_come_back_as_one(self):
+        """A wide text feature: the engine returns the top categories and one sum of the
+        rest, not a row per category."""
+        eng = Plain()
+        values = np.array([f"v{i}" for i in range(5000)])
+        eng.table("t", cur=np.arange(5000) % 2 == 0, w=np.ones(5000), v=values)
+        names, b, c = dist.categories(eng, "t", "v")
+        assert len(names) == dist.MAX_CATEGORIES + 1
+        assert names[-1] == dist.OTHER
+        assert b.sum() + c.sum() == 5000
+
+
+def right_closed(values, weights, inner):
+    index = np.searchsorted(np.asarray(inner), values, side="left")
+    return np.bincount(index, weights=weights, minlength=len(inner) + 1)
 
 
 def frame(values: list[Any]) -> list[dict[str, Any]]:
@@ -201,6 +237,17 @@ class TestClassify:
             "flag": "categorical",
             "always_null": "empty",
         }
+
+    def test_a_few_values_that_are_not_numbers_leave_a_feature_numerical(self):
+        """Two "n/a" among two thousand amounts, and amounts written as text: numbers."""
+        values = [float(i % 97) for i in range(2000)]
+        values[5] = values[700] = "n/a"
+        text = [f"{i % 89}.50" for i in range(2000)]
+        kinds = {
+            f.name: f.kind
+            for f in classify([[{"a": v, "t": t} for v, t in zip(values, text, strict=True)]] * 2)
+        }
+        assert kinds == {"a": "numerical", "t": "numerical"}
 
     def test_few_records_are_not_called_identifiers(self):
         """Ten records with ten distinct categories say nothing about uniqueness."""
@@ -314,6 +361,56 @@ class TestDriftRule:
         assert report["features"][names["amount"]]["kind"] == "numerical"
         assert report["features"][names["amount"]]["n"]["baseline"] == 150
         assert report["features"][names["merchant_category"]]["kind"] == "categorical"
+
+
+class TestHostileData:
+    def test_malformed_feature_json_is_a_null_not_an_error(self, tmp_path):
+        root = demo_like(tmp_path, 150)
+        (path,) = (root / "predictions").rglob("*.parquet")
+        table = pq.read_table(path)
+        docs = table.column("features").to_pylist()
+        docs[3] = docs[200] = "{not json"
+        index = table.schema.get_field_index("features")
+        pq.write_table(table.set_column(index, "features", pa.array(docs)), path)
+        report = drift(**RANGES, data_dir=root)
+        assert report["features"]["amount"]["n"]["baseline"] == 149
+        (found,) = investigate("r-5", data_dir=root)
+        assert found["comparison"]["amount"]["population_n"] == 298
+
+    def test_features_seen_only_late_in_a_range_are_found(self, tmp_path):
+        """Records with time-ordered ids: a feature that starts late in the current range
+        is still sampled (the sample is drawn from the whole range)."""
+        records = []
+        for i in range(2 * 25_000):
+            features: dict[str, Any] = {"amount": i % 100}
+            if i >= 48_000:
+                features["promo_code"] = f"p{i % 5}"
+            records.append(
+                {
+                    "request_id": f"r{i}",
+                    "features": features,
+                    "score": 0.5,
+                    "timestamp": START + timedelta(seconds=i * 24),
+                }
+            )
+        root = write_layout(tmp_path, records, np.ones(len(records)))
+        report = drift(
+            baseline="2026-10-01..2026-10-07T22:40:00",
+            current="2026-10-07T22:40:00..2026-10-15",
+            data_dir=root,
+        )
+        assert report["current"]["n"] == 25_000
+        assert "promo_code" in report["features"]
+
+    def test_scores_across_the_whole_double_range(self, tmp_path):
+        eng = Plain()
+        eng.table(
+            "j",
+            s=np.array([-1.5e308, 1.5e308, 0.0, 1.0]),
+            y=np.array([False, True, False, True]),
+            w=np.ones(4),
+        )
+        assert auc_and_roc(eng, "j", None)[None][0] == 1.0
 
 
 class TestSqlText:

@@ -291,8 +291,6 @@ class Settings:
     pseudonym_key_id: str | None = setting(None, _optional_str)
     feature_allowlist: tuple[str, ...] = setting((), _str_tuple)
     stale_feature_age_s: float = setting(3600.0, _positive_number)
-    #: Features ``predlog drift`` does not compare (identifiers it cannot recognise).
-    drift_exclude: tuple[str, ...] = setting((), _str_tuple)
     operational_log: bool = setting(False, _bool)
     kafka_bootstrap: str | None = setting(None, _optional_str)
     kafka_topic: str | None = setting(None, _optional_str)
@@ -356,6 +354,8 @@ class ToolSettings:
     #: The Ed25519 public key ``predlog audit`` verifies against (hex, or a PEM file):
     #: pinned by the verifier, never the key file the writer leaves in the log.
     audit_public_key: str | None = setting(None, _optional_str)
+    #: Features ``predlog drift`` does not compare (identifiers it cannot recognise).
+    drift_exclude: tuple[str, ...] = setting((), _str_tuple)
     sources: Mapping[str, str] = _sources()
 
 

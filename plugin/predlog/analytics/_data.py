@@ -20,19 +20,23 @@ class AnalyticsError(PredlogError):
 
 
 def check_time(text: str, what: str) -> str:
-    """``text`` if it is a date or an ISO 8601 time; otherwise an error naming ``what``.
+    """``text`` as an ISO 8601 time if it is a date or one; otherwise an error naming ``what``.
 
     Checked here, before DuckDB casts it, so that ``--since 2026-13-45`` is one line
     saying so rather than a conversion error from inside a query.
     """
+    stripped = text.strip()
+    utc = stripped[-1:] in ("Z", "z")
     try:
-        datetime.fromisoformat(text.strip().removesuffix("Z").removesuffix("z"))
+        parsed = datetime.fromisoformat(stripped[:-1] if utc else stripped)
     except ValueError:
         raise AnalyticsError(
             f"{what}: {text!r} is not a date (2026-10-01) or an ISO 8601 time "
             "(2026-10-01T12:00:00+00:00)"
         ) from None
-    return text
+    # As parsed, in the one form every engine casts: 20261001 and 2026-W40-1 are dates
+    # Python reads and SQL would not.
+    return parsed.isoformat() + ("+00:00" if utc and parsed.tzinfo is None else "")
 
 
 class Predictions:

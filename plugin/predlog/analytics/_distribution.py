@@ -5,7 +5,9 @@ weight ``w`` and the compared columns. Each function returns only what a report 
 
 - PSI over the baseline's weighted deciles: the smallest value whose cumulative
   weight share reaches k/10 (the inverted weighted CDF), which estimate the
-  population's deciles from a weighted sample; then weighted sums per bin.
+  population's deciles from a weighted sample; then weighted sums per bin, each bin
+  closed on the right, so a value most records share (0 chargebacks) is a bin of its
+  own and a move away from it shows.
 - KS: the largest gap between the two weighted cumulative distributions, over every
   distinct value. Running sums ordered by value, partitioned into equal-width value
   ranges so the engine spreads them, plus the totals of the lower ranges.
@@ -25,6 +27,11 @@ from predlog.analytics._ranking import bucket
 from predlog.analytics.engine import Engine, literal
 
 _EPS = 1e-6
+#: A cumulative share this close under a decile reaches it. Weights such as 1 and
+#: 1/0.3 often put a value's share exactly on k/10, and summed in another order
+#: (another engine, another partitioning) it lands a rounding error either side:
+#: without the slack, the edge would depend on the order of a sum.
+_SHARE_SLACK = 1e-9
 DECILES = tuple(k / 10 for k in range(1, 10))
 #: Categories listed one by one; the rest of a wider feature is summed as one.
 MAX_CATEGORIES = 200
@@ -85,7 +92,7 @@ def ks_and_deciles(
 ) -> tuple[float, list[float]]:
     """The KS statistic, and the baseline's weighted deciles (the inner PSI edges)."""
     (lo, hi), (base, cur) = bounds, sides
-    deciles = ", ".join(f"min(v) FILTER (WHERE fb >= {q})" for q in DECILES)
+    deciles = ", ".join(f"min(v) FILTER (WHERE fb >= {literal(q - _SHARE_SLACK)})" for q in DECILES)
     row = engine.rows(
         f"WITH g AS (SELECT {bucket(column, lo, hi)} AS k, {column} AS v, "
         "sum(CASE WHEN cur THEN 0 ELSE w END) AS wb, sum(CASE WHEN cur THEN w ELSE 0 END) AS wc "
@@ -101,15 +108,15 @@ def ks_and_deciles(
         f"(o.oc + x.lc) / {literal(cur.weight)} AS fc FROM x JOIN o ON x.k = o.k) "
         f"SELECT max(abs(fb - fc)), {deciles} FROM y"
     )[0]
-    inner = sorted({float(v) for v in row[1:] if v is not None and v > lo})
+    inner = sorted({float(v) for v in row[1:] if v is not None})
     return float(row[0]), inner
 
 
 def binned(
     engine: Engine, table: str, column: str, inner: list[float]
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Weighted sums per bin of both ranges: below inner[0], [inner[i], inner[i+1]), the rest."""
-    cases = " ".join(f"WHEN {column} < {literal(e)} THEN {i}" for i, e in enumerate(inner))
+    """Weighted sums per bin of both ranges: up to inner[0], (inner[i], inner[i+1]], the rest."""
+    cases = " ".join(f"WHEN {column} <= {literal(e)} THEN {i}" for i, e in enumerate(inner))
     bin_of = f"CASE {cases} ELSE {len(inner)} END" if inner else "0"
     rows = engine.rows(
         f"SELECT {bin_of} AS bin, sum(CASE WHEN cur THEN 0 ELSE w END), "
@@ -138,17 +145,16 @@ def categories(
     """The categories by descending weight (at most ``MAX_CATEGORIES``, then ``OTHER``),
     and each range's weighted sum per category."""
     rows = engine.rows(
-        f"SELECT {column} AS v, sum(CASE WHEN cur THEN 0 ELSE w END) AS wb, "
+        f"WITH g AS (SELECT {column} AS v, sum(CASE WHEN cur THEN 0 ELSE w END) AS wb, "
         f"sum(CASE WHEN cur THEN w ELSE 0 END) AS wc FROM {table} WHERE {column} IS NOT NULL "
-        "GROUP BY v ORDER BY wb + wc DESC, v"
+        "GROUP BY v), "
+        "r AS (SELECT v, wb, wc, row_number() OVER (ORDER BY wb + wc DESC, v) AS n FROM g) "
+        f"SELECT min(n), CASE WHEN n <= {MAX_CATEGORIES} THEN v END AS name, sum(wb), sum(wc) "
+        f"FROM r GROUP BY name ORDER BY min(n)"
     )
-    names = [r[0] for r in rows[:MAX_CATEGORIES]]
-    base = [float(r[1] or 0) for r in rows[:MAX_CATEGORIES]]
-    cur = [float(r[2] or 0) for r in rows[:MAX_CATEGORIES]]
-    if len(rows) > MAX_CATEGORIES:
-        names.append(OTHER)
-        base.append(sum(float(r[1] or 0) for r in rows[MAX_CATEGORIES:]))
-        cur.append(sum(float(r[2] or 0) for r in rows[MAX_CATEGORIES:]))
+    names = [OTHER if n > MAX_CATEGORIES else name for n, name, _, _ in rows]
+    base = [float(r[2] or 0) for r in rows]
+    cur = [float(r[3] or 0) for r in rows]
     return names, np.array(base), np.array(cur)
 
 

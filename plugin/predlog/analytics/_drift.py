@@ -28,7 +28,8 @@ from predlog.analytics import _distribution as dist
 from predlog.analytics._data import AnalyticsError, check_time
 from predlog.analytics._features import Feature, classify, sample
 from predlog.analytics._stages import Progress, quiet
-from predlog.analytics.engine import Engine, json_path, literal, open_engine
+from predlog.analytics.engine import Engine, literal, open_engine
+from predlog.analytics.engine._sql import feature as feature_text
 
 #: The test's p-value under which a large PSI is believed.
 ALPHA: Final = 0.01
@@ -86,10 +87,7 @@ def drift(
         filters = [_range_filter(text, model_name) for text in (baseline, current)]
         say("sampling feature names")
         features = classify([sample(eng, f) for f in filters])
-        features = [
-            Feature(f.name, "excluded", "excluded by name") if f.name in excluded else f
-            for f in features
-        ]
+        features = [_exclusion(f, excluded, eng.unreadable(f.name)) for f in features]
         compared = [f for f in features if f.kind in ("numerical", "categorical")]
         say("extracting features")
         eng.materialise(RECORDS, _records_query(filters, compared))
@@ -97,6 +95,15 @@ def drift(
     if html_path is not None:
         _write_html(html_path, report)
     return report
+
+
+def _exclusion(feature: Feature, excluded: set[str], unreadable: str | None) -> Feature:
+    """``feature``, or why it is not compared: excluded by name, unreadable by the engine."""
+    if feature.name in excluded:
+        return Feature(feature.name, "excluded", "excluded by name")
+    if unreadable and feature.kind in ("numerical", "categorical"):
+        return Feature(feature.name, "unreadable", unreadable)
+    return feature
 
 
 def _range_filter(text: str, model_name: str | None) -> str:
@@ -115,7 +122,7 @@ def _records_query(filters: list[str], compared: list[Feature]) -> str:
     each compared feature (numbers as DOUBLE: a value that is not a number is null)."""
     columns = []
     for i, feature in enumerate(compared):
-        value = f"json_extract_string(features, {json_path(feature.name)})"
+        value = feature_text(feature.name)
         if feature.kind == "numerical":
             value = f"TRY_CAST({value} AS DOUBLE)"
         columns.append(f"{value} AS f{i}")

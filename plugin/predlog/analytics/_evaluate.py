@@ -169,12 +169,17 @@ def _report(eng: Engine, key: tuple[str, str], min_cohort: int, say: Progress) -
         for c in sorted(counts, key=lambda c: (str(c["cohort"]), str(c["value"])))
         if c["cohort"] is not None and c["n"] < min_cohort
     ]
-    aucs = {}
-    for number, cohort in enumerate((None, *COHORTS)):
+    say("AUC overall and per cohort", 0, 1 + len(COHORTS))
+    aucs = {("", None): auc_and_roc(eng, JOINED, None)[None]}
+    for number, cohort in enumerate(COHORTS, start=1):
         say("AUC overall and per cohort", number, 1 + len(COHORTS))
-        column = None if cohort is None else f"c{COHORTS.index(cohort)}"
-        for value, result in auc_and_roc(eng, JOINED, column).items():
-            aucs[(cohort or "", value)] = result
+        values = [c["value"] for c in kept if c["cohort"] == cohort]
+        if [c["n"] for c in kept if c["cohort"] == cohort] == [overall["n"]]:
+            aucs[(cohort, values[0])] = aucs[("", None)]  # one value, every record: overall
+        elif values:
+            column = f"c{COHORTS.index(cohort)}"
+            for value, result in auc_and_roc(eng, JOINED, column, values).items():
+                aucs[(cohort, value)] = result
     say("AUC overall and per cohort", 1 + len(COHORTS), 1 + len(COHORTS))
     say("calibration")
     report: dict[str, Any] = {

@@ -1,9 +1,13 @@
 """Which features a drift report compares, and how: names and kinds from a sample.
 
-Names and JSON types come from a sample of each range: the first ``SAMPLE`` records by
-``prediction_id``, so every engine sees the same records (ids are random UUID text,
-so the first by id are a random sample, and one that does not depend on how the
-engine splits its work).
+Names and JSON types come from a sample of each range: the ``SAMPLE`` records whose
+``prediction_id`` ends lowest. The ids are UUIDs (version 7: time first, random bits
+last), so ordering by their last twelve characters picks records at random from the
+whole range, and every engine picks the same ones.
+
+A feature is *numerical* when at least ``NUMERIC_SHARE`` of its sampled values are
+numbers (or text that reads as one, ``"12.50"``); the rest read as nulls. One ``"n/a"``
+among two thousand amounts does not make amounts text.
 
 A feature is *identifier-like*, and compared by nobody, when it is text and at least
 half of the sampled records of a range carry a value no other sampled record has
@@ -30,6 +34,8 @@ NUMBER_DISTINCT: Final = 0.99
 NUMBER_MIN_SAMPLE: Final = 1_000
 #: Fewest distinct values before uniqueness says anything (3 records, 3 values: no).
 MIN_DISTINCT: Final = 20
+#: Share of sampled values that must be numbers for a feature to be numerical.
+NUMERIC_SHARE: Final = 0.9
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ def sample(engine: Engine, range_filter: str) -> list[dict[str, Any]]:
     """Up to ``SAMPLE`` records' features, parsed, of the records ``range_filter`` keeps."""
     rows = engine.rows(
         f"SELECT features FROM predictions WHERE {range_filter} AND features IS NOT NULL "
-        f"ORDER BY prediction_id LIMIT {SAMPLE}"
+        f"ORDER BY right(prediction_id, 12), prediction_id LIMIT {SAMPLE}"
     )
     out = []
     for (text,) in rows:
@@ -66,7 +72,17 @@ def classify(samples: list[list[dict[str, Any]]]) -> list[Feature]:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number, or text that reads as a finite one."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, str):
+        try:
+            return math.isfinite(float(value))
+        except ValueError:
+            return False
+    return False
 
 
 def _classify(name: str, values: list[list[Any]]) -> Feature:
@@ -74,7 +90,7 @@ def _classify(name: str, values: list[list[Any]]) -> Feature:
     seen = [v for side in present for v in side]
     if not seen:
         return Feature(name, "empty")
-    numeric = all(_is_number(v) for v in seen)
+    numeric = sum(map(_is_number, seen)) >= NUMERIC_SHARE * len(seen)
     for side in present:
         distinct = len(Counter(json.dumps(v, sort_keys=True) for v in side))
         if distinct < MIN_DISTINCT:
@@ -83,14 +99,11 @@ def _classify(name: str, values: list[list[Any]]) -> Feature:
         if not numeric and share >= TEXT_DISTINCT:
             return Feature(name, "identifier", _why(distinct, len(side)))
         if numeric and len(side) >= NUMBER_MIN_SAMPLE and share >= NUMBER_DISTINCT:
-            whole = all(float(v).is_integer() for v in side if math.isfinite(float(v)))
+            whole = all(float(v).is_integer() for v in side if _is_number(v))
             if whole:
                 return Feature(name, "identifier", _why(distinct, len(side)))
     return Feature(name, "numerical" if numeric else "categorical")
 
 
 def _why(distinct: int, n: int) -> str:
-    return (
-        f"identifier-like: {distinct:,} distinct values in {n:,} sampled records; "
-        "not compared (name it in --exclude to silence this)"
-    )
+    return f"identifier-like: {distinct:,} distinct values in {n:,} sampled records; not compared"

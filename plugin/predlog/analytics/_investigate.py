@@ -13,12 +13,12 @@ from predlog.analytics._data import AnalyticsError, Predictions
 #: the weighted share at or below it, so a stratified sample ranks as the population.
 _RANK = (
     "SELECT sum(CASE WHEN v <= ? THEN w ELSE 0 END) / nullif(sum(w), 0), count(*) FROM "
-    "(SELECT TRY_CAST(json_extract_string(features, ?) AS DOUBLE) AS v, "
+    "(SELECT TRY_CAST(TRY(json_extract_string(features, ?)) AS DOUBLE) AS v, "
     "coalesce(CAST(sample_weight AS DOUBLE), 1.0) AS w FROM predictions {where}) "
     "WHERE v IS NOT NULL"
 )
 _POPULATION = _RANK.format(where="")
-_OWN_HISTORY = _RANK.format(where="WHERE json_extract_string(features, ?) = ?")
+_OWN_HISTORY = _RANK.format(where="WHERE TRY(json_extract_string(features, ?)) = ?")
 
 
 def investigate(

@@ -30,12 +30,16 @@ BUCKETS = 1024
 
 
 def auc_and_roc(
-    engine: Engine, table: str, column: str | None
+    engine: Engine, table: str, column: str | None, values: Sequence[Any] | None = None
 ) -> dict[Any, tuple[float, list[tuple[float, float]]]]:
-    """Per value of ``column`` (all records under None when ``column`` is None): the
-    weighted AUC and the ROC curve (false, true positive rate)."""
+    """Per value of ``column`` (those in ``values`` if given; all records under None when
+    ``column`` is None): the weighted AUC and the ROC curve (false, true positive rate)."""
     lo, hi = engine.rows(f"SELECT min(s), max(s) FROM {table}")[0]
     value = column or "NULL"
+    if column and values is not None:
+        table = (
+            f"(SELECT * FROM {table} WHERE {column} IN ({', '.join(literal(v) for v in values)}))"
+        )
     window = f"PARTITION BY {'v, k' if column else 'k'} ORDER BY s RANGE BETWEEN"
     negative = "CASE WHEN y THEN 0 ELSE w END"
     rows = engine.rows(
@@ -70,7 +74,7 @@ def bucket(column: str, lo: Any, hi: Any) -> str:
     if lo is None or hi is None:
         return "0"
     low, high = float(lo), float(hi)
-    if not (math.isfinite(low) and math.isfinite(high) and high > low):
+    if not (math.isfinite(high - low) and high > low):  # also when either is not finite
         return "0"
     return (
         f"LEAST(GREATEST(CAST(floor(({column} - {literal(low)}) / {literal(high - low)} "

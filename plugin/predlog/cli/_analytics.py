@@ -204,7 +204,7 @@ def drift(**o: Any) -> int:
     """Which features moved between two time ranges (END is exclusive)."""
     from predlog.analytics import drift as run  # noqa: PLC0415
 
-    exclude = None if o["exclude"] is None else [n for n in o["exclude"].split(",") if n.strip()]
+    exclude = None if o["exclude"] is None else [n.strip() for n in o["exclude"].split(",")]
     say = progress(o)
     with say or contextlib.nullcontext():  # the bar is gone before the answer is printed
         report = run(

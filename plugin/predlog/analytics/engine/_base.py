@@ -31,6 +31,10 @@ class Engine(abc.ABC):
         """``text`` as this engine writes it."""
         return render(text, self.dialect)
 
+    def unreadable(self, key: str) -> str | None:
+        """Why this engine cannot read the feature ``key`` from the JSON, or None."""
+        return None
+
     @abc.abstractmethod
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """The rows of a query (DuckDB SQL), as tuples."""

@@ -21,6 +21,9 @@ from predlog.analytics.engine._base import Engine
 from predlog.sinks._location import locate
 
 DEFAULT_MASTER = "local[*]"
+#: Characters Spark's ``get_json_object`` path syntax gives a meaning of their own even
+#: inside ``['...']``.
+_PATH_SYNTAX = ("'", "*", "[", "]")
 
 
 class SparkEngine(Engine):
@@ -54,7 +57,13 @@ class SparkEngine(Engine):
             # Spark's 200 shuffle partitions suit a cluster; on one machine most would be
             # empty tasks, each paying its start-up.
             builder = builder.config("spark.sql.shuffle.partitions", str(4 * (os.cpu_count() or 1)))
-        self.session: Any = builder.getOrCreate()
+        try:
+            self.session: Any = builder.getOrCreate()
+        except Exception as exc:  # noqa: BLE001  # Spark's own errors, said plainly
+            raise AnalyticsError(
+                f"--spark-master {master or DEFAULT_MASTER}: Spark did not start "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]})"
+            ) from None
         reader = self.session.read.option("mergeSchema", "true")
         if table:
             frame = reader.parquet(*paths)
@@ -63,6 +72,14 @@ class SparkEngine(Engine):
         frame.createOrReplaceTempView("predictions")
         self.columns = set(frame.columns)
         self._cached: list[str] = []
+
+    def unreadable(self, key: str) -> str | None:
+        if any(c in key for c in _PATH_SYNTAX):
+            return (
+                "Spark's JSON paths cannot name a key holding any of "
+                f"{' '.join(_PATH_SYNTAX)}; --engine duckdb reads it"
+            )
+        return None
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.session.sql(self.sql(sql)).collect()]

@@ -20,8 +20,9 @@ def literal(value: Any) -> str:
     """``value`` as a SQL literal (string, number, boolean or NULL)."""
     from sqlglot import exp  # noqa: PLC0415  # the analytics extra
 
-    if isinstance(value, float) and math.isnan(value):  # NaN has no portable literal
-        return "CAST('NaN' AS DOUBLE)"
+    if isinstance(value, float) and not math.isfinite(value):  # no portable literal
+        text = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        return f"CAST('{text}' AS DOUBLE)"
     rendered: str = exp.convert(value).sql(dialect=SOURCE_DIALECT)
     return rendered
 
@@ -36,15 +37,28 @@ def json_path(key: str) -> str:
     return literal("$." + '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
+def feature(key: str, document: str = "features") -> str:
+    """The text of one feature of a JSON document column; NULL when the key is absent or
+    the document is malformed (a record flagged at capture must not stop a report)."""
+    return f"TRY(json_extract_string({document}, {json_path(key)}))"
+
+
 @functools.lru_cache(maxsize=256)
 def render(sql: str, dialect: str) -> str:
-    """``sql`` (DuckDB's dialect) as ``dialect`` writes it."""
+    """``sql`` (DuckDB's dialect) as ``dialect`` writes it.
+
+    Anything sqlglot cannot express in ``dialect`` is an error, never a silent change,
+    with one exception: ``TRY(x)`` becomes ``x``. The queries wrap only JSON extraction
+    in it (DuckDB raises on a malformed document), and Spark's JSON functions already
+    return NULL there.
+    """
     if dialect == SOURCE_DIALECT:
         return sql
     import sqlglot  # noqa: PLC0415
+    from sqlglot import exp  # noqa: PLC0415
     from sqlglot.errors import ErrorLevel  # noqa: PLC0415
 
-    (out,) = sqlglot.transpile(
-        sql, read=SOURCE_DIALECT, write=dialect, unsupported_level=ErrorLevel.RAISE
-    )
+    tree = sqlglot.parse_one(sql, read=SOURCE_DIALECT)
+    tree = tree.transform(lambda node: node.this if isinstance(node, exp.Try) else node)
+    out: str = tree.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE)
     return out
