@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -69,13 +70,14 @@ def ranked(seed: int, n: int = 2_000) -> dict[str, Any]:
     return {"s": s, "y": y, "w": w, "c": np.where(rng.random(n) < 0.4, "web", "pos")}
 
 
-@pytest.fixture(params=[4, 1024], autouse=True)
+@pytest.fixture(params=[4, 1024])
 def buckets(request, monkeypatch):
     """The running sums split into few ranges (long windows) and many (short ones)."""
     monkeypatch.setattr("predlog.analytics._ranking.BUCKETS", request.param)
     return request.param
 
 
+@pytest.mark.usefixtures("buckets")
 class TestAuc:
     @pytest.mark.parametrize("seed", [1, 2, 3])
     def test_equals_scikit_learn_overall_and_per_cohort(self, seed):
@@ -136,6 +138,7 @@ def weighted_cdf_gap(a, wa, b, wb) -> float:
     return float(np.abs(fa - fb).max())
 
 
+@pytest.mark.usefixtures("buckets")
 class TestDistribution:
     def compared(self, seed: int):
         rng = np.random.default_rng(seed)
@@ -440,3 +443,53 @@ class TestInvestigate:
         expected = 100 * weights[:10].sum() / weights.sum()
         assert found["comparison"]["x"]["population_percentile"] == round(expected, 1)
         assert expected != pytest.approx(50.0)
+
+
+class TestCommandLine:
+    def test_engine_options_and_their_errors(self, tmp_path):
+        """--exclude takes a list with spaces; a bad --memory-limit is one line naming it;
+        the scratch directory is gone afterwards."""
+        from tests.helpers import predlog_cli
+
+        root = demo_like(tmp_path / "data", 150)
+        scratch = tmp_path / "tmp"
+        scratch.mkdir()
+        args = ("drift", "--baseline", RANGES["baseline"], "--current", RANGES["current"])
+        done = predlog_cli(
+            *args,
+            "--data",
+            str(root),
+            "--exclude",
+            "amount, merchant_category",
+            "-o",
+            "json",
+            "--memory-limit",
+            "256MB",
+            TMPDIR=str(scratch),
+        )
+        assert done.returncode == 0, done.stderr
+        kinds = {k: f["kind"] for k, f in json.loads(done.stdout)["features"].items()}
+        assert kinds["amount"] == kinds["merchant_category"] == "excluded"
+        assert list(scratch.iterdir()) == []
+        for bad in ("lots", "10KB", "-1GB"):
+            refused = predlog_cli(*args, "--data", str(root), "--memory-limit", bad)
+            assert refused.returncode == 1
+            assert refused.stderr.strip().splitlines() == [
+                f"predlog drift: --memory-limit: {bad!r} is not a size of at least 64MB "
+                "such as 512MB or 2GB"
+            ]
+
+    def test_a_killed_run_leaves_no_scratch_behind_the_next(self, tmp_path, monkeypatch):
+        """A scratch directory of a process that is gone is removed by the next run."""
+        root = demo_like(tmp_path / "data", 150)
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        import tempfile
+
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        stale = tmp_path / "predlog-analytics-999999999-abc"
+        (stale / "spill").mkdir(parents=True)
+        live = tmp_path / f"predlog-analytics-{os.getpid()}-other"
+        live.mkdir()
+        drift(**RANGES, data_dir=root)
+        assert not stale.exists()
+        assert live.exists()
