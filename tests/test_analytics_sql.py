@@ -157,11 +157,15 @@ class TestDistribution:
     @pytest.mark.parametrize("seed", [5, 6])
     def test_ks_and_weighted_deciles(self, seed):
         eng, (a, wa, b, wb) = self.compared(seed)
-        base, cur, lo, hi = dist.sides(eng, "t", "v", numeric=True)
+        base, cur, lo, hi, _ = dist.sides(eng, "t", "v", numeric=True)
         assert base.mean == pytest.approx(np.average(a, weights=wa))
         assert base.effective_n == pytest.approx(wa.sum() ** 2 / (wa**2).sum())
         statistic, inner = dist.ks_and_deciles(eng, "t", "v", (lo, hi), (base, cur))
         assert statistic == pytest.approx(weighted_cdf_gap(a, wa, b, wb), abs=1e-12)
+        summed, again = dist.ks_and_deciles(
+            eng, "t", "v", (lo, hi), (base, cur), distinct=len(np.unique(np.r_[a, b]))
+        )
+        assert (summed, again) == (pytest.approx(statistic, abs=1e-12), inner)
         order = np.argsort(a, kind="stable")
         share = np.cumsum(wa[order]) / wa.sum()
         expected = sorted(
@@ -186,7 +190,7 @@ class TestDistribution:
             w=np.ones(4000),
             v=np.r_[a, b],
         )
-        base, cur, lo, hi = dist.sides(eng, "t", "v", numeric=True)
+        base, cur, lo, hi, _ = dist.sides(eng, "t", "v", numeric=True)
         _, inner = dist.ks_and_deciles(eng, "t", "v", (lo, hi), (base, cur))
         assert inner == [0.0]
         b_bins, c_bins = dist.binned(eng, "t", "v", inner)
@@ -380,9 +384,12 @@ class TestHostileData:
         (found,) = investigate("r-5", data_dir=root)
         assert found["comparison"]["amount"]["population_n"] == 298
 
-    def test_features_seen_only_late_in_a_range_are_found(self, tmp_path):
+    @pytest.mark.parametrize("size", [20_000, 2_000])
+    def test_features_seen_only_late_in_a_range_are_found(self, tmp_path, monkeypatch, size):
         """Records with time-ordered ids: a feature that starts late in the current range
-        is still sampled (the sample is drawn from the whole range)."""
+        is still sampled (the sample is drawn from the whole range). At 2,000 the sample first
+        cuts by the ids' last digits, then orders."""
+        monkeypatch.setattr("predlog.analytics._features.SAMPLE", size)
         records = []
         for i in range(2 * 25_000):
             features: dict[str, Any] = {"amount": i % 100}

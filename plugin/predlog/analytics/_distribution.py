@@ -32,6 +32,9 @@ _EPS = 1e-6
 #: (another engine, another partitioning) it lands a rounding error either side:
 #: without the slack, the edge would depend on the order of a sum.
 _SHARE_SLACK = 1e-9
+#: Values summed per value before the running sums when records outnumber distinct
+#: values by this much.
+_FEW_DISTINCT = 4
 DECILES = tuple(k / 10 for k in range(1, 10))
 #: Categories listed one by one; the rest of a wider feature is summed as one.
 MAX_CATEGORIES = 200
@@ -62,8 +65,12 @@ def psi(base: np.ndarray[Any, Any], current: np.ndarray[Any, Any]) -> float:
     return float(((q - p) * np.log(q / p)).sum())
 
 
-def sides(engine: Engine, table: str, column: str, *, numeric: bool) -> tuple[Side, Side, Any, Any]:
-    """Both ranges' :class:`Side`, and the column's minimum and maximum."""
+def sides(
+    engine: Engine, table: str, column: str, *, numeric: bool
+) -> tuple[Side, Side, Any, Any, int]:
+    """Both ranges' :class:`Side`, the column's minimum and maximum, and about how many
+    distinct values it holds (an estimate, which chooses how a query runs, never what
+    it answers)."""
     parts = []
     for cur in ("NOT cur", "cur"):
         has = f"{cur} AND {column} IS NOT NULL"
@@ -73,7 +80,10 @@ def sides(engine: Engine, table: str, column: str, *, numeric: bool) -> tuple[Si
             f"sum(w * w) FILTER (WHERE {has}), {mean if numeric else 'NULL'}, "
             f"sum(w) FILTER (WHERE {cur} AND {column} IS NULL)"
         )
-    row = engine.rows(f"SELECT {', '.join(parts)}, min({column}), max({column}) FROM {table}")[0]
+    row = engine.rows(
+        f"SELECT {', '.join(parts)}, min({column}), max({column}), "
+        f"approx_count_distinct({column}) FROM {table}"
+    )[0]
     made = [
         Side(
             n=int(row[i] or 0),
@@ -84,22 +94,39 @@ def sides(engine: Engine, table: str, column: str, *, numeric: bool) -> tuple[Si
         )
         for i in (0, 5)
     ]
-    return made[0], made[1], row[10], row[11]
+    return made[0], made[1], row[10], row[11], int(row[12] or 0)
 
 
 def ks_and_deciles(
-    engine: Engine, table: str, column: str, bounds: tuple[float, float], sides: tuple[Side, Side]
+    engine: Engine,
+    table: str,
+    column: str,
+    bounds: tuple[float, float],
+    sides: tuple[Side, Side],
+    *,
+    distinct: int = 0,
 ) -> tuple[float, list[float]]:
-    """The KS statistic, and the baseline's weighted deciles (the inner PSI edges)."""
+    """The KS statistic, and the baseline's weighted deciles (the inner PSI edges).
+
+    The running sums take a ``RANGE`` frame (equal values are peers, so every row of a
+    value carries its cumulative weight). Over few ``distinct`` values the records are
+    summed per value first, a hash aggregation far cheaper than ordering them all; when
+    most values are distinct that would only add a pass, and the rows go to the window
+    as they are.
+    """
     (lo, hi), (base, cur) = bounds, sides
     deciles = ", ".join(f"min(v) FILTER (WHERE fb >= {literal(q - _SHARE_SLACK)})" for q in DECILES)
+    weights = "CASE WHEN cur THEN 0 ELSE w END AS wb, CASE WHEN cur THEN w ELSE 0 END AS wc"
+    source = f"FROM {table} WHERE {column} IS NOT NULL"
+    if distinct * _FEW_DISTINCT < base.n + cur.n:
+        weights = (
+            "sum(CASE WHEN cur THEN 0 ELSE w END) AS wb, sum(CASE WHEN cur THEN w ELSE 0 END) AS wc"
+        )
+        source += " GROUP BY k, v"
+    frame = "PARTITION BY k ORDER BY v RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
     row = engine.rows(
-        f"WITH g AS (SELECT {bucket(column, lo, hi)} AS k, {column} AS v, "
-        "sum(CASE WHEN cur THEN 0 ELSE w END) AS wb, sum(CASE WHEN cur THEN w ELSE 0 END) AS wc "
-        f"FROM {table} WHERE {column} IS NOT NULL GROUP BY k, v), "
-        "x AS (SELECT k, v, sum(wb) OVER (PARTITION BY k ORDER BY v ROWS BETWEEN UNBOUNDED "
-        "PRECEDING AND CURRENT ROW) AS lb, sum(wc) OVER (PARTITION BY k ORDER BY v ROWS "
-        "BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS lc FROM g), "
+        f"WITH g AS (SELECT {bucket(column, lo, hi)} AS k, {column} AS v, {weights} {source}), "
+        f"x AS (SELECT k, v, sum(wb) OVER ({frame}) AS lb, sum(wc) OVER ({frame}) AS lc FROM g), "
         "t AS (SELECT k, sum(wb) AS tb, sum(wc) AS tc FROM g GROUP BY k), "
         "o AS (SELECT k, coalesce(sum(tb) OVER (ORDER BY k ROWS BETWEEN UNBOUNDED PRECEDING "
         "AND 1 PRECEDING), 0) AS ob, coalesce(sum(tc) OVER (ORDER BY k ROWS BETWEEN "

@@ -199,7 +199,7 @@ def _totals(eng: Engine) -> list[tuple[int, float, float | None]]:
 
 def _compare(eng: Engine, column: str, kind: str, weights: tuple[float, float]) -> dict[str, Any]:
     numeric = kind == "numerical"
-    base, cur, lo, hi = dist.sides(eng, RECORDS, column, numeric=numeric)
+    base, cur, lo, hi, distinct = dist.sides(eng, RECORDS, column, numeric=numeric)
     entry: dict[str, Any] = {
         "kind": kind,
         "null_rate": {
@@ -213,7 +213,7 @@ def _compare(eng: Engine, column: str, kind: str, weights: tuple[float, float]) 
         entry.update(kind="empty", psi=None, drifted=False, note="no values in one of the ranges")
         return entry
     if numeric:
-        _numerical(eng, column, entry, (base, cur), (float(lo), float(hi)))
+        _numerical(eng, column, entry, (base, cur), (float(lo), float(hi)), distinct=distinct)
     else:
         _categorical(eng, column, entry, (base, cur))
     entry["noise"] = (entry["bins"] - 1) * (1 / base.effective_n + 1 / cur.effective_n)
@@ -226,9 +226,11 @@ def _numerical(
     entry: dict[str, Any],
     sides: tuple[dist.Side, dist.Side],
     bounds: tuple[float, float],
+    *,
+    distinct: int,
 ) -> None:
     base, cur = sides
-    statistic, inner = dist.ks_and_deciles(eng, RECORDS, column, bounds, sides)
+    statistic, inner = dist.ks_and_deciles(eng, RECORDS, column, bounds, sides, distinct=distinct)
     b, c = dist.binned(eng, RECORDS, column, inner)
     entry["psi"] = dist.psi(b, c)
     entry["bins"] = len(b)

@@ -35,25 +35,37 @@ def auc_and_roc(
     """Per value of ``column`` (those in ``values`` if given; all records under None when
     ``column`` is None): the weighted AUC and the ROC curve (false, true positive rate)."""
     lo, hi = engine.rows(f"SELECT min(s), max(s) FROM {table}")[0]
-    value = column or "NULL"
-    if column and values is not None:
-        table = (
-            f"(SELECT * FROM {table} WHERE {column} IN ({', '.join(literal(v) for v in values)}))"
-        )
-    window = f"PARTITION BY {'v, k' if column else 'k'} ORDER BY s RANGE BETWEEN"
+    if column is None:
+        keys: list[Any] = [None]
+        code = "0"
+    else:
+        if values is None:
+            found = engine.rows(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")
+            values = sorted(v for (v,) in found)
+        keys = list(values)
+        if not keys:
+            return {}
+        table = f"(SELECT * FROM {table} WHERE {column} IN ({', '.join(map(literal, keys))}))"
+        whens = " ".join(f"WHEN {literal(v)} THEN {i}" for i, v in enumerate(keys))
+        code = f"CASE {column} {whens} END"
+    # One integer partition per value and score range: cheaper to hash and sort by than
+    # the value's text beside the range.
+    window = "PARTITION BY p ORDER BY s RANGE BETWEEN"
     negative = "CASE WHEN y THEN 0 ELSE w END"
     rows = engine.rows(
-        f"WITH b AS (SELECT {value} AS v, {bucket('s', lo, hi)} AS k, s, y, w FROM {table}), "
-        f"r AS (SELECT v, k, y, w, "
+        f"WITH b AS (SELECT {code} * {BUCKETS} + {bucket('s', lo, hi)} AS p, s, y, w "
+        f"FROM {table}), "
+        "r AS (SELECT p, y, w, "
         f"sum({negative}) OVER ({window} UNBOUNDED PRECEDING AND CURRENT ROW) AS le, "
         f"sum({negative}) OVER ({window} CURRENT ROW AND CURRENT ROW) AS eq FROM b) "
-        "SELECT v, k, sum(CASE WHEN y THEN w * (le - 0.5 * eq) ELSE 0 END), "
-        f"sum(CASE WHEN y THEN w ELSE 0 END), sum({negative}) FROM r GROUP BY v, k"
+        "SELECT p, sum(CASE WHEN y THEN w * (le - 0.5 * eq) ELSE 0 END), "
+        f"sum(CASE WHEN y THEN w ELSE 0 END), sum({negative}) FROM r GROUP BY p"
     )
     by_value: dict[Any, list[tuple[int, float, float, float]]] = {}
-    for v, k, within, pos, neg in rows:
-        by_value.setdefault(v, []).append(
-            (int(k), float(within or 0), float(pos or 0), float(neg or 0))
+    for p, within, pos, neg in rows:
+        v, k = divmod(int(p), BUCKETS)
+        by_value.setdefault(keys[v], []).append(
+            (k, float(within or 0), float(pos or 0), float(neg or 0))
         )
     out = {}
     for v, sums in by_value.items():
