@@ -77,8 +77,10 @@ class TestParquetLayout:
         write_files(data_dir, 3, 10, prefix="today", when=today)
         before, today_before = ids(day_dir(data_dir)), sorted(day_dir(data_dir, today).iterdir())
 
-        report = compact_layout(data_dir)
+        stages = []
+        report = compact_layout(data_dir, progress=lambda *step: stages.append(step))
 
+        assert stages == [("compacting days", 0, 1)]
         after = sorted(day_dir(data_dir).glob("*.parquet"))
         assert len(after) == 1 and NAME.match(after[0].name)
         assert ids(day_dir(data_dir)) == before and sum(before.values()) == 10_000

@@ -316,6 +316,17 @@ def assert_no_progress(stderr: str) -> None:
 
 
 class TestCommands:
+    def test_compact_on_a_terminal_draws_its_stage(self, logs, tmp_path):
+        import shutil
+
+        data = tmp_path / "data"
+        shutil.copytree(logs / "data", data)
+        status, out, screen = on_terminal("compact", "--data", str(data))
+        assert status == 0, screen
+        assert re.search(r"compacting days.*: \d+\.\ds", screen), screen
+        assert "total:" in out
+        assert "\x1b" not in out
+
     def test_drift_on_a_terminal_draws_stages_and_a_bar(self, logs):
         status, out, screen = on_terminal("drift", *RANGES, "--data", str(logs / "data"))
         assert status == 0, screen

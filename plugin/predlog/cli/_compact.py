@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from predlog._settings import read
-from predlog.cli._options import data_option, output_of, output_option, print_json, setting_option
+from predlog.cli._options import (
+    data_option,
+    output_of,
+    output_option,
+    print_json,
+    progress,
+    setting_option,
+)
 
 if TYPE_CHECKING:
     from predlog.compact import CompactReport
@@ -63,18 +71,21 @@ def command(**o: Any) -> int:
     data_dir = o["data"] or read("data_dir")
     table = o["table"] or read("iceberg_table")
     target = o["target_mb"] << 20
-    if table:
-        from predlog.compact._table import compact_table  # noqa: PLC0415  # needs pyiceberg
+    say = progress(o)
+    with say or contextlib.nullcontext():  # the bar is gone before the answer is printed
+        if table:
+            from predlog.compact._table import compact_table  # noqa: PLC0415  # pyiceberg
 
-        report = compact_table(
-            table,
-            data_dir=data_dir,
-            dates=o["dates"],
-            target_bytes=target,
-            expire=not o["no_expire"],
-        )
-    else:
-        report = compact_layout(data_dir, dates=o["dates"], target_bytes=target)
+            report = compact_table(
+                table,
+                data_dir=data_dir,
+                dates=o["dates"],
+                target_bytes=target,
+                expire=not o["no_expire"],
+                progress=say,
+            )
+        else:
+            report = compact_layout(data_dir, dates=o["dates"], target_bytes=target, progress=say)
     if output_of(o["output"], o["as_json"]) == "json":
         print_json(report.as_dict())
     else:

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -43,6 +43,9 @@ from predlog.compact._rebatch import ROWS_PER_GROUP, rebatch
 from predlog.compact._report import CompactError, CompactReport, DayReport
 from predlog.compact._swap import exchange
 from predlog.sinks._parquet import ParquetSink
+
+if TYPE_CHECKING:
+    from predlog.analytics._stages import Progress
 
 #: Where compactions stage their files, under the data directory.
 STAGING: Final = ".compact"
@@ -84,6 +87,7 @@ def compact_layout(
     target_bytes: int = 128 << 20,
     today: date | None = None,
     on_staged: OnStaged | None = None,
+    progress: Progress | None = None,
 ) -> CompactReport:
     """Compact the days ``dates`` (default: every day before ``today``, UTC) under
     ``data_dir``. Files under ``target_bytes`` are merged into files of about that size."""
@@ -108,7 +112,9 @@ def compact_layout(
     with _locked(staging):
         for leftover in sorted(staging.glob("*/")):
             _recover(leftover, predictions)
-        for day in dates:
+        for number, day in enumerate(dates):
+            if progress is not None:
+                progress("compacting days", number, len(dates))
             directory = predictions / f"date={day}"
             if not directory.is_dir():
                 raise CompactError(f"no directory {directory} for --date {day}")

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import FileScanTask, Table
 
+    from predlog.analytics._stages import Progress
+
 #: Summary keys Iceberg computes for every snapshot; any other key is the writer's own.
 _ICEBERG_SUMMARY: Final = re.compile(
     r"^(operation|(added|deleted|removed|total|changed)-.*|partitions\..*"
@@ -54,6 +56,7 @@ def compact_table(
     target_bytes: int = 128 << 20,
     today: date | None = None,
     expire: bool = True,
+    progress: Progress | None = None,
 ) -> CompactReport:
     """Compact the days ``dates`` (default: every day before ``today``, UTC) of the table
     ``name``; then expire the snapshots before the last compaction commit."""
@@ -64,11 +67,15 @@ def compact_table(
     report = CompactReport(target=name)
     replaced: list[str] = []
     committed: list[int] = []  # the times of this compaction's own snapshots
-    for day in dates:
+    for number, day in enumerate(dates):
+        if progress is not None:
+            progress("compacting days", number, len(dates))
         day_report, removed = _compact_day(table, day, target_bytes, committed)
         report.days.append(day_report)
         replaced += removed
     if expire and replaced and committed:
+        if progress is not None:
+            progress("expiring snapshots")
         report.expired_snapshots = _expire(table, replaced, max(committed))
     return report
 
