@@ -133,3 +133,40 @@ def start_bento(target: str, tmp_path: Path, data: Path, **env: str) -> BentoSer
     except RuntimeError as exc:
         pytest.fail(f"{exc}\n{server.stop()}")
     return server
+
+
+def local_spark(app: str, *, master: str = "local[2]", shuffle_partitions: int = 4):
+    """A local SparkSession for a test module: a generator for a module-scoped fixture.
+
+    The JVM outlives the session and serves every later one in this process, and what
+    is fixed when it starts (the classpath, the driver's memory) is then fixed for
+    tests/test_spark.py too: so it starts with the Iceberg jars that module needs
+    (``PREDLOG_SPARK_JARS``, when the services set it) and the same memory. A session
+    another module left active is reused.
+    """
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("PySpark needs Java")
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app)
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "1g")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    jars = os.environ.get("PREDLOG_SPARK_JARS")
+    if jars:
+        builder = builder.config("spark.jars", jars)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

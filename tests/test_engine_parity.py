@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,7 +32,7 @@ from examples.fraud_service.scoring import DECLINE_AT, decide
 import predlog
 from predlog.analytics import AnalyticsError, drift, evaluate
 from predlog.sinks import ParquetSink, Sink
-from tests.helpers import parquet_files, predlog_cli
+from tests.helpers import local_spark, parquet_files, predlog_cli
 
 pytest.importorskip("pyspark")
 pytest.importorskip("pyiceberg")
@@ -68,26 +66,7 @@ def spark() -> Iterator[Any]:
     Four shuffle partitions rather than Spark's 200: the test's aggregations are small,
     and 200 tasks per shuffle on two cores is most of the run time.
     """
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        pytest.skip("PySpark needs Java")
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:  # another module's session: the JVM is shared anyway
-        yield active
-        return
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("predlog-engine-parity")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    yield from local_spark("predlog-engine-parity")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +34,7 @@ from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
 from predlog.sinks.kafka import _wire
 from predlog.sinks.kafka._consumer import _RecentIds
 from predlog.testing import MemorySink, build_batch
+from tests.helpers import local_spark
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -167,37 +167,8 @@ class TestEveryEngineReadsTheFiles:
 @pytest.fixture(scope="module")
 def spark():
     """One local Spark for the module (the JVM start is the slow part), or the session
-    another module already started.
-
-    The JVM outlives the session and serves every later one in this process, and what
-    is fixed when it starts (the classpath, the driver's memory) is then fixed for
-    tests/test_spark.py too: so it starts with the Iceberg jars that module needs
-    (``PREDLOG_SPARK_JARS``, when the services set it) and the same memory.
-    """
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        pytest.skip("PySpark needs Java")
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        yield active
-        return
-    builder = (
-        SparkSession.builder.master("local[1]")
-        .appName("predlog-engines")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "1g")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.sql.session.timeZone", "UTC")
-    )
-    jars = os.environ.get("PREDLOG_SPARK_JARS")
-    if jars:
-        builder = builder.config("spark.jars", jars)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    another module already started (see ``local_spark``)."""
+    yield from local_spark("predlog-engines", master="local[1]", shuffle_partitions=1)
 
 
 def old_file(directory: Path, records: list[dict[str, Any]], ids: list[uuid.UUID]) -> Path:
