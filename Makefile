@@ -10,7 +10,8 @@ BENCH_BASE ?= HEAD~1
 
 .PHONY: demo test lint typecheck pytest bench clean services-up services-down
 
-$(STAMP): pyproject.toml
+# The native decoder (native/) is built by pip, with cargo, as part of the install.
+$(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,analytics]"
@@ -32,8 +33,14 @@ typecheck: $(STAMP)
 # The integration tests need Kafka and Jaeger: with-services.sh starts them (building
 # or downloading into ~/.cache/predlog-ci the first time) and stops them afterwards,
 # whether the tests pass or fail.
+# Then the decoding tests again on the pure-Python decoder, the fallback where the
+# native one was not built (tests/test_native_decode.py compares the two).
 pytest: $(STAMP)
 	services/with-services.sh $(PY) -m pytest -q
+	PREDLOG_TEST_PYTHON_DECODER=1 $(PY) -m pytest -q $(FALLBACK_TESTS)
+
+FALLBACK_TESTS := tests/test_exchange.py tests/test_batch.py tests/test_middleware.py \
+	tests/test_fuzz.py tests/test_pii.py
 
 services-up:
 	services/up.sh

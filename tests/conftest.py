@@ -23,6 +23,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             continue  # where the services are, and the crash tests' replay seed: not settings
         if name.startswith("PREDLOG_") or name == "PREDICTION_LOG_SAMPLE_RATE":
             monkeypatch.delenv(name)
+    if os.environ.get("PREDLOG_TEST_PYTHON_DECODER"):
+        # `make test` runs the decoding tests once more on the pure-Python decoder.
+        monkeypatch.setenv("PREDLOG_NATIVE_DECODE", "false")
     return
 
 

@@ -280,6 +280,10 @@ class Settings:
     flush_interval_s: float = setting(1.0, _positive_number)
     overflow: str = setting("drop_newest", _overflow)
     max_feature_bytes: int = setting(1 << 20, _positive_int)
+    #: Decode middleware captures in predlog's native extension, in batches and outside
+    #: the GIL, when it is installed. False keeps the pure-Python decoder, which is the
+    #: reference both are tested against.
+    native_decode: bool = setting(True, _bool)
     install_signal_handlers: bool = setting(True, _bool)
     parquet_max_file_bytes: int = setting(128 << 20, _positive_int)
     parquet_max_file_age_s: float = setting(300.0, _positive_number)
@@ -382,6 +386,7 @@ class LoggerOptions(TypedDict, total=False):
     flush_interval_s: float
     overflow: str
     max_feature_bytes: int
+    native_decode: bool
     install_signal_handlers: bool
     parquet_max_file_bytes: int
     parquet_max_file_age_s: float

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -29,10 +29,13 @@ from predlog._exchange import Exchange
 from predlog._record import BAND_DECIMALS, SCHEMA_VERSION, arrow_schema
 from predlog._report import ErrorReporter
 from predlog._settings import Settings
-from predlog.flush import _decode
+from predlog.flush import _decode, _native
 from predlog.flush._ids import UUID7Factory
 from predlog.flush._pii import Pseudonymiser
 from predlog.flush._sampling import REASONS, Sampler, SampleResult
+
+if TYPE_CHECKING:
+    from predlog._native import Encoded, EncodedExtra
 
 _SCHEMA: Final = arrow_schema()
 _STRING: Final = pa.string()
@@ -190,6 +193,7 @@ class BatchBuilder:
         self._features = features
         self._ids = UUID7Factory()
         self._audit_rule = audit_rule
+        self._native = settings.native_decode and _native.AVAILABLE
 
     @classmethod
     def from_settings(
@@ -226,10 +230,34 @@ class BatchBuilder:
     def _report(self, kind: str, message: str, exc: BaseException | None) -> None:
         self._reporter.report(kind, message, exc=exc)
 
+    def _resolve_natively(self, captures: Sequence[Capture]) -> list[Capture | None] | None:
+        """The batch through the native decoder, when it can be used; None when not.
+
+        Only while features are written as they are parsed: pseudonyms and summary
+        features need the features as Python values.
+        """
+        encoder = self._features
+        if not (self._native and encoder.pseudonymiser is None and not encoder.summary_keys):
+            return None
+        try:
+            return _native.resolve(
+                captures, encoder.max_bytes, extra_maps=self._audit_rule is not None
+            )
+        except Exception as exc:  # noqa: BLE001  # the Python decoder takes the whole batch
+            self._report("native_failed", f"native decoding failed: {exc!r}", exc)
+            return None
+
     def _resolve_exchanges(self, captures: Sequence[Capture]) -> list[Capture]:
-        """Decode each middleware capture with the decoder its exchange carries."""
+        """Decode each middleware capture with the decoder its exchange carries: natively
+        where the extension takes it, in Python otherwise."""
         out = list(captures)
+        native = self._resolve_natively(captures)
         for i, capture in enumerate(captures):
+            if native is not None:
+                resolved = native[i]
+                if resolved is not None:
+                    out[i] = resolved
+                    continue
             exchange = _exchange_of(capture)
             if exchange is None:
                 continue
@@ -453,6 +481,7 @@ class BatchBuilder:
         dumps = orjson.dumps
         limit = encoder.max_bytes
         simple = not encoder.summary_keys and encoder.pseudonymiser is None
+        native_type = _native.ENCODED_TYPE
         # Decode each result to str at once: holding on to orjson's bytes objects is
         # six times slower here (measured), whatever pyarrow would save on them.
         texts: list[str | None] = []
@@ -460,6 +489,17 @@ class BatchBuilder:
         nulls: list[int | None] = []
         for i in positions:
             value = features[i]
+            if type(value) is native_type:
+                # Written by the native decoder; null count and size already known.
+                written = cast("Encoded", value)
+                if written.oversize:
+                    _flag(flags, i, "features_oversize")
+                    texts.append(None)
+                else:
+                    texts.append(written.text)
+                summaries.append(None)
+                nulls.append(written.nulls)
+                continue
             if simple and type(value) is dict:
                 # Fast path: a plain dict that encodes cleanly, small, without nulls.
                 try:
@@ -496,9 +536,13 @@ class BatchBuilder:
     ) -> pa.Array:  # type: ignore[type-arg]
         if not any(extras):
             return pa.nulls(len(positions), type=_STRING)
+        native_type = _native.ENCODED_EXTRA_TYPE
         out: list[str | None] = []
         for i in positions:
             extra = extras[i]
+            if type(extra) is native_type:
+                out.append(cast("EncodedExtra", extra).text)  # written by the native decoder
+                continue
             if not extra:
                 out.append(None)
                 continue

@@ -38,7 +38,7 @@ _MAX_LIST: Final = 256
 _MAX_INDEX_DIGITS: Final = 18
 #: Fields predlog.record() may set that have their own place in a capture; any other
 #: recorded field goes to the record's extra map.
-_RECORD_POSITIONS: Final = {
+RECORD_POSITIONS: Final = {
     name: position for name, position in POSITION.items() if FEATURES <= position < EXTRA
 }
 
@@ -130,6 +130,17 @@ class ExchangeDecoder:
         self._decision_field = decision_field
         self._request_extractor = request_extractor
         self._response_extractor = response_extractor
+
+    @property
+    def native_options(self) -> tuple[str | None, str | None, str | None] | None:
+        """What the native decoder needs to decode this middleware's exchanges as
+        :meth:`resolve` does (features, score and decision paths), or None when it
+        cannot: a user extractor is Python code, and so is a subclass's own ``resolve``."""
+        if self._request_extractor is not None or self._response_extractor is not None:
+            return None
+        if type(self).resolve is not ExchangeDecoder.resolve:
+            return None
+        return (self._features_field, self._score_field, self._decision_field)
 
     def resolve(self, capture: Capture, report: Report) -> Capture:
         """The capture with the exchange decoded into features, score, decision and extra."""
@@ -281,7 +292,7 @@ def _apply_recorded(
             else:
                 values[FEATURES] = value
             continue
-        position = _RECORD_POSITIONS.get(name)
+        position = RECORD_POSITIONS.get(name)
         if position is not None:
             values[position] = value
         else:

@@ -1,0 +1,476 @@
+//! predlog's flusher, natively: captured HTTP exchanges decoded in batches outside the GIL.
+//!
+//! `resolve` takes a drained batch of captures and, for each one holding a middleware
+//! exchange, does what `predlog.flush._exchange.ExchangeDecoder.resolve` and the feature
+//! encoding after it do: parse the request and response JSON, undo BentoML's wrapping,
+//! flatten nested objects, find the score and decision, and write the features as JSON
+//! text. Reading the exchanges and building the results need the GIL; parsing,
+//! flattening and writing, the bulk of the work, run with it released, so request
+//! threads go on meanwhile.
+//!
+//! The Python decoder is the reference. Anything this module cannot reproduce exactly
+//! (JSON only a lenient parser accepts, recorded features to merge, a user extractor, a
+//! score that is an object...) is declined, record by record: the caller decodes those
+//! in Python. A record is never decoded differently here than there; the differential
+//! tests (`tests/test_native_decode.py`) hold both to that.
+
+mod format;
+mod walk;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::Value;
+
+use crate::walk::{decode_request, decode_response, Options, RequestOutcome, ResponseOutcome};
+
+
+/// Features already written as JSON text, with what the batch builder needs of them.
+#[pyclass(frozen, module = "predlog._native")]
+struct Encoded {
+    /// The flattened features as orjson would write them.
+    #[pyo3(get)]
+    text: String,
+    /// How many features are null.
+    #[pyo3(get)]
+    nulls: usize,
+    /// Whether the text is longer, in UTF-8 bytes, than the logger's max_feature_bytes.
+    #[pyo3(get)]
+    oversize: bool,
+}
+
+/// A record's extra map already written as JSON text: the exchange's method, path and
+/// status, when nothing else (recorded fields of no place, an audit rule) needs the map.
+#[pyclass(frozen, module = "predlog._native")]
+struct EncodedExtra {
+    #[pyo3(get)]
+    text: String,
+}
+
+/// Where things sit in a capture tuple, given by the caller (predlog._capture owns it).
+struct Layout {
+    length: usize,
+    features: usize,
+    score: usize,
+    decision: usize,
+    extra: usize,
+    trace_id: usize,
+    span_id: usize,
+    flags: usize,
+}
+
+/// What one exchange gave under the GIL, owned, so that it can cross into the GIL-free part.
+struct Job {
+    options: usize,
+    flags: Vec<String>,
+    request: Result<Vec<u8>, &'static str>,
+    response: Result<Vec<u8>, &'static str>,
+}
+
+/// What became of one job outside the GIL.
+struct Decoded {
+    flags: Vec<String>,
+    features: Option<(String, usize)>,
+    score: Option<Value>,
+    decision: Option<Value>,
+}
+
+fn is_json(content_type: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if content_type.is_none() {
+        return Ok(true);
+    }
+    let bytes = content_type.downcast::<PyBytes>()?.as_bytes();
+    Ok(bytes.windows(4).any(|w| w.eq_ignore_ascii_case(b"json")))
+}
+
+/// The chunks joined, or why they are not a body to parse. Mirrors `_request_features`
+/// and `_response_values`: truncated first, then empty, then the content type.
+fn body(
+    chunks: &Bound<'_, PyAny>,
+    size: usize,
+    content_type: &Bound<'_, PyAny>,
+    truncated: &'static str,
+    not_json: &'static str,
+) -> PyResult<Result<Vec<u8>, &'static str>> {
+    let list = chunks.downcast::<PyList>()?;
+    let mut joined = Vec::new();
+    for chunk in list.iter() {
+        joined.extend_from_slice(chunk.downcast::<PyBytes>()?.as_bytes());
+    }
+    if size > joined.len() {
+        return Ok(Err(truncated));
+    }
+    if joined.is_empty() {
+        return Ok(Err(""));
+    }
+    if !is_json(content_type)? {
+        return Ok(Err(not_json));
+    }
+    Ok(Ok(joined))
+}
+
+/// The decoding options of the exchange's decoder, cached by the decoder's identity;
+/// None when it cannot decode natively (a user extractor).
+fn options_of(
+    decoder: &Bound<'_, PyAny>,
+    cache: &mut Vec<(usize, Option<usize>)>,
+    options: &mut Vec<Options>,
+) -> PyResult<Option<usize>> {
+    let key = decoder.as_ptr() as usize;
+    if let Some((_, index)) = cache.iter().find(|(k, _)| *k == key) {
+        return Ok(*index);
+    }
+    let native = decoder.getattr(intern!(decoder.py(), "native_options"))?;
+    let index = if native.is_none() {
+        None
+    } else {
+        let (features_field, score_field, decision_field): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = native.extract()?;
+        options.push(Options { features_field, score_field, decision_field });
+        Some(options.len() - 1)
+    };
+    cache.push((key, index));
+    Ok(index)
+}
+
+/// The flags and the bodies of one exchange, or None to decline it.
+fn read_job(
+    exchange: &Bound<'_, PyAny>,
+    options: usize,
+    flags: &mut Vec<String>,
+) -> PyResult<Option<Job>> {
+    let py = exchange.py();
+    // `_http_extra`'s flags, in its order.
+    if !exchange.getattr(intern!(py, "invalid_request_id"))?.is_none() {
+        flags.push("request_id_invalid".to_owned());
+    }
+    if exchange.getattr(intern!(py, "request_id_repeated"))?.is_truthy()? {
+        flags.push("request_id_repeated".to_owned());
+    }
+    if exchange.getattr(intern!(py, "handler_failed"))?.is_truthy()? {
+        flags.push("handler_exception".to_owned());
+    }
+    let status: i64 = exchange.getattr(intern!(py, "status"))?.extract()?;
+    if status >= 400 {
+        flags.push(format!("http_status_{status}"));
+    }
+    let request = body(
+        &exchange.getattr(intern!(py, "request_chunks"))?,
+        exchange.getattr(intern!(py, "request_size"))?.extract()?,
+        &exchange.getattr(intern!(py, "request_content_type"))?,
+        "request_body_truncated",
+        "request_body_not_json",
+    )?
+    .map_err(|why| if why.is_empty() { "request_body_empty" } else { why });
+    let streamed = exchange.getattr(intern!(py, "streamed"))?.is_truthy()?;
+    let parts: i64 = exchange.getattr(intern!(py, "response_parts"))?.extract()?;
+    let response = if streamed && parts > 1 {
+        Err("response_streamed")
+    } else {
+        body(
+            &exchange.getattr(intern!(py, "response_chunks"))?,
+            exchange.getattr(intern!(py, "response_size"))?.extract()?,
+            &exchange.getattr(intern!(py, "response_content_type"))?,
+            "response_body_truncated",
+            "response_not_json",
+        )?
+    };
+    Ok(Some(Job { options, flags: std::mem::take(flags), request, response }))
+}
+
+/// Parse and write one job: the GIL-free part.
+fn decode(job: Job, options: &[Options]) -> Option<Decoded> {
+    let option = &options[job.options];
+    let mut flags = job.flags;
+    let features = match &job.request {
+        Err(flag) => {
+            flags.push((*flag).to_owned());
+            None
+        }
+        Ok(bytes) => match decode_request(bytes, option) {
+            RequestOutcome::Declined => return None,
+            RequestOutcome::Flagged(flag) => {
+                flags.push(flag.to_owned());
+                None
+            }
+            RequestOutcome::Features(text, nulls) => Some((text, nulls)),
+        },
+    };
+    let (score, decision) = match &job.response {
+        // An empty response says nothing, and is not flagged.
+        Err(flag) => {
+            if !flag.is_empty() {
+                flags.push((*flag).to_owned());
+            }
+            (None, None)
+        }
+        Ok(bytes) => match decode_response(bytes, option) {
+            ResponseOutcome::Declined => return None,
+            ResponseOutcome::Values(score, decision) => (score, decision),
+        },
+    };
+    Some(Decoded { flags, features, score, decision })
+}
+
+/// A score or decision as the Python decoder holds it; None for arrays and objects, whose
+/// text in a string column would be Python's repr of them (declined).
+fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Option<Bound<'py, PyAny>>> {
+    Ok(Some(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else {
+                match n.as_f64() {
+                    // `-0` or `-0.0`: the parser does not say which (see format.rs).
+                    Some(f) if f == 0.0 && f.is_sign_negative() => return Ok(None),
+                    Some(f) => PyFloat::new(py, f).into_any(),
+                    None => return Ok(None),
+                }
+            }
+        }
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(_) | Value::Object(_) => return Ok(None),
+    }))
+}
+
+/// A trace or span id the middleware kept as an integer, as the hex text of the record.
+fn hex_id<'py>(value: &Bound<'py, PyAny>, width: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if !value.is_exact_instance_of::<PyInt>() {
+        return Ok(Some(value.clone()));
+    }
+    let number: u128 = match value.extract() {
+        Ok(n) => n,
+        Err(_) => return Ok(None),
+    };
+    Ok(Some(PyString::new(value.py(), &format!("{number:0width$x}")).into_any()))
+}
+
+/// The resolved capture of one decoded exchange, or None to decline it.
+#[allow(clippy::too_many_arguments)]
+fn assemble<'py>(
+    py: Python<'py>,
+    capture: &Bound<'py, PyTuple>,
+    exchange: &Bound<'py, PyAny>,
+    decoded: Decoded,
+    layout: &Layout,
+    positions: &Bound<'py, PyDict>,
+    max_bytes: usize,
+    extra_maps: bool,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let mut values: Vec<Bound<'py, PyAny>> = capture.iter().collect();
+    let method = exchange.getattr(intern!(py, "method"))?;
+    let path = exchange.getattr(intern!(py, "path"))?;
+    let status = exchange.getattr(intern!(py, "status"))?;
+    let invalid = exchange.getattr(intern!(py, "invalid_request_id"))?;
+    let invalid: Option<String> = if invalid.is_none() {
+        None
+    } else {
+        Some(invalid.extract::<String>()?.chars().take(256).collect())
+    };
+    values[layout.features] = match decoded.features {
+        Some((text, nulls)) => {
+            let oversize = text.len() > max_bytes;
+            Bound::new(py, Encoded { text, nulls, oversize })?.into_any()
+        }
+        None => py.None().into_bound(py),
+    };
+    if let Some(score) = &decoded.score {
+        match to_python(py, score)? {
+            Some(v) => values[layout.score] = v,
+            None => return Ok(None),
+        }
+    }
+    if let Some(decision) = &decoded.decision {
+        match to_python(py, decision)? {
+            Some(v) => values[layout.decision] = v,
+            None => return Ok(None),
+        }
+    }
+    // What the handler recorded wins over the bodies; names without a place go to extra.
+    let fields = exchange.getattr(intern!(py, "fields"))?;
+    let fields = fields.downcast::<PyDict>()?;
+    let mut unplaced = Vec::new();
+    for (name, value) in fields.iter() {
+        match positions.get_item(&name)? {
+            Some(position) => values[position.extract::<usize>()?] = value,
+            None => unplaced.push((name, value)),
+        }
+    }
+    values[layout.extra] = if extra_maps || !unplaced.is_empty() {
+        let extra = PyDict::new(py);
+        extra.set_item(intern!(py, "http_method"), method)?;
+        extra.set_item(intern!(py, "http_path"), path)?;
+        extra.set_item(intern!(py, "http_status"), status)?;
+        if let Some(id) = invalid {
+            extra.set_item(intern!(py, "invalid_request_id"), id)?;
+        }
+        for (name, value) in unplaced {
+            extra.set_item(name, value)?;
+        }
+        extra.into_any()
+    } else {
+        let mut text = String::with_capacity(96);
+        text.push_str("{\"http_method\":");
+        format::write_string(&mut text, &method.extract::<String>()?);
+        text.push_str(",\"http_path\":");
+        format::write_string(&mut text, &path.extract::<String>()?);
+        text.push_str(",\"http_status\":");
+        text.push_str(&status.extract::<i64>()?.to_string());
+        if let Some(id) = invalid {
+            text.push_str(",\"invalid_request_id\":");
+            format::write_string(&mut text, &id);
+        }
+        text.push('}');
+        Bound::new(py, EncodedExtra { text })?.into_any()
+    };
+    let flags: Vec<Bound<'py, PyString>> =
+        decoded.flags.iter().map(|f| PyString::new(py, f)).collect();
+    values[layout.flags] = PyTuple::new(py, flags)?.into_any();
+    match hex_id(&values[layout.trace_id], 32)? {
+        Some(v) => values[layout.trace_id] = v,
+        None => return Ok(None),
+    }
+    match hex_id(&values[layout.span_id], 16)? {
+        Some(v) => values[layout.span_id] = v,
+        None => return Ok(None),
+    }
+    Ok(Some(PyTuple::new(py, values)?))
+}
+
+/// Whether a capture is one this module takes: the layout's length, an exchange, and
+/// nothing the Python decoder would have to merge (given flags or extra, recorded features).
+fn eligible<'py>(
+    capture: &Bound<'py, PyAny>,
+    exchange_type: &Bound<'py, PyAny>,
+    layout: &Layout,
+) -> PyResult<Option<(Bound<'py, PyTuple>, Bound<'py, PyAny>)>> {
+    let py = capture.py();
+    let Ok(tuple) = capture.downcast::<PyTuple>() else {
+        return Ok(None);
+    };
+    if tuple.len() != layout.length {
+        return Ok(None);
+    }
+    let exchange = tuple.get_item(layout.features)?;
+    if !exchange.get_type().is(exchange_type) {
+        return Ok(None);
+    }
+    if !tuple.get_item(layout.flags)?.is_none() || !tuple.get_item(layout.extra)?.is_none() {
+        return Ok(None);
+    }
+    let fields = exchange.getattr(intern!(py, "fields"))?;
+    if fields.downcast::<PyDict>()?.contains(intern!(py, "features"))? {
+        return Ok(None);
+    }
+    Ok(Some((tuple.clone(), exchange)))
+}
+
+/// Resolve a batch of captures: for each, the resolved capture, or None where the
+/// caller must resolve it in Python (not an exchange, or declined).
+///
+/// `layout` is (length, features, score, decision, extra, trace_id, span_id, flags);
+/// `positions` maps the recorded fields that have a place in a capture to it;
+/// `extra_maps` asks for every extra as a dict (an audit rule reads them), not as text.
+#[pyfunction]
+fn resolve<'py>(
+    py: Python<'py>,
+    captures: &Bound<'py, PyList>,
+    exchange_type: &Bound<'py, PyAny>,
+    layout: (usize, usize, usize, usize, usize, usize, usize, usize),
+    positions: &Bound<'py, PyDict>,
+    max_bytes: usize,
+    extra_maps: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let layout = Layout {
+        length: layout.0,
+        features: layout.1,
+        score: layout.2,
+        decision: layout.3,
+        extra: layout.4,
+        trace_id: layout.5,
+        span_id: layout.6,
+        flags: layout.7,
+    };
+    let indices = [
+        layout.features,
+        layout.score,
+        layout.decision,
+        layout.extra,
+        layout.trace_id,
+        layout.span_id,
+        layout.flags,
+    ];
+    if indices.iter().any(|i| *i >= layout.length) {
+        return Err(PyValueError::new_err("a capture position lies outside the layout"));
+    }
+    let mut cache = Vec::new();
+    let mut options = Vec::new();
+    let mut taken: Vec<(usize, Bound<'py, PyTuple>, Bound<'py, PyAny>)> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut flags = Vec::new();
+    for (i, capture) in captures.iter().enumerate() {
+        // Anything unexpected about one capture declines it alone: Python resolves it
+        // and reports what is wrong with it.
+        let read = (|| -> PyResult<Option<(Job, Bound<'py, PyTuple>, Bound<'py, PyAny>)>> {
+            let Some((tuple, exchange)) = eligible(&capture, exchange_type, &layout)? else {
+                return Ok(None);
+            };
+            let decoder = exchange.getattr(intern!(py, "decoder"))?;
+            let Some(option) = options_of(&decoder, &mut cache, &mut options)? else {
+                return Ok(None);
+            };
+            flags.clear();
+            Ok(read_job(&exchange, option, &mut flags)?.map(|job| (job, tuple, exchange)))
+        })();
+        if let Ok(Some((job, tuple, exchange))) = read {
+            jobs.push(job);
+            taken.push((i, tuple, exchange));
+        }
+    }
+    let decoded: Vec<Option<Decoded>> =
+        py.allow_threads(move || jobs.into_iter().map(|job| decode(job, &options)).collect());
+    let out = PyList::new(py, (0..captures.len()).map(|_| py.None()))?;
+    for ((i, tuple, exchange), result) in taken.into_iter().zip(decoded) {
+        let Some(result) = result else { continue };
+        let assembled =
+            assemble(py, &tuple, &exchange, result, &layout, positions, max_bytes, extra_maps);
+        if let Ok(Some(resolved)) = assembled {
+            out.set_item(i, resolved)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Features as orjson writes them, for the differential tests: the text and null count
+/// of one request body, or None where the Python decoder must decide.
+#[pyfunction]
+#[pyo3(signature = (body, features_field=None))]
+fn request_features(
+    py: Python<'_>,
+    body: &[u8],
+    features_field: Option<String>,
+) -> Option<(String, usize)> {
+    let options = Options { features_field, score_field: None, decision_field: None };
+    let bytes = body.to_vec();
+    match py.allow_threads(move || decode_request(&bytes, &options)) {
+        RequestOutcome::Features(text, nulls) => Some((text, nulls)),
+        _ => None,
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Encoded>()?;
+    m.add_class::<EncodedExtra>()?;
+    m.add_function(wrap_pyfunction!(resolve, m)?)?;
+    m.add_function(wrap_pyfunction!(request_features, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,72 @@
+"""The native decoder, when it was built: middleware captures decoded in batches,
+outside the GIL.
+
+``predlog._native`` is a Rust extension (``native/``), built by ``pip install`` when
+a Rust toolchain is there and skipped when not. It does what
+:meth:`ExchangeDecoder.resolve <predlog.flush._exchange.ExchangeDecoder.resolve>` and
+the feature encoding after it do, for the captures it can reproduce exactly, and
+declines the rest one by one: those are resolved in Python as before. Without the
+extension, or with ``native_decode`` off, every capture is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from predlog._capture import (
+    CAPTURE_FIELDS,
+    DECISION,
+    EXTRA,
+    FEATURES,
+    FLAGS,
+    SCORE,
+    SPAN_ID,
+    TRACE_ID,
+    Capture,
+)
+from predlog._exchange import Exchange
+from predlog.flush._exchange import RECORD_POSITIONS
+
+try:
+    from predlog import _native
+except ImportError:  # not built: no Rust toolchain where predlog was installed
+    _native = None  # type: ignore[assignment]
+
+#: Whether the extension is installed in this environment.
+AVAILABLE: Final = _native is not None
+#: The types of the extension's pre-encoded features and extra maps (None without it).
+ENCODED_TYPE: Final[type | None] = _native.Encoded if _native is not None else None
+ENCODED_EXTRA_TYPE: Final[type | None] = _native.EncodedExtra if _native is not None else None
+_LAYOUT: Final = (len(CAPTURE_FIELDS), FEATURES, SCORE, DECISION, EXTRA, TRACE_ID, SPAN_ID, FLAGS)
+
+
+def resolve(
+    captures: Sequence[Capture], max_bytes: int, *, extra_maps: bool
+) -> list[Capture | None]:
+    """Each capture resolved natively, or None where Python must resolve it (not an
+    exchange, or one the extension declined). Requires :data:`AVAILABLE`.
+
+    The features come back as ``Encoded`` JSON text; the extra map as JSON text
+    too unless ``extra_maps`` (an audit rule reads the maps) or the handler recorded
+    fields that go there."""
+    if _native is None:
+        raise RuntimeError("predlog's native extension is not installed")
+    result: list[Capture | None] = _native.resolve(
+        captures if isinstance(captures, list) else list(captures),
+        Exchange,
+        _LAYOUT,
+        RECORD_POSITIONS,
+        max_bytes,
+        extra_maps,
+    )
+    return result
+
+
+def request_features(body: bytes, features_field: str | None = None) -> tuple[str, int] | None:
+    """One request body's features as the extension writes them (text, null count), or
+    None where it defers to Python: what the differential tests compare."""
+    if _native is None:
+        raise RuntimeError("predlog's native extension is not installed")
+    result: tuple[str, int] | None = _native.request_features(body, features_field)
+    return result

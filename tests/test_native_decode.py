@@ -1,0 +1,346 @@
+"""The native decoder against the Python one: every record the same, to the byte.
+
+The Python decoder (``ExchangeDecoder.resolve`` and the feature encoding after it) is
+the reference. Each test builds the same captures twice, once per decoder, and compares
+the Arrow batches column by column (``prediction_id`` aside: a fresh UUIDv7 per
+record). Bodies are random JSON, BentoML-shaped requests, and hostile bytes: invalid
+UTF-8, lone surrogates, NaN literals, duplicate keys, deep nesting, numbers past 64
+bits, float formats at every exponent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import orjson
+import pyarrow as pa
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from predlog._capture import CAPTURE_FIELDS
+from predlog._exchange import Exchange
+from predlog._report import ErrorReporter
+from predlog._settings import resolve
+from predlog.flush import _native
+from predlog.flush._batch import BatchBuilder
+from predlog.flush._exchange import ExchangeDecoder, flatten
+
+AT_NS = 1_767_225_600_000_000_000
+
+
+def test_the_extension_is_built():
+    """CI builds predlog._native; without it every other test here would prove nothing."""
+    assert _native.AVAILABLE, "predlog._native is not built (pip install -e . needs cargo)"
+
+
+def builder(*, native: bool, **options) -> BatchBuilder:
+    settings_ = resolve(
+        {"model_name": "m", "model_version": "v", "native_decode": native, **options}
+    )
+    return BatchBuilder.from_settings(settings_, reporter=ErrorReporter())
+
+
+def capture_of(exchange: Exchange, *, trace_id=None, span_id=None) -> tuple:
+    """A capture as the middleware submits it."""
+    values = {
+        "timestamp_ns": AT_NS,
+        "request_id": "req-1",
+        "features": exchange,
+        "total_ms": 1.5,
+        "trace_id": trace_id,
+        "span_id": span_id,
+    }
+    return tuple(values.get(name) for name in CAPTURE_FIELDS)
+
+
+def without_ids(batch: pa.RecordBatch | None) -> dict | None:
+    if batch is None:
+        return None
+    table = pa.Table.from_batches([batch]).drop_columns(["prediction_id"])
+    return table.to_pydict()
+
+
+def both(make_captures, **options):
+    """The batch from the Python decoder and from the native one, built from fresh
+    captures each time (an exchange is decoded once)."""
+    python = builder(native=False, **options).build(make_captures())
+    native = builder(native=True, **options).build(make_captures())
+    return python, native
+
+
+def assert_same(make_captures, **options):
+    python, native = both(make_captures, **options)
+    assert (python.kept, python.sampled_out, python.failed) == (
+        native.kept,
+        native.sampled_out,
+        native.failed,
+    )
+    left, right = without_ids(python.batch), without_ids(native.batch)
+    if left is None or right is None:
+        assert left == right
+        return
+    for name in left:
+        assert _same(left[name], right[name]), (name, left[name], right[name])
+
+
+def _same(a: list, b: list) -> bool:
+    """Equal, NaN equal to NaN (a float column's unusable value)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+            continue
+        if x != y or type(x) is not type(y):
+            return False
+    return True
+
+
+# Strategies ----------------------------------------------------------------------
+
+keys = st.one_of(
+    st.sampled_from(["amount", "score", "decision", "tx", "a", "a.b", "0", "", "prediction"]),
+    st.text(max_size=6),
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    # Every decimal exponent, where orjson switches between its notations.
+    st.builds(lambda e, m: float(f"{m}e{e}"), st.integers(-330, 310), st.floats(1, 10)).filter(
+        math.isfinite
+    ),
+    st.text(max_size=12),
+    st.sampled_from(["\u2028", "\x7f", "\x00\x1f", '"\\/', "é😀"]),
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(keys, children, max_size=5),
+    ),
+    max_leaves=25,
+)
+
+
+def _dumps(value) -> bytes:
+    """JSON text of ``value``; integers past 64 bits, which orjson refuses, by ``json``."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value).encode()
+
+
+@st.composite
+def json_bodies(draw) -> bytes:
+    """JSON as clients send it: orjson's text, reformatted or with odd literals."""
+    value = draw(values)
+    shape = draw(st.sampled_from(["plain", "wrapped", "spaced", "python"]))
+    if shape == "wrapped":
+        value = {draw(keys): value}
+    text = _dumps(value)
+    if shape == "spaced":
+        text = text.replace(b",", b" ,\n\t").replace(b":", b" : ")
+    elif shape == "python":
+        text = json.dumps(value, ensure_ascii=draw(st.booleans())).encode()
+    return text
+
+
+hostile = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from(
+        [
+            b'{"a": NaN, "b": 1}',
+            b'{"a": Infinity}',
+            b'{"a": "\\ud800"}',
+            b'{"a": "\xed\xa0\x80"}',
+            b'{"a": 1, "a": 2, "b": {"c": 1, "c": {"d": 2}}}',
+            b'{"a": 1e400}',
+            b'{"a": -0, "b": -0.0, "c": 0e5, "d": 1E2, "e": 1.0e-7}',
+            b'{"a": 18446744073709551616, "b": -9223372036854775809}',
+            b'{"a": 18446744073709551615, "b": -9223372036854775808}',
+            b'{"a.b": 1, "a": {"b": 2}}',
+            b'{"x": [1, 2, [3]], "y": [' + b",".join([b"1"] * 300) + b"]}",
+            # Lists up to 256 scalars are flattened, longer ones left out.
+            b'{"y": [' + b",".join([b"0.5"] * 256) + b'], "z": [' + b",".join([b"1"] * 257) + b"]}",
+            b"[" * 200 + b"]" * 200,
+            b'{"a":' * 150 + b"1" + b"}" * 150,
+            b"\xef\xbb\xbf{}",
+            b'{"a": 1} x',
+            b" ",
+            b"",
+            b"null",
+            b"3.5",
+            b'"text"',
+        ]
+    ),
+)
+bodies = st.one_of(json_bodies(), hostile)
+
+
+@st.composite
+def responses(draw) -> bytes:
+    kind = draw(st.sampled_from(["object", "wrapped", "number", "other"]))
+    score = draw(st.one_of(scalars, st.lists(scalars, max_size=2)))
+    decision = draw(st.one_of(scalars, st.dictionaries(keys, scalars, max_size=1)))
+    key = draw(st.sampled_from(["score", "probability", "prediction", "p"]))
+    value: object
+    if kind == "object":
+        value = {key: score, "decision": decision}
+    elif kind == "wrapped":
+        value = {"result": {key: score, "decision": decision}}
+    elif kind == "number":
+        value = draw(st.one_of(st.integers(-(2**65), 2**65), st.floats(allow_nan=False)))
+    else:
+        return draw(bodies)
+    return _dumps(value)
+
+
+@st.composite
+def exchanges(draw, decoder: ExchangeDecoder):
+    ex = Exchange(draw(st.sampled_from(["POST", "PUT"])), draw(st.text(max_size=10)), decoder)
+    request = draw(bodies)
+    # The body as it arrived: in one chunk or in consecutive pieces.
+    size = max(1, len(request) // draw(st.integers(1, 3)))
+    ex.request_chunks = [request[i : i + size] for i in range(0, len(request), size)]
+    ex.request_size = len(request) + draw(st.sampled_from([0, 0, 0, 5]))
+    ex.request_content_type = draw(
+        st.sampled_from([None, b"application/json", b"Application/JSON; x", b"text/plain"])
+    )
+    response = draw(responses())
+    ex.response_chunks = [response] if response else []
+    ex.response_size = len(response) + draw(st.sampled_from([0, 0, 0, 3]))
+    ex.response_parts = draw(st.integers(0, 3))
+    ex.streamed = draw(st.booleans())
+    ex.response_content_type = draw(st.sampled_from([None, b"application/json", b"text/html"]))
+    ex.status = draw(st.sampled_from([200, 200, 201, 400, 422, 500]))
+    ex.handler_failed = draw(st.booleans())
+    ex.invalid_request_id = draw(st.one_of(st.none(), st.text(max_size=300)))
+    ex.request_id_repeated = draw(st.booleans())
+    ex.fields = draw(
+        st.dictionaries(
+            st.sampled_from(["score", "decision", "threshold", "user_segment", "cache_hit"]),
+            scalars,
+            max_size=3,
+        )
+    )
+    return ex
+
+
+decoders = st.builds(
+    ExchangeDecoder,
+    features_field=st.sampled_from([None, None, "tx", "a.b", "x.0", "inputs.features"]),
+    score_field=st.sampled_from([None, None, "result.score", "p", "0"]),
+    decision_field=st.sampled_from([None, None, "result.decision", "d"]),
+)
+fuzz = settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+# Tests ---------------------------------------------------------------------------
+
+
+@fuzz
+@given(st.data())
+def test_batches_equal_the_python_decoders(data):
+    """Random and hostile exchanges: the same Arrow batch from both decoders."""
+    decoder = data.draw(decoders)
+    drawn = data.draw(st.lists(exchanges(decoder), min_size=1, max_size=6))
+    ids = data.draw(st.sampled_from([(None, None), (2**127 + 5, 2**63 + 1), (7, 9)]))
+
+    def make():
+        out = []
+        for ex in drawn:
+            fresh = Exchange(ex.method, ex.path, ex.decoder)
+            for name in Exchange.__slots__:
+                if name not in ("method", "path", "decoder"):
+                    value = getattr(ex, name)
+                    setattr(fresh, name, dict(value) if isinstance(value, dict) else value)
+            out.append(capture_of(fresh, trace_id=ids[0], span_id=ids[1]))
+        return out
+
+    assert_same(make)
+    assert_same(make, max_feature_bytes=40)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(bodies, st.sampled_from([None, "tx", "a.b", "x.0"]))
+@example(b'{"a": 1e16, "b": 1e15, "c": 1.5e-7, "d": 1e-5, "e": 5e-324}', None)
+@example(b'{"tx": {"amount": 120.5, "merchant": "grocery", "hour": 13}}', None)
+def test_request_features_equal_orjsons_text(body, features_field):
+    """Where the extension writes features, they are orjson's text of the Python
+    decoder's flattened features; it declines only what strict JSON does not read."""
+    from predlog.flush._exchange import _unwrap, field_path
+
+    native = _native.request_features(body, features_field)
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        assert native is None
+        return
+    target = field_path(parsed, features_field) if features_field else _unwrap(parsed)
+    if not isinstance(target, dict):
+        assert native is None
+        return
+    flat = flatten(target)
+    if native is None:
+        # Declined only for nesting deeper than the extension's parser takes (128), or a
+        # negative zero (its parser reads `-0` as the float -0.0, orjson as the integer 0).
+        deep = body.count(b"[") + body.count(b"{") > 100
+        negative_zero = b"-0" in body and any(
+            type(v) in (int, float) and v == 0 for v in flat.values()
+        )
+        assert deep or negative_zero, body
+        return
+    text, nulls = native
+    assert text == orjson.dumps(flat).decode()
+    assert nulls == sum(1 for v in flat.values() if v is None)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(min_size=8, max_size=8))
+def test_every_double_is_written_as_orjson_writes_it(raw):
+    """Any finite double, by its bits: the extension's text is orjson's."""
+    (value,) = struct.unpack("<d", raw)
+    if not math.isfinite(value):
+        return
+    body = orjson.dumps({"v": value})
+    assert _native.request_features(body) == (body.decode(), 0)
+
+
+def test_a_plain_batch_is_decoded_natively():
+    """The ordinary case is taken by the extension, not declined to Python: otherwise
+    the comparisons above would compare Python with itself."""
+    decoder = ExchangeDecoder()
+    ex = Exchange("POST", "/predict", decoder)
+    ex.request_chunks = [b'{"tx": {"amount": 1.5, "card": {"country": "FR"}}}']
+    ex.request_size = len(ex.request_chunks[0])
+    ex.response_chunks = [b'{"score": 0.25, "decision": "approve"}']
+    ex.response_size = len(ex.response_chunks[0])
+    ex.response_parts = 1
+    ex.status = 200
+    (resolved,) = _native.resolve([capture_of(ex)], 1 << 20, extra_maps=False)
+    assert resolved is not None
+    features = resolved[CAPTURE_FIELDS.index("features")]
+    assert features.text == '{"amount":1.5,"card.country":"FR"}'
+    assert resolved[CAPTURE_FIELDS.index("score")] == 0.25
+    assert resolved[CAPTURE_FIELDS.index("decision")] == "approve"
+
+
+def test_extractors_and_recorded_features_are_left_to_python():
+    """What the extension cannot reproduce (a user extractor, recorded features to
+    merge) it declines, and the Python decoder resolves."""
+    with_extractor = Exchange("POST", "/p", ExchangeDecoder(request_extractor=lambda b: {}))
+    recorded = Exchange("POST", "/p", ExchangeDecoder())
+    recorded.fields = {"features": {"a": 1}}
+    for ex in (with_extractor, recorded):
+        ex.request_chunks = [b'{"a": 2}']
+        ex.request_size = 8
+    assert _native.resolve(
+        [capture_of(with_extractor), capture_of(recorded)], 1 << 20, extra_maps=False
+    ) == [None, None]
