@@ -26,6 +26,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check plugin tests benchmarks examples services
 	$(PY) -m ruff format --check plugin tests benchmarks examples services
+	cargo fmt --manifest-path native/Cargo.toml --check
+	cargo clippy --manifest-path native/Cargo.toml --release --locked --quiet -- -D warnings
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

@@ -344,3 +344,28 @@ def test_extractors_and_recorded_features_are_left_to_python():
     assert _native.resolve(
         [capture_of(with_extractor), capture_of(recorded)], 1 << 20, extra_maps=False
     ) == [None, None]
+
+
+def plain_exchange(i: int, *, pad: int = 0) -> Exchange:
+    ex = Exchange("POST", f"/p/{i}", ExchangeDecoder())
+    body = orjson.dumps({"tx": {"i": i, "v": i / 7, "pad": "x" * pad}})
+    ex.request_chunks = [body]
+    ex.request_size = len(body)
+    ex.response_chunks = [orjson.dumps({"score": (i % 10) / 10})]
+    ex.response_size = len(ex.response_chunks[0])
+    ex.response_parts = 1
+    ex.status = 200 if i % 3 else 404
+    return ex
+
+
+def test_large_batches_decode_in_groups_in_order():
+    """Bodies are copied and parsed a group at a time (by count and by bytes); every
+    record still lands in its own place."""
+    many = [capture_of(plain_exchange(i)) for i in range(9_000)]
+    big = [capture_of(plain_exchange(i, pad=700_000)) for i in range(30)]
+    for batch in (many, big):
+        resolved = _native.resolve(batch, 1 << 30, extra_maps=False)
+        assert all(r is not None for r in resolved)
+        features = [orjson.loads(r[CAPTURE_FIELDS.index("features")].text) for r in resolved]
+        assert [f["i"] for f in features] == list(range(len(batch)))
+    assert_same(lambda: [capture_of(plain_exchange(i)) for i in range(9_000)])

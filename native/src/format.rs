@@ -6,7 +6,7 @@
 //! exponent is from -5 to 15 (with `.0` on whole numbers) and as `1.5e-7` / `1e+16`
 //! outside it.
 
-use serde_json::{Map, Value};
+use crate::json::Json;
 
 pub fn write_string(out: &mut String, text: &str) {
     out.push('"');
@@ -40,104 +40,53 @@ pub fn write_string(out: &mut String, text: &str) {
 }
 
 pub fn write_float(out: &mut String, value: f64) {
-    if value == 0.0 {
-        out.push_str(if value.is_sign_negative() { "-0.0" } else { "0.0" });
-        return;
-    }
+    // ryu writes the same shortest digits, in positional notation over the same range
+    // of exponents; outside it, orjson signs a positive exponent (`1e+16`, not `1e16`).
     let mut buffer = ryu::Buffer::new();
-    let shortest = buffer.format_finite(value);
-    let (negative, text) = match shortest.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, shortest),
-    };
-    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
-        None => (text, 0),
-    };
-    // The value is 0.DIGITS x 10^point.
-    let point_at = mantissa.find('.').unwrap_or(mantissa.len()) as i32;
-    let all: Vec<u8> = mantissa.bytes().filter(|b| *b != b'.').collect();
-    let leading = all.iter().take_while(|b| **b == b'0').count();
-    let mut digits: Vec<u8> = all[leading..].to_vec();
-    while digits.last() == Some(&b'0') {
-        digits.pop();
-    }
-    let point = point_at - leading as i32 + exponent;
-    let scientific = point - 1;
-    if negative {
-        out.push('-');
-    }
-    let n = digits.len() as i32;
-    let digits_str = std::str::from_utf8(&digits).unwrap_or("0");
-    if (-5..=15).contains(&scientific) {
-        if point <= 0 {
-            out.push_str("0.");
-            for _ in 0..(-point) {
-                out.push('0');
-            }
-            out.push_str(digits_str);
-        } else if point >= n {
-            out.push_str(digits_str);
-            for _ in 0..(point - n) {
-                out.push('0');
-            }
-            out.push_str(".0");
-        } else {
-            out.push_str(&digits_str[..point as usize]);
-            out.push('.');
-            out.push_str(&digits_str[point as usize..]);
+    let text = buffer.format_finite(value);
+    match text.find('e') {
+        Some(at) if !text[at + 1..].starts_with('-') => {
+            out.push_str(&text[..=at]);
+            out.push('+');
+            out.push_str(&text[at + 1..]);
         }
-    } else {
-        out.push_str(&digits_str[..1]);
-        if n > 1 {
-            out.push('.');
-            out.push_str(&digits_str[1..]);
-        }
-        out.push('e');
-        out.push(if scientific > 0 { '+' } else { '-' });
-        out.push_str(&scientific.abs().to_string());
+        _ => out.push_str(text),
     }
 }
 
-/// A scalar; false for arrays and objects, which a flattened map never holds.
-pub fn write_scalar(out: &mut String, value: &Value) -> bool {
+/// A scalar; false for arrays and objects, which a flattened map never holds, and for
+/// a negative zero: the parser reads `-0` as -0.0 where orjson reads the integer 0, and
+/// the text cannot tell which it was, so Python decides.
+pub fn write_scalar(out: &mut String, value: &Json<'_>) -> bool {
     match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                out.push_str(&i.to_string());
-            } else if let Some(u) = n.as_u64() {
-                out.push_str(&u.to_string());
-            } else {
-                match n.as_f64() {
-                    // The parser reads `-0` as -0.0, orjson as the integer 0: the text
-                    // cannot tell which it was, so Python decides.
-                    Some(f) if f == 0.0 && f.is_sign_negative() => return false,
-                    Some(f) if f.is_finite() => write_float(out, f),
-                    _ => return false,
-                }
-            }
-        }
-        Value::String(s) => write_string(out, s),
-        Value::Array(_) | Value::Object(_) => return false,
+        Json::Null => out.push_str("null"),
+        Json::Bool(true) => out.push_str("true"),
+        Json::Bool(false) => out.push_str("false"),
+        Json::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        Json::UInt(u) => out.push_str(itoa::Buffer::new().format(*u)),
+        Json::Float(f) if *f == 0.0 && f.is_sign_negative() => return false,
+        Json::Float(f) if f.is_finite() => write_float(out, *f),
+        Json::Float(_) => return false,
+        Json::Str(s) => write_string(out, s),
+        Json::Array(_) | Json::Object(_) => return false,
     }
     true
 }
 
-/// A flat map as one JSON object and its count of nulls; None if a value is not a scalar.
-pub fn write_flat(map: &Map<String, Value>) -> Option<(String, usize)> {
-    let mut out = String::with_capacity(64 + map.len() * 24);
+/// A flat map as one JSON object and its count of nulls; None if a value cannot be written.
+pub fn write_flat<'v, 'a: 'v>(
+    pairs: impl ExactSizeIterator<Item = (&'v str, &'v Json<'a>)>,
+) -> Option<(String, usize)> {
+    let mut out = String::with_capacity(64 + pairs.len() * 24);
     let mut nulls = 0;
     out.push('{');
-    for (i, (key, value)) in map.iter().enumerate() {
+    for (i, (key, value)) in pairs.enumerate() {
         if i > 0 {
             out.push(',');
         }
         write_string(&mut out, key);
         out.push(':');
-        if value.is_null() {
+        if let Json::Null = value {
             nulls += 1;
         }
         if !write_scalar(&mut out, value) {

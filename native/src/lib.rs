@@ -15,16 +15,17 @@
 //! tests (`tests/test_native_decode.py`) hold both to that.
 
 mod format;
+mod json;
 mod walk;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use serde_json::Value;
 
-use crate::walk::{decode_request, decode_response, Options, RequestOutcome, ResponseOutcome};
-
+use crate::walk::{
+    decode_request, decode_response, Options, RequestOutcome, ResponseOutcome, Scalar,
+};
 
 /// Features already written as JSON text, with what the batch builder needs of them.
 #[pyclass(frozen, module = "predlog._native")]
@@ -68,12 +69,26 @@ struct Job {
     response: Result<Vec<u8>, &'static str>,
 }
 
+impl Job {
+    /// The bytes copied out of Python for this job.
+    fn bytes(&self) -> usize {
+        self.request.as_ref().map_or(0, Vec::len) + self.response.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// A job, with the capture and exchange it was read from.
+type Taken<'py> = (Job, Bound<'py, PyTuple>, Bound<'py, PyAny>);
+
+/// Bodies copied per group, at most (one body past it), and records per group.
+const GROUP_BYTES: usize = 8 << 20;
+const GROUP_RECORDS: usize = 4096;
+
 /// What became of one job outside the GIL.
 struct Decoded {
     flags: Vec<String>,
     features: Option<(String, usize)>,
-    score: Option<Value>,
-    decision: Option<Value>,
+    score: Option<Scalar>,
+    decision: Option<Scalar>,
 }
 
 fn is_json(content_type: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -130,7 +145,11 @@ fn options_of(
             Option<String>,
             Option<String>,
         ) = native.extract()?;
-        options.push(Options { features_field, score_field, decision_field });
+        options.push(Options {
+            features_field,
+            score_field,
+            decision_field,
+        });
         Some(options.len() - 1)
     };
     cache.push((key, index));
@@ -145,13 +164,22 @@ fn read_job(
 ) -> PyResult<Option<Job>> {
     let py = exchange.py();
     // `_http_extra`'s flags, in its order.
-    if !exchange.getattr(intern!(py, "invalid_request_id"))?.is_none() {
+    if !exchange
+        .getattr(intern!(py, "invalid_request_id"))?
+        .is_none()
+    {
         flags.push("request_id_invalid".to_owned());
     }
-    if exchange.getattr(intern!(py, "request_id_repeated"))?.is_truthy()? {
+    if exchange
+        .getattr(intern!(py, "request_id_repeated"))?
+        .is_truthy()?
+    {
         flags.push("request_id_repeated".to_owned());
     }
-    if exchange.getattr(intern!(py, "handler_failed"))?.is_truthy()? {
+    if exchange
+        .getattr(intern!(py, "handler_failed"))?
+        .is_truthy()?
+    {
         flags.push("handler_exception".to_owned());
     }
     let status: i64 = exchange.getattr(intern!(py, "status"))?.extract()?;
@@ -165,7 +193,13 @@ fn read_job(
         "request_body_truncated",
         "request_body_not_json",
     )?
-    .map_err(|why| if why.is_empty() { "request_body_empty" } else { why });
+    .map_err(|why| {
+        if why.is_empty() {
+            "request_body_empty"
+        } else {
+            why
+        }
+    });
     let streamed = exchange.getattr(intern!(py, "streamed"))?.is_truthy()?;
     let parts: i64 = exchange.getattr(intern!(py, "response_parts"))?.extract()?;
     let response = if streamed && parts > 1 {
@@ -179,7 +213,12 @@ fn read_job(
             "response_not_json",
         )?
     };
-    Ok(Some(Job { options, flags: std::mem::take(flags), request, response }))
+    Ok(Some(Job {
+        options,
+        flags: std::mem::take(flags),
+        request,
+        response,
+    }))
 }
 
 /// Parse and write one job: the GIL-free part.
@@ -213,31 +252,27 @@ fn decode(job: Job, options: &[Options]) -> Option<Decoded> {
             ResponseOutcome::Values(score, decision) => (score, decision),
         },
     };
-    Some(Decoded { flags, features, score, decision })
+    Some(Decoded {
+        flags,
+        features,
+        score,
+        decision,
+    })
 }
 
 /// A score or decision as the Python decoder holds it; None for arrays and objects, whose
 /// text in a string column would be Python's repr of them (declined).
-fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Option<Bound<'py, PyAny>>> {
+fn to_python<'py>(py: Python<'py>, value: &Scalar) -> PyResult<Option<Bound<'py, PyAny>>> {
     Ok(Some(match value {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.into_pyobject(py)?.into_any()
-            } else if let Some(u) = n.as_u64() {
-                u.into_pyobject(py)?.into_any()
-            } else {
-                match n.as_f64() {
-                    // `-0` or `-0.0`: the parser does not say which (see format.rs).
-                    Some(f) if f == 0.0 && f.is_sign_negative() => return Ok(None),
-                    Some(f) => PyFloat::new(py, f).into_any(),
-                    None => return Ok(None),
-                }
-            }
-        }
-        Value::String(s) => PyString::new(py, s).into_any(),
-        Value::Array(_) | Value::Object(_) => return Ok(None),
+        Scalar::Null => py.None().into_bound(py),
+        Scalar::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Scalar::Int(i) => i.into_pyobject(py)?.into_any(),
+        Scalar::UInt(u) => u.into_pyobject(py)?.into_any(),
+        // `-0` or `-0.0`: the parser does not say which (see format.rs).
+        Scalar::Float(f) if *f == 0.0 && f.is_sign_negative() => return Ok(None),
+        Scalar::Float(f) => PyFloat::new(py, *f).into_any(),
+        Scalar::Str(s) => PyString::new(py, s).into_any(),
+        Scalar::Container => return Ok(None),
     }))
 }
 
@@ -250,7 +285,9 @@ fn hex_id<'py>(value: &Bound<'py, PyAny>, width: usize) -> PyResult<Option<Bound
         Ok(n) => n,
         Err(_) => return Ok(None),
     };
-    Ok(Some(PyString::new(value.py(), &format!("{number:0width$x}")).into_any()))
+    Ok(Some(
+        PyString::new(value.py(), &format!("{number:0width$x}")).into_any(),
+    ))
 }
 
 /// The resolved capture of one decoded exchange, or None to decline it.
@@ -278,7 +315,15 @@ fn assemble<'py>(
     values[layout.features] = match decoded.features {
         Some((text, nulls)) => {
             let oversize = text.len() > max_bytes;
-            Bound::new(py, Encoded { text, nulls, oversize })?.into_any()
+            Bound::new(
+                py,
+                Encoded {
+                    text,
+                    nulls,
+                    oversize,
+                },
+            )?
+            .into_any()
         }
         None => py.None().into_bound(py),
     };
@@ -367,7 +412,10 @@ fn eligible<'py>(
         return Ok(None);
     }
     let fields = exchange.getattr(intern!(py, "fields"))?;
-    if fields.downcast::<PyDict>()?.contains(intern!(py, "features"))? {
+    if fields
+        .downcast::<PyDict>()?
+        .contains(intern!(py, "features"))?
+    {
         return Ok(None);
     }
     Ok(Some((tuple.clone(), exchange)))
@@ -409,17 +457,22 @@ fn resolve<'py>(
         layout.flags,
     ];
     if indices.iter().any(|i| *i >= layout.length) {
-        return Err(PyValueError::new_err("a capture position lies outside the layout"));
+        return Err(PyValueError::new_err(
+            "a capture position lies outside the layout",
+        ));
     }
     let mut cache = Vec::new();
     let mut options = Vec::new();
     let mut taken: Vec<(usize, Bound<'py, PyTuple>, Bound<'py, PyAny>)> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
+    let mut copied = 0;
     let mut flags = Vec::new();
+    let out = PyList::new(py, (0..captures.len()).map(|_| py.None()))?;
+    let count = captures.len();
     for (i, capture) in captures.iter().enumerate() {
         // Anything unexpected about one capture declines it alone: Python resolves it
         // and reports what is wrong with it.
-        let read = (|| -> PyResult<Option<(Job, Bound<'py, PyTuple>, Bound<'py, PyAny>)>> {
+        let read = (|| -> PyResult<Option<Taken<'py>>> {
             let Some((tuple, exchange)) = eligible(&capture, exchange_type, &layout)? else {
                 return Ok(None);
             };
@@ -431,19 +484,26 @@ fn resolve<'py>(
             Ok(read_job(&exchange, option, &mut flags)?.map(|job| (job, tuple, exchange)))
         })();
         if let Ok(Some((job, tuple, exchange))) = read {
+            copied += job.bytes();
             jobs.push(job);
             taken.push((i, tuple, exchange));
         }
-    }
-    let decoded: Vec<Option<Decoded>> =
-        py.allow_threads(move || jobs.into_iter().map(|job| decode(job, &options)).collect());
-    let out = PyList::new(py, (0..captures.len()).map(|_| py.None()))?;
-    for ((i, tuple, exchange), result) in taken.into_iter().zip(decoded) {
-        let Some(result) = result else { continue };
-        let assembled =
-            assemble(py, &tuple, &exchange, result, &layout, positions, max_bytes, extra_maps);
-        if let Ok(Some(resolved)) = assembled {
-            out.set_item(i, resolved)?;
+        // The bodies are copied to be parsed without the GIL: a group at a time, so that
+        // the copies stay small beside the ring however large the bodies are.
+        if copied >= GROUP_BYTES || jobs.len() >= GROUP_RECORDS || i + 1 == count {
+            let group = std::mem::take(&mut jobs);
+            let decoded: Vec<Option<Decoded>> =
+                py.allow_threads(|| group.into_iter().map(|job| decode(job, &options)).collect());
+            for ((i, tuple, exchange), result) in taken.drain(..).zip(decoded) {
+                let Some(result) = result else { continue };
+                let assembled = assemble(
+                    py, &tuple, &exchange, result, &layout, positions, max_bytes, extra_maps,
+                );
+                if let Ok(Some(resolved)) = assembled {
+                    out.set_item(i, resolved)?;
+                }
+            }
+            copied = 0;
         }
     }
     Ok(out)
@@ -458,7 +518,11 @@ fn request_features(
     body: &[u8],
     features_field: Option<String>,
 ) -> Option<(String, usize)> {
-    let options = Options { features_field, score_field: None, decision_field: None };
+    let options = Options {
+        features_field,
+        score_field: None,
+        decision_field: None,
+    };
     let bytes = body.to_vec();
     match py.allow_threads(move || decode_request(&bytes, &options)) {
         RequestOutcome::Features(text, nulls) => Some((text, nulls)),
