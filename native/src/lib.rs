@@ -79,9 +79,13 @@ impl Job {
 /// A job, with the capture and exchange it was read from.
 type Taken<'py> = (Job, Bound<'py, PyTuple>, Bound<'py, PyAny>);
 
-/// Bodies copied per group, at most (one body past it), and records per group.
-const GROUP_BYTES: usize = 8 << 20;
-const GROUP_RECORDS: usize = 4096;
+/// Bodies copied per group, at most (one body past it), and records per group. Small
+/// groups matter twice: the copies stay small beside the ring, and the stretches with
+/// the GIL held (reading one group, building its results) stay well under the
+/// interpreter's switch interval, since no thread can take the GIL during a native call;
+/// between groups, parsing without it, a waiting request thread gets it at once.
+const GROUP_BYTES: usize = 1 << 20;
+const GROUP_RECORDS: usize = 256;
 
 /// What became of one job outside the GIL.
 struct Decoded {
@@ -488,8 +492,7 @@ fn resolve<'py>(
             jobs.push(job);
             taken.push((i, tuple, exchange));
         }
-        // The bodies are copied to be parsed without the GIL: a group at a time, so that
-        // the copies stay small beside the ring however large the bodies are.
+        // The bodies are copied to be parsed without the GIL, a group at a time.
         if copied >= GROUP_BYTES || jobs.len() >= GROUP_RECORDS || i + 1 == count {
             let group = std::mem::take(&mut jobs);
             let decoded: Vec<Option<Decoded>> =
