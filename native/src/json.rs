@@ -178,7 +178,8 @@ impl<'de> Deserialize<'de> for Json<'de> {
                 Ok(Json::Array(items))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut pairs = Vec::new();
+                // Most model inputs fit: one allocation instead of four regrowths.
+                let mut pairs = Vec::with_capacity(16);
                 let mut index = None;
                 while let Some(Key(key)) = map.next_key()? {
                     let value = map.next_value()?;
