@@ -40,6 +40,12 @@ class TestFeatureEncoder:
         assert text == {"amount": 12.5, "age": None, "ratio": None}
         assert (summary, nulls, flags) == (None, 2, [])
 
+    def test_infinities_count_as_nulls_as_they_are_stored(self):
+        """JSON has no infinity: stored as null, an infinite feature counts as one."""
+        text, summary, nulls, flags = encode({"a": math.inf, "b": -math.inf, "c": 1.0})
+        assert text == {"a": None, "b": None, "c": 1.0}
+        assert (summary, nulls, flags) == (None, 2, [])
+
     def test_numpy_values_and_non_string_keys_are_encoded(self):
         """numpy scalars and arrays serialise as numbers; integer keys become strings."""
         text, _, nulls, flags = encode({"a": np.float32(0.5), 3: np.int64(7), "v": np.arange(2)})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from itertools import pairwise
 
 import orjson
 import pyarrow as pa
@@ -369,3 +370,47 @@ def test_large_batches_decode_in_groups_in_order():
         features = [orjson.loads(r[CAPTURE_FIELDS.index("features")].text) for r in resolved]
         assert [f["i"] for f in features] == list(range(len(batch)))
     assert_same(lambda: [capture_of(plain_exchange(i)) for i in range(9_000)])
+
+
+feature_dicts = st.dictionaries(
+    keys,
+    st.one_of(values, st.just(float("nan")), st.just(math.inf)),
+    max_size=8,
+)
+
+
+@fuzz
+@given(
+    st.lists(st.one_of(feature_dicts, feature_dicts, st.none(), st.integers()), max_size=8),
+    st.sampled_from([1 << 20, 30]),
+)
+def test_log_features_equal_one_call_per_record(features, max_bytes):
+    """``log()``'s dicts written in one call and cut natively: the same column, null
+    counts and flags as one orjson call per record (NaN is null, nested nulls are not
+    counted, a text past max_feature_bytes is dropped and flagged)."""
+
+    def make():
+        return [
+            tuple(
+                {"timestamp_ns": AT_NS, "request_id": f"r{i}", "features": f, "score": 0.5}.get(
+                    name
+                )
+                for name in CAPTURE_FIELDS
+            )
+            for i, f in enumerate(features)
+        ]
+
+    assert_same(make, max_feature_bytes=max_bytes)
+
+
+def test_cut_objects_counts_top_level_nulls_only():
+    """The cut keeps each object's text whole, escapes and brackets inside strings
+    included, and counts only the nulls that are the object's own values."""
+    text = orjson.dumps([{"a": 'x\\"}', "b": None, "c": {"d": None}}, {"e": [None]}, {}])
+    data, offsets, nulls = _native.cut_objects(text)
+    ends = list(struct.unpack(f"<{len(offsets) // 4}i", offsets))
+    parts = [data[a:b] for a, b in pairwise(ends)]
+    assert [orjson.loads(p) for p in parts] == orjson.loads(text)
+    assert struct.unpack("<3i", nulls) == (1, 0, 0)
+    assert _native.cut_objects(b"[1,2]") is None
+    assert _native.cut_objects(b'{"a":1}') is None

@@ -155,10 +155,14 @@ def optional_str(value: Any) -> str | None:
 
 
 def _is_null(value: Any) -> bool:
-    # `value != value` is the NaN test that works for float, numpy floats and
-    # Decimal alike without importing numpy.
+    """Whether a feature is stored as null: None, NaN, and a float infinity (JSON has
+    no infinity; orjson writes null for it, as for NaN)."""
     if value is None:
         return True
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    # `value != value` is the NaN test that works for numpy floats and Decimal alike
+    # without importing numpy.
     try:
         return bool(value != value)  # noqa: PLR0124  # NaN is the value unequal to itself
     except Exception:  # noqa: BLE001  # arrays and odd objects: not a null scalar

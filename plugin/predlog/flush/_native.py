@@ -63,6 +63,15 @@ def resolve(
     return result
 
 
+def cut_objects(text: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """orjson's text of a list of objects cut into an Arrow string column's buffers
+    (texts end to end, int32 offsets) and each object's count of top-level nulls
+    (int32); None if the text is anything else. Requires :data:`AVAILABLE`."""
+    if _native is None:
+        raise RuntimeError("predlog's native extension is not installed")
+    return _native.cut_objects(text)
+
+
 def request_features(body: bytes, features_field: str | None = None) -> tuple[str, int] | None:
     """One request body's features as the extension writes them (text, null count), or
     None where it defers to Python: what the differential tests compare."""
