@@ -5,6 +5,9 @@ variables follow the request into ``await``-ed code and, because Starlette and
 BentoML run sync handlers in a thread pool with a copy of the context, into those
 threads too: the copy refers to the same dict, so the handler's fields reach the
 middleware. Cost: one context variable read and one dict update.
+
+It also holds structlog's context variables for the ids the middleware binds, so
+that the handler's own structlog lines carry them (``merge_contextvars``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, Final
+
+from structlog.contextvars import bind_contextvars
 
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("predlog_record", default=None)
 
@@ -45,3 +50,24 @@ def current_fields() -> dict[str, Any] | None:
 bind_fields: Final[Callable[[dict[str, Any]], Token[dict[str, Any] | None]]] = _fields.set
 #: Undo :data:`bind_fields` when the request is over.
 unbind_fields: Final[Callable[[Token[dict[str, Any] | None]], None]] = _fields.reset
+
+
+def _structlog_variable(key: str) -> ContextVar[Any]:
+    """structlog's own context variable for ``key``: the one ``bind_contextvars`` sets,
+    ``unbind_contextvars`` clears and ``merge_contextvars`` reads.
+
+    Found once through structlog's public API (each token it returns names its
+    variable) and left as it was. Per request the middleware then sets and resets the
+    variable itself: one C call each, where ``bind_contextvars`` and
+    ``reset_contextvars`` run a Python loop that formats the variable's name per key.
+    """
+    token = bind_contextvars(**{key: ...})[key]  # structlog's "unset" value
+    variable: ContextVar[Any] = token.var
+    variable.reset(token)
+    return variable
+
+
+#: structlog's ``request_id``: the middleware binds the request's id here.
+LOG_REQUEST_ID: Final = _structlog_variable("request_id")
+#: structlog's ``model_version``: the middleware binds its model's version here.
+LOG_MODEL_VERSION: Final = _structlog_variable("model_version")

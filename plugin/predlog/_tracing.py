@@ -23,6 +23,8 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 _TRACER: Final = trace.get_tracer("predlog")
+#: What OpenTelemetry returns for the current span when there is none.
+_NO_SPAN: Final = trace.INVALID_SPAN
 
 #: The id predlog used for the request: the client's, or one it made. Not the semantic
 #: convention's header attribute, which must hold what the client sent and nothing else.
@@ -76,24 +78,27 @@ def enter(
     detach, the server span, and the span predlog opened itself (None when the server
     already had one).
     """
-    span = trace.get_current_span()
     ctx = context.get_current()
+    span = trace.get_current_span(ctx)  # from ctx: one context lookup, not two
     own: Span | None = None
-    # With no SDK installed (the default proxy provider) a span would be a no-op:
-    # skip making one. The baggage below still works without an SDK. The attributes
-    # are built only for a span that records: without an SDK this costs two checks.
-    if not span.get_span_context().is_valid and _sdk_installed():
-        known = method if method in _KNOWN_METHODS else "_OTHER"
-        attributes = _attributes(request_id, model_name, model_version, header)
-        attributes[HTTP_METHOD] = known
-        # Named by method only until the route is known (leave() renames it): the raw
-        # path would give every distinct URL its own span name.
-        own = _TRACER.start_span(
-            _span_name(known, None), kind=SpanKind.SERVER, attributes=attributes
-        )
-        span = own
-        ctx = trace.set_span_in_context(own, ctx)
+    # No server span: OpenTelemetry's own stand-in (an identity check, the usual case
+    # without an SDK) or any span with invalid ids.
+    if span is _NO_SPAN or not span.get_span_context().is_valid:
+        # With no SDK installed (the default proxy provider) a span would be a no-op:
+        # skip making one. The baggage below still works without an SDK.
+        if _sdk_installed():
+            known = method if method in _KNOWN_METHODS else "_OTHER"
+            attributes = _attributes(request_id, model_name, model_version, header)
+            attributes[HTTP_METHOD] = known
+            # Named by method only until the route is known (leave() renames it): the
+            # raw path would give every distinct URL its own span name.
+            own = _TRACER.start_span(
+                _span_name(known, None), kind=SpanKind.SERVER, attributes=attributes
+            )
+            span = own
+            ctx = trace.set_span_in_context(own, ctx)
     elif span.is_recording():
+        # The attributes are built only for a span that records.
         span.set_attributes(_attributes(request_id, model_name, model_version, header))
     ctx = baggage.set_baggage(BAGGAGE_KEY, request_id, context=ctx)
     return context.attach(ctx), span, own
@@ -164,15 +169,19 @@ def leave(
     if own is None:
         return
     if own.is_recording():
+        # One call: the SDK validates and locks per call, not per attribute.
+        attributes: dict[str, Any] = {}
         route = _route(scope) if scope is not None else None
         if route is not None:
-            own.set_attribute(HTTP_ROUTE, route)
+            attributes[HTTP_ROUTE] = route
             method = scope.get("method") if scope is not None else None
             own.update_name(_span_name(method if method in _KNOWN_METHODS else "_OTHER", route))
         if status:
-            own.set_attribute(HTTP_STATUS, status)
+            attributes[HTTP_STATUS] = status
             if status >= 500:  # a server span's 4xx is the client's error, not ours
                 own.set_status(StatusCode.ERROR)
+        if attributes:
+            own.set_attributes(attributes)
     own.end()
 
 

@@ -16,16 +16,16 @@ never changes what the app sends except for that one header.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from time import perf_counter_ns, time_ns
 from typing import Any, Final
 
-from structlog.contextvars import bind_contextvars, reset_contextvars
 from typing_extensions import Unpack
 
 from predlog import _tracing
 from predlog._capture import FEATURES, TOTAL_MS
-from predlog._context import bind_fields, unbind_fields
+from predlog._context import LOG_MODEL_VERSION, LOG_REQUEST_ID, bind_fields, unbind_fields
 from predlog._exchange import Exchange
 from predlog._logger import PredictionLogger, handoff, preflight
 from predlog._settings import (
@@ -62,8 +62,18 @@ def _valid_request_id(raw: bytes) -> bool:
     return 0 < len(raw) <= _MAX_REQUEST_ID and not raw.translate(None, _ALLOWED)
 
 
+#: Request ids come from a generator of predlog's own, seeded from ``os.urandom``: model
+#: code that calls ``random.seed()`` for reproducibility never makes ids repeat, and each
+#: forked worker reseeds it, so no two workers share a sequence. An id is a correlation
+#: key, not a secret; this costs a third of ``os.urandom(16)`` (no system call).
+_ids = random.Random()  # noqa: S311  # a correlation id, not a secret
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork either
+    os.register_at_fork(after_in_child=_ids.seed)
+_random_bits = _ids.getrandbits
+
+
 def _new_request_id() -> str:
-    return os.urandom(16).hex()
+    return _random_bits(128).to_bytes(16, "big").hex()  # 32 hex digits, as os.urandom(16) gave
 
 
 async def _unavailable(send: Send) -> None:
@@ -239,10 +249,11 @@ class PredictionLogMiddleware:
             request_id = _new_request_id()
         echo = (self._header, request_id.encode("ascii"))
         cap = self._cap
-        fields: dict[str, Any] = {}
-        exchange.fields = fields
+        fields = exchange.fields  # the exchange's own dict: predlog.record() fills it
         fields_token = bind_fields(fields)
-        log_tokens = bind_contextvars(request_id=request_id, model_version=self._model_version)
+        # structlog's own variables, set directly (bind_contextvars is a Python loop).
+        log_request_id = LOG_REQUEST_ID.set(request_id)
+        log_model_version = LOG_MODEL_VERSION.set(self._model_version)
         trace_token, span, own_span = _tracing.enter(
             request_id,
             self._model_name,
@@ -254,6 +265,9 @@ class PredictionLogMiddleware:
             ),
         )
         trace_id, span_id = _tracing.ids(span)
+        # Without an SDK (or with the span sampled out) nothing can be annotated: the
+        # last body message then skips the call. A span never starts recording later.
+        recording = span.is_recording()
 
         async def receive_and_keep() -> Message:
             message = await receive()
@@ -269,7 +283,9 @@ class PredictionLogMiddleware:
                         )
             return message
 
-        async def send_and_keep(message: Message) -> None:
+        def send_and_keep(message: Message) -> Awaitable[None]:
+            # Not a coroutine: it returns the server's own awaitable for the app to
+            # await, so each send runs one frame fewer (and one await fewer).
             kind = message["type"]
             if kind == "http.response.start":
                 exchange.status = message["status"]
@@ -294,7 +310,7 @@ class PredictionLogMiddleware:
                 else:
                     headers.append(echo)
             elif kind == "http.response.body":
-                if not message.get("more_body", False):
+                if recording and not message.get("more_body", False):
                     _tracing.annotate(span, fields)
                 body = message.get("body", b"")
                 if body:
@@ -305,7 +321,7 @@ class PredictionLogMiddleware:
                         exchange.response_chunks.append(
                             body if kept + len(body) <= cap else body[: cap - kept]
                         )
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive_and_keep, send_and_keep)
@@ -318,7 +334,8 @@ class PredictionLogMiddleware:
             if own_span is not None:
                 _tracing.annotate(own_span, fields)
             _tracing.leave(trace_token, own_span, scope, exchange.status)
-            reset_contextvars(**log_tokens)
+            LOG_MODEL_VERSION.reset(log_model_version)
+            LOG_REQUEST_ID.reset(log_request_id)
             unbind_fields(fields_token)
             # The capture layout of predlog._capture: everything between the exchange
             # and total_ms is decoded from the exchange in the flusher.
