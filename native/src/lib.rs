@@ -69,14 +69,45 @@ struct Layout {
 struct Job {
     options: usize,
     flags: Vec<String>,
-    request: Result<Vec<u8>, &'static str>,
-    response: Result<Vec<u8>, &'static str>,
+    request: Result<Body, &'static str>,
+    response: Result<Body, &'static str>,
 }
 
 impl Job {
     /// The bytes copied out of Python for this job.
-    fn bytes(&self) -> usize {
-        self.request.as_ref().map_or(0, Vec::len) + self.response.as_ref().map_or(0, Vec::len)
+    fn copied(&self) -> usize {
+        let copied = |body: &Result<Body, &str>| match body {
+            Ok(Body::Joined(bytes)) => bytes.len(),
+            _ => 0,
+        };
+        copied(&self.request) + copied(&self.response)
+    }
+}
+
+/// A body to parse without the GIL: one chunk's bytes where they are, or several
+/// chunks joined into a copy.
+enum Body {
+    Shared { address: usize, length: usize },
+    Joined(Vec<u8>),
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Body::Shared { length, .. } => *length,
+            Body::Joined(bytes) => bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: the bytes object is kept alive (`alive` in `resolve`) until the
+            // group this job belongs to is parsed, and its buffer is immutable.
+            Body::Shared { address, length } => unsafe {
+                std::slice::from_raw_parts(*address as *const u8, *length)
+            },
+            Body::Joined(bytes) => bytes,
+        }
     }
 }
 
@@ -109,28 +140,43 @@ fn is_json(content_type: &Bound<'_, PyAny>) -> PyResult<bool> {
 
 /// The chunks joined, or why they are not a body to parse. Mirrors `_request_features`
 /// and `_response_values`: truncated first, then empty, then the content type.
-fn body(
-    chunks: &Bound<'_, PyAny>,
+fn body<'py>(
+    chunks: &Bound<'py, PyAny>,
     size: usize,
-    content_type: &Bound<'_, PyAny>,
+    content_type: &Bound<'py, PyAny>,
     truncated: &'static str,
     not_json: &'static str,
-) -> PyResult<Result<Vec<u8>, &'static str>> {
+    alive: &mut Vec<Bound<'py, PyAny>>,
+) -> PyResult<Result<Body, &'static str>> {
     let list = chunks.downcast::<PyList>()?;
-    let mut joined = Vec::new();
-    for chunk in list.iter() {
-        joined.extend_from_slice(chunk.downcast::<PyBytes>()?.as_bytes());
-    }
-    if size > joined.len() {
+    let body = if list.len() == 1 {
+        // The usual case: one chunk, read in place. The chunk is kept alive until the
+        // group is parsed, and a bytes object's buffer never changes or moves.
+        let chunk = list.get_item(0)?;
+        let bytes = chunk.downcast::<PyBytes>()?.as_bytes();
+        let shared = Body::Shared {
+            address: bytes.as_ptr() as usize,
+            length: bytes.len(),
+        };
+        alive.push(chunk);
+        shared
+    } else {
+        let mut joined = Vec::new();
+        for chunk in list.iter() {
+            joined.extend_from_slice(chunk.downcast::<PyBytes>()?.as_bytes());
+        }
+        Body::Joined(joined)
+    };
+    if size > body.len() {
         return Ok(Err(truncated));
     }
-    if joined.is_empty() {
+    if body.len() == 0 {
         return Ok(Err(""));
     }
     if !is_json(content_type)? {
         return Ok(Err(not_json));
     }
-    Ok(Ok(joined))
+    Ok(Ok(body))
 }
 
 /// The decoding options of the exchange's decoder, cached by the decoder's identity;
@@ -165,10 +211,11 @@ fn options_of(
 }
 
 /// The flags and the bodies of one exchange, or None to decline it.
-fn read_job(
-    exchange: &Bound<'_, PyAny>,
+fn read_job<'py>(
+    exchange: &Bound<'py, PyAny>,
     options: usize,
     flags: &mut Vec<String>,
+    alive: &mut Vec<Bound<'py, PyAny>>,
 ) -> PyResult<Option<Job>> {
     let py = exchange.py();
     // `_http_extra`'s flags, in its order.
@@ -200,6 +247,7 @@ fn read_job(
         &exchange.getattr(intern!(py, "request_content_type"))?,
         "request_body_truncated",
         "request_body_not_json",
+        alive,
     )?
     .map_err(|why| {
         if why.is_empty() {
@@ -219,6 +267,7 @@ fn read_job(
             &exchange.getattr(intern!(py, "response_content_type"))?,
             "response_body_truncated",
             "response_not_json",
+            alive,
         )?
     };
     Ok(Some(Job {
@@ -238,7 +287,7 @@ fn decode(job: Job, options: &[Options]) -> Option<Decoded> {
             flags.push((*flag).to_owned());
             None
         }
-        Ok(bytes) => match decode_request(bytes, option) {
+        Ok(body) => match decode_request(body.bytes(), option) {
             RequestOutcome::Declined => return None,
             RequestOutcome::Flagged(flag) => {
                 flags.push(flag.to_owned());
@@ -255,7 +304,7 @@ fn decode(job: Job, options: &[Options]) -> Option<Decoded> {
             }
             (None, None)
         }
-        Ok(bytes) => match decode_response(bytes, option) {
+        Ok(body) => match decode_response(body.bytes(), option) {
             ResponseOutcome::Declined => return None,
             ResponseOutcome::Values(score, decision) => (score, decision),
         },
@@ -474,6 +523,8 @@ fn resolve<'py>(
     let mut taken: Vec<(usize, Bound<'py, PyTuple>, Bound<'py, PyAny>)> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
     let mut copied = 0;
+    // The chunks read in place by the group's jobs: alive until the group is parsed.
+    let mut alive: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut flags = Vec::new();
     let out = PyList::new(py, (0..captures.len()).map(|_| py.None()))?;
     let count = captures.len();
@@ -489,10 +540,11 @@ fn resolve<'py>(
                 return Ok(None);
             };
             flags.clear();
-            Ok(read_job(&exchange, option, &mut flags)?.map(|job| (job, tuple, exchange)))
+            let job = read_job(&exchange, option, &mut flags, &mut alive)?;
+            Ok(job.map(|job| (job, tuple, exchange)))
         })();
         if let Ok(Some((job, tuple, exchange))) = read {
-            copied += job.bytes();
+            copied += job.copied();
             jobs.push(job);
             taken.push((i, tuple, exchange));
         }
@@ -511,6 +563,7 @@ fn resolve<'py>(
                 }
             }
             copied = 0;
+            alive.clear();
         }
     }
     Ok(out)
