@@ -32,8 +32,8 @@ AT_NS = 1_767_225_600_000_000_000
 
 
 def test_the_extension_is_built():
-    """CI builds predlog._native; without it every other test here would prove nothing."""
-    assert _native.AVAILABLE, "predlog._native is not built (pip install -e . needs cargo)"
+    """CI builds predlog.flush._rust; without it every other test here would prove nothing."""
+    assert _native.AVAILABLE, "predlog.flush._rust is not built (pip install -e . needs cargo)"
 
 
 def builder(*, native: bool, **options) -> BatchBuilder:

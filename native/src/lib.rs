@@ -32,7 +32,7 @@ use crate::walk::{
 };
 
 /// Features already written as JSON text, with what the batch builder needs of them.
-#[pyclass(frozen, module = "predlog._native")]
+#[pyclass(frozen, module = "predlog.flush._rust")]
 struct Encoded {
     /// The flattened features as orjson would write them.
     #[pyo3(get)]
@@ -47,7 +47,7 @@ struct Encoded {
 
 /// A record's extra map already written as JSON text: the exchange's method, path and
 /// status, when nothing else (recorded fields of no place, an audit rule) needs the map.
-#[pyclass(frozen, module = "predlog._native")]
+#[pyclass(frozen, module = "predlog.flush._rust")]
 struct EncodedExtra {
     #[pyo3(get)]
     text: String,
@@ -620,7 +620,7 @@ fn cut_objects<'py>(
 }
 
 #[pymodule]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Encoded>()?;
     m.add_class::<EncodedExtra>()?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;

@@ -36,7 +36,7 @@ from predlog.flush._pii import Pseudonymiser
 from predlog.flush._sampling import REASONS, Sampler, SampleResult
 
 if TYPE_CHECKING:
-    from predlog._native import Encoded, EncodedExtra
+    from predlog.flush._rust import Encoded, EncodedExtra
 
 _SCHEMA: Final = arrow_schema()
 _STRING: Final = pa.string()
