@@ -1,10 +1,11 @@
 """The flusher's side of the pipeline: everything between the ring and the sinks.
 
 ``_flusher`` drains the ring on a background thread; ``_batch`` turns a drained list
-of captures into one Arrow record batch, with ``_exchange`` (HTTP bodies), ``_decode``
-(features and values), ``_pii`` (keyed pseudonyms), the
-weighted ``_sampling`` decision and UUIDv7 ``_ids``. None of it ever runs on the
-request path, and none of it is imported by users directly.
+of captures into one Arrow record batch, with ``_exchange`` (HTTP bodies), ``_native``
+(the same, in batches outside the GIL, by the Rust extension ``_rust`` when it was
+built), ``_decode`` (features and values), ``_pii`` (keyed pseudonyms), the weighted
+``_sampling`` decision and UUIDv7 ``_ids``. None of it ever runs on the request path,
+and none of it is imported by users directly.
 """
 
 from __future__ import annotations
