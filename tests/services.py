@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from services.bentoserve import free_port
@@ -33,9 +35,73 @@ def fresh_topic(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def broker(action: str) -> None:
-    """Stop or start the Kafka broker (for outage tests)."""
-    subprocess.run([str(ROOT / "services/kafka.sh"), action], check=True, timeout=90)
+class PrivateBroker:
+    """A Kafka broker of one test's own, on free loopback ports, data under ``root``.
+
+    Outage tests stop and start it; the shared broker other tests (and other test
+    runs) use is never touched. It is the same Kafka the services script starts, KRaft
+    with one node; ``start()`` after ``stop()`` brings it back on the same ports and data.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.port, controller = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._props = root / "server.properties"
+        self._log = root / "broker.log"
+        self._props.write_text(
+            "process.roles=broker,controller\nnode.id=1\n"
+            f"controller.quorum.voters=1@127.0.0.1:{controller}\n"
+            f"listeners=PLAINTEXT://{self.address},CONTROLLER://127.0.0.1:{controller}\n"
+            f"advertised.listeners=PLAINTEXT://{self.address}\n"
+            "controller.listener.names=CONTROLLER\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            "inter.broker.listener.name=PLAINTEXT\n"
+            f"log.dirs={root / 'data'}\nnum.partitions=3\n"
+            "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
+            "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
+            "auto.create.topics.enable=true\n"
+        )
+        self._classpath = f"{_kafka_home()}/libs/*"
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        tool = ["java", "-cp", self._classpath, "kafka.tools.StorageTool"]
+        subprocess.run(
+            [*tool, "format", "-t", cluster, "-c", str(self._props)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                ["java", "-Xmx256m", "-cp", self._classpath, "kafka.Kafka", str(self._props)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.address)
+
+    def stop(self) -> None:
+        """Stop it as services/kafka.sh does: asked to end, killed if it does not."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+def _kafka_home() -> str:
+    """Where the services script keeps Kafka's jars (services/env.sh says)."""
+    return subprocess.run(
+        ["bash", "-c", f'source {ROOT / "services/env.sh"} && printf %s "$KAFKA_HOME"'],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
 
 
 def wait_for_port(address: str, timeout: float = 90) -> None:

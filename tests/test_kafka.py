@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -27,18 +26,17 @@ import pytest
 import predlog
 from predlog import KafkaSink
 from predlog._report import ErrorReporter
-from predlog.errors import ConfigError
+from predlog.errors import ConfigError, SinkError
 from predlog.sinks._spool import Spool, SpoolLockedError
 from predlog.sinks.kafka import _spooled, _wire
 from predlog.testing import MemorySink
 from tests.helpers import ROOT, child_env
 from tests.services import (
-    broker,
+    PrivateBroker,
     closed_port,
     fresh_topic,
     kafka_bootstrap,
     topic_keys,
-    wait_for_port,
 )
 
 
@@ -216,8 +214,19 @@ class TestRoundTrip:
 @pytest.mark.integration
 class TestBrokerOutage:
     def test_stop_the_broker_for_20_seconds(self, tmp_path):
-        """Logging continues through a >20 s outage: nothing lost, spool under its cap."""
-        bootstrap, topic = kafka_bootstrap(), fresh_topic("outage")
+        """Logging continues through a >20 s outage: nothing lost, spool under its cap.
+
+        The broker is this test's own, so stopping it touches no one else's."""
+        (tmp_path / "broker").mkdir()
+        kafka = PrivateBroker(tmp_path / "broker")
+        kafka.start()
+        try:
+            self._outage(tmp_path, kafka)
+        finally:
+            kafka.stop()
+
+    def _outage(self, tmp_path, kafka):
+        bootstrap, topic = kafka.address, fresh_topic("outage")
         cap = 64 << 20
         sink = KafkaSink(
             bootstrap_servers=bootstrap,
@@ -253,12 +262,11 @@ class TestBrokerOutage:
             w.start()
         try:
             time.sleep(4)
-            broker("stop")
+            kafka.stop()
             outage_started = time.monotonic()
             time.sleep(22)
             spooled_during = sink.stats()["spooled"]
-            broker("start")
-            wait_for_port(bootstrap)
+            kafka.start()
             outage = time.monotonic() - outage_started
             time.sleep(8)
         finally:
@@ -391,6 +399,67 @@ class TestReplayErrors:
             sink.export(batch)
             assert sink.stats()["spooled"] == 3
             assert sink.reporter.counts() == {"kafka_send_failed": 1}
+        finally:
+            sink.close()
+
+    def test_while_spooling_a_batch_is_encoded_and_written_a_slice_at_a_time(
+        self, tmp_path, monkeypatch
+    ):
+        """With the broker away, a large batch never exists whole as messages: it is
+        encoded a slice at a time, each slice written before the next is made, and every
+        record lands in the spool, in order, as the message it would have been."""
+        batch = a_batch(3000, "sl")
+        sink = KafkaSink(
+            bootstrap_servers=closed_port(),
+            topic="t",
+            spool_dir=tmp_path / "spool",
+            retry_interval_s=600,
+        )
+        encoded: list[tuple[int, int]] = []
+        real_encode = _wire.encode
+
+        def encode(part: pa.RecordBatch) -> list:
+            on_disk = sum(s.stat().st_size for s in sink.spool.segments())
+            encoded.append((part.num_rows, on_disk))
+            return real_encode(part)
+
+        try:
+            sink.export(batch.slice(0, 10))  # the send fails: from now on, spooling
+            monkeypatch.setattr(_wire, "encode", encode)
+            sink.export(batch)
+            assert sink.stats()["spooled"] == 3010
+            assert max(rows for rows, _ in encoded) <= 512 and sum(r for r, _ in encoded) == 3000
+            sizes = [size for _, size in encoded]
+            assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), (
+                "each slice is on disk before the next one is made"
+            )
+            spool = sink.spool
+            entries = [e for seg in spool.segments() for e in spool.read(seg)]
+            messages, bad = _spooled.unpack(entries)
+            assert bad == 0
+            assert messages == real_encode(batch.slice(0, 10)) + real_encode(batch)
+        finally:
+            sink.close()
+
+    def test_a_batch_the_spool_cannot_hold_is_refused_whole(self, tmp_path):
+        """When the spool fills part way through a batch, none of the batch stays in it:
+        the whole batch is refused and counted, so no record is both counted failed and
+        replayed later."""
+        sink = KafkaSink(
+            bootstrap_servers=closed_port(),
+            topic="t",
+            spool_dir=tmp_path / "spool",
+            spool_max_bytes=600_000,
+            retry_interval_s=600,
+        )
+        try:
+            sink.export(a_batch(10, "first"))
+            size = sink.spool.size
+            with pytest.raises(SinkError, match="Kafka unreachable"):
+                sink.export(a_batch(2000, "big"))  # a few slices fit, the rest do not
+            stats = sink.stats()
+            assert stats["spooled"] == 10 and stats["refused"] == 2000
+            assert sink.spool.size == size == sum(s.stat().st_size for s in sink.spool.segments())
         finally:
             sink.close()
 
@@ -705,21 +774,6 @@ def a_batch(n: int, prefix: str) -> pa.RecordBatch:
         for i in range(n):
             log.log(request_id=f"{prefix}-{i}", score=0.1)
     return pa.RecordBatch.from_pylist(keep.records, schema=predlog.arrow_schema())
-
-
-@pytest.fixture(autouse=True)
-def _broker_running():
-    """Whatever a test did to the broker, the next one finds it running."""
-    yield
-    bootstrap = os.environ.get("PREDLOG_TEST_KAFKA")
-    if not bootstrap:
-        return  # a test that needed the broker failed in kafka_bootstrap() already
-    host, port = bootstrap.rsplit(":", 1)
-    with socket.socket() as s:
-        s.settimeout(1)
-        if s.connect_ex((host, int(port))) != 0:
-            broker("start")
-            wait_for_port(bootstrap)
 
 
 class TestConsumerLag:

@@ -59,6 +59,54 @@ class TestSpool:
         assert spool.size <= 1000
         assert [v for seg in spool.segments() for _, v in spool.read(seg)] == [b"x" * 400]
 
+    def test_chunks_are_one_append_and_made_one_at_a_time(self, tmp_path):
+        """A batch in chunks is written chunk by chunk, never all in memory at once, and
+        replays as one append would."""
+        spool = Spool(tmp_path, max_bytes=1 << 20)
+        made: list[int] = []
+        written: list[int] = []
+
+        def chunks():
+            for i in range(4):
+                made.append(i)
+                # The chunk before this one is on disk already, before this one exists.
+                written.append(sum(s.stat().st_size for s in spool.segments()))
+                yield [(b"k%d" % i, b"v" * 100), (b"k", b"w")]
+
+        assert spool.append_chunks(chunks()) == 8
+        assert made == [0, 1, 2, 3]
+        assert written[0] == 0 and written[1] < written[2] < written[3]
+        got = [e for seg in spool.segments() for e in spool.read(seg)]
+        assert got == [e for i in range(4) for e in [(b"k%d" % i, b"v" * 100), (b"k", b"w")]]
+        assert spool.size == sum(s.stat().st_size for s in spool.segments())
+
+    def test_chunks_past_the_cap_leave_nothing_behind(self, tmp_path):
+        """When a later chunk would pass the cap, the chunks already written are cut off
+        again: all of the append or none of it, and the size is what is on disk."""
+        spool = Spool(tmp_path, max_bytes=800)  # 311 bytes an entry: room for two
+        spool.append([(b"k", b"x" * 300)])
+        before = spool.size
+        with pytest.raises(SpoolFullError):
+            spool.append_chunks([[(b"k", b"y" * 300)], [(b"k", b"z" * 300)], [(b"k", b"-")]])
+        assert spool.refused == 2  # the chunks it had taken when it refused
+        assert spool.size == before == sum(s.stat().st_size for s in spool.segments())
+        assert [v for seg in spool.segments() for _, v in spool.read(seg)] == [b"x" * 300]
+
+    def test_a_failed_chunk_leaves_nothing_behind(self, tmp_path):
+        """A chunk that cannot be made (the encoder failed) ends the append with nothing
+        of it on disk."""
+        spool = Spool(tmp_path, max_bytes=1 << 20)
+        spool.append([(b"k", b"kept")])
+
+        def chunks():
+            yield [(b"k", b"gone")]
+            raise RuntimeError("encoder failed")
+
+        with pytest.raises(RuntimeError):
+            spool.append_chunks(chunks())
+        assert [v for seg in spool.segments() for _, v in spool.read(seg)] == [b"kept"]
+        assert spool.size == sum(s.stat().st_size for s in spool.segments())
+
     def test_full_spool_is_a_predlog_error(self, tmp_path):
         """SpoolFullError sits under PredlogError: catching predlog's root catches it."""
         assert issubclass(SpoolFullError, PredlogError)

@@ -2,10 +2,13 @@
 
 Layout: ``<dir>/<sequence>.seg`` files, appended in order, never rewritten. Each entry
 is ``length (u32) | crc32 (u32) | key length (u16) | key | value``, little-endian, and a
-batch of entries is fsynced before :meth:`Spool.append` returns. Replay reads
-segments oldest first and yields entries in the order they were appended; a
-consumed segment is deleted whole. An entry whose checksum does not match (a torn
-write at a crash, a bad disk) ends that segment's replay and is counted as corrupt.
+batch of entries is fsynced before :meth:`Spool.append` returns. A batch may also come
+in chunks (:meth:`Spool.append_chunks`), each written as soon as it is made, so that a
+large batch never exists whole in memory as spool entries; it is still one append, all
+of it or none. Replay reads segments oldest first and yields entries in the order they
+were appended; a consumed segment is deleted whole. An entry whose checksum does not
+match (a torn write at a crash, a bad disk) ends that segment's replay and is counted
+as corrupt.
 
 When appending would take the spool past ``max_bytes``, the entries are refused
 and counted: the spool never grows without bound.
@@ -28,11 +31,10 @@ import os
 import struct
 import weakref
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from predlog._durable import append_whole
 from predlog.errors import ConfigError, PredlogError
 
 _HEAD = struct.Struct("<II")
@@ -108,16 +110,54 @@ class Spool:
 
     def append(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
         """Write entries durably, in order. Raises SpoolFullError (writing nothing) at the cap."""
-        if not entries:
-            return
-        blob = bytearray()
-        for key, value in entries:
-            payload = _KEYLEN.pack(len(key)) + key + value
-            blob += _HEAD.pack(len(payload), zlib.crc32(payload))
-            blob += payload
-        if self._bytes + len(blob) > self.max_bytes:
-            self.refused += len(entries)
-            raise SpoolFullError(f"spool at {self._bytes} of {self.max_bytes} bytes")
+        self.append_chunks([entries])
+
+    def append_chunks(self, chunks: Iterable[Sequence[tuple[bytes, bytes]]]) -> int:
+        """Write the entries of ``chunks`` durably, in order, as one append; how many.
+
+        Each chunk is written as soon as the iterable yields it, and let go, so a caller
+        that makes its entries chunk by chunk (a generator) holds one chunk at a time,
+        never the whole batch. It is one append all the same: the batch is fsynced once,
+        at the end, and when any chunk would take the spool past its cap, or anything
+        fails, the segment is cut back to where the append began and nothing of it
+        stays. A SpoolFullError counts in ``refused`` the entries of the chunks taken
+        so far; chunks the iterable had not made yet are the caller's to count.
+        """
+        fd = -1
+        start = written = count = 0
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                blob = _blob(chunk)
+                count += len(chunk)
+                if self._bytes + written + len(blob) > self.max_bytes:
+                    self.refused += count
+                    raise SpoolFullError(f"spool at {self._bytes} of {self.max_bytes} bytes")
+                if fd < 0:
+                    fd = os.open(self._target(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                    start = os.fstat(fd).st_size
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(fd, view) :]
+                written += len(blob)
+                del view, blob  # the next chunk is made without this one alive
+            if fd >= 0:
+                os.fsync(fd)
+        except BaseException:
+            # A torn entry left by a full disk would end replay of this segment, losing
+            # every entry after it: the append goes in whole or not at all.
+            if fd >= 0:
+                os.ftruncate(fd, start)
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        self._bytes += written
+        return count
+
+    def _target(self) -> Path:
+        """The segment the next append goes to: the newest, unless sealed or full."""
         segments = self._segments()
         target = segments[-1] if segments else None
         if (
@@ -127,10 +167,7 @@ class Spool:
         ):
             target = self.directory / f"{self._next:012d}.seg"
             self._next += 1
-        # A torn entry left by a full disk would end replay of this segment, losing
-        # every entry after it: the entry goes in whole or not at all.
-        append_whole(target, blob)
-        self._bytes += len(blob)
+        return target
 
     def seal(self) -> None:
         """Close the current segment: later appends start a new one.
@@ -198,6 +235,16 @@ class Spool:
         finally:
             self._lock_fd = None
             release()
+
+
+def _blob(entries: Sequence[tuple[bytes, bytes]]) -> bytearray:
+    """Entries in the segment format, checksummed, ready to append."""
+    blob = bytearray()
+    for key, value in entries:
+        payload = _KEYLEN.pack(len(key)) + key + value
+        blob += _HEAD.pack(len(payload), zlib.crc32(payload))
+        blob += payload
+    return blob
 
 
 def adoptable(directory: str | os.PathLike[str]) -> list[Path]:

@@ -1,7 +1,9 @@
 """Prediction records through Kafka: the producer sink, its wire format, and the way back.
 
 ``_producer`` holds :class:`KafkaSink`; ``_wire`` the message format (predlog record
-JSON v1, its timestamp and headers); ``_spooled`` a message as a spool entry;
+JSON v1, its timestamp and headers), made column-wise by ``_values`` (the JSON
+values) and ``_rfc3339`` (the times as text); ``_spooled`` a message as a spool entry;
+``_trim`` gives memory back while spooling;
 ``_murmur2`` the partitioner hash, the Java client's; ``_consumer`` the
 ``predlog sink`` loop that turns the topic back into the Parquet layout. aiokafka is
 imported only when a producer or consumer is started (``pip install predlog[kafka]``).

@@ -47,7 +47,7 @@ import concurrent.futures
 import contextlib
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -58,6 +58,7 @@ from predlog.errors import ConfigError, SinkError
 from predlog.sinks._spool import Spool, SpoolFullError, SpoolLockedError, adoptable, claim
 from predlog.sinks.kafka import _murmur2, _spooled, _wire
 from predlog.sinks.kafka._loop import LoopThread
+from predlog.sinks.kafka._trim import release_free_memory
 
 _START_TIMEOUT_S: Final = 5.0
 #: How long close() lets the producer stop: with idempotence, stop() may wait forever.
@@ -65,6 +66,9 @@ _STOP_TIMEOUT_S: Final = 2.0
 #: What close() allows beyond the last pass and the producer's stop (ending leftovers).
 _CLOSE_SLACK_S: Final = 3.0
 _THREAD_NAME: Final = "predlog-kafka"
+#: Records encoded and written at a time while spooling: a slice's messages are about
+#: half a megabyte, where a whole batch's (8,192 records) were 7 MiB.
+_SPOOL_SLICE: Final = 512
 #: Loops and producers inherited across fork: the parent's, kept referenced in the
 #: child so that nothing there ever closes or stops them.
 _INHERITED: list[Any] = []
@@ -155,10 +159,11 @@ class KafkaSink:
         older records, which must reach the topic first)."""
         if self._closed:
             raise SinkError("KafkaSink is closed")
-        entries = _wire.encode(batch)
-        self._loop.run(
-            self._export(entries), timeout=self._delivery_timeout_s + _START_TIMEOUT_S + 5
-        )
+        # Encoded on the sink's thread, not the caller's: each batch's messages then
+        # come and go in one thread's allocator arena, and not in two (see _export).
+        timeout = self._delivery_timeout_s + _START_TIMEOUT_S + 5
+        if self._loop.run(self._export(batch), timeout=timeout):
+            release_free_memory()  # what this thread made the batch with (see _export)
 
     def flush(self) -> None:
         """Ask the replayer for a pass over the spools now and wait for it, bounded.
@@ -231,24 +236,44 @@ class KafkaSink:
         wake = asyncio.Event()
         return wake, asyncio.get_running_loop().create_task(self._replay_forever(wake))
 
-    async def _export(self, entries: list[_wire.Message]) -> None:
-        if not self.spool:
+    async def _export(self, batch: pa.RecordBatch) -> bool:
+        """Send the batch, or spool it; True when it was spooled.
+
+        While spooling (the broker away, the ring full behind the flusher) memory is
+        what matters: the batch is encoded and written in slices of ``_SPOOL_SLICE``
+        records, so only one slice's messages and spool entries exist at a time, and
+        the freed pages go back to the system after each batch. A batch whose send
+        failed is spooled from its messages, already made, in the same slices.
+        """
+        n = batch.num_rows
+        chunks: Iterator[list[tuple[bytes, bytes]]]
+        if self.spool:
+            chunks = (
+                _spooled.pack(_wire.encode(batch.slice(i, _SPOOL_SLICE)))
+                for i in range(0, n, _SPOOL_SLICE)
+            )
+        else:
+            entries = _wire.encode(batch)
             try:
                 await self._send(entries)
             except Exception as exc:  # noqa: BLE001  # any failure: keep the records on disk
-                self.reporter.report(
-                    "kafka_send_failed", f"spooling {len(entries)} records: {exc!r}", exc=exc
-                )
+                self.reporter.report("kafka_send_failed", f"spooling {n} records: {exc!r}", exc=exc)
                 await self._drop_producer()
             else:
-                self.sent += len(entries)
-                return
+                self.sent += n
+                return False
+            chunks = (
+                _spooled.pack(entries[i : i + _SPOOL_SLICE]) for i in range(0, n, _SPOOL_SLICE)
+            )
         try:
-            self.spool.append(_spooled.pack(entries))
+            self.spool.append_chunks(chunks)
         except SpoolFullError as exc:
-            self.refused += len(entries)
+            self.refused += n
             raise SinkError(f"Kafka unreachable and {exc}") from exc
-        self.spooled += len(entries)
+        finally:
+            release_free_memory()
+        self.spooled += n
+        return True
 
     async def _producer_ready(self) -> Any:
         if self._producer is None:
