@@ -399,6 +399,11 @@ fn assemble<'py>(
     // What the handler recorded wins over the bodies; names without a place go to extra.
     let fields = exchange.getattr(intern!(py, "fields"))?;
     let fields = fields.downcast::<PyDict>()?;
+    // Read again now: a thread of the handler's may have recorded features since the
+    // exchange was read, and those Python merges.
+    if fields.contains(intern!(py, "features"))? {
+        return Ok(None);
+    }
     let mut unplaced = Vec::new();
     for (name, value) in fields.iter() {
         match positions.get_item(&name)? {

@@ -551,6 +551,8 @@ class BatchBuilder:
             return None
         data, offsets, null_counts = cut
         n = len(values)
+        if len(offsets) != 4 * (n + 1):  # a value orjson wrote as is (a Fragment) misled the cut
+            return None
         texts: pa.Array = pa.StringArray.from_buffers(  # type: ignore[type-arg]
             n, pa.py_buffer(offsets), pa.py_buffer(data)
         )
@@ -559,8 +561,12 @@ class BatchBuilder:
             for k in np.flatnonzero(oversize).tolist():
                 _flag(flags, positions[k], "features_oversize")
             texts = pc.if_else(pa.array(oversize), pa.scalar(None, _STRING), texts)
-        nulls = pa.array(np.frombuffer(null_counts, dtype=np.int32), type=pa.int32())
-        return texts, pa.nulls(n, type=_STRING), nulls
+        counts = np.frombuffer(null_counts, dtype=np.int32).copy()
+        for k in np.flatnonzero(counts).tolist():
+            # The cut counts nulls in the text; a feature is null by its value (an Enum
+            # whose value is None is written null but is not one), as one by one.
+            counts[k] = sum(1 for v in values[k].values() if _decode.is_null(v))
+        return texts, pa.nulls(n, type=_STRING), pa.array(counts, type=pa.int32())
 
     @staticmethod
     def _encode_extras(

@@ -154,7 +154,7 @@ def optional_str(value: Any) -> str | None:
     return text
 
 
-def _is_null(value: Any) -> bool:
+def is_null(value: Any) -> bool:
     """Whether a feature is stored as null: None, NaN, and a float infinity (JSON has
     no infinity; orjson writes null for it, as for NaN)."""
     if value is None:
@@ -233,7 +233,7 @@ class FeatureEncoder:
         encoded = _dumps(mapping if isinstance(mapping, dict) else dict(mapping), flags, "features")
         if encoded is None:
             return None, self._summary_json(mapping, flags), None
-        nulls = sum(1 for v in mapping.values() if _is_null(v)) if b"null" in encoded else 0
+        nulls = sum(1 for v in mapping.values() if is_null(v)) if b"null" in encoded else 0
         if len(encoded) > self._max_bytes:
             flags.append("features_oversize")
             return None, self._summary_json(mapping, flags), nulls

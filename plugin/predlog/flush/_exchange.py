@@ -135,12 +135,17 @@ class ExchangeDecoder:
     def native_options(self) -> tuple[str | None, str | None, str | None] | None:
         """What the native decoder needs to decode this middleware's exchanges as
         :meth:`resolve` does (features, score and decision paths), or None when it
-        cannot: a user extractor is Python code, and so is a subclass's own ``resolve``."""
+        cannot: a user extractor is Python code, and so is anything a subclass overrides.
+        An empty path is no path, as here."""
         if self._request_extractor is not None or self._response_extractor is not None:
             return None
-        if type(self).resolve is not ExchangeDecoder.resolve:
+        if type(self) is not ExchangeDecoder:
             return None
-        return (self._features_field, self._score_field, self._decision_field)
+        return (
+            self._features_field or None,
+            self._score_field or None,
+            self._decision_field or None,
+        )
 
     def resolve(self, capture: Capture, report: Report) -> Capture:
         """The capture with the exchange decoded into features, score, decision and extra."""

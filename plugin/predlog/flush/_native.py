@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+import orjson
+
 from predlog._capture import (
     CAPTURE_FIELDS,
     DECISION,
@@ -32,6 +34,22 @@ try:
     from predlog.flush import _rust as _native
 except ImportError:  # not built: no Rust toolchain where predlog was installed
     _native = None  # type: ignore[assignment]
+
+#: Numbers and strings at the edges of orjson's formats. The extension writes features
+#: as orjson does; should an orjson release write them otherwise, the extension is
+#: left unused rather than let the two decoders disagree.
+_PROBE: Final = {
+    "big": 1e16,
+    "small": 1.5e-7,
+    "edge": 1e-5,
+    "fixed": 123456789.0,
+    "int": -(2**63),
+    "text": 'q"\\\u2028\x1f\x7fé',
+}
+if _native is not None:
+    _probe = orjson.dumps(_PROBE)
+    if _native.request_features(_probe) != (_probe.decode(), 0):
+        _native = None  # type: ignore[assignment]
 
 #: Whether the extension is installed in this environment.
 AVAILABLE: Final = _native is not None

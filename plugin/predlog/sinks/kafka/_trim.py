@@ -14,24 +14,21 @@ On a C library without ``malloc_trim`` (musl, macOS) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 from collections.abc import Callable
-from typing import Final
 
 
-def _find() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, found on first use: from the symbols already loaded into
+    the process (no ``ldconfig`` subprocess, and nothing at import)."""
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError, TypeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return trim
-
-
-_MALLOC_TRIM: Final = _find()
 
 
 def release_free_memory() -> None:
@@ -40,5 +37,6 @@ def release_free_memory() -> None:
     Arrow's own pool (mimalloc) is left alone: asking it to release (``release_unused``)
     gave nothing measurable here, and it is best not called from several threads.
     """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -71,22 +71,12 @@ def encode(batch: pa.RecordBatch) -> list[Message]:
 
     Everything is made column-wise (:mod:`predlog.sinks.kafka._values` for the values):
     per record only the message's own objects are made, no intermediate ones.
+
+    It runs in the application's process, so it leaves the garbage collector alone:
+    pausing it would be a process-wide change the application never asked for (and
+    could undo an application's own ``gc.disable()``). The consumer's :func:`decode`,
+    in predlog's own process, does pause it.
     """
-    # A batch's messages are tens of thousands of fresh tuples and lists (the headers),
-    # none in a cycle, all alive until the broker acknowledges them: the collector's
-    # passes over them, and over everything else the process holds, cost about as much
-    # as making them (measured: encoding 1.3-2x faster without), so it waits until
-    # they are made. The consumer's decode() does the same.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _encode(batch)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _encode(batch: pa.RecordBatch) -> list[Message]:
     if not batch.num_rows:
         return []
     ids: Any = batch.column("prediction_id")
