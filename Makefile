@@ -56,6 +56,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_flusher_mode.py
 	$(PY) benchmarks/bench_middleware.py
+	$(PY) benchmarks/bench_decode.py
+	$(PY) benchmarks/bench_gil_wait.py --rounds 3
 	$(PY) benchmarks/bench_versus.py --base $(BENCH_BASE)
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	test -x $(OHA) || cargo install oha --locked --root $(CACHE)/oha
