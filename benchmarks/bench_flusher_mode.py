@@ -34,6 +34,23 @@ import predlog
 from _common import fraud_features
 
 
+def arrivals(loop: asyncio.AbstractEventLoop, stop: float, delays: list[float]) -> threading.Thread:
+    """A thread handing ``loop`` a callback at random moments (Poisson, ~2,000 a second)
+    until ``stop`` (monotonic), as a socket becoming readable would; each callback adds
+    to ``delays`` how long it waited to run, in ms. Returned unstarted."""
+
+    def arrived(sent: float) -> None:
+        delays.append((time.perf_counter() - sent) * 1000)
+
+    def send() -> None:
+        pace = random.Random(5)
+        while time.monotonic() < stop:
+            time.sleep(pace.expovariate(2000))
+            loop.call_soon_threadsafe(arrived, time.perf_counter())
+
+    return threading.Thread(target=send, daemon=True)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -53,16 +70,7 @@ async def run(mode: str, seconds: float, rate: int) -> dict[str, float]:
     )
     stop = time.monotonic() + seconds
     delays: list[float] = []
-    loop = asyncio.get_running_loop()
-
-    def arrived(sent: float) -> None:
-        delays.append((time.perf_counter() - sent) * 1000)
-
-    def arrivals() -> None:
-        pace = random.Random(5)
-        while time.monotonic() < stop:
-            time.sleep(pace.expovariate(2000))
-            loop.call_soon_threadsafe(arrived, time.perf_counter())
+    sender = arrivals(asyncio.get_running_loop(), stop, delays)
 
     async def traffic() -> None:
         i = 0
@@ -86,7 +94,6 @@ async def run(mode: str, seconds: float, rate: int) -> dict[str, float]:
             # The loop waits while the drain runs, as if it ran the drain itself.
             log.flush()
 
-    sender = threading.Thread(target=arrivals, daemon=True)
     sender.start()
     jobs = [traffic()]
     if mode == "task":

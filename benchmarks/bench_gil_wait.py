@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ import orjson
 
 import predlog
 from bench_decode import FEATURES_15
-from bench_flusher_mode import percentile
+from bench_flusher_mode import arrivals, percentile
 from predlog import PredictionLogMiddleware
 from predlog.flush import _native
 
@@ -67,16 +65,7 @@ async def run(native: bool, seconds: float, rate: int) -> dict[str, float]:
     bodies = [orjson.dumps({"tx": {**FEATURES_15, "amount": 10.5 + i}}) for i in range(1024)]
     stop = time.monotonic() + seconds
     delays: list[float] = []
-    loop = asyncio.get_running_loop()
-
-    def arrived(sent: float) -> None:
-        delays.append((time.perf_counter() - sent) * 1000)
-
-    def arrivals() -> None:
-        pace = random.Random(5)
-        while time.monotonic() < stop:
-            time.sleep(pace.expovariate(2000))
-            loop.call_soon_threadsafe(arrived, time.perf_counter())
+    sender = arrivals(asyncio.get_running_loop(), stop, delays)
 
     async def send(_: Any) -> None:
         pass
@@ -101,7 +90,6 @@ async def run(native: bool, seconds: float, rate: int) -> dict[str, float]:
                 i += 1
             await asyncio.sleep(0.001)
 
-    sender = threading.Thread(target=arrivals, daemon=True)
     sender.start()
     await traffic()
     sender.join()

@@ -152,21 +152,26 @@ async def drive(app: Any, n: int, body: bytes = BODY) -> float:
     return (time.perf_counter_ns() - start) / n / 1000
 
 
-def measure(n: int, repeats: int, *, tracing: bool) -> dict[str, float]:
-    tmp = tempfile.mkdtemp(prefix="predlog-bench-")
-    # The flusher stays idle while requests are timed (a batch never fills, the
-    # interval never passes), so the figures are the request path alone; what it
-    # costs the flusher to decode those captures is timed separately below.
-    capacity = n * 3 + 1
-    logger = predlog.PredictionLogger(
+def idle_logger(data_dir: str, capacity: int) -> predlog.PredictionLogger:
+    """A logger whose flusher stays idle until ``flush()``: a batch never fills and the
+    interval never passes, so requests are timed alone and decoding separately."""
+    return predlog.PredictionLogger(
         model_name="fraud",
         model_version="v1",
-        data_dir=tmp,
+        data_dir=data_dir,
         install_signal_handlers=False,
         ring_capacity=capacity,
         batch_size=capacity,
         flush_interval_s=3600,
     )
+
+
+def measure(n: int, repeats: int, *, tracing: bool) -> dict[str, float]:
+    tmp = tempfile.mkdtemp(prefix="predlog-bench-")
+    # The flusher stays idle while requests are timed (a batch never fills, the
+    # interval never passes), so the figures are the request path alone; what it
+    # costs the flusher to decode those captures is timed separately below.
+    logger = idle_logger(tmp, n * 3 + 1)
     variants = {
         "bare": make_app(record=False),
         "predlog": PredictionLogMiddleware(make_app(record=False), logger=logger),
@@ -203,16 +208,7 @@ def total_cost(n: int, repeats: int) -> dict[str, float]:
     (over the stdlib-JSON app, interleaved) and the flusher's decoding and Parquet
     writing of the same captures, per record, through the public ``flush()``."""
     tmp = tempfile.mkdtemp(prefix="predlog-bench-total-")
-    capacity = n + 1  # the flusher stays idle while requests are timed, as in measure()
-    logger = predlog.PredictionLogger(
-        model_name="fraud",
-        model_version="v1",
-        data_dir=tmp,
-        install_signal_handlers=False,
-        ring_capacity=capacity,
-        batch_size=capacity,
-        flush_interval_s=3600,
-    )
+    logger = idle_logger(tmp, n + 1)  # the flusher stays idle while requests are timed
     variants = {
         "app": make_json_app(),
         "predlog": PredictionLogMiddleware(make_json_app(), logger=logger),

@@ -488,3 +488,14 @@ def test_ordinary_traffic_is_decoded_natively_and_equally():
     assert sum(r is not None for r in resolved) >= 0.95 * len(shapes)
     assert_same(make)
     assert_same(make, audit=True)
+
+
+def test_large_objects_keep_first_places_and_last_values():
+    """Past 32 keys repeated keys are found by an index, not a scan: the same rule holds
+    (first place, last value), in the body and among flattened names."""
+    pairs = [f'"k{i}": {i}' for i in range(40)] + ['"k5": "again"', '"k39": null']
+    nested = ", ".join(f'"n{i}": {{"x": {i}}}' for i in range(40))
+    body = ("{" + ", ".join(pairs) + ', "n3.x": 0, ' + nested + "}").encode()
+    flat = flatten(orjson.loads(body))
+    assert _native.request_features(body) == (orjson.dumps(flat).decode(), 1)
+    assert list(flat)[5] == "k5" and flat["k5"] == "again" and flat["n3.x"] == 3

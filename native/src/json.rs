@@ -55,39 +55,17 @@ impl<'k, 'v> Pairs<'k, 'v> {
     }
 
     pub fn insert(&mut self, key: Cow<'k, str>, value: &'v Json<'v>) {
-        if let Some(index) = &mut self.index {
-            match index.get(&key) {
-                Some(&at) => self.items[at].1 = value,
-                None => {
-                    index.insert(key.clone(), self.items.len());
-                    self.items.push((key, value));
-                }
-            }
-            return;
-        }
-        if let Some(at) = self.items.iter().position(|(k, _)| *k == key) {
-            self.items[at].1 = value;
-            return;
-        }
-        self.items.push((key, value));
-        if self.items.len() > SCAN_KEYS {
-            let index = self
-                .items
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| (k.clone(), i))
-                .collect();
-            self.index = Some(index);
-        }
+        insert(&mut self.items, &mut self.index, key, value);
     }
 }
 
-/// Adds a pair to an object being parsed, with the same rule as [`Pairs::insert`].
-fn insert<'a>(
-    pairs: &mut Vec<(Cow<'a, str>, Json<'a>)>,
-    index: &mut Option<HashMap<Cow<'a, str>, usize>>,
-    key: Cow<'a, str>,
-    value: Json<'a>,
+/// Adds a pair, or replaces the value of the pair with that key in its place: a scan of
+/// a small object, an index of a large one (built once it grows past [`SCAN_KEYS`]).
+fn insert<'k, V>(
+    pairs: &mut Vec<(Cow<'k, str>, V)>,
+    index: &mut Option<HashMap<Cow<'k, str>, usize>>,
+    key: Cow<'k, str>,
+    value: V,
 ) {
     let found = match index {
         Some(index) => index.get(&key).copied(),
