@@ -1,11 +1,14 @@
 """Jaeger for ``make demo``: one already running, or the one services/ builds, or none.
 
-The demo is about predlog, not Jaeger: when Jaeger cannot be built or started, the demo
-says so in one line and carries on without traces.
+The one services/ builds is Jaeger with its UI, started with services/jaeger.yaml as
+services/up.sh starts it. The demo is about predlog, not Jaeger: when Jaeger cannot be
+built or started, the demo says so in one line and carries on without traces, and when
+only the UI cannot be built, it says so and carries on with Jaeger's API.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -15,6 +18,8 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Jaeger's config as services/up.sh starts it: loopback ports, memory, the UI's assets.
+CONFIG = ROOT / "services" / "jaeger.yaml"
 #: Where the Jaeger that services/up.sh starts (and the demo's own) listens.
 DEFAULT_QUERY = "http://127.0.0.1:16686"
 DEFAULT_OTLP = "http://127.0.0.1:4318"
@@ -48,8 +53,20 @@ def answers(query: str) -> bool:
         return False
 
 
+def built(script: str) -> tuple[str | None, str]:
+    """Run one of services/' build scripts (each builds once, then answers from the cache):
+    what it printed, or None and the last line it said on failure."""
+    done = subprocess.run(
+        [str(ROOT / "services" / script)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return None, (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return done.stdout.strip(), ""
+
+
 def start(query: str, otlp: str, log_path: Path, *, may_start: bool) -> Jaeger | None:
-    """The running Jaeger at ``query``, else (``may_start``) the one services/ builds.
+    """The running Jaeger at ``query``, else (``may_start``) the one services/ builds,
+    started as services/up.sh starts it: with services/jaeger.yaml and the UI's assets.
 
     Only a Jaeger on its default ports can be started here, so a ``query`` of the user's
     own that does not answer means no traces rather than a Jaeger somewhere else.
@@ -60,17 +77,25 @@ def start(query: str, otlp: str, log_path: Path, *, may_start: bool) -> Jaeger |
     if not may_start:
         print(f"traces: no Jaeger answers at {query}; carrying on without traces")
         return None
-    print("traces: building Jaeger if it is not cached (services/jaeger-build.sh; ~4 min once)")
-    built = subprocess.run(
-        [str(ROOT / "services/jaeger-build.sh")], capture_output=True, text=True, check=False
+    print(
+        "traces: building Jaeger and its UI unless cached (services/jaeger-build.sh,"
+        " services/jaeger-ui-build.sh; minutes, once)"
     )
-    if built.returncode != 0:
-        reason = (built.stderr.strip().splitlines() or ["no output"])[-1]
+    binary, reason = built("jaeger-build.sh")
+    if binary is None:
         print(f"traces: Jaeger could not be built ({reason}); carrying on without traces")
         return None
+    assets, reason = built("jaeger-ui-build.sh")
+    if assets is None:
+        print(f"traces: the Jaeger UI could not be built ({reason}); Jaeger's API only")
+    env = dict(os.environ, JAEGER_UI_ASSETS=assets or "")
     with log_path.open("ab") as log:
-        process = subprocess.Popen(  # the binary services/jaeger-build.sh built
-            [built.stdout.strip()], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        process = subprocess.Popen(
+            [binary, "--config", str(CONFIG)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     jaeger = Jaeger(query, otlp, process)
     deadline = time.monotonic() + 60
@@ -80,8 +105,17 @@ def start(query: str, otlp: str, log_path: Path, *, may_start: bool) -> Jaeger |
             print(f"traces: Jaeger did not start (see {log_path}); carrying on without traces")
             return None
         time.sleep(0.5)
-    print(f"traces: started Jaeger ({built.stdout.strip()}), query {query}, log {log_path}")
+    print(f"traces: started Jaeger ({binary}), query {query}, log {log_path}")
     return jaeger
+
+
+def serves_ui(query: str) -> bool:
+    """Whether Jaeger's page is its UI: the element the UI's app mounts into, which the
+    placeholder page of a Jaeger built without the UI's assets does not have."""
+    try:
+        return 'id="jaeger-ui-root"' in httpx.get(query, timeout=5).text
+    except httpx.HTTPError:
+        return False
 
 
 def find_trace(query: str, trace_id: str, timeout: float = 30) -> dict[str, Any] | None:
@@ -117,9 +151,8 @@ def show_trace(jaeger: Jaeger, trace_id: str | None, request_id: str) -> bool:
         service = processes.get(span.get("processID"), {}).get("serviceName", "?")
         print(f"    {service:10s} {span['operationName']:40s} {span['duration'] / 1000:8.2f} ms")
     print(f"  API       {jaeger.query}/api/traces/{trace_id}")
-    print(f"  UI        {jaeger.query}/trace/{trace_id}")
-    print(
-        "            (the Jaeger built here has no UI; for the UI, run Jaeger from its image:\n"
-        "             docker run --rm -p 16686:16686 -p 4318:4318 jaegertracing/jaeger:2.11.0)"
-    )
+    if serves_ui(jaeger.query):
+        print(f"  UI        {jaeger.query}/trace/{trace_id}")
+    else:
+        print(f"  UI        none: {jaeger.query} serves no UI (services/jaeger-ui-build.sh)")
     return True
