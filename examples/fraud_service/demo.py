@@ -1,13 +1,14 @@
 """``make demo``: the fraud service under ``bentoml serve``, with traffic and a look at the logs.
 
 1. trains the model if there is none (a few seconds, synthetic data);
-2. finds Jaeger: one already running, else the one services/ builds and caches
-   (``--no-traces`` skips it; without Jaeger the demo says so and carries on);
+2. finds Jaeger: one already running, else the one services/ builds and caches, with
+   its UI (``--no-traces`` skips it; without Jaeger the demo says so and carries on);
 3. starts ``bentoml serve examples.fraud_service.service:FraudService``, exporting
    its traces to Jaeger;
 4. sends a few hundred transactions with ``X-Request-ID`` headers;
 5. prints where the prediction log and the operational log are, one declined
-   prediction as predlog recorded it, and that prediction's trace from Jaeger's API;
+   prediction as predlog recorded it, the commands that verify it in the audit log, and
+   that prediction's trace from Jaeger's API with a link to it in Jaeger's UI;
 6. keeps serving until Ctrl-C (``--exit-after-demo`` stops instead).
 """
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import sys
 import time
 from collections import Counter
@@ -155,14 +157,20 @@ def show(rows: list[dict[str, Any]], data_dir: Path, server_log: Path) -> None:
     for name, value in json.loads(example["features"]).items():
         print(f"    {name:32s} {value}")
     audit_dir = data_dir / "audit"
+    key_file = audit_dir / "public_key.hex"
     print(f"\naudit log of declined decisions (Merkle tree, signed checkpoints): {audit_dir}")
+    # Quoted for the shell: the data directory is the user's choice and may hold spaces.
+    public_key = f'--public-key "$(cat {shlex.quote(str(key_file))})"'
     print(
-        f"  prove this decision: predlog audit prove {example['request_id']}"
-        f" --audit-dir {audit_dir} --public-key <the key you trust>"
+        f"  prove this decision: predlog audit prove {shlex.quote(example['request_id'])}"
+        f" --audit-dir {shlex.quote(str(audit_dir))} {public_key}"
     )
     print(
-        f"  verify the whole log: predlog audit verify {audit_dir} --public-key <the key you"
-        " trust> (or set PREDLOG_AUDIT_PUBLIC_KEY)"
+        f"  verify the whole log: predlog audit verify {shlex.quote(str(audit_dir))} {public_key}"
+    )
+    print(
+        "  (the demo's key, as its log directory holds it; a real verifier pins a key it got"
+        " out of band, since whoever can rewrite the log can rewrite that file)"
     )
     # Printed for the user to copy, never executed here. DuckDB's Python package is in
     # the virtualenv; its command-line shell is not.
@@ -223,8 +231,9 @@ def main() -> int:
             example = declined_example(rows)
             if demo_jaeger.show_trace(jaeger, example["trace_id"], example["request_id"]):
                 print(
-                    f"  waterfall PREDLOG_JAEGER_URL={jaeger.query} predlog investigate"
-                    f" {example['request_id']} --data {data_dir} --html trace.html"
+                    f"  waterfall PREDLOG_JAEGER_URL={shlex.quote(jaeger.query)} predlog"
+                    f" investigate {shlex.quote(example['request_id'])}"
+                    f" --data {shlex.quote(str(data_dir))} --html trace.html"
                 )
         if args.exit_after_demo:
             return 0
