@@ -134,7 +134,7 @@ class TestExchangeDecoder:
     )
     def test_unusable_request_body_is_flagged(self, changes, flag):
         """A request body that yields no features flags the record and keeps it."""
-        ex = exchange(response={"score": 0.4}, **changes)
+        ex = exchange(response={"score": 0.4, "decision": "approve"}, **changes)
         resolved, _ = resolve(ex)
         assert field(resolved, "features") is None
         assert field(resolved, "request_id") == "req-1"
@@ -143,7 +143,7 @@ class TestExchangeDecoder:
 
     def test_truncated_request_body_is_flagged(self):
         """A body longer than what was kept (max_body_bytes) is never parsed in part."""
-        ex = exchange(request=b'{"a": 1}', response={"score": 0.4})
+        ex = exchange(request=b'{"a": 1}', response={"score": 0.4, "decision": "approve"})
         ex.request_size = 10_000
         resolved, _ = resolve(ex)
         assert field(resolved, "features") is None
@@ -157,11 +157,12 @@ class TestExchangeDecoder:
         ],
     )
     def test_unusable_response_body_is_flagged(self, changes, flag):
-        """A response body that yields no score flags the record and keeps its features."""
+        """A response body that yields no score flags the record and keeps its features;
+        it yields no decision either."""
         resolved, _ = resolve(exchange(request={"a": 1}, **changes))
         assert field(resolved, "features") == {"a": 1}
         assert field(resolved, "score") is None
-        assert flags_of(resolved) == [flag]
+        assert flags_of(resolved) == [flag, "decision_missing"]
 
     def test_truncated_response_is_flagged(self):
         """A response longer than what was kept is not parsed."""
@@ -169,7 +170,7 @@ class TestExchangeDecoder:
         ex.response_size = 10_000
         resolved, _ = resolve(ex)
         assert field(resolved, "score") is None
-        assert flags_of(resolved) == ["response_body_truncated"]
+        assert flags_of(resolved) == ["response_body_truncated", "decision_missing"]
 
     def test_streamed_response_is_flagged(self):
         """An unsized response in several parts is a stream: flagged, not parsed."""
@@ -181,12 +182,12 @@ class TestExchangeDecoder:
         ex.streamed = True
         resolved, _ = resolve(ex)
         assert field(resolved, "score") is None
-        assert flags_of(resolved) == ["response_streamed"]
+        assert flags_of(resolved) == ["response_streamed", "decision_missing"]
 
     def test_sized_response_in_parts_is_parsed_whole(self):
         """A sized body that arrives in pieces is joined and parsed."""
         ex = exchange(request={"a": 1})
-        for part in (b'{"score": ', b"0.4}", b""):
+        for part in (b'{"score": ', b'0.4, "label": "ok"}', b""):
             ex.response_chunks.append(part)
             ex.response_size += len(part)
             ex.response_parts += 1
@@ -263,12 +264,17 @@ class TestExchangeDecoder:
         ex.handler_failed = True
         ex.invalid_request_id = "\x00" * 1000
         resolved, _ = resolve(ex)
-        assert flags_of(resolved) == ["request_id_invalid", "handler_exception", "http_status_500"]
+        assert flags_of(resolved) == [
+            "request_id_invalid",
+            "handler_exception",
+            "http_status_500",
+            "decision_missing",
+        ]
         assert field(resolved, "extra")["invalid_request_id"] == "\x00" * 256
 
     def test_given_flags_are_kept(self):
         """Flags the capture arrived with stay, ahead of the decoder's own."""
-        resolved, _ = resolve(exchange(request=b"{"), flags=("earlier",))
+        resolved, _ = resolve(exchange(request=b"{", response={"label": "ok"}), flags=("earlier",))
         assert flags_of(resolved) == ["earlier", "request_body_invalid_json"]
 
     def test_integer_trace_ids_become_hex(self):

@@ -193,15 +193,33 @@ bodies = st.one_of(json_bodies(), hostile)
 
 @st.composite
 def responses(draw) -> bytes:
-    kind = draw(st.sampled_from(["object", "wrapped", "number", "other"]))
-    score = draw(st.one_of(scalars, st.lists(scalars, max_size=2)))
-    decision = draw(st.one_of(scalars, st.dictionaries(keys, scalars, max_size=1)))
-    key = draw(st.sampled_from(["score", "probability", "prediction", "p"]))
-    value: object
+    """Responses under every name and shape the decoders look for, and others."""
+    kind = draw(st.sampled_from(["object", "wrapped", "listed", "bare", "number", "other"]))
+    score = draw(
+        st.one_of(
+            scalars,
+            st.lists(scalars, max_size=2),
+            st.dictionaries(st.sampled_from(["fraud", "legit", "x"]), scalars, max_size=3),
+        )
+    )
+    decision = draw(
+        st.one_of(
+            scalars, st.lists(scalars, max_size=2), st.dictionaries(keys, scalars, max_size=1)
+        )
+    )
+    names = ["score", "probability", "proba", "probabilities", "prediction", "p"]
+    key = draw(st.sampled_from(names))
+    names = ["decision", "label", "class", "outcome", "prediction", "d"]
+    decision_key = draw(st.sampled_from(names))
+    value: object = {key: score, decision_key: decision}
     if kind == "object":
-        value = {key: score, "decision": decision}
+        pass
     elif kind == "wrapped":
-        value = {"result": {key: score, "decision": decision}}
+        value = {"result": value}
+    elif kind == "listed":
+        value = [value]
+    elif kind == "bare":
+        value = draw(st.sampled_from([[score], [decision], decision, {"r": {"s": [decision]}}]))
     elif kind == "number":
         value = draw(st.one_of(st.integers(-(2**65), 2**65), st.floats(allow_nan=False)))
     else:
@@ -233,7 +251,9 @@ def exchanges(draw, decoder: ExchangeDecoder):
     ex.request_id_repeated = draw(st.booleans())
     ex.fields = draw(
         st.dictionaries(
-            st.sampled_from(["score", "decision", "threshold", "user_segment", "cache_hit"]),
+            st.sampled_from(
+                ["score", "decision", "threshold", "user_segment", "cache_hit", "score_field"]
+            ),
             scalars,
             max_size=3,
         )

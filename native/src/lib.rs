@@ -28,7 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::walk::{
-    decode_request, decode_response, Options, RequestOutcome, ResponseOutcome, Scalar,
+    decode_request, decode_response, Found, Options, RequestOutcome, ResponseOutcome, Scalar,
 };
 
 /// Features already written as JSON text, with what the batch builder needs of them.
@@ -126,8 +126,8 @@ const GROUP_RECORDS: usize = 256;
 struct Decoded {
     flags: Vec<String>,
     features: Option<(String, usize)>,
-    score: Option<Scalar>,
-    decision: Option<Scalar>,
+    score: Option<Found>,
+    decision: Option<Found>,
 }
 
 fn is_json(content_type: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -360,6 +360,9 @@ fn assemble<'py>(
     extra_maps: bool,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let mut values: Vec<Bound<'py, PyAny>> = capture.iter().collect();
+    // Where the score and decision were read, for the extra map (`SOURCE_KEYS`).
+    let mut sources: [(&str, Option<String>); 2] =
+        [("score_field", None), ("decision_field", None)];
     let method = exchange.getattr(intern!(py, "method"))?;
     let path = exchange.getattr(intern!(py, "path"))?;
     let status = exchange.getattr(intern!(py, "status"))?;
@@ -384,16 +387,17 @@ fn assemble<'py>(
         }
         None => py.None().into_bound(py),
     };
-    if let Some(score) = &decoded.score {
-        match to_python(py, score)? {
-            Some(v) => values[layout.score] = v,
-            None => return Ok(None),
-        }
-    }
-    if let Some(decision) = &decoded.decision {
-        match to_python(py, decision)? {
-            Some(v) => values[layout.decision] = v,
-            None => return Ok(None),
+    let found = [
+        (layout.score, decoded.score),
+        (layout.decision, decoded.decision),
+    ];
+    for (source, (position, found)) in sources.iter_mut().zip(found) {
+        if let Some(found) = found {
+            match to_python(py, &found.value)? {
+                Some(v) => values[position] = v,
+                None => return Ok(None),
+            }
+            source.1 = found.path;
         }
     }
     // What the handler recorded wins over the bodies; names without a place go to extra.
@@ -406,10 +410,24 @@ fn assemble<'py>(
     }
     let mut unplaced = Vec::new();
     for (name, value) in fields.iter() {
+        let name_text = name.downcast::<PyString>()?.to_cow()?;
+        if sources.iter().any(|(key, _)| name_text == *key) {
+            return Ok(None); // a recorded name clashing with a source: Python's order rules
+        }
+        // A value the handler recorded is the handler's, not read from the response.
+        match name_text.as_ref() {
+            "score" => sources[0].1 = None,
+            "decision" => sources[1].1 = None,
+            _ => {}
+        }
         match positions.get_item(&name)? {
             Some(position) => values[position.extract::<usize>()?] = value,
             None => unplaced.push((name, value)),
         }
+    }
+    let mut flags = decoded.flags;
+    if values[layout.decision].is_none() {
+        flags.push("decision_missing".to_owned());
     }
     values[layout.extra] = if extra_maps || !unplaced.is_empty() {
         let extra = PyDict::new(py);
@@ -418,6 +436,11 @@ fn assemble<'py>(
         extra.set_item(intern!(py, "http_status"), status)?;
         if let Some(id) = invalid {
             extra.set_item(intern!(py, "invalid_request_id"), id)?;
+        }
+        for (key, path) in &sources {
+            if let Some(path) = path {
+                extra.set_item(key, path)?;
+            }
         }
         for (name, value) in unplaced {
             extra.set_item(name, value)?;
@@ -435,11 +458,18 @@ fn assemble<'py>(
             text.push_str(",\"invalid_request_id\":");
             format::write_string(&mut text, &id);
         }
+        for (key, path) in &sources {
+            if let Some(path) = path {
+                text.push_str(",\"");
+                text.push_str(key);
+                text.push_str("\":");
+                format::write_string(&mut text, path);
+            }
+        }
         text.push('}');
         Bound::new(py, EncodedExtra { text })?.into_any()
     };
-    let flags: Vec<Bound<'py, PyString>> =
-        decoded.flags.iter().map(|f| PyString::new(py, f)).collect();
+    let flags: Vec<Bound<'py, PyString>> = flags.iter().map(|f| PyString::new(py, f)).collect();
     values[layout.flags] = PyTuple::new(py, flags)?.into_any();
     match hex_id(&values[layout.trace_id], 32)? {
         Some(v) => values[layout.trace_id] = v,

@@ -11,8 +11,16 @@ use crate::json::{parse, Json, Pairs};
 const MAX_LIST: usize = 256;
 /// Longest list index a dotted path may name.
 const MAX_INDEX_DIGITS: usize = 18;
-/// Response keys that hold the score, in order of preference.
-const SCORE_KEYS: [&str; 3] = ["score", "probability", "prediction"];
+/// Response keys that hold the score, in order of precedence (`SCORE_KEYS`).
+const SCORE_KEYS: [&str; 4] = ["score", "probability", "proba", "probabilities"];
+/// Response keys that hold the decision, in order of precedence (`DECISION_KEYS`).
+const DECISION_KEYS: [&str; 4] = ["decision", "label", "class", "outcome"];
+/// The score when a number, the decision when text or a bool (`EITHER_KEY`).
+const EITHER_KEY: &str = "prediction";
+/// One probability per class (`CLASSES_KEY`).
+const CLASSES_KEY: &str = "probabilities";
+/// The path of a value that is the whole body (`BODY_PATH`).
+const BODY_PATH: &str = "$";
 
 /// A middleware's decoding options (`features_field`, `score_field`, `decision_field`).
 #[derive(Clone, Default)]
@@ -57,10 +65,97 @@ impl Scalar {
     }
 }
 
+/// A score or decision found in a response, and the path it was read from (none for null).
+pub struct Found {
+    pub value: Scalar,
+    pub path: Option<String>,
+}
+
 pub enum ResponseOutcome {
     Declined,
     /// What was found: the score and decision, each when present.
-    Values(Option<Scalar>, Option<Scalar>),
+    Values(Option<Found>, Option<Found>),
+}
+
+/// `_found`: a value as the score or decision; a bool decision as JSON spells it.
+fn found(value: Option<&Json<'_>>, path: &str, decision: bool) -> Found {
+    let value = match value {
+        Some(Json::Bool(b)) if decision => Scalar::Str(if *b { "true" } else { "false" }.into()),
+        other => Scalar::of(other),
+    };
+    let path = match value {
+        Scalar::Null => None,
+        _ => Some(path.to_owned()),
+    };
+    Found { value, path }
+}
+
+fn is_number(value: &Json<'_>) -> bool {
+    matches!(value, Json::Int(_) | Json::UInt(_) | Json::Float(_))
+}
+
+/// `_unwrap_response`: lists of one item, and objects with one key holding an object
+/// (unless the key is `probabilities`), unwrapped; with the path prefix taken.
+fn unwrap_response<'v, 'a>(mut value: &'v Json<'a>, prefix: &mut String) -> &'v Json<'a> {
+    loop {
+        match value {
+            Json::Array(items) if items.len() == 1 => {
+                value = &items[0];
+                prefix.push_str("0.");
+            }
+            Json::Object(pairs)
+                if pairs.len() == 1
+                    && pairs[0].0 != CLASSES_KEY
+                    && matches!(pairs[0].1, Json::Object(_)) =>
+            {
+                prefix.push_str(&pairs[0].0);
+                prefix.push('.');
+                value = &pairs[0].1;
+            }
+            _ => return value,
+        }
+    }
+}
+
+/// `_single`: a list of one value is that value.
+fn single<'v, 'a>(mut value: &'v Json<'a>, path: &mut String) -> &'v Json<'a> {
+    while let Json::Array(items) = value {
+        if items.len() != 1 {
+            break;
+        }
+        value = &items[0];
+        path.push_str(".0");
+    }
+    value
+}
+
+/// `_of_classes`: the only class's probability, or the second of two.
+fn of_classes<'v, 'a>(value: &'v Json<'a>, path: &mut String) -> &'v Json<'a> {
+    match value {
+        Json::Object(pairs) if (1..=2).contains(&pairs.len()) => {
+            let (key, inner) = &pairs[pairs.len() - 1];
+            path.push('.');
+            path.push_str(key);
+            inner
+        }
+        Json::Array(items) if items.len() == 2 => {
+            path.push_str(".1");
+            &items[1]
+        }
+        other => other,
+    }
+}
+
+/// The first of `keys` present in an object: the key, its value and the value's path.
+fn first_of<'v, 'a>(
+    object: &'v Json<'a>,
+    keys: &[&'static str],
+    prefix: &str,
+) -> Option<(&'static str, &'v Json<'a>, String)> {
+    let key = keys.iter().find(|key| object.get(key).is_some())?;
+    let mut path = format!("{prefix}{key}");
+    let value = single(object.get(key)?, &mut path);
+    Some((key, value, path))
 }
 
 /// `_unwrap`: BentoML wraps the argument under its parameter name, `{"tx": {...}}`.
@@ -152,30 +247,58 @@ pub fn decode_response(body: &[u8], options: &Options) -> ResponseOutcome {
     let Some(parsed) = parse(body) else {
         return ResponseOutcome::Declined;
     };
-    if let Json::Int(_) | Json::UInt(_) | Json::Float(_) = parsed {
-        return ResponseOutcome::Values(Some(Scalar::of(Some(&parsed))), None);
+    if is_number(&parsed) {
+        return ResponseOutcome::Values(Some(found(Some(&parsed), BODY_PATH, false)), None);
     }
-    // Some(None): the option is set and its path holds nothing (the record's None).
-    let mut score: Option<Option<&Json<'_>>> = options
+    // Some once decided: a configured path (even one holding nothing), or a name found.
+    let mut score = options
         .score_field
         .as_deref()
-        .map(|p| field_path(&parsed, p));
-    let mut decision: Option<Option<&Json<'_>>> = options
+        .map(|p| found(field_path(&parsed, p), p, false));
+    let mut decision = options
         .decision_field
         .as_deref()
-        .map(|p| field_path(&parsed, p));
-    let unwrapped = unwrap(&parsed);
-    if let Json::Object(_) = unwrapped {
+        .map(|p| found(field_path(&parsed, p), p, true));
+    if score.is_some() && decision.is_some() {
+        return ResponseOutcome::Values(score, decision);
+    }
+    let mut prefix = String::new();
+    let value = unwrap_response(&parsed, &mut prefix);
+    let (either, path) = if let Json::Object(_) = value {
         if score.is_none() {
-            if let Some(key) = SCORE_KEYS.iter().find(|k| unwrapped.get(k).is_some()) {
-                score = Some(unwrapped.get(key));
+            if let Some((key, v, mut path)) = first_of(value, &SCORE_KEYS, &prefix) {
+                let v = if key == CLASSES_KEY {
+                    of_classes(v, &mut path)
+                } else {
+                    v
+                };
+                score = Some(found(Some(v), &path, false));
             }
         }
         if decision.is_none() {
-            if let Some(value) = unwrapped.get("decision") {
-                decision = Some(Some(value));
+            if let Some((_, v, path)) = first_of(value, &DECISION_KEYS, &prefix) {
+                decision = Some(found(Some(v), &path, true));
             }
         }
+        let Some(v) = value.get(EITHER_KEY) else {
+            return ResponseOutcome::Values(score, decision);
+        };
+        let mut path = format!("{prefix}{EITHER_KEY}");
+        (single(v, &mut path), path)
+    } else {
+        let path = match prefix.strip_suffix('.') {
+            Some(p) if !p.is_empty() => p,
+            _ => BODY_PATH,
+        };
+        (value, path.to_owned())
+    };
+    // `prediction`, or a response that is one bare value: its type says which it is.
+    if is_number(either) {
+        if score.is_none() {
+            score = Some(found(Some(either), &path, false));
+        }
+    } else if matches!(either, Json::Str(_) | Json::Bool(_)) && decision.is_none() {
+        decision = Some(found(Some(either), &path, true));
     }
-    ResponseOutcome::Values(score.map(Scalar::of), decision.map(Scalar::of))
+    ResponseOutcome::Values(score, decision)
 }

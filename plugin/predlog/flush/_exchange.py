@@ -1,10 +1,12 @@
 """Decoding an :class:`~predlog._exchange.Exchange` into an ordinary capture, in the flusher.
 
 This is where request and response JSON is parsed, BentoML's wrapping undone, nested
-objects flattened and the score and decision found. Each middleware makes one
-:class:`ExchangeDecoder` from its own options and every exchange it captures carries
-it, so apps with different ``score_field`` settings can share one logger.
-A body that cannot be decoded never loses its record: the record is flagged instead.
+objects flattened and the score and decision found under the names services give them
+(:data:`SCORE_KEYS`, :data:`DECISION_KEYS`, :data:`EITHER_KEY`), each with the path it
+was read from. Each middleware makes one :class:`ExchangeDecoder` from its own options
+and every exchange it captures carries it, so apps with different ``score_field``
+settings can share one logger. A body that cannot be decoded never loses its record:
+the record is flagged instead.
 """
 
 from __future__ import annotations
@@ -33,7 +35,20 @@ ResponseExtractor = Callable[[bytes], Mapping[str, Any]]
 #: Counts and logs an error: (kind, message, exception).
 Report = Callable[[str, str, BaseException | None], None]
 
-SCORE_KEYS: Final = ("score", "probability", "prediction")
+#: Response keys holding the score, in order of precedence: the first present is read.
+SCORE_KEYS: Final = ("score", "probability", "proba", "probabilities")
+#: Response keys holding the decision, in order of precedence.
+DECISION_KEYS: Final = ("decision", "label", "class", "outcome")
+#: The key that is the score when it holds a number and the decision when it holds text
+#: or a bool; read after every key above.
+EITHER_KEY: Final = "prediction"
+#: The score key holding one probability per class (an object or a list): one class's,
+#: or the second of two, scikit-learn's positive class (``predict_proba(X)[:, 1]``).
+CLASSES_KEY: Final = "probabilities"
+#: The path recorded for a value that is the whole response body.
+BODY_PATH: Final = "$"
+#: The extra map's key naming the path each value was read from.
+SOURCE_KEYS: Final = {"score": "score_field", "decision": "decision_field"}
 _MAX_LIST: Final = 256
 _MAX_INDEX_DIGITS: Final = 18
 #: Fields predlog.record() may set that have their own place in a capture; any other
@@ -166,7 +181,13 @@ class ExchangeDecoder:
             values[SCORE] = response["score"]
         if "decision" in response:
             values[DECISION] = response["decision"]
+        for source in SOURCE_KEYS.values():
+            if source in response:
+                extra[source] = response[source]
         _apply_recorded(exchange.fields, body_features, values, extra)
+        if values[DECISION] is None:
+            # No decision recognised in the response, none recorded: said, as score_missing.
+            flags.append("decision_missing")
         values[EXTRA] = extra
         values[FLAGS] = tuple(flags)
         # The middleware keeps ids as integers; formatting them is flusher work.
@@ -248,25 +269,99 @@ class ExchangeDecoder:
         return self._score_and_decision(parsed)
 
     def _score_and_decision(self, parsed: Any) -> dict[str, Any]:
-        """The configured paths first, then the usual keys of an unwrapped object."""
+        """The configured paths first, then the names services use; each value found
+        comes with the path it was read from."""
         out: dict[str, Any] = {}
-        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
-            out["score"] = parsed
+        if _is_number(parsed):
+            _found(out, "score", parsed, BODY_PATH)
             return out
         if self._score_field:
-            out["score"] = field_path(parsed, self._score_field)
+            _found(out, "score", field_path(parsed, self._score_field), self._score_field)
         if self._decision_field:
-            out["decision"] = field_path(parsed, self._decision_field)
-        parsed = _unwrap(parsed)
-        if not isinstance(parsed, dict):
-            return out
-        if "score" not in out:
-            key = next((k for k in SCORE_KEYS if k in parsed), None)
-            if key is not None:
-                out["score"] = parsed[key]
-        if "decision" not in out and "decision" in parsed:
-            out["decision"] = parsed["decision"]
+            _found(out, "decision", field_path(parsed, self._decision_field), self._decision_field)
+        if "score" not in out or "decision" not in out:
+            _by_name(parsed, out)
         return out
+
+
+def _by_name(parsed: Any, out: dict[str, Any]) -> None:
+    """The score and decision not found yet, by the names services give them, in the
+    response unwrapped. The README's table states this rule for users."""
+    value, prefix = _unwrap_response(parsed)
+    if isinstance(value, dict):
+        key = next((k for k in SCORE_KEYS if k in value), None)
+        if key is not None and "score" not in out:
+            score, path = _single(value[key], prefix + key)
+            if key == CLASSES_KEY:
+                score, path = _of_classes(score, path)
+            _found(out, "score", score, path)
+        key = next((k for k in DECISION_KEYS if k in value), None)
+        if key is not None and "decision" not in out:
+            _found(out, "decision", *_single(value[key], prefix + key))
+        if EITHER_KEY not in value:
+            return
+        value, path = _single(value[EITHER_KEY], prefix + EITHER_KEY)
+    else:
+        path = prefix[:-1] or BODY_PATH
+    # `prediction`, or a response that is one bare value: its type says which it is.
+    if _is_number(value):
+        if "score" not in out:
+            _found(out, "score", value, path)
+    elif isinstance(value, (str, bool)) and "decision" not in out:
+        _found(out, "decision", value, path)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _found(out: dict[str, Any], role: str, value: Any, path: str) -> None:
+    """``value`` as the score or decision, and where it was read unless it is null. A
+    bool decision is text as JSON spells it (``true``), as ``bentoml.monitor``'s is."""
+    if isinstance(value, bool) and role == "decision":
+        value = "true" if value else "false"
+    out[role] = value
+    if value is not None:
+        out[SOURCE_KEYS[role]] = path
+
+
+def _unwrap_response(value: Any) -> tuple[Any, str]:
+    """A list of one item is that item; an object with one key holding an object is
+    that object (BentoML's wrapping, ``{"result": {...}}``), unless the key is
+    :data:`CLASSES_KEY`. With the path prefix it took to get there."""
+    prefix = ""
+    while True:
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+            prefix += "0."
+        elif isinstance(value, dict) and len(value) == 1:
+            ((key, inner),) = value.items()
+            if not isinstance(inner, dict) or key == CLASSES_KEY:
+                break
+            value = inner
+            prefix += f"{key}."
+        else:
+            break
+    return value, prefix
+
+
+def _single(value: Any, path: str) -> tuple[Any, str]:
+    """A field holding a list of one value (``{"probability": [0.91]}``) holds that value."""
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+        path += ".0"
+    return value, path
+
+
+def _of_classes(value: Any, path: str) -> tuple[Any, str]:
+    """One probability per class: the only class's, or the second of two (the order the
+    service wrote them in). Anything else is left as it is, an invalid score."""
+    if isinstance(value, dict) and 1 <= len(value) <= 2:
+        key = next(reversed(value))
+        return value[key], f"{path}.{key}"
+    if isinstance(value, list) and len(value) == 2:
+        return value[1], f"{path}.1"
+    return value, path
 
 
 def _http_extra(exchange: Exchange, extra: dict[str, Any], flags: list[str]) -> dict[str, Any]:
@@ -300,5 +395,7 @@ def _apply_recorded(
         position = RECORD_POSITIONS.get(name)
         if position is not None:
             values[position] = value
+            if name in SOURCE_KEYS:
+                extra.pop(SOURCE_KEYS[name], None)  # the handler's, not the response's
         else:
             extra[name] = value
