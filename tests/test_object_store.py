@@ -279,6 +279,17 @@ class TestLoggerOnS3:
         assert store.staged() == []
         assert (own(log)["uploaded"], own(log)["spool_bytes"]) == (2, 0)
 
+    def test_the_first_record_reaches_the_bucket_within_seconds(self, store: Store) -> None:
+        """With the default file age (300 s), a logger's first file is uploaded a few
+        seconds after its first record, as on a local disk."""
+        with logger(store) as log:
+            log.log(request_id="first", score=0.1)
+            logged = time.monotonic()
+            wait_until(store.object_keys, timeout=10, what="the first object")
+            waited = time.monotonic() - logged
+            assert waited < 6.0, f"the first record took {waited:.1f} s to reach the bucket"
+            assert store.request_ids() == Counter({"first": 1})
+
     def test_investigate_evaluate_and_drift_read_the_bucket(
         self, store: Store, tmp_path: Path
     ) -> None:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import time
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import duckdb
 import pyarrow as pa
@@ -12,6 +14,7 @@ import pytest
 
 import predlog
 from predlog import ParquetSink, SinkError, arrow_schema
+from predlog.sinks import _parquet as parquet_module
 from predlog.testing import build_batch
 from tests.helpers import parquet_files, read_all, start_python
 
@@ -134,15 +137,57 @@ class TestPublishing:
         assert sorted(ids) == sorted(f"r{i}" for i in range(5_000))
 
     def test_tick_publishes_only_files_past_their_age(self, data_dir):
-        """tick() publishes a file once it has been open max_file_age_s, not before."""
+        """tick() publishes a file once it has been open for its age, not before: 2 s
+        for the sink's first file, twice the one before for each next, then
+        max_file_age_s for every file after."""
         sink = ParquetSink(data_dir, max_file_age_s=60.0)
-        opened = time.monotonic()
-        sink.export(build_batch([{"request_id": "a", "score": 0.1}]))
-        sink.tick(opened + 30.0)
-        assert parquet_files(data_dir) == []
-        sink.tick(time.monotonic() + 60.0)
-        assert len(parquet_files(data_dir)) == 1
+        for n, age in enumerate([2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0], 1):
+            before = time.monotonic()
+            sink.export(build_batch([{"request_id": f"r{n}", "score": 0.1}]))
+            after = time.monotonic()
+            sink.tick(before + age - 0.01)
+            assert len(parquet_files(data_dir)) == n - 1, f"file {n} published before {age} s"
+            sink.tick(after + age)
+            assert len(parquet_files(data_dir)) == n, f"file {n} not published at {age} s"
         sink.close()
+
+    def test_files_stay_few_under_steady_traffic(self, data_dir, monkeypatch):
+        """An hour of steady traffic at the default age: the first file is out within
+        3 s, and after the ramp files roll every 300 s, so the hour makes 12 files of
+        300 s plus the ramp's 8, not one per few seconds."""
+        clock = [1000.0]
+        monkeypatch.setattr(
+            parquet_module, "time", SimpleNamespace(monotonic=lambda: clock[0], time=time.time)
+        )
+        sink = ParquetSink(data_dir)
+        published_at = []
+        for second in range(3600):
+            clock[0] = 1000.0 + second
+            if second % 5 == 0:
+                sink.export(build_batch([{"request_id": f"r{second}", "score": 0.1}]))
+            sink.tick()
+            if sink.published_count > len(published_at):
+                published_at.append(second)
+        sink.close()
+        assert published_at[0] <= 3
+        assert len(published_at) <= 12 + 8
+        gaps = [b - a for a, b in itertools.pairwise(published_at)]
+        # A file opens at the first export after the last was published (every 5 s).
+        assert all(300 <= gap <= 305 for gap in gaps[-3:]), gaps
+        assert read_all(data_dir).num_rows == 720
+
+    def test_a_logger_with_the_default_age_shows_records_within_seconds(self, data_dir):
+        """With no setting at all, the first record is in a published file within a
+        few seconds (the default file age is 300 s)."""
+        with logger(data_dir) as log:
+            log.log(request_id="first", score=0.1)
+            logged = time.monotonic()
+            while not parquet_files(data_dir) and time.monotonic() - logged < 10:
+                time.sleep(0.02)
+            waited = time.monotonic() - logged
+            assert parquet_files(data_dir), "nothing published 10 s after the first record"
+            assert waited < 5.0, f"the first record took {waited:.1f} s to be visible"
+            assert read_all(data_dir).column("request_id").to_pylist() == ["first"]
 
     def test_rolls_by_age_when_idle(self, data_dir):
         """An idle file older than max_file_age_s is published without any new traffic."""

@@ -11,6 +11,14 @@ hidden temporary name and renamed into place only once complete and fsynced:
 readers globbing ``*.parquet`` never see a partial file. Files roll by size, by
 age, on ``flush()`` and at ``close()``.
 
+Age ramps up: a sink's first file is published 2 s after it opened, each next one
+may stay open twice as long as the one before, up to ``max_file_age_s``. Records
+written right after a process starts (someone trying predlog, a deployment being
+checked) are visible within seconds, while a server that runs for hours still writes
+files of ``max_file_age_s`` each: the ramp adds about log2(max_file_age_s / 2) files
+per process (8 for the default 300 s), and a record sent t seconds after the first
+is visible by about 2t + 2 s (plus up to a flush interval to reach the sink).
+
 A data directory on an object store (``s3://``, ``gs://``) gets the same layout and
 names. Each file is written exactly as above, but in a local staging directory
 (``<spool_dir>/parquet/predictions/...``), and publishing uploads the complete file
@@ -52,6 +60,8 @@ from predlog.sinks._upload import Uploads
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
 
 _US_PER_DAY: Final = 86_400_000_000
+#: How long a sink's first file stays open (see the module docstring: the age ramp).
+FIRST_FILE_AGE_S: Final = 2.0
 _SCHEMA: Final = arrow_schema()
 #: Writers inherited across fork: kept referenced so they are never closed (which
 #: would write a footer into the parent's file) and pointed at /dev/null.
@@ -101,11 +111,13 @@ _STATISTICS_COLUMNS: Final = [name for name in _SCHEMA.names if name not in JSON
 
 
 class _OpenFile:
-    """One temporary file being written, and where it will be published."""
+    """One temporary file being written, where it will be published, and how long it
+    may stay open (``max_age``, in seconds)."""
 
-    __slots__ = ("file", "final", "opened", "rows", "temp", "writer")
+    __slots__ = ("file", "final", "max_age", "opened", "rows", "temp", "writer")
 
-    def __init__(self, final: Path, temp: Path, compression: Compression) -> None:
+    def __init__(self, final: Path, temp: Path, compression: Compression, max_age: float) -> None:
+        self.max_age = max_age
         self.final = final
         self.temp = temp
         self.file = pa.OSFile(str(temp), "wb")
@@ -232,6 +244,8 @@ class ParquetSink:
         ) / "predictions"
         self._max_bytes = max_file_bytes
         self._max_age = max_file_age_s
+        #: The age the next file opened may reach: the ramp's current step.
+        self._next_age = min(FIRST_FILE_AGE_S, max_file_age_s)
         self._compression = compression
         self._spool_max = spool_max_bytes
         self._host = _host()
@@ -389,11 +403,12 @@ class ParquetSink:
             yield info.path
 
     def tick(self, now: float | None = None) -> None:
-        """Publish files that have been open longer than ``max_file_age_s``; raise the
-        last background upload failure, once, so that it is counted and reported."""
+        """Publish files that have been open for their age (``max_file_age_s``, less
+        while the age ramps up); raise the last background upload failure, once, so
+        that it is counted and reported."""
         current = time.monotonic() if now is None else now
         for day, handle in list(self._open.items()):
-            if current - handle.opened >= self._max_age:
+            if current - handle.opened >= handle.max_age:
                 self._publish(day)
         failure = None if self._uploads is None else self._uploads.take_failure()
         if failure is not None:
@@ -443,7 +458,11 @@ class ParquetSink:
         self._seq += 1
         stamp = datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%S")
         name = f"part-{stamp}-{self._host}-{self._pid}-{self._seq:06d}.parquet"
-        return _OpenFile(directory / name, directory / f".{name}.tmp", self._compression)
+        handle = _OpenFile(
+            directory / name, directory / f".{name}.tmp", self._compression, self._next_age
+        )
+        self._next_age = min(2 * self._next_age, self._max_age)
+        return handle
 
     def _publish(self, day: int, *, fresh: int = 0) -> None:
         """Publish the file of ``day``. ``fresh`` of its rows belong to a batch whose
@@ -489,6 +508,8 @@ class ParquetSink:
             self._uploads.forget_inherited()
         self._pid = os.getpid()
         self._seq = 0
+        # A new process: its first records are visible within seconds, like the parent's.
+        self._next_age = min(FIRST_FILE_AGE_S, self._max_age)
         # The parent's losses are the parent's to count (the child's flusher starts at 0).
         self._lost_rows = 0
         self._refused = 0
