@@ -2,10 +2,12 @@
 
 It serves SERVICE twice on free local ports, with predlog on and with predlog a
 pass-through (``PREDLOG_ENABLED=false``), same environment otherwise, and alternates
-closed-loop and open-loop load between them. It prints throughput and latency ratios
-with their range over rounds, CPU per request of each server's whole process tree,
-and the records lost (answered requests without a record: must be 0), and writes an
-HTML report with the latency CDFs of both variants.
+closed-loop and open-loop load between them. A service without predlog's line gets it
+in the served processes (``predlog.bench._bootstrap``), so its cost is known before
+adopting it. It prints throughput and latency, pooled and as ratios per round, CPU per
+request of each server's whole process tree, and the records lost (requests predlog
+was asked to record that have none: must be 0), and writes an HTML report with the
+latency CDFs of both variants.
 
 ``command`` is the click command; ``python -m predlog.bench`` runs it on its own.
 """
@@ -13,9 +15,16 @@ HTML report with the latency CDFs of both variants.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
+
+from predlog._settings import MiddlewareSettings, Settings, env_var, setting_names
+from predlog.cli._options import output_of, output_option, print_json
+
+#: Variables the bench sets itself in each served process.
+_SET_BY_BENCH = frozenset({env_var("data_dir"), env_var("enabled")})
 
 __all__ = ["command", "read_bodies"]
 
@@ -43,6 +52,15 @@ def read_bodies(path: Path) -> list[bytes]:
     if not bodies:
         raise click.BadParameter(f"{path} holds no request body", param_hint="--request")
     return bodies
+
+
+def _options_from(model_name: str | None) -> list[str]:
+    """Where the options of an added line come from: the option, and every predlog
+    setting's variable that is set (names only: some hold secrets)."""
+    names = setting_names(Settings) | setting_names(MiddlewareSettings)
+    declared = {env_var(n) for n in names}
+    found = sorted(v for v in declared - _SET_BY_BENCH if os.environ.get(v))
+    return ["--model-name", *found] if model_name else found
 
 
 @click.command(name="bench")
@@ -95,6 +113,13 @@ def read_bodies(path: Path) -> list[bytes]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the HTML report with the latency CDFs.",
 )
+@click.option(
+    "--model-name",
+    default=None,
+    help="model_name of the line the bench adds to a service without one (other "
+    "options: PREDLOG_* variables). [default: PREDLOG_MODEL_NAME, else predlog's]",
+)
+@output_option
 def command(
     service: str,
     *,
@@ -105,10 +130,14 @@ def command(
     connections: int,
     load: float,
     html_file: Path,
+    model_name: str | None,
+    output: str,
+    as_json: bool,
 ) -> None:
     """Measure what predlog costs SERVICE (module:Service for BentoML, module:app for ASGI).
 
-    Exits 1 if any answered request has no record.
+    When SERVICE has no predlog line, the bench adds it in the served processes (never
+    in your files). Exits 1 if a request predlog was asked to record has no record.
     """
     try:
         from predlog.bench import _html, _run, _summary  # noqa: PLC0415  # only when run
@@ -126,12 +155,15 @@ def command(
         connections,
         load,
         Path.cwd(),
+        {"model_name": model_name} if model_name else {},
+        _options_from(model_name),
     )
     try:
         out = _run.run(plan)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    text = _summary.summary(out)
+    figures = _summary.figures(out)
+    text = _summary.text(figures)
     charts = {
         f"{load_name} loop": {
             name: [ms for s in getattr(v, load_name) for ms in s.latencies_ms]
@@ -140,6 +172,9 @@ def command(
         for load_name in ("closed", "open")
     }
     _html.write(html_file, text, charts)
-    click.echo(f"{text}\nHTML report: {html_file}")
+    if output_of(output, as_json) == "json":
+        print_json({**figures, "html": str(html_file)})
+    else:
+        click.echo(f"{text}\nHTML report: {html_file}")
     if out.variants["predlog"].lost:
         raise SystemExit(1)

@@ -32,6 +32,8 @@ class Target:
     path: str
     bodies: Sequence[bytes]
     id_prefix: str
+    #: The header that carries each request's id (the service's request id header).
+    id_header: str = "X-Request-ID"
 
 
 @dataclass
@@ -106,7 +108,7 @@ class _Requests:
         head = (
             f"POST {t.path} HTTP/1.1\r\nHost: 127.0.0.1:{t.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"X-Request-ID: {request_id}\r\n\r\n"
+            f"{t.id_header}: {request_id}\r\n\r\n"
         )
         return request_id, head.encode("ascii") + body
 

@@ -6,22 +6,31 @@ directory. Both stay up for the whole run; each round gives each variant a close
 slice (throughput) and then an open-loop slice (latency at a fixed arrival rate),
 and the order of the variants alternates from round to round, so drift of a noisy
 machine falls on both alike. Every ratio is taken within a round.
+
+A service without predlog's line is served through ``predlog.bench._bootstrap``,
+which adds the line in the served process (both variants: the pass-through is the
+line disabled). Records lost are counted only among the requests predlog was asked to
+record: those on the line's paths whose id its sampling must keep, and only where the
+records land in a local Parquet directory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.dataset as ds
 
-from predlog.bench import _load
+from predlog.bench import _bootstrap, _load
 from predlog.bench._servers import Kind, Server, detect, free_port
+from predlog.bench._target import must_keep
 
 VARIANTS = ("predlog", "pass-through")
 WARMUP_S = 3.0
@@ -42,6 +51,10 @@ class Plan:
     connections: int
     load: float
     cwd: Path
+    #: predlog's options for the line the bench adds when the service has none.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Where those options come from, for the summary: option and variable names.
+    options_from: Sequence[str] = ()
 
 
 @dataclass
@@ -56,6 +69,8 @@ class Variant:
     ok_ids: list[str] = field(default_factory=list)
     cpu_s: float = 0.0
     records: int = 0
+    #: Answered requests predlog was asked to record; None when they cannot be counted.
+    asked: int | None = None
     lost: int = 0
 
     @property
@@ -80,22 +95,34 @@ class Outcome:
     variants: dict[str, Variant]
 
 
+def _env(plan: Plan, name: str, data: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PREDLOG_DATA_DIR"] = str(data)
+    env["PREDLOG_ENABLED"] = "true" if name == "predlog" else "false"
+    env[_bootstrap.TARGET_VAR] = plan.service
+    env[_bootstrap.OPTIONS_VAR] = json.dumps(dict(plan.options))
+    return env
+
+
 def _start(plan: Plan, kind: Kind, tmp: Path) -> dict[str, Variant]:
+    served = plan.service if kind.added is None else _bootstrap.SERVED
     variants: dict[str, Variant] = {}
     for name in VARIANTS:
         data = tmp / f"data-{name}"
-        env = dict(os.environ)
-        env["PREDLOG_DATA_DIR"] = str(data)
-        env["PREDLOG_ENABLED"] = "true" if name == "predlog" else "false"
-        server = Server(plan.service, kind, env=env, cwd=plan.cwd, log=tmp / f"{name}.log")
+        env = _env(plan, name, data)
+        server = Server(served, kind, env=env, cwd=plan.cwd, log=tmp / f"{name}.log")
         variants[name] = Variant(name, server, data)
     for variant in variants.values():
         variant.server.start()
     return variants
 
 
-def _target(variant: Variant, path: str, plan: Plan, run: str) -> _load.Target:
-    return _load.Target(variant.server.port, path, plan.bodies, f"{run}-{variant.name}")
+def _target(variant: Variant, path: str, plan: Plan, run: str, stretch: str) -> _load.Target:
+    """Requests of one stretch of load; each id names the run, the stretch and the
+    variant, so that no two requests of a run share one."""
+    header = variant.server.kind.expect["header"]
+    prefix = f"{run}{stretch}-{variant.name}"
+    return _load.Target(variant.server.port, path, plan.bodies, prefix, header)
 
 
 def _rounds(out: Outcome, run: str) -> None:
@@ -104,7 +131,9 @@ def _rounds(out: Outcome, run: str) -> None:
         order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
         for name in order:
             v = variants[name]
-            s = _load.closed_loop(_target(v, out.path, plan, run), out.slice_s, plan.connections)
+            s = _load.closed_loop(
+                _target(v, out.path, plan, run, f"c{i}"), out.slice_s, plan.connections
+            )
             v.closed.append(s)
             v.ok_ids.extend(s.ok_ids)
         if i == 0:
@@ -112,45 +141,77 @@ def _rounds(out: Outcome, run: str) -> None:
             out.rate = max(1.0, plan.load * variants["pass-through"].closed[0].throughput)
         for name in order:
             v = variants[name]
-            s = _load.open_loop(_target(v, out.path, plan, run), out.slice_s, out.rate)
+            s = _load.open_loop(_target(v, out.path, plan, run, f"o{i}"), out.slice_s, out.rate)
             v.open.append(s)
             v.ok_ids.extend(s.ok_ids)
 
 
-def _count_records(variant: Variant) -> None:
-    """Records in the variant's Parquet files, and its answered requests without one."""
-    files = list((variant.data_dir / "predictions").rglob("*.parquet"))
-    if not files:
-        variant.records, variant.lost = 0, len(variant.ok_ids)
-        return
-    table = ds.dataset(files, format="parquet").to_table(columns=["request_id"])
-    written = set(table.column("request_id").to_pylist())
-    variant.records = table.num_rows
-    variant.lost = sum(1 for rid in variant.ok_ids if rid not in written)
+def _count_records(variant: Variant, expect: Mapping[str, Any], where: Path, run: str) -> None:
+    """The variant's records of this run in ``where``, and the requests predlog was
+    asked to record that have none."""
+    asked = (
+        [rid for rid in variant.ok_ids if must_keep(rid, expect["sample_rate"])]
+        if expect["logged"]
+        else []
+    )
+    variant.asked = len(asked)
+    files = list((where / "predictions").rglob("*.parquet"))
+    written: set[str] = set()
+    if files:
+        ids = ds.dataset(files, format="parquet").to_table(columns=["request_id"])["request_id"]
+        mine = f"-{variant.name}-"
+        written = {rid for rid in ids.to_pylist() if rid and rid.startswith(run) and mine in rid}
+    variant.records = len(written)
+    variant.lost = sum(1 for rid in asked if rid not in written)
+
+
+def _where(kind: Kind, variant: Variant, predlog_data: Path) -> Path | None:
+    """Where ``variant``'s records land: its own data directory, unless the line names
+    another (then both variants share it); None when they are not in local Parquet."""
+    found = kind.expect["parquet"]
+    if found is None:
+        return None
+    return variant.data_dir if Path(found) == predlog_data else Path(found)
 
 
 def run(plan: Plan) -> Outcome:
     """Measure; the servers are stopped (SIGTERM) before the records are counted."""
-    kind = detect(plan.service, os.environ, plan.cwd)
-    path = plan.path or kind.route or "/predict"
-    ceiling = _load.ceiling(free_port(), plan.bodies, CEILING_S, plan.connections)
-    slice_s = plan.duration / (plan.rounds * 2 * len(VARIANTS))
     run_id = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix="predlog-bench-") as tmp:
+        predlog_data = Path(tmp) / "data-predlog"
+        env = _env(plan, "predlog", predlog_data)
+        kind = detect(plan.service, plan.path, plan.options, env=env, cwd=plan.cwd)
+        if plan.options and kind.added is None:
+            raise ValueError(
+                f"{plan.service} has predlog's line, which the bench measures as it is: "
+                f"{', '.join(plan.options)} applies only to a line the bench adds (set it "
+                "in the service's line, or with its PREDLOG_* variable)"
+            )
+        path = plan.path or kind.route or "/predict"
+        ceiling = _load.ceiling(free_port(), plan.bodies, CEILING_S, plan.connections)
+        slice_s = plan.duration / (plan.rounds * 2 * len(VARIANTS))
         variants = _start(plan, kind, Path(tmp))
         out = Outcome(plan, kind, path, ceiling, 0.0, slice_s, variants)
         try:
-            for v in variants.values():
-                warm = _load.closed_loop(_target(v, path, plan, run_id + "w"), WARMUP_S, 2)
-                v.ok_ids.extend(warm.ok_ids)
-            cpu_before = {n: v.server.cpu_seconds() for n, v in variants.items()}
-            _rounds(out, run_id)
-            time.sleep(1.5)  # predlog's last flush of the run counts as its work
-            for n, v in variants.items():
-                v.cpu_s = v.server.cpu_seconds() - cpu_before[n]
+            _measure(out, run_id)
         finally:
             for v in variants.values():
                 v.server.stop()
         for v in variants.values():
-            _count_records(v)
+            where = _where(kind, v, predlog_data)
+            if where is not None:
+                _count_records(v, kind.expect, where, run_id)
     return out
+
+
+def _measure(out: Outcome, run_id: str) -> None:
+    """Warm-up, then the rounds; each variant's CPU over the rounds."""
+    variants = out.variants
+    for v in variants.values():
+        warm = _load.closed_loop(_target(v, out.path, out.plan, run_id, "w"), WARMUP_S, 2)
+        v.ok_ids.extend(warm.ok_ids)
+    cpu_before = {n: v.server.cpu_seconds() for n, v in variants.items()}
+    _rounds(out, run_id)
+    time.sleep(1.5)  # predlog's last flush of the run counts as its work
+    for n, v in variants.items():
+        v.cpu_s = v.server.cpu_seconds() - cpu_before[n]

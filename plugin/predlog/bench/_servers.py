@@ -20,40 +20,34 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed
-
-#: Run in a child with the servers' environment: which kind SERVICE is, and its route.
-_DETECT = r"""
-import importlib, json, sys
-module, _, name = sys.argv[1].partition(":")
-obj = importlib.import_module(module)
-for part in name.split("."):
-    obj = getattr(obj, part)
-route = None
-if hasattr(obj, "add_asgi_middleware"):
-    apis = getattr(obj, "apis", {})
-    route = next((api.route for api in apis.values()), None)
-    print(json.dumps({"kind": "bentoml", "route": route}))
-else:
-    print(json.dumps({"kind": "asgi", "route": None}))
-"""
 
 
 @dataclass(frozen=True)
 class Kind:
-    """``bentoml`` or ``asgi``, and the first API route of a BentoML service."""
+    """What the child that imported SERVICE found (see ``predlog.bench._target``).
+
+    ``name``: ``bentoml`` or ``asgi``; ``route``: a BentoML service's first API route;
+    ``added``: the line the bench adds, None when the service has one; ``expect``: what
+    predlog is asked to record of the bench's requests, and where.
+    """
 
     name: str
     route: str | None
+    added: str | None
+    expect: Mapping[str, Any]
 
 
-def detect(service: str, env: Mapping[str, str], cwd: Path) -> Kind:
+def detect(
+    service: str, path: str | None, options: Mapping[str, Any], *, env: Mapping[str, str], cwd: Path
+) -> Kind:
     """Import SERVICE in a child process (never in this one) and say what it is."""
     if ":" not in service:
         raise ValueError(f"SERVICE must be module:attribute, got {service!r}")
-    done = subprocess.run(  # noqa: S603  # our own interpreter and script
-        [sys.executable, "-c", _DETECT, service],
+    done = subprocess.run(  # noqa: S603  # our own interpreter and module
+        [sys.executable, "-m", "predlog.bench._target", service, path or "", json.dumps(options)],
         env=dict(env),
         cwd=cwd,
         capture_output=True,
@@ -64,7 +58,7 @@ def detect(service: str, env: Mapping[str, str], cwd: Path) -> Kind:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise ValueError(f"cannot load {service}: {last}")
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    return Kind(found["kind"], found["route"])
+    return Kind(found["kind"], found["route"], found["added"], found["expect"])
 
 
 def free_port() -> int:
