@@ -8,5 +8,7 @@ export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 export POSTGRES_PORT="${POSTGRES_PORT:-15432}"
 # The v1.x tags of the Jaeger module carry the v2 binary in cmd/jaeger; the proxy
 # resolves them, while the v2.y tags are not a Go module version.
-export JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
+export JAEGER_VERSION="${JAEGER_VERSION:-v1.75.0}"
 export JAEGER_BIN="$PREDLOG_CACHE/bin/jaeger-$JAEGER_VERSION"
+# The Jaeger UI's source at the same release, vendored beside the project (shared/vendor).
+export JAEGER_UI_ARCHIVE="${JAEGER_UI_ARCHIVE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/vendor/jaeger-ui-$JAEGER_VERSION.tar.gz}"

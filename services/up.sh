@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the integration-test services on loopback, without Docker:
 #   Apache Kafka (KRaft, single node), jars resolved from Maven Central;
-#   Jaeger v2 (in-memory storage, OTLP 4317/4318, query API 16686), built from the Go module proxy.
+#   Jaeger v2 (in-memory storage, OTLP 4317/4318, query API and UI 16686), built from the Go
+#   module proxy, its UI from the vendored source of the same release (jaeger-ui-build.sh).
 # Downloads and builds are cached under ~/.cache/predlog-ci; state lives under $PREDLOG_SERVICES_DIR.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -73,10 +74,12 @@ log "PostgreSQL up on 127.0.0.1:$POSTGRES_PORT in $((SECONDS - pg_start)) s"
 
 # --- Jaeger ------------------------------------------------------------------------
 "$here/jaeger-build.sh" >/dev/null
+JAEGER_UI_ASSETS="$("$here/jaeger-ui-build.sh")"
+export JAEGER_UI_ASSETS
 jaeger_dir="$PREDLOG_SERVICES_DIR/jaeger"
 mkdir -p "$jaeger_dir"
-nohup "$JAEGER_BIN" >"$jaeger_dir/jaeger.log" 2>&1 &
+nohup "$JAEGER_BIN" --config "$here/jaeger.yaml" >"$jaeger_dir/jaeger.log" 2>&1 &
 echo $! >"$jaeger_dir/pid"
 wait_port 127.0.0.1 16686 90 "Jaeger query"
 wait_port 127.0.0.1 4318 30 "Jaeger OTLP/HTTP"
-log "Jaeger $JAEGER_VERSION up: OTLP 127.0.0.1:4317/4318, query http://127.0.0.1:16686"
+log "Jaeger $JAEGER_VERSION up: OTLP 127.0.0.1:4317/4318, query API and UI http://127.0.0.1:16686"
