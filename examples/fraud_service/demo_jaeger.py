@@ -60,7 +60,8 @@ def built(script: str) -> tuple[str | None, str]:
         [str(ROOT / "services" / script)], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        return None, (done.stderr.strip().splitlines() or ["no output"])[-1]
+        said = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, said.removeprefix("[services] ")
     return done.stdout.strip(), ""
 
 
