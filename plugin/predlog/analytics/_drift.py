@@ -15,6 +15,11 @@ one distribution, PSI is about (bins - 1) * (1/n_baseline + 1/n_current) on aver
 0.09 by chance and often 0.4. A feature under that size is reported, with its numbers,
 as too small to flag. Identifier-like features are not compared at all
 (:mod:`predlog.analytics._features`), nor those named in ``exclude``.
+
+Records of requests the service refused or failed (an HTTP status outside 200-299,
+:data:`~predlog.analytics.engine.HTTP_ERROR_RULE`) are left out unless
+``include_errors``, and counted: a 422 carries no features, and its nulls would read as
+a change in every feature's null rate that is really the invalid-request rate.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from predlog.analytics import _distribution as dist
 from predlog.analytics._data import AnalyticsError, check_time
 from predlog.analytics._features import Feature, classify, sample
 from predlog.analytics._stages import Progress, quiet
-from predlog.analytics.engine import Engine, literal, open_engine
+from predlog.analytics.engine import HTTP_ERROR_RULE, Engine, literal, open_engine
 from predlog.analytics.engine._sql import feature as feature_text
 
 #: The test's p-value under which a large PSI is believed.
@@ -41,7 +46,8 @@ RULE: Final = (
     "(bins - 1) * (1/n_baseline + 1/n_current) (PSI's mean by chance; n effective) "
     "< {share} * {threshold}"
 )
-#: The records compared, kept by the engine while the metrics read them.
+#: The records of both ranges, errors included (``e``), kept by the engine while the
+#: metrics read them.
 RECORDS: Final = "predlog_drift"
 
 
@@ -67,11 +73,14 @@ def drift(
     spark_master: str | None = None,
     memory_limit: str | None = None,
     exclude: Iterable[str] | None = None,
+    include_errors: bool = False,
 ) -> dict[str, Any]:
     """Compare the records of two ranges, feature by feature.
 
     ``exclude`` names features not to compare (default: the ``drift_exclude`` setting,
-    ``PREDLOG_DRIFT_EXCLUDE``). ``engine`` as for :func:`predlog.analytics.evaluate`.
+    ``PREDLOG_DRIFT_EXCLUDE``). Records of non-2xx responses are left out and counted
+    (``report["errors"]``) unless ``include_errors``. ``engine`` as for
+    :func:`predlog.analytics.evaluate`.
     """
     say = progress or quiet
     excluded = set(read("drift_exclude") if exclude is None else exclude)
@@ -85,13 +94,21 @@ def drift(
     ) as eng:
         eng.require("features", "raw_score", "sample_weight", "timestamp_utc")
         filters = [_range_filter(text, model_name) for text in (baseline, current)]
+        kept = "TRUE" if include_errors else f"NOT {eng.http_error()}"
         say("sampling feature names")
-        features = classify([sample(eng, f) for f in filters])
+        features = classify([sample(eng, f"{f} AND {kept}") for f in filters])
         features = [_exclusion(f, excluded, eng.unreadable(f.name)) for f in features]
         compared = [f for f in features if f.kind in ("numerical", "categorical")]
         say("extracting features")
-        eng.materialise(RECORDS, _records_query(filters, compared))
-        report = _report(eng, (baseline, current), (features, compared), psi_threshold, say)
+        eng.materialise(RECORDS, _records_query(filters, compared, eng.http_error()))
+        report = _report(
+            eng,
+            (baseline, current),
+            (features, compared),
+            psi_threshold,
+            say,
+            include_errors=include_errors,
+        )
     if html_path is not None:
         _write_html(html_path, report)
     return report
@@ -117,9 +134,10 @@ def _range_filter(text: str, model_name: str | None) -> str:
     return where
 
 
-def _records_query(filters: list[str], compared: list[Feature]) -> str:
-    """One row per record of either range: which range, weight, score, freshness and
-    each compared feature (numbers as DOUBLE: a value that is not a number is null)."""
+def _records_query(filters: list[str], compared: list[Feature], error: str) -> str:
+    """One row per record of either range: which range, whether it is an error, weight,
+    score, freshness and each compared feature (numbers as DOUBLE: a value that is not a
+    number is null)."""
     columns = []
     for i, feature in enumerate(compared):
         value = feature_text(feature.name)
@@ -127,7 +145,7 @@ def _records_query(filters: list[str], compared: list[Feature]) -> str:
             value = f"TRY_CAST({value} AS DOUBLE)"
         columns.append(f"{value} AS f{i}")
     select = (
-        "coalesce(CAST(sample_weight AS DOUBLE), 1.0) AS w, "
+        f"{error} AS e, coalesce(CAST(sample_weight AS DOUBLE), 1.0) AS w, "
         "CAST(raw_score AS DOUBLE) AS score, "
         "CAST(feature_freshness_max_age_seconds AS DOUBLE) AS fresh"
         + "".join(", " + c for c in columns)
@@ -144,19 +162,31 @@ def _report(
     kinds: tuple[list[Feature], list[Feature]],
     psi_threshold: float,
     say: Progress,
+    *,
+    include_errors: bool,
 ) -> dict[str, Any]:
     """The report over the materialised records: ``kinds`` are (all features, compared)."""
     features, compared = kinds
-    totals = _totals(eng)
-    for view, text, (n, _, _) in zip(("baseline", "current"), ranges, totals, strict=True):
+    totals = _totals(eng, include_errors)
+    for view, text, (n, _, _, errors) in zip(("baseline", "current"), ranges, totals, strict=True):
         if not n:
-            raise AnalyticsError(f"no predictions in the {view} range {text}")
+            left_out = ""
+            if errors and not include_errors:
+                left_out = f", only {errors:,} of non-2xx responses (--include-errors keeps them)"
+            raise AnalyticsError(f"no predictions in the {view} range {text}{left_out}")
+    table = RECORDS if include_errors else f"(SELECT * FROM {RECORDS} WHERE NOT e) AS kept"
     report: dict[str, Any] = {
         "engine": eng.name,
         "baseline": {"range": ranges[0], "n": totals[0][0], "weighted_n": totals[0][1]},
         "current": {"range": ranges[1], "n": totals[1][0], "weighted_n": totals[1][1]},
         "psi_threshold": psi_threshold,
         "rule": RULE.format(threshold=psi_threshold, alpha=ALPHA, share=NOISE_SHARE),
+        "errors": {
+            "rule": HTTP_ERROR_RULE,
+            "included": include_errors,
+            "baseline": totals[0][3],
+            "current": totals[1][3],
+        },
         "features": {},
     }
     weights = (totals[0][1], totals[1][1])
@@ -164,7 +194,7 @@ def _report(
     for number, feature in enumerate(features, start=1):
         say("comparing features", number - 1, len(features))
         if feature.name in column:
-            entry = _compare(eng, column[feature.name], feature.kind, weights)
+            entry = _compare(eng, table, column[feature.name], feature.kind, weights)
             _flag(entry, psi_threshold)
         else:
             entry = {"kind": feature.kind, "psi": None, "drifted": False, "note": feature.note}
@@ -173,33 +203,40 @@ def _report(
     report["drifted"] = [n for n, f in report["features"].items() if f["drifted"]]
     report["identifiers"] = [f.name for f in features if f.kind == "identifier"]
     say("comparing scores")
-    report["score"] = _compare(eng, "score", "numerical", weights)
+    report["score"] = _compare(eng, table, "score", "numerical", weights)
     report["freshness_mean_seconds"] = {"baseline": totals[0][2], "current": totals[1][2]}
     return report
 
 
-def _totals(eng: Engine) -> list[tuple[int, float, float | None]]:
-    """Per range: records, their weight, and the weighted mean feature freshness."""
-    parts = ", ".join(
-        f"count(*) FILTER (WHERE {c}), sum(w) FILTER (WHERE {c}), "
-        f"sum(w * fresh) FILTER (WHERE {c} AND fresh IS NOT NULL) / "
-        f"nullif(sum(w) FILTER (WHERE {c} AND fresh IS NOT NULL), 0)"
-        for c in ("NOT cur", "cur")
-    )
-    row = eng.rows(f"SELECT {parts} FROM {RECORDS}")[0]
+def _totals(eng: Engine, include_errors: bool) -> list[tuple[int, float, float | None, int]]:
+    """Per range: records compared, their weight, the weighted mean feature freshness,
+    and the records of non-2xx responses (left out unless ``include_errors``)."""
+    parts = []
+    for side in ("NOT cur", "cur"):
+        c = side if include_errors else f"{side} AND NOT e"
+        parts.append(
+            f"count(*) FILTER (WHERE {c}), sum(w) FILTER (WHERE {c}), "
+            f"sum(w * fresh) FILTER (WHERE {c} AND fresh IS NOT NULL) / "
+            f"nullif(sum(w) FILTER (WHERE {c} AND fresh IS NOT NULL), 0), "
+            f"count(*) FILTER (WHERE {side} AND e)"
+        )
+    row = eng.rows(f"SELECT {', '.join(parts)} FROM {RECORDS}")[0]
     return [
         (
             int(row[i] or 0),
             float(row[i + 1] or 0),
             None if row[i + 2] is None else float(row[i + 2]),
+            int(row[i + 3] or 0),
         )
-        for i in (0, 3)
+        for i in (0, 4)
     ]
 
 
-def _compare(eng: Engine, column: str, kind: str, weights: tuple[float, float]) -> dict[str, Any]:
+def _compare(
+    eng: Engine, table: str, column: str, kind: str, weights: tuple[float, float]
+) -> dict[str, Any]:
     numeric = kind == "numerical"
-    base, cur, lo, hi, distinct = dist.sides(eng, RECORDS, column, numeric=numeric)
+    base, cur, lo, hi, distinct = dist.sides(eng, table, column, numeric=numeric)
     entry: dict[str, Any] = {
         "kind": kind,
         "null_rate": {
@@ -213,25 +250,26 @@ def _compare(eng: Engine, column: str, kind: str, weights: tuple[float, float]) 
         entry.update(kind="empty", psi=None, drifted=False, note="no values in one of the ranges")
         return entry
     if numeric:
-        _numerical(eng, column, entry, (base, cur), (float(lo), float(hi)), distinct=distinct)
+        bounds = (float(lo), float(hi))
+        _numerical(eng, (table, column), entry, (base, cur), bounds, distinct=distinct)
     else:
-        _categorical(eng, column, entry, (base, cur))
+        _categorical(eng, (table, column), entry, (base, cur))
     entry["noise"] = (entry["bins"] - 1) * (1 / base.effective_n + 1 / cur.effective_n)
     return entry
 
 
 def _numerical(
     eng: Engine,
-    column: str,
+    where: tuple[str, str],
     entry: dict[str, Any],
     sides: tuple[dist.Side, dist.Side],
     bounds: tuple[float, float],
     *,
     distinct: int,
 ) -> None:
-    base, cur = sides
-    statistic, inner = dist.ks_and_deciles(eng, RECORDS, column, bounds, sides, distinct=distinct)
-    b, c = dist.binned(eng, RECORDS, column, inner)
+    (table, column), (base, cur) = where, sides
+    statistic, inner = dist.ks_and_deciles(eng, table, column, bounds, sides, distinct=distinct)
+    b, c = dist.binned(eng, table, column, inner)
     entry["psi"] = dist.psi(b, c)
     entry["bins"] = len(b)
     entry["ks"] = {"statistic": statistic, "p_value": dist.ks_p_value(statistic, base, cur)}
@@ -244,9 +282,9 @@ def _numerical(
 
 
 def _categorical(
-    eng: Engine, column: str, entry: dict[str, Any], sides: tuple[dist.Side, dist.Side]
+    eng: Engine, where: tuple[str, str], entry: dict[str, Any], sides: tuple[dist.Side, dist.Side]
 ) -> None:
-    names, b, c = dist.categories(eng, RECORDS, column)
+    names, b, c = dist.categories(eng, *where)
     entry["psi"] = dist.psi(b, c)
     entry["bins"] = len(names)
     test = dist.chi_square(b, c, *sides)
@@ -291,6 +329,19 @@ def _write_html(path: str | Path, report: dict[str, Any]) -> None:
         ("Features", _html.table(rows, list(rows[0]) if rows else [])),
         ("Rule", _html.note(report["rule"])),
     ]
+    errors = report["errors"]
+    if errors["baseline"] or errors["current"] or errors["included"]:
+        done = "included (--include-errors)" if errors["included"] else "left out"
+        sections.insert(
+            0,
+            (
+                "Errors",
+                _html.note(
+                    f"records of non-2xx responses {done}: baseline {errors['baseline']:,}, "
+                    f"current {errors['current']:,}"
+                ),
+            ),
+        )
     score = report["score"]
     if "histogram" in score:
         sections.append(("Score", _chart(_html, "score", score)))

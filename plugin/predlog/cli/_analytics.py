@@ -17,6 +17,7 @@ import click
 from predlog.cli import _text
 from predlog.cli._options import (
     data_option,
+    include_errors_option,
     output_of,
     output_option,
     print_json,
@@ -143,6 +144,7 @@ def _pair(text: str, what: str) -> tuple[str, str]:
     default=100,
     help="Cohorts with fewer outcomes are omitted (and listed as such).",
 )
+@include_errors_option
 @data_option
 @table_option
 @engine_options
@@ -167,6 +169,7 @@ def evaluate(**o: Any) -> int:
             min_cohort=o["min_cohort"],
             html_path=o["html"],
             progress=say,
+            include_errors=o["include_errors"],
             **_engine_of(o),
         )
     if output_of(o["output"], o["as_json"]) == "json":
@@ -195,6 +198,7 @@ RANGE_HELP = "START..END, each " + TIME_HELP + "; START inclusive, END exclusive
     metavar="NAME[,NAME...]",
     help="Features not to compare (identifiers predlog does not recognise as such).",
 )
+@include_errors_option
 @data_option
 @table_option
 @engine_options
@@ -217,6 +221,7 @@ def drift(**o: Any) -> int:
             html_path=o["html"],
             progress=say,
             exclude=exclude,
+            include_errors=o["include_errors"],
             **_engine_of(o),
         )
     if output_of(o["output"], o["as_json"]) == "json":

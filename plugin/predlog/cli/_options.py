@@ -78,6 +78,16 @@ def table_of(options: dict[str, Any]) -> str | None:
     return table
 
 
+def include_errors_option(function: F) -> F:
+    """``--include-errors``: keep the records of non-2xx responses, which are left out."""
+    return click.option(
+        "--include-errors",
+        is_flag=True,
+        help="Keep the records of non-2xx responses (an HTTP status outside 200-299), "
+        "which are left out and counted by default.",
+    )(function)
+
+
 def output_option(function: F) -> F:
     """``-o/--output text|json``, and the hidden ``--json`` it replaces."""
     function = click.option(

@@ -51,10 +51,38 @@ def investigation(records: list[dict[str, Any]]) -> None:
 
 def evaluation(report: dict[str, Any]) -> None:
     o = report["overall"]
+    click.echo(f"n={report['n']} (weighted {o['weighted_n']:.0f})  AUC {num(o['auc'])}")
     click.echo(
-        f"n={report['n']} (weighted {o['weighted_n']:.0f})  AUC {num(o['auc'])}  "
-        f"precision {num(o['precision'])}  recall {num(o['recall'])}"
+        f"precision {num(o['precision'])}  recall {num(o['recall'])}  {_threshold(o['threshold'])}"
     )
+    errors = report["errors"]
+    _errors(errors["n"], errors["included"])
+    decided = report["decisions"]
+    click.echo(f"decisions against {_cell(decided['positive'], 60)} (weighted):")
+    click.echo(
+        f"  {'decision':20s} {'n':>8s} {'weighted':>10s} {'share':>7s} {'positive':>10s} "
+        f"{'negative':>10s} {'precision':>9s} {'recall':>7s}"
+    )
+    for d in decided["values"]:
+        name = "(no decision)" if d["decision"] is None else _cell(d["decision"], 20)
+        click.echo(
+            f"  {name:20s} {d['n']:>8d} {num(d['weighted_n']):>10s} {_share(d['share']):>7s} "
+            f"{num(d['weighted_positives']):>10s} {num(d['weighted_negatives']):>10s} "
+            f"{num(d['precision']):>9s} {num(d['recall']):>7s}"
+        )
+    click.echo(
+        "  (precision: share of the decision's records with a positive outcome; "
+        "recall: share of all positives it got)"
+    )
+    click.echo("calibration by score bin (weighted):")
+    click.echo(f"  {'score':8s} {'n':>8s} {'mean score':>10s} {'observed':>9s}")
+    for b in o["calibration"]:
+        click.echo(
+            f"  {b['bin']:8s} {b['n']:>8d} {num(b['mean_score']):>10s} "
+            f"{num(b['observed_rate']):>9s}"
+        )
+    if any(report["cohorts"].values()) or report["omitted"]:
+        click.echo("by cohort:")
     for cohort, values in report["cohorts"].items():
         for value, m in values.items():
             click.echo(f"  {cohort}={value}: n={m['n']} AUC {num(m['auc'])}")
@@ -62,10 +90,51 @@ def evaluation(report: dict[str, Any]) -> None:
         click.echo(f"  omitted {item['cohort']}={item['value']}: n={item['n']} ({item['reason']})")
 
 
+def _threshold(t: dict[str, Any]) -> str:
+    """Which threshold the binary metrics were taken at: each record's recorded one."""
+    if not t["distinct"]:
+        return "(no record has a decision_threshold)"
+    if t["distinct"] == 1:
+        text = f"at threshold {num(t['min'])} (score >= each record's recorded threshold"
+    else:
+        text = (
+            f"at each record's recorded threshold ({t['distinct']} values, "
+            f"{num(t['min'])} to {num(t['max'])}"
+        )
+    if t["records_without"]:
+        text += f"; {t['records_without']:,} records without one not counted"
+    return text + ")"
+
+
+def _errors(n: int, included: bool, detail: str = "") -> None:
+    """How many records of non-2xx responses were left out, or kept."""
+    if included:
+        click.echo(f"including {n:,} records of non-2xx responses{detail} (--include-errors)")
+    elif n:
+        click.echo(
+            f"left out {n:,} records of non-2xx responses{detail} "
+            "(an HTTP status outside 200-299; --include-errors keeps them)"
+        )
+
+
+def _cell(value: Any, width: int) -> str:
+    """A value from the records, for a terminal: escaped, and cut to ``width``."""
+    text = str(value)
+    if not text.isprintable():
+        text = repr(text)
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
 def drift_report(report: dict[str, Any]) -> None:
     click.echo(
         f"baseline {report['baseline']['range']} (n={report['baseline']['n']}) vs "
         f"current {report['current']['range']} (n={report['current']['n']})"
+    )
+    errors = report["errors"]
+    _errors(
+        errors["baseline"] + errors["current"],
+        errors["included"],
+        f" (baseline {errors['baseline']:,}, current {errors['current']:,})",
     )
     for name, f in report["features"].items():
         mark = "DRIFTED" if f["drifted"] else ""

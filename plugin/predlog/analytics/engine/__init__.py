@@ -11,7 +11,7 @@ from typing import Final
 
 from predlog.analytics._data import AnalyticsError
 from predlog.analytics.engine._base import Engine
-from predlog.analytics.engine._sql import ident, json_path, literal
+from predlog.analytics.engine._sql import HTTP_ERROR_RULE, ident, json_path, literal
 
 ENGINES: Final = ("duckdb", "spark")
 
@@ -36,4 +36,4 @@ def open_engine(
     raise AnalyticsError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
 
 
-__all__ = ["ENGINES", "Engine", "ident", "json_path", "literal", "open_engine"]
+__all__ = ["ENGINES", "HTTP_ERROR_RULE", "Engine", "ident", "json_path", "literal", "open_engine"]

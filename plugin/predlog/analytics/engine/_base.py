@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from predlog.analytics._data import AnalyticsError
-from predlog.analytics.engine._sql import render
+from predlog.analytics.engine._sql import http_error, render
 
 
 class Engine(abc.ABC):
@@ -30,6 +30,14 @@ class Engine(abc.ABC):
     def sql(self, text: str) -> str:
         """``text`` as this engine writes it."""
         return render(text, self.dialect)
+
+    def http_error(self, alias: str | None = None) -> str:
+        """SQL true for a record of a refused or failed request (see
+        :func:`~predlog.analytics.engine._sql.http_error`), ``alias`` naming the records'
+        table in a join; false everywhere when the records have no ``extra`` column."""
+        if "extra" not in self.columns:
+            return "FALSE"
+        return http_error(f"{alias}.extra" if alias else "extra")
 
     def unreadable(self, key: str) -> str | None:
         """Why this engine cannot read the feature ``key`` from the JSON, or None."""

@@ -43,6 +43,25 @@ def feature(key: str, document: str = "features") -> str:
     return f"TRY(json_extract_string({document}, {json_path(key)}))"
 
 
+#: What :func:`http_error` calls an error, for reports.
+HTTP_ERROR_RULE = (
+    "an error is a record whose extra.http_status (the status the service answered) is "
+    "outside 200-299; records without one (log(), record() outside a request) never are"
+)
+
+
+def http_error(extra: str = "extra") -> str:
+    """SQL true for a record of a request the service refused or failed, else false.
+
+    The one definition ``drift`` and ``evaluate`` share, on every engine: the HTTP
+    status the middleware keeps in the ``extra`` document lies outside 200-299. A
+    record without a status (written by ``log()``, or a status that is not a number)
+    is never an error, so it is never left out.
+    """
+    status = f"TRY_CAST({feature('http_status', extra)} AS DOUBLE)"
+    return f"coalesce({status} < 200 OR {status} >= 300, FALSE)"
+
+
 @functools.lru_cache(maxsize=256)
 def render(sql: str, dialect: str) -> str:
     """``sql`` (DuckDB's dialect) as ``dialect`` writes it.
