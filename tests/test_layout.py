@@ -26,6 +26,7 @@ TOP_LEVEL = {
     "_capture.py",
     "_context.py",
     "_tracing.py",
+    "_otel_setup.py",
     "_exchange.py",
     "_record.py",
     "_settings.py",

@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 import predlog
 from predlog import ConfigError, PredictionLogMiddleware
 from predlog.testing import MemorySink
-from tests.helpers import ROOT, bento_env, child_env
+from tests.helpers import ROOT, bento_env, child_env, start_python
 
 _KEY = "0123456789abcdef0123"
 #: Long enough for a server that does start to be listening: the test then fails.
@@ -112,6 +112,61 @@ def test_instrument_refuses_before_adding(monkeypatch: pytest.MonkeyPatch) -> No
     assert app.user_middleware == []
 
 
+class TestOneLine:
+    """A setting's error that ends the process prints its one line, not a traceback."""
+
+    def test_uncaught_it_prints_one_line_and_exits_1(self, tmp_path: Path) -> None:
+        """instrument()'s ConfigError, left uncaught, is one line on stderr and status 1."""
+        proc = start_python(
+            """
+            from starlette.applications import Starlette
+            import predlog
+            predlog.instrument(Starlette(), model_name="credit")
+            """,
+            PREDLOG_SAMPLE_RATE="2",
+            PREDLOG_DATA_DIR=str(tmp_path / "d"),
+        )
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1
+        assert err.splitlines() == [
+            "predlog.errors.ConfigError: PREDLOG_SAMPLE_RATE: must be between 0 and 1, got 2.0"
+        ]
+
+    @pytest.mark.parametrize(
+        ("raised", "last"),
+        [
+            ("RuntimeError('own failure')", "RuntimeError: own failure"),
+            (
+                "ConfigError('my_setting', 'not ours')",
+                "predlog.errors.ConfigError: my_setting: not ours",
+            ),
+        ],
+    )
+    def test_every_other_exception_keeps_its_traceback(
+        self, tmp_path: Path, raised: str, last: str
+    ) -> None:
+        """Once instrument() has refused a setting, any other exception, a ConfigError
+        from elsewhere too, still prints its whole traceback."""
+        proc = start_python(
+            f"""
+            from starlette.applications import Starlette
+            import predlog
+            from predlog import ConfigError
+            try:
+                predlog.instrument(Starlette(), model_name="credit")
+            except ConfigError:
+                pass  # caught: the application chose to carry on
+            raise {raised}
+            """,
+            PREDLOG_SAMPLE_RATE="2",
+            PREDLOG_DATA_DIR=str(tmp_path / "d"),
+        )
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1
+        assert err.startswith("Traceback (most recent call last):"), err
+        assert err.splitlines()[-1] == last
+
+
 def test_instrument_takes_only_apps() -> None:
     with pytest.raises(TypeError, match="BentoML service or a Starlette/FastAPI app, not dict"):
         predlog.instrument({}, model_name="fraud")
@@ -134,8 +189,11 @@ def _must_exit(command: list[str], env: dict[str, str], named: str) -> None:
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{command[0]} kept running with a bad setting:\n{exc.stderr!s:.2000}")
-    assert done.returncode != 0
-    assert f"ConfigError: {named}: " in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]
+    # The error's one line, last, with none of the servers' frames above it.
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"predlog.errors.ConfigError: {named}: "), done.stderr[-3000:]
 
 
 @pytest.mark.integration
@@ -144,6 +202,7 @@ def _must_exit(command: list[str], env: dict[str, str], named: str) -> None:
     [
         ({}, "PREDLOG_PSEUDONYM_KEY"),  # the fraud example's PII needs a key
         ({"PREDLOG_PSEUDONYM_KEY": _KEY, "PREDLOG_SAMPLE_RATE": "abc"}, "PREDLOG_SAMPLE_RATE"),
+        ({"PREDLOG_PSEUDONYM_KEY": _KEY, "PREDLOG_SAMPLE_RATE": "2"}, "PREDLOG_SAMPLE_RATE"),
     ],
 )
 def test_bentoml_serve_does_not_start(tmp_path: Path, env: dict[str, str], named: str) -> None:
@@ -159,6 +218,7 @@ def test_bentoml_serve_does_not_start(tmp_path: Path, env: dict[str, str], named
     [
         ({}, "PREDLOG_PSEUDONYM_KEY"),
         ({"PREDLOG_PSEUDONYM_KEY": _KEY, "PREDLOG_DATA_DIR": "ftp://b/p"}, "PREDLOG_DATA_DIR"),
+        ({"PREDLOG_PSEUDONYM_KEY": _KEY, "PREDLOG_SAMPLE_RATE": "2.0"}, "PREDLOG_SAMPLE_RATE"),
     ],
 )
 def test_uvicorn_does_not_start(tmp_path: Path, env: dict[str, str], named: str) -> None:

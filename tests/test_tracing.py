@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -8,7 +10,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import INVALID_SPAN, SpanKind, StatusCode
 from starlette.routing import Mount, Route
 
-from predlog import _tracing
+from predlog import _otel_setup, _tracing
+from predlog.errors import ConfigError
 from tests.helpers import start_python
 
 
@@ -341,3 +344,189 @@ class TestThroughTheMiddleware:
         assert finished.name == "POST"
         assert "http.route" not in finished.attributes
         assert finished.attributes["http.response.status_code"] == 404
+
+
+#: Every variable predlog's tracing set-up reads or the SDK's pieces read.
+_OTEL = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
+
+
+@pytest.fixture
+def otel_env(monkeypatch):
+    """No OpenTelemetry variable from the machine; the test sets its own."""
+    for name in _OTEL:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _exporter_of(provider):
+    """The exporter behind the one span processor of an SDK provider."""
+    (processor,) = provider._active_span_processor._span_processors
+    assert type(processor).__name__ == "BatchSpanProcessor"
+    return processor._batch_processor._exporter
+
+
+class TestTracerProviderFromEnvironment:
+    """predlog._otel_setup: the SDK's provider, built from the standard variables."""
+
+    @pytest.mark.parametrize(
+        ("env", "expected"),
+        [
+            ({}, False),
+            ({"OTEL_SERVICE_NAME": "credit"}, False),
+            ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+            ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, True),
+            ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "TRUE"}, False),
+            (
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"},
+                False,
+            ),
+            (
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "otlp"},
+                True,
+            ),
+        ],
+    )
+    def test_wanted_when_an_endpoint_is_set_and_nothing_is_switched_off(
+        self, otel_env, env, expected
+    ):
+        """An OTLP endpoint asks for traces; OTEL_SDK_DISABLED or exporter none says no."""
+        for name, value in env.items():
+            otel_env.setenv(name, value)
+        assert _otel_setup.wanted() is expected
+
+    def test_another_exporter_is_refused_by_name(self, otel_env):
+        """An exporter predlog does not set up is refused, naming the variable."""
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")
+        otel_env.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+        with pytest.raises(ConfigError, match=r"^OTEL_TRACES_EXPORTER: .*'zipkin'"):
+            _otel_setup.wanted()
+
+    def test_resource_exporter_and_batching_from_the_variables(self, otel_env):
+        """Service name and resource attributes from the variables; OTLP/HTTP to
+        the endpoint's /v1/traces, behind a batch processor."""
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+        otel_env.setenv("OTEL_SERVICE_NAME", "credit-decisions")
+        otel_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging")
+        provider = _otel_setup.provider_from_environment()
+        try:
+            attributes = provider.resource.attributes
+            assert attributes["service.name"] == "credit-decisions"
+            assert attributes["deployment.environment"] == "staging"
+            exporter = _exporter_of(provider)
+            assert type(exporter).__module__.endswith("proto.http.trace_exporter")
+            assert exporter._endpoint == "http://collector:4318/v1/traces"
+        finally:
+            provider.shutdown()
+
+    def test_the_traces_endpoint_is_taken_as_it_is(self, otel_env):
+        """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT wins and gets no path appended."""
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318")
+        otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:9999/traces")
+        provider = _otel_setup.provider_from_environment()
+        try:
+            assert _exporter_of(provider)._endpoint == "http://collector:9999/traces"
+        finally:
+            provider.shutdown()
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "message"),
+        [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "must be http/protobuf or grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "thrift", "must be http/protobuf or grpc"),
+        ],
+    )
+    def test_a_protocol_it_cannot_honour_is_refused(self, otel_env, variable, value, message):
+        """A protocol other than http/protobuf or grpc is refused, naming its variable."""
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")
+        otel_env.setenv(variable, value)
+        with pytest.raises(ConfigError, match=rf"^{variable}: {message}"):
+            _otel_setup.provider_from_environment()
+
+    def test_grpc_without_its_exporter_says_what_to_install(self, otel_env):
+        """grpc asked for without its exporter package: refused, naming the package."""
+        otel_env.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.trace_exporter", None)
+        otel_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        with pytest.raises(ConfigError, match=r"^OTEL_EXPORTER_OTLP_PROTOCOL: .*proto-grpc"):
+            _otel_setup.provider_from_environment()
+
+
+_INSTRUMENT = """
+from opentelemetry import trace
+from starlette.applications import Starlette
+import predlog
+{before}
+predlog.instrument({target}, model_name="credit")
+provider = trace.get_tracer_provider()
+print(type(provider).__module__, type(provider).__name__)
+print(getattr(getattr(provider, "resource", None), "attributes", {{}}).get("service.name"))
+"""
+
+
+def _provider_after_instrument(tmp_path, *, before="", target="Starlette()", **env):
+    """The global provider's class and service name after ``predlog.instrument`` in a
+    fresh interpreter with ``env`` (and no other OpenTelemetry variable)."""
+    variables = {name: "" for name in _OTEL}
+    variables["PREDLOG_DATA_DIR"] = str(tmp_path / "data")
+    proc = start_python(_INSTRUMENT.format(before=before, target=target), **{**variables, **env})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out.split("\n")[:2]
+
+
+class TestInstrumentSetsUpTracing:
+    """predlog.instrument and the global tracer provider, each in a fresh interpreter."""
+
+    def test_sets_up_the_sdk_when_the_variables_ask(self, tmp_path):
+        """OTLP endpoint and service name set, no provider: the SDK's, named by the variable."""
+        kind, name = _provider_after_instrument(
+            tmp_path,
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+            OTEL_SERVICE_NAME="credit-svc",
+        )
+        assert kind == "opentelemetry.sdk.trace TracerProvider"
+        assert name == "credit-svc"
+
+    def test_nothing_without_the_variables(self, tmp_path):
+        """No endpoint: the API's proxy stays, and predlog opens no spans of its own."""
+        kind, _ = _provider_after_instrument(tmp_path)
+        assert kind == "opentelemetry.trace ProxyTracerProvider"
+
+    def test_the_applications_own_provider_is_kept(self, tmp_path):
+        """A provider set before instrument() stays the global one, untouched, and the
+        variables are its to read (an exporter predlog would refuse is not refused)."""
+        before = (
+            "from opentelemetry.sdk.resources import Resource\n"
+            "from opentelemetry.sdk.trace import TracerProvider\n"
+            "trace.set_tracer_provider(TracerProvider(resource=Resource({'service.name': 'own'})))"
+        )
+        kind, name = _provider_after_instrument(
+            tmp_path,
+            before=before,
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+            OTEL_TRACES_EXPORTER="console",
+        )
+        assert (kind, name) == ("opentelemetry.sdk.trace TracerProvider", "own")
+
+    def test_nothing_when_predlog_is_disabled(self, tmp_path):
+        """PREDLOG_ENABLED=false starts nothing, no tracing either."""
+        kind, _ = _provider_after_instrument(
+            tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", PREDLOG_ENABLED="false"
+        )
+        assert kind == "opentelemetry.trace ProxyTracerProvider"
+
+    def test_bentoml_services_keep_bentomls_tracing(self, tmp_path):
+        """On a BentoML service BentoML's own tracing configuration rules: no global set."""
+        before = "import bentoml\n@bentoml.service\nclass Svc:\n    pass"
+        kind, _ = _provider_after_instrument(
+            tmp_path, before=before, target="Svc", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"
+        )
+        assert kind == "opentelemetry.trace ProxyTracerProvider"

@@ -25,6 +25,11 @@ flusher, and for the ``predlog`` command's answers.
 
 from __future__ import annotations
 
+import sys
+import traceback
+from collections.abc import Callable
+from types import TracebackType
+
 
 class PredlogError(Exception):
     """Root of predlog's exceptions."""
@@ -37,9 +42,48 @@ class ConfigError(PredlogError, ValueError):
     environment variable) so that the operator knows what to fix.
     """
 
+    #: Set by :func:`report_in_one_line`: left uncaught, this error prints one line.
+    one_line = False
+
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(f"{setting}: {message}")
         self.setting = setting
+
+
+def report_in_one_line(error: ConfigError) -> None:
+    """Have ``error``, should nothing catch it, end the process with its one line on
+    stderr instead of a traceback (exit status 1 all the same).
+
+    For start-up: uvicorn and ``bentoml serve`` import the service module themselves and
+    let its exception end the process, so the line naming the setting came last under
+    some fifty lines of the servers' own frames. A setting's error needs no traceback:
+    its message is the cause. Only errors passed here are shortened; every other
+    exception, and these too when caught, is reported as before.
+    """
+    error.one_line = True
+    if not isinstance(sys.excepthook, _OneLineHook):
+        sys.excepthook = _OneLineHook(sys.excepthook)
+
+
+class _OneLineHook:
+    """The process's exception hook: one line for a :class:`ConfigError` marked
+    ``one_line``, the hook it replaced for everything else."""
+
+    def __init__(
+        self,
+        previous: Callable[[type[BaseException], BaseException, TracebackType | None], object],
+    ) -> None:
+        self.previous = previous
+
+    def __call__(
+        self, kind: type[BaseException], error: BaseException, tb: TracebackType | None
+    ) -> None:
+        if isinstance(error, ConfigError) and error.one_line:
+            # Python's own last line of the traceback: "predlog.errors.ConfigError: ...".
+            sys.stderr.write("".join(traceback.format_exception_only(kind, error)))
+            sys.stderr.flush()
+        else:
+            self.previous(kind, error, tb)
 
 
 class SinkError(PredlogError):

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from typing_extensions import Unpack
 
-from predlog import _tracing
+from predlog import _otel_setup, _tracing
 from predlog._capture import FEATURES, TOTAL_MS
 from predlog._context import LOG_MODEL_VERSION, LOG_REQUEST_ID, bind_fields, unbind_fields
 from predlog._exchange import Exchange
@@ -36,7 +36,7 @@ from predlog._settings import (
     resolve_middleware,
     setting_names,
 )
-from predlog.errors import ConfigError
+from predlog.errors import ConfigError, report_in_one_line
 from predlog.flush._exchange import ExchangeDecoder, RequestExtractor, ResponseExtractor
 from predlog.sinks._base import Sink
 
@@ -201,9 +201,9 @@ class PredictionLogMiddleware:
         request_extractor: RequestExtractor | None = None,
         response_extractor: ResponseExtractor | None = None,
         **options: Unpack[MiddlewareArgs],
-    ) -> None:
+    ) -> MiddlewareSettings:
         """Raise :class:`~predlog.ConfigError` for any option or ``PREDLOG_*`` variable
-        this middleware would refuse, without starting anything.
+        this middleware would refuse, without starting anything; return its own settings.
 
         Servers build their middleware lazily, when the first request or lifespan event
         arrives; :func:`instrument` calls this first so that an error stops the server
@@ -219,6 +219,7 @@ class PredictionLogMiddleware:
                 # Disabled, every value is still checked (switching predlog back on must
                 # not reveal a bad one), but nothing is touched: no data_dir is made.
                 resolve(settings)
+        return own
 
     def _logged(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["method"] not in self._methods:
@@ -382,11 +383,16 @@ def instrument(
         predlog.instrument(app, model_name="fraud")   # FastAPI / Starlette
 
     It checks every option and ``PREDLOG_*`` variable now, so a configuration error
-    stops ``bentoml serve`` or ``uvicorn`` at start-up with the message, then adds
+    stops ``bentoml serve`` or ``uvicorn`` at start-up with the message in one line
+    (:func:`~predlog.errors.report_in_one_line`), then adds
     :class:`PredictionLogMiddleware` with these options. (``add_asgi_middleware`` and
     ``add_middleware`` with the class work too, but a server builds middleware only
     when the first request or lifespan event arrives, and uvicorn serves on after a
     lifespan error: each request would then fail.)
+
+    On an ASGI app with the OpenTelemetry variables set and no tracer provider yet, it
+    also sets up the SDK's (:mod:`predlog._otel_setup`); BentoML traces by its own
+    configuration.
     """
     kwargs: dict[str, Any] = {
         "logger": logger,
@@ -394,13 +400,19 @@ def instrument(
         "response_extractor": response_extractor,
         **options,
     }
-    PredictionLogMiddleware.check(**kwargs)
-    if isinstance(getattr(target, "config", None), dict):
-        # A BentoML service: BentoML makes its monitor only in the first request, so
-        # predlog's monitor options are checked here, at start-up.
-        from predlog.bentoml_monitor import check_service  # noqa: PLC0415  # needs bentoml
+    try:
+        enabled = PredictionLogMiddleware.check(**kwargs).enabled
+        if isinstance(getattr(target, "config", None), dict):
+            # A BentoML service: BentoML makes its monitor only in the first request, so
+            # predlog's monitor options are checked here, at start-up.
+            from predlog.bentoml_monitor import check_service  # noqa: PLC0415  # needs bentoml
 
-        check_service(target)
+            check_service(target)
+        elif enabled:
+            _otel_setup.install_from_environment()
+    except ConfigError as error:
+        report_in_one_line(error)
+        raise
     for method in ("add_asgi_middleware", "add_middleware"):  # BentoML, then Starlette
         add = getattr(target, method, None)
         if callable(add):
