@@ -74,7 +74,7 @@ def run(args: AuditRequest) -> int:
     try:
         report = verify(location, public_key=trusted.key, kept=kept)
     except ConfigError as exc:
-        return _usage(f"--kept-checkpoint: {exc}" if exc.setting == "kept" else str(exc))
+        return _usage(_named(exc, trusted))
     if trusted.from_log:
         print(f"predlog audit: warning: {UNTRUSTED_KEY_WARNING}", file=sys.stderr)
     if args.action == "verify":
@@ -92,14 +92,31 @@ def run(args: AuditRequest) -> int:
 KEPT_PREFIX = "last_checkpoint: "
 
 
+def _named(exc: ConfigError, trusted: TrustedKey) -> str:
+    """A refusal of verify's input, named as the user gave it: the option or variable
+    the key came from, or ``--kept-checkpoint``."""
+    if exc.setting == "kept":
+        return f"--kept-checkpoint: {exc}"
+    if exc.setting == "public_key":
+        source = "--trust-key-in-log" if trusted.from_log else trusted.source
+        return f"{source}: {str(exc).removeprefix('public_key: ')}"
+    return str(exc)
+
+
 def _print_verified(location: str, said: dict[str, Any]) -> None:
     """``verify``'s text form: what a person reads, the kept line last."""
     state = "intact" if said["ok"] else "NOT INTACT"
     print(f"audit log {location}: {state}")
-    print(f"  {said['entries']} entries, {said['checkpoints']} checkpoints")
+    counts = f"  {_count(said['entries'], 'entry')}, {_count(said['checkpoints'], 'checkpoint')}"
+    if said["entries_checked"] < said["entries"]:
+        counts += f"; {_count(said['entries_checked'], 'entry')} checked before the problem"
+    print(counts)
     if said["problem"]:
-        where = "" if said["entry"] is None else f" (entry {said['entry']})"
-        print(f"  problem: {said['problem']}{where}")
+        entry = said["entry"]
+        named = entry is None or f"entry {entry}" in said["problem"]
+        print(f"  problem: {said['problem']}{'' if named else f' (entry {entry})'}")
+    if said["kept"]:
+        print(f"  kept checkpoint: {said['kept']}")
     if said["torn_tail"]:
         print(f"  torn tail: {said['torn_tail']} bytes (never acknowledged; cut on next open)")
     for missing in said["missing_guarantees"]:
@@ -109,6 +126,13 @@ def _print_verified(location: str, said: dict[str, Any]) -> None:
         print(f"  warning: {said['warning']}")
     if said["last_checkpoint"]:
         print(f"{KEPT_PREFIX}{said['last_checkpoint']}")
+
+
+def _count(n: int, thing: str) -> str:
+    """``n`` things, in words: "1 entry", "40 entries"."""
+    if n == 1:
+        return f"1 {thing}"
+    return f"{n} {thing[:-1]}ies" if thing.endswith("y") else f"{n} {thing}s"
 
 
 def _kept(path: str | None) -> str | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 import uuid
@@ -63,6 +64,11 @@ def _unloadable(exc: Exception) -> str:
     if isinstance(exc, OSError):
         return f"cannot read the key file ({exc.strerror or type(exc).__name__})"
     return f"not a key ({exc})"
+
+
+def _hex_key(key: Any) -> bool:
+    """Whether ``key`` is a key written as 64 hex characters (either case)."""
+    return isinstance(key, str) and re.fullmatch(r"[0-9a-fA-F]{64}", key) is not None
 
 
 def _key_errors() -> tuple[type[Exception], ...]:
@@ -102,9 +108,18 @@ def load_public_key(key: Any) -> Any:
     try:
         if isinstance(key, bytes) and len(key) == 32:
             return ed25519.Ed25519PublicKey.from_public_bytes(key)
-        if isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key):
+        if _hex_key(key):
             return ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(key))
         loaded = serialization.load_pem_public_key(Path(key).read_bytes())
+    except OSError as exc:
+        if not isinstance(key, str):
+            raise ConfigError("public_key", _unloadable(exc)) from None
+        # A string is either form: say that it is neither, not only that no such file.
+        raise ConfigError(
+            "public_key",
+            f"neither an Ed25519 public key in 64 hex characters (got {len(key)} "
+            f"characters) nor a readable PEM key file ({exc.strerror or type(exc).__name__})",
+        ) from None
     except _key_errors() as exc:
         raise ConfigError("public_key", _unloadable(exc)) from None
     if not isinstance(loaded, ed25519.Ed25519PublicKey):
@@ -396,6 +411,12 @@ class AuditLog:
 class VerifyReport:
     """What ``verify`` found. ``ok`` is False at the first problem, which is named.
 
+    ``entries`` and ``checkpoints`` count what the log holds, whatever is wrong with it:
+    every whole entry (up to bytes that cannot be read as one, if any) and every line
+    of the checkpoint file. ``entries_checked`` says how far verification got: the
+    entries read in place with matching hashes before the first that was not (all of
+    them when none is out of place or edited).
+
     ``torn_tail`` counts the bytes of a torn tail after a local log's last whole entry:
     a write in progress, or one a crash interrupted, never acknowledged and so not an
     entry. It does not make ``ok`` False: cutting it hides nothing a checkpoint
@@ -412,7 +433,9 @@ class VerifyReport:
     ``last_checkpoint`` is the log's last checkpoint line. Keep it, apart from the log,
     and pass it as ``kept`` to a later ``verify``: nothing in the files can show that
     their newest checkpoints were deleted with the entries after them, but a kept
-    line that is gone shows exactly that.
+    line that is gone shows exactly that. ``kept_found`` says whether the log still
+    holds that very line (None when none was given), and ``kept`` says it in words;
+    a kept line that is gone makes ``ok`` False.
     """
 
     ok: bool
@@ -425,6 +448,9 @@ class VerifyReport:
     legacy_checkpoints: int = 0
     missing_guarantees: tuple[str, ...] = ()
     last_checkpoint: str | None = None
+    entries_checked: int = 0
+    kept: str | None = None
+    kept_found: bool | None = None
 
 
 def _source(path: str | Path, s3_client: Any) -> ReadOnlyStore | S3Archive:
@@ -476,7 +502,7 @@ def verify(
         report = replace(report, torn_tail=source.torn_tail())
     last = lines[-1].rstrip(b"\n").decode("utf-8", "replace") if lines else None
     report = replace(report, last_checkpoint=last)
-    if expected is not None and report.ok:
+    if expected is not None:
         report = _check_kept(report, expected, lines)
     return report
 
@@ -497,17 +523,31 @@ def _kept_checkpoint(kept: str | bytes, key: Any) -> tuple[bytes, Checkpoint]:
 def _check_kept(
     report: VerifyReport, expected: tuple[bytes, Checkpoint], lines: list[bytes]
 ) -> VerifyReport:
-    """``report``, failed if the log no longer holds the kept checkpoint line."""
+    """``report`` saying whether the log still holds the kept checkpoint line; failed
+    if it does not (unless it failed already, at an earlier problem)."""
     line, checkpoint = expected
+    sequence = checkpoint.sequence
+    at = "" if sequence is None else f" {sequence}"
+    named = f"the kept checkpoint{at} (size {checkpoint.size})"
     if any(candidate.strip() == line for candidate in lines):
+        return replace(report, kept=f"{named} is in the log, unchanged", kept_found=True)
+    held = _count(len(lines), "checkpoint")
+    if sequence is None:
+        why = f"none of its {held} is that line: checkpoints were deleted or replaced"
+    elif sequence < len(lines):
+        why = f"its checkpoint {sequence} is another line: checkpoints were replaced"
+    else:
+        why = f"it holds {held}: it was cut back"
+    said = f"{named} is not in the log ({why} since it was kept)"
+    report = replace(report, kept=said, kept_found=False)
+    if not report.ok:
         return report
-    at = f" {checkpoint.sequence}" if checkpoint.sequence is not None else ""
-    problem = (
-        f"the kept checkpoint{at} (size {checkpoint.size}) is not in the log: checkpoints "
-        f"were deleted or replaced since it was kept (the log holds {report.checkpoints} "
-        f"checkpoints and {report.entries} entries)"
-    )
-    return replace(report, ok=False, problem=problem, checkpoint=checkpoint.sequence)
+    return replace(report, ok=False, problem=said, checkpoint=sequence)
+
+
+def _count(n: int, thing: str) -> str:
+    """``n`` things, in words: "1 checkpoint", "3 checkpoints"."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def _missing_directory(store: ReadOnlyStore) -> VerifyReport | None:
@@ -530,17 +570,19 @@ def _verify_source(source: ReadOnlyStore | S3Archive, key: Any, lines: list[byte
     that does not grow with it.
     """
     checkpoints, unreadable = _load_checkpoints(lines)
-    entries, roots, problem = _recompute_roots(source, {c.size for c in checkpoints})
-    if problem is not None:
-        return problem
-    if unreadable is not None:
+    entries, checked, roots, bad = _recompute_roots(source, {c.size for c in checkpoints})
+    report: VerifyReport | None
+    if bad is not None:
+        problem, position = bad
+        report = VerifyReport(False, entries, len(lines), problem, entry=position)
+    elif unreadable is not None:
         message = f"checkpoint {unreadable}: unreadable"
-        problem = VerifyReport(False, entries, unreadable, message, checkpoint=unreadable)
+        report = VerifyReport(False, entries, len(lines), message, checkpoint=unreadable)
     else:
-        problem = _check_checkpoints(checkpoints, lines, entries, roots, key)
-    report = problem or VerifyReport(True, entries, len(checkpoints))
+        report = _check_checkpoints(checkpoints, lines, entries, roots, key)
     return replace(
-        report,
+        report or VerifyReport(True, entries, len(lines)),
+        entries_checked=checked,
         legacy_checkpoints=sum(c.sequence is None for c in checkpoints),
         missing_guarantees=missing_guarantees(checkpoints),
     )
@@ -548,27 +590,34 @@ def _verify_source(source: ReadOnlyStore | S3Archive, key: Any, lines: list[byte
 
 def _recompute_roots(
     source: ReadOnlyStore | S3Archive, sizes: set[int]
-) -> tuple[int, dict[int, bytes], VerifyReport | None]:
-    """How many entries there are and the root of the tree at each of ``sizes`` they
-    reach, in one pass; up to the first entry that is out of place, edited or
-    unreadable, which is reported."""
+) -> tuple[int, int, dict[int, bytes], tuple[str, int] | None]:
+    """In one pass: how many entries the log holds, how many were checked, the root of
+    the tree at each of ``sizes`` they reach, and the first entry that is out of place,
+    edited or unreadable (the problem and its position), if any.
+
+    Entries after a problem are counted, not checked: the count says what the log
+    holds. Bytes that cannot be read as an entry end the count, since nothing after
+    them can be framed.
+    """
     tree = _merkle.CompactRange()
     roots: dict[int, bytes] = {0: tree.root()} if 0 in sizes else {}
+    held = 0
+    bad: tuple[str, int] | None = None
     try:
         for record in source.records():
+            held += 1
+            if bad is not None:
+                continue
             problem = _entry_problem(record)
             if problem is not None:
-                return (
-                    tree.size,
-                    roots,
-                    VerifyReport(False, tree.size, 0, problem, entry=record.position),
-                )
+                bad = (problem, record.position)
+                continue
             tree.append(record.leaf_hash)
             if tree.size in sizes:
                 roots[tree.size] = tree.root()
     except UnreadableError as exc:
-        return tree.size, roots, VerifyReport(False, tree.size, 0, str(exc), entry=exc.position)
-    return tree.size, roots, None
+        bad = bad or (str(exc), exc.position)
+    return held, tree.size, roots, bad
 
 
 def _entry_problem(record: Record) -> str | None:
@@ -621,9 +670,7 @@ def _check_checkpoints(
                 named, entry = (found[0], number), found[1]
         if named is not None:
             message, which = named
-            return VerifyReport(
-                False, entries, len(checkpoints), message, entry=entry, checkpoint=which
-            )
+            return VerifyReport(False, entries, len(lines), message, entry=entry, checkpoint=which)
         previous = checkpoint
     return None
 
