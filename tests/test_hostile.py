@@ -390,9 +390,10 @@ class TestRecords:
             assert f"http_status_{extra['http_status']}" in record["data_quality"]
 
     def test_valid_request_decoded(self, run):
-        """A well-formed request has no flags, its features and its score."""
+        """A well-formed request has its features and its score, and no flag but the
+        decision the service does not return."""
         record = record_of(run, NAMED["valid"])
-        assert record["data_quality"] == []
+        assert record["data_quality"] == ["decision_missing"]
         assert json.loads(record["features"]) == {"amount": 420, "marker": "valid"}
         assert record["raw_score"] == pytest.approx(0.42)
 

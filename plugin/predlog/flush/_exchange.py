@@ -288,16 +288,14 @@ def _by_name(parsed: Any, out: dict[str, Any]) -> None:
     """The score and decision not found yet, by the names services give them, in the
     response unwrapped. The README's table states this rule for users."""
     value, prefix = _unwrap_response(parsed)
-    if isinstance(value, dict):
-        key = next((k for k in SCORE_KEYS if k in value), None)
-        if key is not None and "score" not in out:
-            score, path = _single(value[key], prefix + key)
+    if type(value) is dict:  # parsed JSON: plain dicts and lists, exact checks are cheapest
+        if "score" not in out and (first := _first(value, SCORE_KEYS, prefix)) is not None:
+            key, score, path = first
             if key == CLASSES_KEY:
                 score, path = _of_classes(score, path)
             _found(out, "score", score, path)
-        key = next((k for k in DECISION_KEYS if k in value), None)
-        if key is not None and "decision" not in out:
-            _found(out, "decision", *_single(value[key], prefix + key))
+        if "decision" not in out and (first := _first(value, DECISION_KEYS, prefix)) is not None:
+            _found(out, "decision", first[1], first[2])
         if EITHER_KEY not in value:
             return
         value, path = _single(value[EITHER_KEY], prefix + EITHER_KEY)
@@ -309,6 +307,16 @@ def _by_name(parsed: Any, out: dict[str, Any]) -> None:
             _found(out, "score", value, path)
     elif isinstance(value, (str, bool)) and "decision" not in out:
         _found(out, "decision", value, path)
+
+
+def _first(
+    value: dict[str, Any], keys: tuple[str, ...], prefix: str
+) -> tuple[str, Any, str] | None:
+    """The first of ``keys`` present: the key, its value and the value's path."""
+    for key in keys:
+        if key in value:
+            return key, *_single(value[key], prefix + key)
+    return None
 
 
 def _is_number(value: Any) -> bool:
@@ -331,12 +339,12 @@ def _unwrap_response(value: Any) -> tuple[Any, str]:
     :data:`CLASSES_KEY`. With the path prefix it took to get there."""
     prefix = ""
     while True:
-        if isinstance(value, list) and len(value) == 1:
+        if type(value) is list and len(value) == 1:
             value = value[0]
             prefix += "0."
-        elif isinstance(value, dict) and len(value) == 1:
+        elif type(value) is dict and len(value) == 1:
             ((key, inner),) = value.items()
-            if not isinstance(inner, dict) or key == CLASSES_KEY:
+            if type(inner) is not dict or key == CLASSES_KEY:
                 break
             value = inner
             prefix += f"{key}."
@@ -347,7 +355,7 @@ def _unwrap_response(value: Any) -> tuple[Any, str]:
 
 def _single(value: Any, path: str) -> tuple[Any, str]:
     """A field holding a list of one value (``{"probability": [0.91]}``) holds that value."""
-    while isinstance(value, list) and len(value) == 1:
+    while type(value) is list and len(value) == 1:
         value = value[0]
         path += ".0"
     return value, path
