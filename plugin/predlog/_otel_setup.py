@@ -7,7 +7,8 @@ exported nothing and its records had no ``trace_id``. :func:`predlog.instrument`
 :func:`install_from_environment` once, at start-up, and the SDK's own pieces do the
 rest: ``Resource.create()`` reads ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``,
 the exporter reads its endpoint, headers and timeout, the provider its sampler, and the
-batch processor its queue settings and re-starts its thread in a forked worker.
+batch processor its queue settings and re-starts its thread in a forked worker. What
+the SDK does not do, export its queue when uvicorn's SIGTERM ends the process, is added.
 
 What it must never do: replace a provider someone else set (the application's,
 ``opentelemetry-instrument``'s), or touch BentoML's, which BentoML builds from its own
@@ -19,7 +20,10 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import TYPE_CHECKING
+import signal
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace
 
@@ -28,6 +32,9 @@ from predlog.errors import ConfigError
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
+
+#: How long SIGTERM waits for queued spans to be exported before shutdown goes on.
+_FLUSH_TIMEOUT_MS: Final = 5000
 
 
 def _first(*names: str) -> tuple[str, str]:
@@ -103,5 +110,34 @@ def install_from_environment() -> bool:
         return False
     if not wanted():
         return False
-    trace.set_tracer_provider(provider_from_environment())
+    provider = provider_from_environment()
+    trace.set_tracer_provider(provider)
+    _flush_on_sigterm(provider)
     return True
+
+
+def _flush_on_sigterm(provider: TracerProvider) -> None:
+    """Export the spans still queued when SIGTERM arrives.
+
+    The SDK exports them at exit (atexit), but uvicorn ends a graceful shutdown by
+    raising SIGTERM again under the handler it found at start-up, by default the default
+    action, which ends the process before atexit runs: the last seconds of spans were
+    lost. As predlog's loggers do, only from the main thread, and only over the default
+    action or a Python handler, which is then chained.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_IGN, None):
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if callable(previous):
+            provider.force_flush(_FLUSH_TIMEOUT_MS)
+            previous(signum, frame)
+            return
+        provider.shutdown()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
