@@ -6,10 +6,11 @@ mode. Every number of the two reports must agree to 1e-9, every string and list 
 exactly; only ``engine`` and ``generated_at`` may differ. The data is made to reach the
 corners where two SQL engines part ways: varying sample weights, tied scores, JSON
 nulls beside missing keys, a feature name with a space, a dot, a double quote and a
-non-ASCII letter, a cohort value under ``min_cohort``, outcomes not yet labelled, and
-a label given as ``column=value``. A few numbers are also recomputed here from the raw
-records (scikit-learn's weighted AUC, a weighted KS in numpy), so agreement is not two
-engines sharing a wrong answer.
+non-ASCII letter, a cohort value under ``min_cohort``, outcomes not yet labelled, a
+label given as ``column=value``, a decision of three values, and records of non-2xx
+responses (422s without features or score, 503s with both) that both leave out. A
+few numbers are also recomputed here from the raw records (scikit-learn's weighted
+AUC, a weighted KS in numpy), so agreement is not two engines sharing a wrong answer.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``data`` and to the Iceberg table TABLE under ``lake``; outcomes as CSV and Parquet.
 
     The second week's ``amount`` is doubled and ``device`` mostly changes category.
+    Every 25th request was invalid (422, recorded beside it) and every 40th failed
+    after scoring (503).
     """
     from predlog.sinks.iceberg._sink import IcebergSink  # the iceberg extra
 
@@ -112,6 +115,9 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
             elif i % 11 == 0:
                 del features["amount"]  # no key at all
             region = "antarctica" if i % 1000 == 3 else row["region"]  # a cohort of 6
+            at = start + timedelta(seconds=i * (14 * 86400 // N))
+            if i % 25 == 0:
+                log.log(request_id=f"invalid-{i}", timestamp=at, http_status=422)
             log.log(
                 request_id=f"tx-{i}",
                 features=features,
@@ -121,7 +127,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 user_segment=row["user_segment"],
                 channel=row["channel"],
                 geographic_region=region,
-                timestamp=start + timedelta(seconds=i * (14 * 86400 // N)),
+                timestamp=at,
+                http_status=503 if i % 40 == 7 else 200,
             )
     outcomes = pd.DataFrame(
         {
@@ -136,13 +143,19 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outcomes.to_parquet(root / "outcomes.parquet", index=False)
     frame = records(root)
     assert len(frame) > 1500, len(frame)
+    assert len(records(root, errors=True)) > len(frame) + 50
     weights = set(frame["sample_weight"])
     assert len(weights) > 1, weights  # varying weights, or the test proves less
     return root
 
 
-def records(root: Path) -> pd.DataFrame:
-    return pd.concat(pq.read_table(f).to_pandas() for f in parquet_files(root / "data"))
+def records(root: Path, *, errors: bool = False) -> pd.DataFrame:
+    """The records as written; without ``errors``, those of 2xx responses alone."""
+    frame = pd.concat(pq.read_table(f).to_pandas() for f in parquet_files(root / "data"))
+    if errors:
+        return frame
+    status = frame["extra"].map(lambda text: json.loads(text or "{}").get("http_status", 200))
+    return frame[(status >= 200) & (status < 300)]
 
 
 def where(root: Path, layout: str) -> dict[str, Any]:
@@ -255,6 +268,12 @@ def test_evaluate_is_the_same_on_both_engines(
     ).items()
     assert all(duck["cohorts"][c] for c in ("user_segment", "channel", "geographic_region"))
     assert 0.5 < duck["overall"]["auc"] < 1.0
+    assert duck["errors"]["n"] > 10  # the 503s joined with an outcome, left out
+    assert [d["decision"] for d in duck["decisions"]["values"]] == [
+        "approved",
+        "declined",
+        "review",
+    ]
 
 
 @pytest.mark.parametrize("layout", ["parquet", "iceberg"])
@@ -265,6 +284,7 @@ def test_drift_is_the_same_on_both_engines(
     assert (duck["engine"], spark["engine"]) == ("duckdb", "spark")
     assert_same(duck, spark)
     assert numbers(duck) > 200
+    assert duck["errors"]["baseline"] > 10 and duck["errors"]["current"] > 10
     assert spark["drifted"] == duck["drifted"]
     assert duck["drifted"] == ["device"]  # the shifted feature, or nothing is compared
     assert "too few records" in duck["features"]["amount"]["note"]  # PSI large, n small
@@ -292,10 +312,12 @@ def test_the_table_and_the_layout_give_the_same_reports(
         assert_same(drifts[(engine, "parquet")], drifts[(engine, "iceberg")])
 
 
-def labelled(root: Path) -> pd.DataFrame:
+def labelled(root: Path, *, errors: bool = False) -> pd.DataFrame:
     """Predictions joined with their known outcomes, in pandas."""
     outcomes = pd.read_csv(root / "outcomes.csv").dropna(subset=["outcome"])
-    joined = records(root).merge(outcomes, left_on="request_id", right_on="transaction_id")
+    joined = records(root, errors=errors).merge(
+        outcomes, left_on="request_id", right_on="transaction_id"
+    )
     return joined.assign(y=joined["outcome"] == "chargeback")
 
 
@@ -323,6 +345,15 @@ def test_evaluate_matches_scikit_learn(
     tp = (w * (flagged & joined["y"])).sum()
     assert report["overall"]["precision"] == pytest.approx(tp / (w * flagged).sum(), rel=1e-12)
     assert report["overall"]["recall"] == pytest.approx(tp / (w * joined["y"]).sum(), rel=1e-12)
+    assert report["errors"]["n"] == len(labelled(logged, errors=True)) - len(joined)
+    decided = {d["decision"]: d for d in report["decisions"]["values"]}
+    for value, part in joined.groupby("decision"):
+        positive = (part["sample_weight"] * part["y"]).sum()
+        assert decided[value]["n"] == len(part)
+        assert decided[value]["weighted_positives"] == pytest.approx(positive, rel=1e-12)
+        assert decided[value]["precision"] == pytest.approx(
+            positive / part["sample_weight"].sum(), rel=1e-12
+        )
 
 
 def weighted_ks(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray) -> float:
@@ -339,8 +370,12 @@ def weighted_ks(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray) ->
 
 def test_drift_matches_numpy(logged: Path, drifts: dict[tuple[str, str], dict[str, Any]]) -> None:
     report = drifts[("spark", "parquet")]
+    every = records(logged, errors=True)
     frame = records(logged)
     week = np.where(frame["timestamp_utc"] < pd.Timestamp("2026-10-08", tz="UTC"), 0, 1)
+    second = every["timestamp_utc"] >= pd.Timestamp("2026-10-08", tz="UTC")
+    assert report["errors"]["baseline"] == (~second).sum() - (week == 0).sum()
+    assert report["errors"]["current"] == second.sum() - (week == 1).sum()
     w = frame["sample_weight"].to_numpy()
     for name in ("amount", AWKWARD):
         value = np.array(
