@@ -112,8 +112,13 @@ def _start(plan: Plan, kind: Kind, tmp: Path) -> dict[str, Variant]:
         env = _env(plan, name, data)
         server = Server(served, kind, env=env, cwd=plan.cwd, log=tmp / f"{name}.log")
         variants[name] = Variant(name, server, data)
-    for variant in variants.values():
-        variant.server.start()
+    try:
+        for variant in variants.values():
+            variant.server.start()
+    except BaseException:
+        for variant in variants.values():  # the one that started must not outlive us
+            variant.server.stop()
+        raise
     return variants
 
 
