@@ -173,7 +173,7 @@ def command(
     }
     _html.write(html_file, text, charts)
     if output_of(output, as_json) == "json":
-        print_json({**figures, "html": str(html_file)})
+        print_json(_summary.plain({**figures, "html": str(html_file)}))
     else:
         click.echo(f"{text}\nHTML report: {html_file}")
     if out.variants["predlog"].lost:

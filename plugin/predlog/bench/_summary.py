@@ -250,3 +250,14 @@ def text(f: dict[str, Any]) -> str:
 def summary(out: Outcome) -> str:
     """The whole printed result."""
     return text(figures(out))
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every NaN (a ratio over nothing) as None: strict JSON for ``-o json``."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
