@@ -247,11 +247,6 @@ def text(f: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def summary(out: Outcome) -> str:
-    """The whole printed result."""
-    return text(figures(out))
-
-
 def plain(value: Any) -> Any:
     """``value`` with every NaN (a ratio over nothing) as None: strict JSON for ``-o json``."""
     if isinstance(value, float) and math.isnan(value):
