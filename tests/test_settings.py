@@ -173,6 +173,22 @@ class TestDeclaredOnce:
         with pytest.raises(ConfigError, match=r"^PREDLOG_SAMPLE_RATE: "):
             read("sample_rate", environ)
 
+    def test_the_audit_signing_key_takes_three_forms_and_refuses_the_rest(self, tmp_path):
+        """PREDLOG_AUDIT_SIGNING_KEY is a readable file's path, PEM text or 64 hex
+        characters; anything else fails naming the variable, never repeating the value
+        (it may be the key), and the value stays out of the settings' repr."""
+        key_file = tmp_path / "key.pem"
+        key_file.write_text("-----BEGIN PRIVATE KEY-----\n...\n")
+        for good in (str(key_file), key_file.read_text(), "ab" * 32, "AB" * 32):
+            assert read("audit_signing_key", {"PREDLOG_AUDIT_SIGNING_KEY": good}) == good
+        assert read("audit_signing_key", {}) is None
+        for bad in ("c2VjcmV0LWtleS1ieXRlcw==", "ab" * 31, str(tmp_path / "missing.pem")):
+            with pytest.raises(ConfigError) as info:
+                read("audit_signing_key", {"PREDLOG_AUDIT_SIGNING_KEY": bad})
+            assert str(info.value).startswith("PREDLOG_AUDIT_SIGNING_KEY: ")
+            assert bad not in str(info.value)
+        assert "ab" * 32 not in repr(ToolSettings(audit_signing_key="ab" * 32))
+
     def test_a_path_object_is_a_data_dir(self, tmp_path):
         """data_dir accepts a pathlib.Path as well as a string."""
         assert resolve({"data_dir": tmp_path}, environ={}).data_dir == str(tmp_path)

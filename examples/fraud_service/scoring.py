@@ -19,6 +19,7 @@ import predlog
 from examples.fraud_service import data
 from examples.fraud_service import model as fraud_model
 from examples.fraud_service.feature_store import FeatureStore
+from predlog.audit import AuditLog, AuditSink, ReasonTable, signing_key
 
 DECLINE_AT = 0.7
 REVIEW_AT = 0.4
@@ -29,19 +30,16 @@ tracer = trace.get_tracer("examples.fraud_service")
 def audit_sink() -> Any:
     """The audit log for declined decisions, when PREDLOG_AUDIT_SIGNING_KEY is set.
 
-    The key is an Ed25519 private key as 64 hex characters; a real deployment reads it
-    from a secret store. Entries go to <data dir>/audit, one writer process at a time.
+    The setting names the Ed25519 key file ``predlog audit keygen`` wrote (or holds the
+    key, as PEM text or 64 hex characters, from a secret store); a malformed one stops
+    the service at start-up. Entries go to <data dir>/audit, one writer at a time.
     """
-    key = os.environ.get("PREDLOG_AUDIT_SIGNING_KEY")
-    if not key:
+    key = signing_key()
+    if key is None:
         return None
-    from predlog.audit import AuditLog  # noqa: PLC0415  # needs the audit extra
-    from predlog.audit._reasons import ReasonTable  # noqa: PLC0415
-    from predlog.audit._sink import AuditSink  # noqa: PLC0415
-
     root = Path(os.environ.get("PREDLOG_DATA_DIR") or predlog.Settings().data_dir)
     return AuditSink(
-        AuditLog(root / "audit", signing_key=bytes.fromhex(key), checkpoint_every=100),
+        AuditLog(root / "audit", signing_key=key, checkpoint_every=100),
         reasons=ReasonTable(fraud_model.REASONS, features=data.FEATURES),
         decisions=("declined",),
         jurisdiction="EU",

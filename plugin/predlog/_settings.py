@@ -214,6 +214,25 @@ def _location(value: Any) -> str | None:
 
 
 _TABLE: Final = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){1,2}$")
+#: An Ed25519 key written out: 32 bytes as 64 hex characters.
+HEX_KEY: Final = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _signing_key(value: Any) -> str | None:
+    """The audit log's private key: a key file's path, the key as PEM text, or its 32
+    bytes as 64 hex characters. The value is never repeated: it may be the key."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if HEX_KEY.match(value) or value.lstrip().startswith("-----BEGIN"):
+        return None
+    if os.path.isfile(value) and os.access(value, os.R_OK):
+        return None
+    return (
+        "neither a readable key file's path, nor a key as PEM text or 64 hex characters "
+        "(`predlog audit keygen PATH` writes a key file)"
+    )
 
 
 def _table_name(value: Any) -> str | None:
@@ -351,13 +370,18 @@ class MiddlewareSettings:
 
 @dataclass(frozen=True)
 class ToolSettings:
-    """Settings only the ``predlog`` command and the analytics read."""
+    """Settings the logger does not take: read by the ``predlog`` command, the
+    analytics and :mod:`predlog.audit`."""
 
     #: Jaeger's UI, to link a prediction to its trace (``investigate``).
     jaeger_url: str | None = setting(None, _optional_str)
     #: The Ed25519 public key ``predlog audit`` verifies against (hex, or a PEM file):
     #: pinned by the verifier, never the key file the writer leaves in the log.
     audit_public_key: str | None = setting(None, _optional_str)
+    #: The Ed25519 private key a service signs its audit log with: a key file's path
+    #: (``predlog audit keygen`` writes one), PEM text, or 64 hex characters. Read by
+    #: :func:`predlog.audit.signing_key`; the logger itself never reads it.
+    audit_signing_key: str | None = setting(None, _signing_key, secret=True)
     #: Features ``predlog drift`` does not compare (identifiers it cannot recognise).
     drift_exclude: tuple[str, ...] = setting((), _str_tuple)
     sources: Mapping[str, str] = _sources()

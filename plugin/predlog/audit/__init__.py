@@ -1,8 +1,9 @@
 """Tamper-evident audit log for regulated decisions (RFC 9162 Merkle tree, Ed25519 checkpoints).
 
-from predlog.audit import AuditLog, verify
+from predlog.audit import AuditLog, signing_key, verify
 
-log = AuditLog("./audit", signing_key=private_key)
+# The key `predlog audit keygen` wrote, named by PREDLOG_AUDIT_SIGNING_KEY
+log = AuditLog("./audit", signing_key=signing_key())
 index = log.append({"request_id": "req-1", "decision": "declined", ...})
 log.checkpoint()
 verify("./audit", public_key=public_key).ok
@@ -11,6 +12,7 @@ verify("./audit", public_key=public_key).ok
 from __future__ import annotations
 
 from predlog.audit._canonical import CanonicalError, canonical
+from predlog.audit._keys import signing_key
 from predlog.audit._log import AuditLog, Checkpoint, VerifyReport, verify
 from predlog.audit._merkle import leaf_hash, verify_consistency, verify_inclusion
 from predlog.audit._reasons import ReasonTable
@@ -27,6 +29,7 @@ __all__ = [
     "VerifyReport",
     "canonical",
     "leaf_hash",
+    "signing_key",
     "verify",
     "verify_consistency",
     "verify_inclusion",

@@ -1,4 +1,5 @@
-"""``predlog audit verify|show|prove``: what the command does once its options are parsed.
+"""``predlog audit keygen|verify|show|prove``: what the command does once its options are
+parsed.
 
 Verification is only as good as the key it checks against, so the key must come from
 the verifier, not from the log: ``--public-key``, or the ``audit_public_key`` setting
@@ -14,12 +15,14 @@ beside the entries they print.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from predlog._settings import env_var, read
+from predlog.audit._keys import write_signing_key
 from predlog.audit._log import VerifyReport, verify
 from predlog.audit._merkle import verify_inclusion
 from predlog.audit._reader import AuditReader
@@ -56,6 +59,32 @@ class AuditRequest:
     trust_key_in_log: bool = False
     kept_checkpoint: str | None = None
     output: str = "json"  # or text
+
+
+def keygen(path: str, output: str) -> int:
+    """``predlog audit keygen``: a new key file at ``path``; its public key, where it is,
+    and how the service and the verifier each take their half."""
+    try:
+        public = write_signing_key(path)
+    except FileExistsError:
+        print(
+            f"predlog audit keygen: {path} already exists; a key file is never overwritten "
+            "(move it away first if you mean to replace the key)",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        print(f"predlog audit keygen: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    where = str(Path(path).resolve())
+    if output == "json":
+        print(json.dumps({"private_key_file": where, "public_key": public}))
+        return 0
+    print(f"wrote a new Ed25519 private key to {where} (mode 0600: keep it secret)")
+    print(f"public key: {public}")
+    print(f"  the service signs with it:  {env_var('audit_signing_key')}={shlex.quote(where)}")
+    print(f"  verify against the public key:  predlog audit verify AUDIT_DIR --public-key {public}")
+    return 0
 
 
 def run(args: AuditRequest) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 import time
 import uuid
@@ -37,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from predlog._settings import HEX_KEY
 from predlog.audit import _merkle
 from predlog.audit._canonical import canonical
 from predlog.audit._chain import chain_problem, missing_guarantees, previous_of
@@ -66,11 +66,6 @@ def _unloadable(exc: Exception) -> str:
     return f"not a key ({exc})"
 
 
-def _hex_key(key: Any) -> bool:
-    """Whether ``key`` is a key written as 64 hex characters (either case)."""
-    return isinstance(key, str) and re.fullmatch(r"[0-9a-fA-F]{64}", key) is not None
-
-
 def _key_errors() -> tuple[type[Exception], ...]:
     from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
 
@@ -80,6 +75,13 @@ def _key_errors() -> tuple[type[Exception], ...]:
 def load_private_key(key: Any) -> Any:
     """An Ed25519 private key from a key object, 32 raw bytes, PEM bytes, or a PEM file
     path. Anything else is a ConfigError naming ``signing_key``."""
+    if key is None:
+        # signing_key() is None when PREDLOG_AUDIT_SIGNING_KEY is unset.
+        raise ConfigError(
+            "signing_key",
+            "required: an Ed25519 private key, e.g. signing_key() with "
+            "PREDLOG_AUDIT_SIGNING_KEY naming the file `predlog audit keygen` wrote",
+        )
     ed25519 = _keys()
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
@@ -108,7 +110,7 @@ def load_public_key(key: Any) -> Any:
     try:
         if isinstance(key, bytes) and len(key) == 32:
             return ed25519.Ed25519PublicKey.from_public_bytes(key)
-        if _hex_key(key):
+        if isinstance(key, str) and HEX_KEY.match(key):
             return ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(key))
         loaded = serialization.load_pem_public_key(Path(key).read_bytes())
     except OSError as exc:
@@ -127,7 +129,8 @@ def load_public_key(key: Any) -> Any:
     return loaded
 
 
-def _public_hex(public_key: Any) -> str:
+def public_hex(public_key: Any) -> str:
+    """An Ed25519 public key as 64 hex characters, as ``verify`` takes it."""
     from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
 
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -240,7 +243,7 @@ class AuditLog:
                 f"must be 0 (only when asked) or a number of entries, got {checkpoint_every}",
             )
         self._key = load_private_key(signing_key)
-        self.key_id = _public_hex(self._key.public_key())[:16]
+        self.key_id = public_hex(self._key.public_key())[:16]
         self._every = checkpoint_every
         #: Checkpoints an append could not write after its entries were durable.
         self.checkpoint_failures = 0
@@ -257,7 +260,7 @@ class AuditLog:
             self._archived = archive.uploaded_until() if archive is not None else 0
             for record in self._store.records():
                 self._remember(record.leaf_hash, record.data)
-            (self.path / "public_key.hex").write_text(_public_hex(self._key.public_key()) + "\n")
+            (self.path / "public_key.hex").write_text(public_hex(self._key.public_key()) + "\n")
         except BaseException:
             self._store.close()
             raise

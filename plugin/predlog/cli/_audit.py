@@ -1,4 +1,5 @@
-"""``predlog audit verify|show|prove``: the options; what they do is in ``predlog.audit._cli``."""
+"""``predlog audit keygen|verify|show|prove``: the options; what they do is in
+``predlog.audit._cli``."""
 
 from __future__ import annotations
 
@@ -63,7 +64,21 @@ def _run(action: str, location: str, request_id: str | None, o: dict[str, Any]) 
 
 @click.group("audit")
 def group() -> None:
-    """Verify the audit log; show or prove an entry."""
+    """Make a signing key; verify the audit log; show or prove an entry."""
+
+
+@group.command("keygen")
+@click.argument("path", metavar="[PATH]", default="audit-signing-key.pem", required=False)
+@output_option
+def keygen(path: str, output: str, as_json: bool) -> int:
+    """Write a new Ed25519 signing key to PATH (mode 0600, never over an existing file;
+    missing directories are made) and print its public key, which verify checks against.
+
+    The service reads the key file through PREDLOG_AUDIT_SIGNING_KEY=PATH.
+    """
+    from predlog.audit._cli import keygen as run_keygen  # noqa: PLC0415  # needs the audit extra
+
+    return run_keygen(path, output_of(output, as_json))
 
 
 @group.command("verify")
