@@ -158,7 +158,8 @@ def _check_label(eng: Engine, label: tuple[str, str | None]) -> None:
         f"AND TRY_CAST({ident(column)} AS BOOLEAN) IS NULL"
     )[0]
     if text:
-        example = _argument(f"{column}={rows[-1][0]}")  # the rarest shown: often the event
+        rarest = rows[:SHOWN_VALUES][-1][0]  # of those shown: often the event
+        example = _argument(f"{column}={rarest}")
         raise AnalyticsError(
             f"{option}: {_quoted(column)} is text, not true/false (values seen: {seen}): "
             f"say which value is positive, e.g. --label {example}"
