@@ -28,7 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::walk::{
-    decode_request, decode_response, Found, Options, RequestOutcome, ResponseOutcome, Scalar,
+    decode_request, decode_response, Found, Options, Path, RequestOutcome, ResponseOutcome, Scalar,
 };
 
 /// Features already written as JSON text, with what the batch builder needs of them.
@@ -361,8 +361,7 @@ fn assemble<'py>(
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let mut values: Vec<Bound<'py, PyAny>> = capture.iter().collect();
     // Where the score and decision were read, for the extra map (`SOURCE_KEYS`).
-    let mut sources: [(&str, Option<String>); 2] =
-        [("score_field", None), ("decision_field", None)];
+    let mut sources: [(&str, Option<Path>); 2] = [("score_field", None), ("decision_field", None)];
     let method = exchange.getattr(intern!(py, "method"))?;
     let path = exchange.getattr(intern!(py, "path"))?;
     let status = exchange.getattr(intern!(py, "status"))?;
@@ -439,7 +438,7 @@ fn assemble<'py>(
         }
         for (key, path) in &sources {
             if let Some(path) = path {
-                extra.set_item(key, path)?;
+                extra.set_item(key, path.as_ref())?;
             }
         }
         for (name, value) in unplaced {
@@ -447,7 +446,7 @@ fn assemble<'py>(
         }
         extra.into_any()
     } else {
-        let mut text = String::with_capacity(96);
+        let mut text = String::with_capacity(160);
         text.push_str("{\"http_method\":");
         format::write_string(&mut text, &method.extract::<String>()?);
         text.push_str(",\"http_path\":");

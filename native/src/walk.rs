@@ -65,10 +65,13 @@ impl Scalar {
     }
 }
 
+/// A dotted path in a response: the key itself, unallocated, in the usual flat response.
+pub type Path = Cow<'static, str>;
+
 /// A score or decision found in a response, and the path it was read from (none for null).
 pub struct Found {
     pub value: Scalar,
-    pub path: Option<String>,
+    pub path: Option<Path>,
 }
 
 pub enum ResponseOutcome {
@@ -78,14 +81,14 @@ pub enum ResponseOutcome {
 }
 
 /// `_found`: a value as the score or decision; a bool decision as JSON spells it.
-fn found(value: Option<&Json<'_>>, path: &str, decision: bool) -> Found {
+fn found(value: Option<&Json<'_>>, path: Path, decision: bool) -> Found {
     let value = match value {
         Some(Json::Bool(b)) if decision => Scalar::Str(if *b { "true" } else { "false" }.into()),
         other => Scalar::of(other),
     };
     let path = match value {
         Scalar::Null => None,
-        _ => Some(path.to_owned()),
+        _ => Some(path),
     };
     Found { value, path }
 }
@@ -118,28 +121,29 @@ fn unwrap_response<'v, 'a>(mut value: &'v Json<'a>, prefix: &mut String) -> &'v 
 }
 
 /// `_single`: a list of one value is that value.
-fn single<'v, 'a>(mut value: &'v Json<'a>, path: &mut String) -> &'v Json<'a> {
+fn single<'v, 'a>(mut value: &'v Json<'a>, path: &mut Path) -> &'v Json<'a> {
     while let Json::Array(items) = value {
         if items.len() != 1 {
             break;
         }
         value = &items[0];
-        path.push_str(".0");
+        path.to_mut().push_str(".0");
     }
     value
 }
 
 /// `_of_classes`: the only class's probability, or the second of two.
-fn of_classes<'v, 'a>(value: &'v Json<'a>, path: &mut String) -> &'v Json<'a> {
+fn of_classes<'v, 'a>(value: &'v Json<'a>, path: &mut Path) -> &'v Json<'a> {
     match value {
         Json::Object(pairs) if (1..=2).contains(&pairs.len()) => {
             let (key, inner) = &pairs[pairs.len() - 1];
+            let path = path.to_mut();
             path.push('.');
             path.push_str(key);
             inner
         }
         Json::Array(items) if items.len() == 2 => {
-            path.push_str(".1");
+            path.to_mut().push_str(".1");
             &items[1]
         }
         other => other,
@@ -151,11 +155,22 @@ fn first_of<'v, 'a>(
     object: &'v Json<'a>,
     keys: &[&'static str],
     prefix: &str,
-) -> Option<(&'static str, &'v Json<'a>, String)> {
-    let key = keys.iter().find(|key| object.get(key).is_some())?;
-    let mut path = format!("{prefix}{key}");
-    let value = single(object.get(key)?, &mut path);
+) -> Option<(&'static str, &'v Json<'a>, Path)> {
+    let (key, value) = keys.iter().find_map(|key| Some((*key, object.get(key)?)))?;
+    let mut path = joined(prefix, key);
+    let value = single(value, &mut path);
     Some((key, value, path))
+}
+
+/// `prefix + key`: the key itself when there is no prefix.
+fn joined(prefix: &str, key: &'static str) -> Path {
+    if prefix.is_empty() {
+        return Cow::Borrowed(key);
+    }
+    let mut path = String::with_capacity(prefix.len() + key.len() + 4);
+    path.push_str(prefix);
+    path.push_str(key);
+    Cow::Owned(path)
 }
 
 /// `_unwrap`: BentoML wraps the argument under its parameter name, `{"tx": {...}}`.
@@ -248,17 +263,20 @@ pub fn decode_response(body: &[u8], options: &Options) -> ResponseOutcome {
         return ResponseOutcome::Declined;
     };
     if is_number(&parsed) {
-        return ResponseOutcome::Values(Some(found(Some(&parsed), BODY_PATH, false)), None);
+        return ResponseOutcome::Values(
+            Some(found(Some(&parsed), Cow::Borrowed(BODY_PATH), false)),
+            None,
+        );
     }
     // Some once decided: a configured path (even one holding nothing), or a name found.
     let mut score = options
         .score_field
         .as_deref()
-        .map(|p| found(field_path(&parsed, p), p, false));
+        .map(|p| found(field_path(&parsed, p), Cow::Owned(p.to_owned()), false));
     let mut decision = options
         .decision_field
         .as_deref()
-        .map(|p| found(field_path(&parsed, p), p, true));
+        .map(|p| found(field_path(&parsed, p), Cow::Owned(p.to_owned()), true));
     if score.is_some() && decision.is_some() {
         return ResponseOutcome::Values(score, decision);
     }
@@ -272,33 +290,33 @@ pub fn decode_response(body: &[u8], options: &Options) -> ResponseOutcome {
                 } else {
                     v
                 };
-                score = Some(found(Some(v), &path, false));
+                score = Some(found(Some(v), path, false));
             }
         }
         if decision.is_none() {
             if let Some((_, v, path)) = first_of(value, &DECISION_KEYS, &prefix) {
-                decision = Some(found(Some(v), &path, true));
+                decision = Some(found(Some(v), path, true));
             }
         }
         let Some(v) = value.get(EITHER_KEY) else {
             return ResponseOutcome::Values(score, decision);
         };
-        let mut path = format!("{prefix}{EITHER_KEY}");
+        let mut path = joined(&prefix, EITHER_KEY);
         (single(v, &mut path), path)
     } else {
         let path = match prefix.strip_suffix('.') {
-            Some(p) if !p.is_empty() => p,
-            _ => BODY_PATH,
+            Some(p) if !p.is_empty() => Cow::Owned(p.to_owned()),
+            _ => Cow::Borrowed(BODY_PATH),
         };
-        (value, path.to_owned())
+        (value, path)
     };
     // `prediction`, or a response that is one bare value: its type says which it is.
     if is_number(either) {
         if score.is_none() {
-            score = Some(found(Some(either), &path, false));
+            score = Some(found(Some(either), path, false));
         }
     } else if matches!(either, Json::Str(_) | Json::Bool(_)) && decision.is_none() {
-        decision = Some(found(Some(either), &path, true));
+        decision = Some(found(Some(either), path, true));
     }
     ResponseOutcome::Values(score, decision)
 }
