@@ -138,6 +138,15 @@ def trace_of(query: str, service: str, request_id: str, timeout: float = 60) -> 
     raise AssertionError(f"Jaeger holds no trace with predlog.request.id={request_id}")
 
 
+def wait_for_records(data_dir: Path, request_ids: set[str], timeout: float = 60) -> None:
+    """Until every request's record is in a published file (a process's first file is
+    published within seconds), so that stopping the server cannot race the last one."""
+    deadline = time.monotonic() + timeout
+    while {r["request_id"] for r in read_all(data_dir).to_pylist()} < request_ids:
+        assert time.monotonic() < deadline, f"not every record published after {timeout} s"
+        time.sleep(0.5)
+
+
 def check(data_dir: Path, answers: dict[str, dict[str, Any]], malformed: str, service: str) -> None:
     """Every request has one record with the answered score and decision, and a trace id
     Jaeger holds: one server span, of ``service``, carrying the record's request id."""
@@ -170,14 +179,14 @@ def check(data_dir: Path, answers: dict[str, dict[str, Any]], malformed: str, se
 
 class TestDecideService:
     def test_plain_uvicorn_with_the_standard_variables(self, tmp_path):
-        """predlog sets up the SDK from OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME;
-        stopped at once, the server still exports every span (SIGTERM flushes them)."""
+        """predlog sets up the SDK from OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME."""
         _, otlp = jaeger_url()
         service = f"credit-plain-{uuid.uuid4().hex[:8]}"
         command = [str(BIN / "uvicorn")]
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_SERVICE_NAME": service}
         with serve(command, tmp_path, **env) as (base, stop):
             answers, malformed = send(base, service)
+            wait_for_records(tmp_path / "predlog-data", {*answers, malformed})
             stop()
         check(tmp_path / "predlog-data", answers, malformed, service)
 
@@ -201,7 +210,41 @@ class TestDecideService:
             # The distro's provider exports at exit, which uvicorn's re-raised SIGTERM
             # skips: its spans are waited for while the server runs.
             trace_of(query, service, malformed)
+            wait_for_records(tmp_path / "predlog-data", {*answers, malformed})
             stop()
         log = (tmp_path / "server.log").read_text()
         assert "Overriding of current TracerProvider" not in log
         check(tmp_path / "predlog-data", answers, malformed, service)
+
+
+def test_spans_still_queued_reach_jaeger_when_sigterm_ends_the_process(tmp_path):
+    """The provider predlog sets up exports its queue on SIGTERM: uvicorn ends with the
+    signal's default action, which skips the SDK's own export at exit."""
+    query, otlp = jaeger_url()
+    service = f"credit-sigterm-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in child_env().items() if not k.startswith("OTEL_")}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp,
+        OTEL_SERVICE_NAME=service,
+        PREDLOG_DATA_DIR=str(tmp_path / "data"),
+    )
+    code = (
+        "import os, signal\n"
+        "from opentelemetry import trace\n"
+        "from starlette.applications import Starlette\n"
+        "import predlog\n"
+        "predlog.instrument(Starlette(), model_name='credit')\n"
+        "with trace.get_tracer('test').start_as_current_span('queued') as span:\n"
+        "    span.set_attribute('predlog.request.id', 'queued-at-sigterm')\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr  # still ended by the signal
+    trace_of(query, service, "queued-at-sigterm", timeout=30)
