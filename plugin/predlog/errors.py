@@ -20,7 +20,8 @@ CanonicalError in :mod:`predlog.audit._canonical`, AnalyticsError in
 
 Nothing in this tree is ever raised into a request: the request path swallows and
 counts. These exceptions are for start-up (configuration), for sinks talking to the
-flusher, and for the ``predlog`` command's answers.
+flusher, and for the ``predlog`` command's answers. :func:`report_in_one_line` makes a
+start-up ConfigError that ends the process print its one line, not a traceback.
 """
 
 from __future__ import annotations
