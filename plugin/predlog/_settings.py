@@ -600,6 +600,26 @@ def read(name: str, environ: Mapping[str, str] | None = None) -> Any:
     raise KeyError(name)
 
 
+def problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` as the setting ``name``, by its declared check, or None.
+
+    Text is parsed first, as the setting's environment variable would be. For values
+    that stand in for a setting (a command's ``--data``, the analytics' ``data_dir``
+    argument), so that they are refused by the same declaration, ``--data s3://`` as
+    ``PREDLOG_DATA_DIR=s3://``.
+    """
+    for declared in _OPTIONS.values():
+        option = declared.get(name)
+        if option is not None:
+            if isinstance(value, str):
+                try:
+                    value = option.parse(value)
+                except ValueError:
+                    return f"cannot parse {value!r}"
+            return option.check(value)
+    raise KeyError(name)
+
+
 def env_var(name: str) -> str:
     """The environment variable a setting is read from (for help texts and messages)."""
     return f"PREDLOG_{name.upper()}"

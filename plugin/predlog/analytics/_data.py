@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from predlog._settings import env_var, read
+from predlog._record import arrow_schema
+from predlog._settings import env_var, problem, read
 from predlog.errors import PredlogError
 from predlog.sinks._location import Location, locate
 
@@ -37,6 +38,28 @@ def check_time(text: str, what: str) -> str:
     # As parsed, in the one form every engine casts: 20261001 and 2026-W40-1 are dates
     # Python reads and SQL would not.
     return parsed.isoformat() + ("+00:00" if utc and parsed.tzinfo is None else "")
+
+
+def check_range(start: str, end: str, what: str) -> tuple[str, str]:
+    """``start`` and ``end`` as by :func:`check_time`, refused unless ``end`` is later.
+
+    END is exclusive, so a range that ends where or before it starts holds no record:
+    said here, naming both ends, rather than "no predictions" after a scan of the data.
+    """
+    first, last = check_time(start, what), check_time(end, what)
+    since, until = (_utc(datetime.fromisoformat(t)) for t in (first, last))
+    if until < since:
+        raise AnalyticsError(f"{what}: the end {end.strip()} is before the start {start.strip()}")
+    if until == since:
+        raise AnalyticsError(
+            f"{what}: empty, it starts and ends at {start.strip()} (the end is exclusive)"
+        )
+    return first, last
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time without an offset is UTC, as ``timestamp_utc`` is written."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 class Predictions:
@@ -66,6 +89,9 @@ class Predictions:
 
         text = os.fspath(data_dir) if data_dir else str(read("data_dir"))
         try:
+            refused = problem("data_dir", text)
+            if refused:
+                raise ValueError(refused)
             self.location = locate(text)
         except ValueError as exc:
             raise AnalyticsError(f"{exc} (set --data or {env_var('data_dir')})") from None
@@ -85,13 +111,11 @@ class Predictions:
             source = _local_source(self.root)
         else:
             source = _store_source(self.con, self.location)
-        # prediction_id is text in every query: files written before ids were text hold
-        # DuckDB's UUID type, and a directory mixing both unifies to UUID.
-        self.con.execute(  # the source is quoted or registered; a view's path cannot be bound
-            "CREATE VIEW predictions AS SELECT * REPLACE "
-            f"(CAST(prediction_id AS VARCHAR) AS prediction_id) FROM {source}"
-        )
-        self.columns = {row[0] for row in self.con.execute("DESCRIBE predictions").fetchall()}
+        # the source is quoted or registered; a view's path cannot be bound
+        self.con.execute(f"CREATE VIEW prediction_files AS FROM {source}")
+        #: The columns the files hold (what :meth:`require` checks).
+        self.columns = {row[0] for row in self.con.execute("DESCRIBE prediction_files").fetchall()}
+        self.con.execute(f"CREATE VIEW predictions AS {_view(self.columns)}")
 
     def require(self, *columns: str) -> None:
         missing = [c for c in columns if c not in self.columns]
@@ -113,12 +137,51 @@ class Predictions:
         return (getattr(relation, "to_arrow_table", None) or relation.arrow)()
 
 
+def _view(columns: set[str]) -> str:
+    """The records with every column of the record schema: a column the files lack
+    (written by an older or another writer) reads as null, as an absent value, so a
+    question that can do without it is answered; :meth:`Predictions.require` still
+    refuses one that cannot.
+
+    prediction_id is text in every query: files written before ids were text hold
+    DuckDB's UUID type, and a directory mixing both unifies to UUID.
+    """
+    replaced = (
+        " REPLACE (CAST(prediction_id AS VARCHAR) AS prediction_id)"
+        if "prediction_id" in columns
+        else ""
+    )
+    absent = "".join(
+        f", CAST(NULL AS {_SQL_TYPES[str(field.type)]}) AS {field.name}"
+        for field in arrow_schema()
+        if field.name not in columns
+    )
+    return f"SELECT *{replaced}{absent} FROM prediction_files"
+
+
+#: The SQL type of each Arrow type in the record schema, for a column read as null.
+_SQL_TYPES: Final = {
+    "string": "VARCHAR",
+    "double": "DOUBLE",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "list<item: string>": "VARCHAR[]",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+}
+
+
 def _local_source(root: Path) -> str:
     """DuckDB's own reader over a local layout (every file's columns, by name)."""
     files = root / "predictions"
     if not root.exists():
         raise AnalyticsError(
             f"data directory {root} does not exist (set --data or {env_var('data_dir')})"
+        )
+    if not root.is_dir():
+        raise AnalyticsError(
+            f"data directory {root} is a file, not a directory (the one holding "
+            f"predictions/date=*/*.parquet; set --data or {env_var('data_dir')})"
         )
     if not files.exists() or not any(files.glob("date=*/*.parquet")):
         raise AnalyticsError(_NOTHING.format(where=files))

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from predlog._settings import read
 from predlog.analytics import _distribution as dist
-from predlog.analytics._data import AnalyticsError, check_time
+from predlog.analytics._data import AnalyticsError, check_range
 from predlog.analytics._features import Feature, classify, sample
 from predlog.analytics._stages import Progress, quiet
 from predlog.analytics.engine import HTTP_ERROR_RULE, Engine, literal, open_engine
@@ -56,7 +56,7 @@ def parse_range(text: str) -> tuple[str, str]:
     start, sep, end = text.partition("..")
     if not sep or not start or not end:
         raise AnalyticsError(f"a range looks like 2026-11-01..2026-11-08, got {text!r}")
-    return check_time(start, f"range {text}"), check_time(end, f"range {text}")
+    return check_range(start, end, f"range {text}")
 
 
 def drift(

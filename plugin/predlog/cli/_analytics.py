@@ -16,6 +16,7 @@ import click
 
 from predlog.cli import _text
 from predlog.cli._options import (
+    OutputFile,
     data_option,
     include_errors_option,
     output_of,
@@ -61,7 +62,20 @@ def _engine_of(options: dict[str, Any]) -> dict[str, Any]:
 
 #: How a time is written in ``--since``, ``--until`` and ranges.
 TIME_HELP = "a date (2026-10-01) or an ISO 8601 time (2026-10-01T12:00:00+00:00)"
-OUTPUT_FILE = click.Path(dir_okay=False, writable=True)
+OUTPUT_FILE = OutputFile()
+
+
+def _time_range(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A ``START..END`` option, checked (dates, and END after START) before any data is
+    read, so that a reversed range is named rather than found to hold no predictions."""
+    from predlog.analytics import AnalyticsError  # noqa: PLC0415
+    from predlog.analytics._drift import parse_range  # noqa: PLC0415
+
+    try:
+        parse_range(value)
+    except AnalyticsError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
 
 
 @click.command("investigate")
@@ -154,6 +168,7 @@ def evaluate(**o: Any) -> int:
     """Metrics against late ground truth, overall and per cohort."""
     from predlog.analytics import evaluate as run  # noqa: PLC0415
 
+    _since_until(o["since"], o["until"])
     label_column, _, positive = o["label"].partition("=")
     say = progress(o)
     with say or contextlib.nullcontext():  # the bar is gone before the answer is printed
@@ -179,12 +194,37 @@ def evaluate(**o: Any) -> int:
     return 0
 
 
+def _since_until(since: str | None, until: str | None) -> None:
+    """``--until`` after ``--since``, checked before any data is read."""
+    if since is None or until is None:
+        return
+    from predlog.analytics import AnalyticsError  # noqa: PLC0415
+    from predlog.analytics._data import check_range  # noqa: PLC0415
+
+    try:
+        check_range(since, until, f"--since {since} --until {until}")
+    except AnalyticsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 RANGE_HELP = "START..END, each " + TIME_HELP + "; START inclusive, END exclusive"
 
 
 @click.command("drift")
-@click.option("--baseline", required=True, metavar="START..END", help=f"Baseline: {RANGE_HELP}.")
-@click.option("--current", required=True, metavar="START..END", help=f"Current: {RANGE_HELP}.")
+@click.option(
+    "--baseline",
+    required=True,
+    metavar="START..END",
+    callback=_time_range,
+    help=f"Baseline: {RANGE_HELP}.",
+)
+@click.option(
+    "--current",
+    required=True,
+    metavar="START..END",
+    callback=_time_range,
+    help=f"Current: {RANGE_HELP}.",
+)
 @click.option(
     "--psi-threshold",
     type=click.FloatRange(min=0, min_open=True),

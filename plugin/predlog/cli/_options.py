@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
-from predlog._settings import env_var, read
+from predlog._settings import env_var, problem, read
 from predlog.cli._progress import Reporter, terminal_reporter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,14 +29,27 @@ class SettingOption(click.Option):
     Its help shows the setting's environment variable and declared default, but click
     never reads the variable: the command reads it through ``predlog._settings`` when the
     option is not given, so the value is parsed and checked where every setting is, and
-    a malformed one is reported by the command that needs it, naming the variable.
+    a malformed one is reported by the command that needs it, naming the variable. A
+    value given on the command line passes the same declared check, before the command
+    runs, and a refusal names the option.
     """
 
     def __init__(self, *args: Any, setting: str, **kwargs: Any) -> None:
         kwargs.setdefault("show_envvar", True)
         super().__init__(*args, envvar=env_var(setting), **kwargs)
+        self.setting = setting
         #: The setting's declared default, for the help (the value itself stays None).
         self.declared = read(setting, environ={})
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        value = super().process_value(ctx, value)
+        given = ctx.get_parameter_source(self.name or "") is ParameterSource.COMMANDLINE
+        refused = problem(self.setting, value) if given else None
+        if refused:
+            # Named as given, without the variable click would add: it was not read.
+            hint = " / ".join(repr(name) for name in self.opts)
+            raise click.BadParameter(refused, ctx=ctx, param=self, param_hint=hint)
+        return value
 
     def resolve_envvar_value(self, ctx: click.Context) -> str | None:
         return None
@@ -88,6 +104,25 @@ def include_errors_option(function: F) -> F:
     )(function)
 
 
+class OutputFile(click.Path):
+    """A file the command writes (``--html``): its directory is checked when the option
+    is read, so a page that cannot be written is refused before a long analysis runs,
+    naming the directory rather than failing with ``[Errno 2]`` at the end."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        directory = Path(os.fsdecode(path)).parent
+        if not directory.is_dir():
+            what = "is not a directory" if directory.exists() else "does not exist"
+            self.fail(f"the directory {str(directory)!r} {what}", param, ctx)
+        if not os.access(directory, os.W_OK):
+            self.fail(f"the directory {str(directory)!r} is not writable", param, ctx)
+        return path
+
+
 def output_option(function: F) -> F:
     """``-o/--output text|json``, and the hidden ``--json`` it replaces."""
     function = click.option(
@@ -109,11 +144,14 @@ def print_json(value: Any, *, indent: int | None = 2) -> None:
 
 
 def num(value: Any) -> str:
-    """A number for people: 4 significant digits for floats, ``-`` for none."""
+    """A number for people: 4 significant digits for floats, but never fewer than its
+    whole digits (33440, not 3.344e+04), ``-`` for none."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)
 
 
