@@ -17,8 +17,11 @@ _RANK = (
     "coalesce(CAST(sample_weight AS DOUBLE), 1.0) AS w FROM predictions {where}) "
     "WHERE v IS NOT NULL"
 )
+_OWN = "WHERE TRY(json_extract_string(features, ?)) = ?"
 _POPULATION = _RANK.format(where="")
-_OWN_HISTORY = _RANK.format(where="WHERE TRY(json_extract_string(features, ?)) = ?")
+_OWN_HISTORY = _RANK.format(where=_OWN)
+#: How many records the customer's history holds (this one included).
+_HISTORY_SIZE = f"SELECT count(*) FROM predictions {_OWN}"
 
 
 def investigate(
@@ -45,8 +48,12 @@ def investigate(
     from Jaeger's API at the same ``jaeger_url``: the span waterfall and the prediction's
     attributes on the spans, so what the model saw and where the time went are side by
     side. Without a Jaeger URL, or when Jaeger has no such trace, the page says so.
+
+    A column the files do not hold (older or hand-made files) is an absent field,
+    None, like a value that was not recorded.
     """
     data = Predictions(data_dir, table=table)
+    data.require("request_id")
     rows = data.query(
         "SELECT * FROM predictions WHERE request_id = ? ORDER BY timestamp_utc", [request_id]
     ).fetchall()
@@ -59,16 +66,16 @@ def investigate(
     out = []
     for values in rows:
         record = dict(zip(names, values, strict=True))
-        features = json.loads(record["features"]) if record.get("features") else {}
-        extra = json.loads(record["extra"]) if record.get("extra") else {}
+        features, extra = _object(record["features"]), _object(record["extra"])
         comparison = _comparison(data, features, user_key)
-        freshness = record.get("feature_freshness_max_age_seconds")
+        freshness = record["feature_freshness_max_age_seconds"]
+        model = [str(record[c]) for c in ("model_name", "model_version") if record[c] is not None]
         out.append(
             {
                 "request_id": record["request_id"],
-                "prediction_id": str(record["prediction_id"]),
-                "timestamp_utc": str(record["timestamp_utc"]),
-                "model": f"{record['model_name']} {record['model_version']}",
+                "prediction_id": record["prediction_id"],
+                "timestamp_utc": _text(record["timestamp_utc"]),
+                "model": " ".join(model) or None,
                 "score": record["raw_score"],
                 "threshold": record["decision_threshold"],
                 "decision": record["decision"],
@@ -76,17 +83,18 @@ def investigate(
                 "features": features,
                 "null_features": sorted(k for k, v in features.items() if v is None),
                 "freshness_max_age_seconds": freshness,
-                "stale": freshness is not None and freshness > stale_after,
+                "stale": None if freshness is None else freshness > stale_after,
                 "explanation": extra.get("explanation"),
-                "trace_id": record.get("trace_id"),
+                "trace_id": record["trace_id"],
                 "trace_url": (
                     f"{jaeger.rstrip('/')}/trace/{record['trace_id']}"
-                    if jaeger and record.get("trace_id")
+                    if jaeger and record["trace_id"]
                     else None
                 ),
-                "data_quality": record.get("data_quality") or [],
+                "data_quality": record["data_quality"] or [],
                 "comparison": comparison,
-                "audit": audited.get(str(record["prediction_id"])),
+                "own_history": _own_history(data, features, user_key),
+                "audit": audited.get(record["prediction_id"] or ""),
             }
         )
     if html_path is not None:
@@ -119,7 +127,7 @@ def _write_html(path: str | Path, records: list[dict[str, Any]], jaeger: str | N
     sections = []
     for r in records:
         trace = fetch_trace(jaeger, r["trace_id"])
-        fields = [{"field": k, "value": r[k]} for k in _SHOWN]
+        fields = [{"field": k, "value": r[k]} for k in _SHOWN if r[k] not in (None, [])]
         if r["audit"]:
             reasons = "; ".join(r["audit"]["adverse_action_reasons"])
             fields.append({"field": "adverse_action_reasons", "value": reasons})
@@ -138,9 +146,39 @@ def _write_html(path: str | Path, records: list[dict[str, Any]], jaeger: str | N
         traced = [("Trace", _html.waterfall(trace))]
         if not trace.problem:
             traced.append(("Prediction attributes on the trace", _html.span_attributes(trace)))
-        sections.append((f"Prediction {r['prediction_id']}", _html.columns(record, traced)))
+        heading = f"Prediction {r['prediction_id'] or '(no id recorded)'}"
+        sections.append((heading, _html.columns(record, traced)))
     title = f"predlog investigate {records[0]['request_id']}"
     _html.write(path, _html.page(title, sections))
+
+
+def _object(text: str | None) -> dict[str, Any]:
+    """A JSON object column's value; empty when absent, or not an object."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}  # flagged when it was captured (data_quality); nothing to show here
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _own_history(
+    data: Predictions, features: dict[str, Any], user_key: str | None
+) -> dict[str, Any] | None:
+    """The customer the record names, and how many records their history holds, so the
+    own-history percentiles say how much they rest on. ``value`` is None when the
+    record carries no such feature (then there is no history to compare with)."""
+    if user_key is None:
+        return None
+    value = features.get(user_key)
+    if value is None:
+        return {"key": user_key, "value": None, "n": None}
+    key_path = "$." + json.dumps(user_key)
+    (n,) = data.query(_HISTORY_SIZE, [key_path, str(value)]).fetchall()[0]
+    return {"key": user_key, "value": value, "n": n}
 
 
 def _comparison(
@@ -163,7 +201,7 @@ def _comparison(
             "population_percentile": _percent(population[0]),
             "population_n": population[1],
         }
-        if user_key and user_key in features:
+        if user_key and features.get(user_key) is not None:
             key_path = "$." + json.dumps(user_key)
             own = data.query(
                 _OWN_HISTORY, [value, path, key_path, str(features[user_key])]

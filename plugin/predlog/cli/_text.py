@@ -15,38 +15,93 @@ from predlog.cli._options import num
 
 
 def investigation(records: list[dict[str, Any]]) -> None:
+    """Each record in a few lines. A field with no data (not recorded, or a column the
+    files lack) is left out rather than shown as ``-`` or None."""
     for r in records:
         click.echo(
-            f"request {r['request_id']}  prediction {r['prediction_id']}  at {r['timestamp_utc']}"
+            _line(
+                f"request {_shown(r['request_id'])}",
+                r["prediction_id"] and f"prediction {r['prediction_id']}",
+                r["timestamp_utc"] and f"at {r['timestamp_utc']}",
+                sep="  ",
+            )
         )
-        click.echo(
-            f"  model {r['model']}: score {num(r['score'])} against threshold "
-            f"{num(r['threshold'])} -> {r['decision']} ({r['confidence']} confidence)"
+        verdict = _line(
+            r["score"] is not None and f"score {num(r['score'])}",
+            r["threshold"] is not None and f"against threshold {num(r['threshold'])}",
+            r["decision"] is not None and f"-> {_shown(r['decision'])}",
+            r["confidence"] is not None and f"({_shown(r['confidence'])} confidence)",
         )
-        stale = " STALE" if r["stale"] else ""
-        click.echo(
-            f"  features (freshness {num(r['freshness_max_age_seconds'])} s{stale};"
-            f" null: {', '.join(r['null_features']) or 'none'}):"
-        )
-        for name, value in r["features"].items():
-            cmp = r["comparison"].get(name)
-            extra = ""
-            if cmp:
-                extra = f"  population p{num(cmp['population_percentile'])}"
-                if cmp.get("own_history_percentile") is not None:
-                    extra += f", own history p{num(cmp['own_history_percentile'])}"
-            click.echo(f"    {name:28s} {num(value):>16s}{extra}")
+        model = r["model"] and f"model {_shown(r['model'])}"
+        if model or verdict:
+            click.echo("  " + (f"{model}: {verdict}" if model and verdict else model or verdict))
+        _features(r)
+        history = r.get("own_history")
+        if history:
+            click.echo(f"  own history: {_history(history)}")
         if r["explanation"]:
             click.echo(f"  explanation: {json.dumps(r['explanation'])}")
         if r["audit"]:
             click.echo(f"  audited (entry {r['audit']['index']}); adverse-action reasons:")
             for reason in r["audit"]["adverse_action_reasons"]:
-                click.echo(f"    - {reason}")
+                click.echo(f"    - {_shown(reason)}")
         if r["trace_id"]:
-            url = f"  {r['trace_url']}" if r["trace_url"] else ""
-            click.echo(f"  trace {r['trace_id']}{url}")
+            url = f"  {_shown(r['trace_url'])}" if r["trace_url"] else ""
+            click.echo(f"  trace {_shown(r['trace_id'])}{url}")
         if r["data_quality"]:
             click.echo(f"  data quality: {', '.join(r['data_quality'])}")
+
+
+def _features(r: dict[str, Any]) -> None:
+    if not r["features"]:
+        return
+    about = _line(
+        r["freshness_max_age_seconds"] is not None
+        and f"freshness {num(r['freshness_max_age_seconds'])} s{' STALE' if r['stale'] else ''}",
+        f"null: {', '.join(map(_shown, r['null_features'])) or 'none'}",
+        sep="; ",
+    )
+    click.echo(f"  features ({about}):")
+    for name, value in r["features"].items():
+        cmp = r["comparison"].get(name)
+        extra = ""
+        if cmp:
+            extra = f"  population p{num(cmp['population_percentile'])}"
+            if cmp.get("own_history_percentile") is not None:
+                extra += f", own history p{num(cmp['own_history_percentile'])}"
+        click.echo(f"    {_shown(name):28s} {_value(value):>16s}{extra}")
+
+
+def _history(history: dict[str, Any]) -> str:
+    """How many records the customer's history holds, or why there is none."""
+    key, value, n = _shown(history["key"]), history["value"], history["n"]
+    if value is None:
+        return f"the record has no value for feature {key!r}"
+    shown = _shown(value) if isinstance(value, str) else _value(value)
+    which = f"{key} = {shown!r}" if isinstance(value, str) else f"{key} = {shown}"
+    return f"{n} prediction{'' if n == 1 else 's'} with {which} (this one included)"
+
+
+def _line(*parts: Any, sep: str = " ") -> str:
+    """The parts that are there (a part with no data is None, False or empty), joined."""
+    return sep.join(p for p in parts if p)
+
+
+def _value(value: Any) -> str:
+    """A feature's value as a person writes it: numbers by :func:`num`, text as it is,
+    null as null, lists and objects as JSON."""
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return _shown(value) if isinstance(value, str) else num(value)
+
+
+def _shown(text: Any) -> str:
+    """Text from a record, printable: control characters (a terminal escape in a
+    feature sent by a client) are written as JSON escapes, never sent to the terminal."""
+    text = str(text)
+    return text if text.isprintable() else json.dumps(text)[1:-1]
 
 
 def evaluation(report: dict[str, Any]) -> None:
