@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import threading
+import time
 
+import httpx
 import pytest
+from services.bentoserve import free_port
 
-from tests.helpers import read_all, start_python
+from tests.helpers import child_env, read_all, start_python
 
 N = 25_000
 
@@ -73,3 +79,75 @@ class TestExit:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode in (0, 3), err
         assert read_all(data_dir).num_rows == N
+
+
+SLOW_APP = """
+import asyncio
+import predlog
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+async def assess(request):
+    await asyncio.sleep(1.5)
+    return JSONResponse({"risk": 0.4, "verdict": "hold"})
+
+async def ping(request):
+    return JSONResponse("ok")
+
+app = Starlette(routes=[Route("/assess", assess, methods=["POST"]), Route("/ping", ping)])
+predlog.instrument(app, model_name="slow", score_field="risk", decision_field="verdict")
+"""
+
+
+class TestServerShutdown:
+    def test_request_in_flight_at_sigterm_is_recorded(self, tmp_path, data_dir):
+        """uvicorn answers the request it was serving when SIGTERM came, then ends the
+        process by re-raising SIGTERM, which skips exit hooks: its record is kept."""
+        (tmp_path / "slow_app.py").write_text(SLOW_APP)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "slow_app:app", "--port", str(port)],
+            cwd=tmp_path,
+            env=child_env(
+                PYTHONPATH=f"{tmp_path}:{child_env()['PYTHONPATH']}",
+                PREDLOG_DATA_DIR=str(data_dir),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/ping").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.2)
+            answers: list[httpx.Response] = []
+            client = threading.Thread(
+                target=lambda: answers.append(
+                    httpx.post(
+                        f"{base}/assess",
+                        json={"amount": 12},
+                        headers={"X-Request-ID": "in-flight"},
+                        timeout=30,
+                    )
+                )
+            )
+            client.start()
+            time.sleep(0.5)
+            server.send_signal(signal.SIGTERM)
+            client.join(30)
+            _, err = server.communicate(timeout=60)
+        finally:
+            server.kill()
+        assert [a.status_code for a in answers] == [200], err
+        records = read_all(data_dir).to_pylist()
+        assert [(r["request_id"], r["raw_score"], r["decision"]) for r in records] == [
+            ("in-flight", 0.4, "hold")
+        ], err

@@ -89,6 +89,31 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork either
 _new_request_id: Final = _request_ids.next
 
 
+#: How long the end of a lifespan waits for the records captured so far to be published.
+_SHUTDOWN_FLUSH_S: Final = 10.0
+
+
+def _flushing_at_shutdown(send: Send, logger: PredictionLogger) -> Send:
+    """``send`` for a lifespan scope: records are published before the app says it stopped.
+
+    A server runs the lifespan's shutdown once the requests in flight have been
+    answered, and may then end the process without running exit hooks (uvicorn
+    re-raises SIGTERM under the default action): the records of those last requests
+    are made durable here, or they would die with the process. A flush, not a close:
+    the logger may be shared, and an app can be started again.
+    """
+
+    async def send_after_flush(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            try:
+                logger.flush(_SHUTDOWN_FLUSH_S)
+            except Exception as exc:  # noqa: BLE001  # the server's shutdown goes on regardless
+                logger.reporter.report("shutdown_flush_failed", f"flush raised {exc!r}", exc=exc)
+        await send(message)
+
+    return send_after_flush
+
+
 async def _unavailable(send: Send) -> None:
     body = b'{"error":"audit log unavailable; decision not made"}'
     await send(
@@ -233,6 +258,8 @@ class PredictionLogMiddleware:
         self, scope: Scope, receive: Receive, send: Send
     ) -> None:
         if self._pass_through or not self._logged(scope):
+            if scope["type"] == "lifespan" and self.logger is not None:
+                send = _flushing_at_shutdown(send, self.logger)
             await self.app(scope, receive, send)
             return
         audit = self._audit
