@@ -70,6 +70,11 @@ class TestKeygen:
             log.checkpoint()
         proc = predlog_cli("audit", "verify", str(tmp_path / "audit"), "--public-key", public)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        # The same key kept in a file, as printed (a line of hex), is taken as the file.
+        kept = tmp_path / "trusted.hex"
+        kept.write_text(public + "\n")
+        proc = predlog_cli("audit", "verify", str(tmp_path / "audit"), "--public-key", str(kept))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 class TestSigningKey:

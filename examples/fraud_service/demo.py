@@ -160,7 +160,7 @@ def show(rows: list[dict[str, Any]], data_dir: Path, server_log: Path) -> None:
     key_file = audit_dir / "public_key.hex"
     print(f"\naudit log of declined decisions (Merkle tree, signed checkpoints): {audit_dir}")
     # Quoted for the shell: the data directory is the user's choice and may hold spaces.
-    public_key = f'--public-key "$(cat {shlex.quote(str(key_file))})"'
+    public_key = f"--public-key {shlex.quote(str(key_file))}"
     print(
         f"  prove this decision: predlog audit prove {shlex.quote(example['request_id'])}"
         f" --audit-dir {shlex.quote(str(audit_dir))} {public_key}"

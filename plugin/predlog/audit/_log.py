@@ -100,7 +100,8 @@ def load_private_key(key: Any) -> Any:
 
 
 def load_public_key(key: Any) -> Any:
-    """An Ed25519 public key from a key object, 32 raw bytes, hex, or a PEM file path.
+    """An Ed25519 public key from a key object, 32 raw bytes, hex, or the path of a file
+    holding it in PEM or in hex.
     Anything else is a ConfigError naming ``public_key``."""
     ed25519 = _keys()
     if isinstance(key, ed25519.Ed25519PublicKey):
@@ -112,7 +113,12 @@ def load_public_key(key: Any) -> Any:
             return ed25519.Ed25519PublicKey.from_public_bytes(key)
         if isinstance(key, str) and HEX_KEY.match(key):
             return ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(key))
-        loaded = serialization.load_pem_public_key(Path(key).read_bytes())
+        data = Path(key).read_bytes()
+        text = data.strip().decode("ascii", "replace")
+        if HEX_KEY.match(text):
+            # A file holding the hex form: the log's own public_key.hex, keygen's output.
+            return ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+        loaded = serialization.load_pem_public_key(data)
     except OSError as exc:
         if not isinstance(key, str):
             raise ConfigError("public_key", _unloadable(exc)) from None
@@ -120,7 +126,7 @@ def load_public_key(key: Any) -> Any:
         raise ConfigError(
             "public_key",
             f"neither an Ed25519 public key in 64 hex characters (got {len(key)} "
-            f"characters) nor a readable PEM key file ({exc.strerror or type(exc).__name__})",
+            f"characters) nor a readable key file ({exc.strerror or type(exc).__name__})",
         ) from None
     except _key_errors() as exc:
         raise ConfigError("public_key", _unloadable(exc)) from None
