@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/s
 	touch $(STAMP)
 
 # Traced: the demo uses the Jaeger on 127.0.0.1:16686, or starts the one services/ builds
-# (services/jaeger-build.sh, cached). Options pass through: make demo DEMO_ARGS=--exit-after-demo
+# with its UI (services/jaeger-build.sh and jaeger-ui-build.sh, cached).
+# Options pass through: make demo DEMO_ARGS=--exit-after-demo
 DEMO_ARGS ?=
 demo: $(STAMP)
 	$(PY) -m examples.fraud_service.demo $(DEMO_ARGS)

@@ -24,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -154,6 +155,28 @@ def measure(plugin: Path, args: argparse.Namespace) -> dict[str, float]:
     return result
 
 
+def build_native(worktree: Path) -> str:
+    """Build the revision's own native extension into its worktree, as its install would:
+    without it the base would decode in Python and the comparison would flatter the head.
+    Says what it did."""
+    manifest = worktree / "native" / "Cargo.toml"
+    stubs = sorted((worktree / "plugin").rglob("_rust.pyi"))
+    cargo = shutil.which("cargo")
+    if not manifest.exists() or not stubs:
+        return "the base has no native extension"
+    if cargo is None:
+        return "no cargo: the base decodes in Python"
+    target = ROOT / "native" / "target" / "bench-base"
+    subprocess.run(
+        [cargo, "build", "--release", "--quiet", "--manifest-path", str(manifest)],
+        env={**os.environ, "CARGO_TARGET_DIR": str(target)},
+        check=True,
+    )
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    shutil.copy(target / "release" / "lib_rust.so", stubs[0].with_name(f"_rust{suffix}"))
+    return "the base's native extension built from its own source"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", default="HEAD~1", help="git revision to compare against")
@@ -180,6 +203,7 @@ def main() -> None:
             check=True,
         )
         try:
+            native = build_native(worktree)
             rounds = []
             for _ in range(args.rounds):
                 base = measure(worktree / "plugin", args)
@@ -189,7 +213,7 @@ def main() -> None:
             subprocess.run(
                 [git, "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=True
             )
-    print(f"base {revision} vs this tree, {args.rounds} alternating rounds")
+    print(f"base {revision} vs this tree, {args.rounds} alternating rounds; {native}")
     for name in rounds[0][0]:
         base_values = [b[name] for b, _ in rounds]
         head_values = [h[name] for _, h in rounds]
