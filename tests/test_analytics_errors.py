@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 import predlog
 from predlog import PredictionLogMiddleware
-from predlog.analytics import drift, evaluate
+from predlog.analytics import AnalyticsError, drift, evaluate
 from predlog.analytics.engine import open_engine
 from tests.helpers import predlog_cli, read_all
 
@@ -206,6 +206,54 @@ class TestEvaluate:
         kept = evaluate(weeks / "outcomes.csv", **args, include_errors=True)
         assert kept["n"] == labelled
         assert kept["errors"]["n"] == FAILED and kept["errors"]["included"] is True
+
+    def test_records_without_a_score_are_joined_counted_and_decided(self, tmp_path):
+        """A 422 has no score but may have an outcome: it is counted among the errors.
+        A label-only answer (a decision, no score) is in the decision table though the
+        score metrics cannot read it."""
+        outcomes = []
+        at = datetime(2026, 10, 1, tzinfo=timezone.utc)
+        with predlog.PredictionLogger(
+            data_dir=str(tmp_path / "data"), install_signal_handlers=False
+        ) as log:
+            for i in range(40):
+                score = (i % 10) / 10
+                log.log(request_id=f"s{i}", score=score, decision="approve", timestamp=at)
+                outcomes.append((f"s{i}", int(score > 0.5)))
+            for i in range(7):
+                log.log(request_id=f"bad{i}", http_status=422, timestamp=at)
+                outcomes.append((f"bad{i}", 1))
+            for i in range(6):
+                log.log(request_id=f"refer{i}", decision="refer", http_status=200, timestamp=at)
+                outcomes.append((f"refer{i}", i % 2))
+        pd.DataFrame(outcomes, columns=["request_id", "bad"]).to_csv(
+            tmp_path / "outcomes.csv", index=False
+        )
+        args = {"data_dir": tmp_path / "data", "label": ("bad", None)}
+        report = evaluate(tmp_path / "outcomes.csv", **args)
+        assert report["n"] == 40
+        assert report["errors"]["n"] == 7
+        rows = {d["decision"]: d for d in report["decisions"]["values"]}
+        assert (rows["approve"]["n"], rows["refer"]["n"]) == (40, 6)
+        assert rows["refer"]["positives"] == 3
+        assert None not in rows  # the 422s are left out
+        kept = evaluate(tmp_path / "outcomes.csv", **args, include_errors=True)
+        assert {d["decision"]: d["n"] for d in kept["decisions"]["values"]}[None] == 7
+
+    def test_outcomes_joined_with_no_score_at_all_say_so(self, tmp_path):
+        """When nothing joined has a score, the message says that, not that the join
+        matched nothing."""
+        at = datetime(2026, 10, 1, tzinfo=timezone.utc)
+        with predlog.PredictionLogger(
+            data_dir=str(tmp_path / "data"), install_signal_handlers=False
+        ) as log:
+            for i in range(5):
+                log.log(request_id=f"r{i}", decision="refer", http_status=200, timestamp=at)
+        pd.DataFrame({"request_id": [f"r{i}" for i in range(5)], "bad": [0, 1, 0, 1, 0]}).to_csv(
+            tmp_path / "outcomes.csv", index=False
+        )
+        with pytest.raises(AnalyticsError, match="5 predictions joined with an outcome, but none"):
+            evaluate(tmp_path / "outcomes.csv", data_dir=tmp_path / "data", label=("bad", None))
 
     def test_the_command_says_what_it_left_out(self, weeks, tmp_path):
         """Text, -o json and HTML give the count; --include-errors says it kept them."""

@@ -109,7 +109,7 @@ def evaluate(
         say("joining predictions with outcomes")
         eng.materialise(JOINED, _join_query(eng, key, label, (since, until, days_ago)))
         report = _report(eng, key, min_cohort, say, include_errors=include_errors)
-        report["decisions"] = decisions(eng, _kept(include_errors), label)
+        report["decisions"] = decisions(eng, _answered(include_errors), label)
     if html_path is not None:
         _write_html(html_path, report)
     return report
@@ -189,16 +189,13 @@ def _join_query(
     The label is ``y``: the outcome column equal to the positive value, or the column
     itself read as a boolean. A missing weight counts as 1 (files from before weights).
     ``e`` marks the records of non-2xx responses; ``d`` is the decision (null in files
-    without the column).
+    without the column). Records without a score are joined too: the error count and the
+    decision table read them, the score metrics do not (:func:`_scored`).
     """
     pred_key, outcome_key = key
     label_column, positive = label
     since, until, days_ago = time_range
-    where = [
-        "p.raw_score IS NOT NULL",
-        "NOT isnan(CAST(p.raw_score AS DOUBLE))",
-        f"o.{ident(label_column)} IS NOT NULL",
-    ]
+    where = [f"o.{ident(label_column)} IS NOT NULL"]
     if days_ago is not None:
         where.append(f"p.timestamp_utc >= current_timestamp - INTERVAL {int(days_ago)} DAY")
     if since:
@@ -225,20 +222,33 @@ def _join_query(
     )
 
 
-def _kept(include_errors: bool) -> str:
-    """The joined records the metrics read."""
-    return JOINED if include_errors else f"(SELECT * FROM {JOINED} WHERE NOT e) AS kept"
+def _answered(include_errors: bool) -> str:
+    """The joined records the decision table reads: every one, or those of 2xx responses."""
+    return JOINED if include_errors else f"(SELECT * FROM {JOINED} WHERE NOT e) AS answered"
+
+
+def _scored(include_errors: bool) -> str:
+    """The joined records the score metrics read: those of :func:`_answered` with a score."""
+    errors = "" if include_errors else " AND NOT e"
+    return f"(SELECT * FROM {JOINED} WHERE s IS NOT NULL AND NOT isnan(s){errors}) AS scored"
 
 
 def _report(
     eng: Engine, key: tuple[str, str], min_cohort: int, say: Progress, *, include_errors: bool
 ) -> dict[str, Any]:
     say("counting per cohort")
-    table = _kept(include_errors)
+    table = _scored(include_errors)
     counts = confusion(eng, table, COHORTS)
     overall = next(c for c in counts if c["cohort"] is None)
     (errors,) = eng.rows(f"SELECT count(*) FROM {JOINED} WHERE e")[0]
     if overall["n"] == 0:
+        (answered,) = eng.rows(f"SELECT count(*) FROM {_answered(include_errors)}")[0]
+        if answered:
+            raise AnalyticsError(
+                f"{answered:,} predictions joined with an outcome, but none has a score "
+                "(raw_score is null or NaN): the metrics need one (see the response "
+                "fields predlog reads, or score_field)"
+            )
         if errors:
             raise AnalyticsError(
                 f"every prediction joined with an outcome ({errors:,}) is of a non-2xx "
