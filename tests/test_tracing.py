@@ -393,6 +393,13 @@ class TestTracerProviderFromEnvironment:
                 {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "otlp"},
                 True,
             ),
+            (  # the specification's list form
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+                    "OTEL_TRACES_EXPORTER": "otlp, console",
+                },
+                True,
+            ),
         ],
     )
     def test_wanted_when_an_endpoint_is_set_and_nothing_is_switched_off(

@@ -53,13 +53,15 @@ def wanted() -> bool:
         return False
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "otlp"
-    if exporter == "none":
+    # A comma-separated list in the specification ("otlp,console").
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "otlp"
+    exporters = {part.strip() for part in raw.split(",") if part.strip()}
+    if exporters <= {"none"}:
         return False
-    if exporter != "otlp":
+    if "otlp" not in exporters:
         raise ConfigError(
             "OTEL_TRACES_EXPORTER",
-            f"predlog sets up the otlp exporter only, not {exporter!r}; configure a tracer "
+            f"predlog sets up the otlp exporter only, not {raw!r}; configure a tracer "
             "provider yourself, or run under opentelemetry-instrument",
         )
     return True

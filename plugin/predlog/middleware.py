@@ -106,7 +106,11 @@ def _flushing_at_shutdown(send: Send, logger: PredictionLogger) -> Send:
     async def send_after_flush(message: Message) -> None:
         if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
             try:
-                logger.flush(_SHUTDOWN_FLUSH_S)
+                if not logger.flush(_SHUTDOWN_FLUSH_S):
+                    logger.reporter.report(
+                        "shutdown_flush_failed",
+                        f"records not yet published after {_SHUTDOWN_FLUSH_S:g} s at shutdown",
+                    )
             except Exception as exc:  # noqa: BLE001  # the server's shutdown goes on regardless
                 logger.reporter.report("shutdown_flush_failed", f"flush raised {exc!r}", exc=exc)
         await send(message)
