@@ -10,5 +10,7 @@ export POSTGRES_PORT="${POSTGRES_PORT:-15432}"
 # resolves them, while the v2.y tags are not a Go module version.
 export JAEGER_VERSION="${JAEGER_VERSION:-v1.75.0}"
 export JAEGER_BIN="$PREDLOG_CACHE/bin/jaeger-$JAEGER_VERSION"
-# The Jaeger UI's source at the same release, vendored beside the project (shared/vendor).
+# The Jaeger UI's source at the same release, vendored beside the project (shared/vendor),
+# and its checksum (shared/vendor/README.md); an archive with another is refused.
+export JAEGER_UI_SHA256="${JAEGER_UI_SHA256:-94b74b0e1515305bc575649131649daa8e57780958a310e16f5aada1d8aad306}"
 export JAEGER_UI_ARCHIVE="${JAEGER_UI_ARCHIVE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/vendor/jaeger-ui-$JAEGER_VERSION.tar.gz}"
