@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from predlog._settings import MiddlewareSettings, Settings, env_var, setting_names
-from predlog.cli._options import output_of, output_option, print_json
+from predlog.cli._options import output_of, output_option, print_json, setting_option
 
 #: Variables the bench sets itself in each served process.
 _SET_BY_BENCH = frozenset({env_var("data_dir"), env_var("enabled")})
@@ -113,11 +113,11 @@ def _options_from(model_name: str | None) -> list[str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the HTML report with the latency CDFs.",
 )
-@click.option(
+@setting_option(
     "--model-name",
-    default=None,
+    setting="model_name",
     help="model_name of the line the bench adds to a service without one (other "
-    "options: PREDLOG_* variables). [default: PREDLOG_MODEL_NAME, else predlog's]",
+    "options: PREDLOG_* variables).",
 )
 @output_option
 def command(
