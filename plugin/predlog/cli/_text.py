@@ -174,9 +174,7 @@ def _errors(n: int, included: bool, detail: str = "") -> None:
 
 def _cell(value: Any, width: int) -> str:
     """A value from the records, for a terminal: escaped, and cut to ``width``."""
-    text = str(value)
-    if not text.isprintable():
-        text = repr(text)
+    text = _shown(value)
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
