@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_decode.py
 	$(PY) benchmarks/bench_gil_wait.py --rounds 3
 	$(PY) benchmarks/bench_versus.py --base $(BENCH_BASE)
+	$(PY) benchmarks/first_record.py
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	test -x $(OHA) || cargo install oha --locked --root $(CACHE)/oha
 	services/with-services.sh sh -c '$(PY) benchmarks/bench_kafka.py && \
