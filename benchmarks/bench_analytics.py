@@ -351,7 +351,7 @@ CHILD = """
 import inspect, json, resource, sys
 spec = json.loads(sys.argv[1])
 import predlog
-from predlog.analytics import drift, evaluate
+from predlog.tools.analytics import drift, evaluate
 fn = evaluate if spec["command"] == "evaluate" else drift
 kwargs = dict(spec["kwargs"])
 for name in ("key", "label"):  # pairs, which JSON carries as lists

@@ -115,7 +115,7 @@ def audit(directory: str, report: Report, tag: str, rng: random.Random, finish: 
 def spool(directory: str, report: Report, tag: str, rng: random.Random, finish: bool) -> None:
     """Append batches of entries of up to a few megabytes to a spool; report
     ``spooled KEY:SIZE ...`` once each append (fsynced) returned."""
-    from predlog.sinks._spool import Spool
+    from predlog.storage import Spool
 
     target = Spool(directory, max_bytes=1 << 40, segment_bytes=8 << 20)
     n = 0

@@ -16,7 +16,7 @@ from services.bentoserve import free_port
 from sklearn.metrics import roc_auc_score
 
 import predlog
-from predlog.analytics import AnalyticsError, evaluate, investigate, weighted_auc
+from predlog.tools.analytics import AnalyticsError, evaluate, investigate, weighted_auc
 from tests.helpers import parquet_files, predlog_cli
 
 N = 6000
@@ -321,7 +321,7 @@ def two_weeks(tmp_path_factory):
 class TestDrift:
     def test_flags_the_shifted_feature_and_no_other(self, two_weeks):
         """Doubling `amount` in the current week is flagged; every other feature is not."""
-        from predlog.analytics import drift
+        from predlog.tools.analytics import drift
 
         report = drift(
             baseline="2026-10-01..2026-10-08",
@@ -340,7 +340,7 @@ class TestDrift:
 
     def test_empty_range_is_an_error(self, two_weeks):
         """A range with no predictions says so."""
-        from predlog.analytics import drift
+        from predlog.tools.analytics import drift
 
         with pytest.raises(AnalyticsError, match="no predictions in the current range"):
             drift(
@@ -353,7 +353,7 @@ class TestDrift:
 class TestReplay:
     def test_same_model_reproduces_the_logged_score_exactly(self, logged):
         """Replaying logged features through the saved model gives the logged score, bit for bit."""
-        from predlog.analytics import replay
+        from predlog.tools.analytics import replay
 
         for request_id in sorted(joined(logged)["request_id"])[:20]:
             (result,) = replay(
@@ -377,7 +377,7 @@ class TestReplay:
             "import bentoml, json, sys\n"
             "from examples.fraud_service import model as m\n"
             "bentoml.sklearn.save_model('fraud', m.load())\n"
-            "from predlog.analytics import replay\n"
+            "from predlog.tools.analytics import replay\n"
             "out = replay(sys.argv[1], model='bentoml:fraud:latest', data_dir=sys.argv[2])\n"
             "print(json.dumps(out))\n"
         )
@@ -523,7 +523,7 @@ class TestHtmlReports:
 
     def test_drift_report_renders_histograms(self, two_weeks, tmp_path):
         """The drift report renders in Chromium with a histogram per feature and the score."""
-        from predlog.analytics import drift
+        from predlog.tools.analytics import drift
 
         page = tmp_path / "drift.html"
         report = drift(

@@ -18,8 +18,8 @@ from starlette.routing import Route
 
 import predlog
 from predlog import PredictionLogMiddleware
-from predlog.analytics import AnalyticsError, drift, evaluate
-from predlog.analytics.engine import open_engine
+from predlog.tools.analytics import AnalyticsError, drift, evaluate
+from predlog.tools.analytics.engine import open_engine
 from tests.helpers import predlog_cli, read_all
 
 BASELINE = "2026-10-01..2026-10-08"

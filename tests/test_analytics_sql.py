@@ -23,12 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from predlog.analytics import _distribution as dist
-from predlog.analytics import drift, investigate, weighted_auc
-from predlog.analytics._features import classify
-from predlog.analytics._ranking import auc_and_roc
-from predlog.analytics.engine import Engine, ident, json_path, literal
 from predlog.testing import build_batch
+from predlog.tools.analytics import _distribution as dist
+from predlog.tools.analytics import drift, investigate, weighted_auc
+from predlog.tools.analytics._features import classify
+from predlog.tools.analytics._ranking import auc_and_roc
+from predlog.tools.analytics.engine import Engine, ident, json_path, literal
 
 START = datetime(2026, 10, 1, tzinfo=timezone.utc)
 
@@ -73,7 +73,7 @@ def ranked(seed: int, n: int = 2_000) -> dict[str, Any]:
 @pytest.fixture(params=[4, 1024])
 def buckets(request, monkeypatch):
     """The running sums split into few ranges (long windows) and many (short ones)."""
-    monkeypatch.setattr("predlog.analytics._ranking.BUCKETS", request.param)
+    monkeypatch.setattr("predlog.tools.analytics._ranking.BUCKETS", request.param)
     return request.param
 
 
@@ -389,7 +389,7 @@ class TestHostileData:
         """Records with time-ordered ids: a feature that starts late in the current range
         is still sampled (the sample is drawn from the whole range). At 2,000 the sample first
         cuts by the ids' last digits, then orders."""
-        monkeypatch.setattr("predlog.analytics._features.SAMPLE", size)
+        monkeypatch.setattr("predlog.tools.analytics._features.SAMPLE", size)
         records = []
         for i in range(2 * 25_000):
             features: dict[str, Any] = {"amount": i % 100}

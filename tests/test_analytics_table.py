@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import predlog
-from predlog.analytics import AnalyticsError, Predictions, evaluate, investigate
+from predlog.tools.analytics import AnalyticsError, Predictions, evaluate, investigate
 from tests.helpers import predlog_cli
 
 pytest.importorskip("pyiceberg")

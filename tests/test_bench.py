@@ -17,16 +17,16 @@ import pytest
 from starlette.middleware.cors import CORSMiddleware
 
 from predlog import PredictionLogMiddleware, instrument
-from predlog.bench import read_bodies
-from predlog.bench._html import cdf_svg
-from predlog.bench._load import Slice
-from predlog.bench._run import Outcome, Plan, Variant
-from predlog.bench._servers import Kind, Server
-from predlog.bench._stats import cdf, percentile, ratio
-from predlog.bench._summary import figures, plain, text
-from predlog.bench._target import add_line, expectation, find_line, must_keep
 from predlog.errors import ConfigError
 from predlog.testing import build_batch
+from predlog.tools.bench import read_bodies
+from predlog.tools.bench._html import cdf_svg
+from predlog.tools.bench._load import Slice
+from predlog.tools.bench._run import Outcome, Plan, Variant
+from predlog.tools.bench._servers import Kind, Server
+from predlog.tools.bench._stats import cdf, percentile, ratio
+from predlog.tools.bench._summary import figures, plain, text
+from predlog.tools.bench._target import add_line, expectation, find_line, must_keep
 from tests.helpers import ROOT, child_env
 
 REQUESTS = ROOT / "benchmarks" / "fraud_requests.jsonl"
@@ -333,7 +333,7 @@ def _bench(
         [
             sys.executable,
             "-m",
-            "predlog.bench",
+            "predlog.tools.bench",
             service,
             "--request",
             str(requests),
@@ -401,7 +401,7 @@ class TestBenchRuns:
             [
                 sys.executable,
                 "-m",
-                "predlog.bench",
+                "predlog.tools.bench",
                 "examples.fraud_service.fastapi_app:app",
                 "--request",
                 str(REQUESTS),

@@ -40,7 +40,7 @@ class TestSettings:
     ):
         """A data_dir setting that fails its check ends the command with one line naming
         PREDLOG_DATA_DIR and exit status 1, not a traceback."""
-        import predlog.analytics._data
+        import predlog.tools.analytics._data
 
         monkeypatch.chdir(tmp_path)
         (tmp_path / "outcomes.csv").write_text("request_id,fraud\n")
@@ -49,7 +49,7 @@ class TestSettings:
             assert name == "data_dir"
             raise ConfigError(env_var(name), "must be a directory path, got 'x'")
 
-        monkeypatch.setattr(predlog.analytics._data, "read", reject_data_dir)
+        monkeypatch.setattr(predlog.tools.analytics._data, "read", reject_data_dir)
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err == f"predlog {argv[0]}: PREDLOG_DATA_DIR: must be a directory path, got 'x'\n"
@@ -389,7 +389,7 @@ class TestUserFacing:
         assert proc.returncode == 0, proc.stderr
         assert re.fullmatch(r"predlog \d+\.\d+\.\d+\S*\n", proc.stdout)
         imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
-        assert {"click", "predlog.cli"} <= imported
+        assert {"click", "predlog.tools.cli"} <= imported
         heavy = {
             m
             for m in imported
@@ -440,8 +440,8 @@ class TestHelp:
         PREDLOG_* variable and its declared default."""
         import click
 
-        from predlog.cli import cli
-        from predlog.cli._options import SettingOption
+        from predlog.tools.cli import cli
+        from predlog.tools.cli._options import SettingOption
 
         found = list(_options(cli))
         assert {path for path, _ in found} >= {"sink", "investigate", "audit verify", "replay"}
@@ -465,7 +465,7 @@ class TestHelp:
 
     def test_one_meaning_per_option_name(self):
         """--data is the prediction data everywhere; the audit directory is --audit-dir."""
-        from predlog.cli import cli
+        from predlog.tools.cli import cli
 
         by_name: dict[str, set[str]] = {}
         for _, option in _options(cli):
@@ -478,13 +478,15 @@ class TestHelp:
 
 class TestBench:
     def test_bench_unavailable_says_why_and_others_still_work(self, monkeypatch, capsys):
-        """When `predlog.bench` cannot be imported, `predlog bench` says so in one line,
+        """When `predlog.tools.bench` cannot be imported, `predlog bench` says so in one line,
         and the help and the other commands are unaffected."""
-        import predlog.cli
+        import predlog.tools.cli
 
-        monkeypatch.setitem(predlog.cli.LAZY_COMMANDS, "bench", "predlog_no_such_module:command")
-        monkeypatch.setattr(predlog.cli.cli, "commands", dict(predlog.cli.cli.commands))
-        predlog.cli.cli.commands.pop("bench", None)
+        monkeypatch.setitem(
+            predlog.tools.cli.LAZY_COMMANDS, "bench", "predlog_no_such_module:command"
+        )
+        monkeypatch.setattr(predlog.tools.cli.cli, "commands", dict(predlog.tools.cli.cli.commands))
+        predlog.tools.cli.cli.commands.pop("bench", None)
         assert main(["bench", "svc:app"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("predlog bench: this command is unavailable: ModuleNotFoundError")
@@ -497,19 +499,19 @@ class TestBench:
         """A bench command that can be imported runs; it is not imported for other commands."""
         import click
 
-        import predlog.cli
+        import predlog.tools.cli
 
         (tmp_path / "fake_bench.py").write_text(
             "import click\n\n@click.command('bench')\n@click.argument('service')\n"
             "def command(service):\n    click.echo(f'benched {service}')\n"
         )
         monkeypatch.syspath_prepend(str(tmp_path))
-        monkeypatch.setitem(predlog.cli.LAZY_COMMANDS, "bench", "fake_bench:command")
-        monkeypatch.setattr(predlog.cli.cli, "commands", dict(predlog.cli.cli.commands))
-        predlog.cli.cli.commands.pop("bench", None)
+        monkeypatch.setitem(predlog.tools.cli.LAZY_COMMANDS, "bench", "fake_bench:command")
+        monkeypatch.setattr(predlog.tools.cli.cli, "commands", dict(predlog.tools.cli.cli.commands))
+        predlog.tools.cli.cli.commands.pop("bench", None)
         assert main(["sink"]) == 2
         assert "fake_bench" not in sys.modules
         assert main(["bench", "svc:app"]) == 0
         assert capsys.readouterr().out == "benched svc:app\n"
-        assert isinstance(predlog.cli.cli.commands["bench"], click.Command)
+        assert isinstance(predlog.tools.cli.cli.commands["bench"], click.Command)
         sys.modules.pop("fake_bench", None)

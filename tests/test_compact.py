@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from predlog import ParquetSink
-from predlog.compact import CompactError, compact_layout
 from predlog.testing import build_batch
+from predlog.tools.compact import CompactError, compact_layout
 from tests.helpers import predlog_cli
 
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -178,7 +178,7 @@ class TestParquetLayout:
         """A file published after the last linking pass and before the exchange is linked
         in after it; if the compaction dies right after the exchange, the next one does
         it (the old directory is kept in the stage until then)."""
-        from predlog.compact import _layout
+        from predlog.tools.compact import _layout
 
         write_files(data_dir, 4, 30)
         late = pa.Table.from_batches([batch("late", 3)])
@@ -277,7 +277,7 @@ class TestIcebergTable:
         return Counter(str(v) for v in rows.column("prediction_id").to_pylist()), files
 
     def test_a_day_is_rewritten_in_one_commit_and_one_snapshot_is_left(self, table, data_dir):
-        from predlog.compact import compact_table
+        from predlog.tools.compact import compact_table
 
         rows_before, files_before = self.state(table)
         assert sorted(files_before.values()) == [2, 13]
@@ -300,8 +300,8 @@ class TestIcebergTable:
     def test_a_commit_landing_meanwhile_is_kept(self, table, data_dir, monkeypatch):
         """The committer commits a file of the day while the compaction rewrites it: the
         compaction's commit is refused, it plans again, and every row is there once."""
-        from predlog.compact import _table, compact_table
         from predlog.sinks.iceberg._files import FileWriter
+        from predlog.tools.compact import _table, compact_table
 
         commit = _table._commit
         raced: list[str] = []
@@ -328,8 +328,8 @@ class TestIcebergTable:
         """A note whose file was committed (its committer died before deleting it) is
         still recognised as committed after the snapshot that listed it is expired: the
         committer that runs next adds nothing twice."""
-        from predlog.compact import compact_table
         from predlog.sinks.iceberg._commit import Committer
+        from predlog.tools.compact import compact_table
 
         rows_before, _ = self.state(table)
         compact_table("ns.preds", data_dir=data_dir, dates=[f"{DAY:%Y-%m-%d}"])
@@ -358,10 +358,10 @@ def test_expiry_keeps_a_consumer_commit_made_after_the_compaction(tmp_path):
     """Snapshots are expired up to the compaction's own, not to whatever is current: a
     Kafka consumer's commit landing after it (its own partitions' offsets only) must not
     take the compaction's snapshot, which carries every partition's, with it."""
-    from predlog.compact import _table, compact_table
     from predlog.sinks.iceberg._catalog import open_table
     from predlog.sinks.iceberg._files import FileWriter
     from predlog.sinks.iceberg._kafka import offsets_key, table_offsets
+    from predlog.tools.compact import _table, compact_table
 
     data = tmp_path / "data"
     table = open_table("ns.offsets", data_dir=data)

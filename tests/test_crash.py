@@ -34,10 +34,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import predlog
 from predlog import KafkaSink
-from predlog.analytics import Predictions
 from predlog.audit import verify
 from predlog.audit._store import ReadOnlyStore
-from predlog.sinks._spool import Spool
+from predlog.storage import Spool
+from predlog.tools.analytics import Predictions
 from tests.crash_child import AUDIT_SIGNING_KEY, expected_value
 from tests.helpers import child_env, predlog_cli
 from tests.services import fresh_topic, kafka_bootstrap

@@ -33,7 +33,7 @@ import predlog
 import predlog.testing
 from predlog.audit import AuditLog, verify
 from predlog.sinks import KafkaSink
-from predlog.sinks._spool import Spool
+from predlog.storage import Spool
 from tests.helpers import ROOT, child_env
 from tests.services import closed_port, fresh_topic, kafka_bootstrap, topic_keys
 

@@ -36,9 +36,9 @@ import numpy.typing as npt
 import pytest
 from scipy import stats
 
-from predlog.analytics import drift
 from predlog.sinks import ParquetSink
 from predlog.testing import build_batch
+from predlog.tools.analytics import drift
 
 Floats = npt.NDArray[np.float64]
 

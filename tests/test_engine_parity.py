@@ -31,8 +31,8 @@ from examples.fraud_service import model as fraud_model
 from examples.fraud_service.scoring import DECLINE_AT, decide
 
 import predlog
-from predlog.analytics import AnalyticsError, drift, evaluate
 from predlog.sinks import ParquetSink, Sink
+from predlog.tools.analytics import AnalyticsError, drift, evaluate
 from tests.helpers import local_spark, parquet_files, predlog_cli
 
 pytest.importorskip("pyspark")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import predlog
-from predlog.analytics import AnalyticsError, evaluate
-from predlog.cli._options import num
+from predlog.tools.analytics import AnalyticsError, evaluate
+from predlog.tools.cli._options import num
 from tests.helpers import predlog_cli, read_all
 
 N = 3000

@@ -31,8 +31,8 @@ from predlog.flush._batch import BatchBuilder
 from predlog.flush._decode import JSON_OPTIONS, json_extractor, loads, optional_str
 from predlog.flush._exchange import ExchangeDecoder, field_path, flatten
 from predlog.sinks._parquet import ParquetSink
-from predlog.sinks._spool import Spool
 from predlog.sinks.kafka import _consumer, _wire
+from predlog.storage import Spool
 
 AT_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 

@@ -27,8 +27,8 @@ import predlog
 from predlog import KafkaSink
 from predlog._report import ErrorReporter
 from predlog.errors import ConfigError, SinkError
-from predlog.sinks._spool import Spool, SpoolLockedError
 from predlog.sinks.kafka import _spooled, _wire
+from predlog.storage import Spool, SpoolLockedError
 from predlog.testing import MemorySink
 from tests.helpers import ROOT, child_env
 from tests.services import (

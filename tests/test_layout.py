@@ -31,10 +31,9 @@ TOP_LEVEL = {
     "_record.py",
     "_settings.py",
     "_report.py",
-    "_durable.py",
     "bentoml_monitor.py",
 }
-SUBPACKAGES = {"flush", "sinks", "compact", "audit", "analytics", "metrics", "bench", "cli"}
+SUBPACKAGES = {"flush", "sinks", "storage", "audit", "metrics", "tools"}
 
 
 def _sources() -> list[Path]:

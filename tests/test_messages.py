@@ -13,7 +13,7 @@ import pytest
 import predlog
 from predlog.__main__ import main
 from predlog._record import FIELD_NAMES
-from predlog.analytics import AnalyticsError, drift, investigate, replay
+from predlog.tools.analytics import AnalyticsError, drift, investigate, replay
 from tests.helpers import parquet_files
 
 WIDE = "2000-01-01..2100-01-01"
@@ -123,12 +123,12 @@ class TestHtmlOption:
         self, command, logged, tmp_path, capsys, monkeypatch
     ):
         """``--html nowhere/page.html`` names the missing directory, before the analysis."""
-        import predlog.analytics
+        import predlog.tools.analytics
 
         def never(*args, **kwargs):
             raise AssertionError("the analysis ran before --html was checked")
 
-        monkeypatch.setattr(predlog.analytics, command, never)
+        monkeypatch.setattr(predlog.tools.analytics, command, never)
         page = tmp_path / "no such dir" / "page.html"
         data = str(logged / "data")
         argv = {

@@ -33,10 +33,10 @@ import pytest
 from services.bentoserve import free_port
 
 import predlog
-from predlog.analytics import Predictions, evaluate, investigate
 from predlog.errors import ConfigError
-from predlog.sinks._location import Location, UnreachableError, locate, probe
+from predlog.storage import Location, UnreachableError, locate, probe
 from predlog.testing import build_batch
+from predlog.tools.analytics import Predictions, evaluate, investigate
 from tests.helpers import child_env, predlog_cli, start_python
 from tests.services import closed_port, fresh_topic, kafka_bootstrap
 
@@ -586,7 +586,7 @@ UPLOADER = """
 import sys
 from pathlib import Path
 from typing import cast
-from predlog.sinks._location import Location, UnreachableError, locate, probe
+from predlog.storage import Location, UnreachableError, locate, probe
 where = locate(sys.argv[1])
 print("uploading", flush=True)
 where.put_file(Path(sys.argv[2]), where.join("big.parquet"))

@@ -18,8 +18,8 @@ import pytest
 from rich.console import Console
 
 import predlog
-from predlog.cli._options import output_option, progress
-from predlog.cli._progress import Reporter, terminal_reporter
+from predlog.tools.cli._options import output_option, progress
+from predlog.tools.cli._progress import Reporter, terminal_reporter
 from tests.helpers import ROOT, child_env
 
 #: What only the live bar draws: rich's elapsed-time column (H:MM:SS).
@@ -205,7 +205,7 @@ class TestWhenToReport:
             raise RuntimeError("no console")
 
         monkeypatch.setattr(sys, "stderr", FakeTerminal())
-        monkeypatch.setattr("predlog.cli._options.terminal_reporter", broken)
+        monkeypatch.setattr("predlog.tools.cli._options.terminal_reporter", broken)
         assert progress({"output": "text"}) is None
 
 

@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from predlog.analytics import _html
+from predlog.tools.analytics import _html
 from tests.test_analytics import render
 
 NS = "{http://www.w3.org/2000/svg}"

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import predlog
 from predlog.errors import ConfigError, PredlogError
-from predlog.sinks._spool import (
+from predlog.sinks.kafka._wire import decode, encode
+from predlog.storage import (
     LOCK_FILE,
     Spool,
     SpoolFullError,
@@ -19,7 +20,6 @@ from predlog.sinks._spool import (
     adoptable,
     claim,
 )
-from predlog.sinks.kafka._wire import decode, encode
 from predlog.testing import MemorySink
 from tests.helpers import child_env
 
@@ -238,7 +238,7 @@ class TestSpoolLock:
         without closing anything, the directory is free and its records are there."""
         script = f"""
 import sys
-from predlog.sinks._spool import Spool
+from predlog.storage import Spool
 spool = Spool({str(tmp_path / "s")!r}, max_bytes=1 << 20, exclusive=True)
 spool.append([(b"k", b"from the child")])
 print("ready", flush=True)

@@ -1,5 +1,5 @@
 """``python -m predlog`` and the ``predlog`` console script: the command line in
-:mod:`predlog.cli`.
+:mod:`predlog.tools.cli`.
 
 predlog sink --bootstrap HOST:PORT --topic predictions --data /var/lib/predlog
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from predlog.cli import main
+from predlog.tools.cli import main
 
 __all__ = ["main"]
 

@@ -40,9 +40,9 @@ from predlog.flush._flusher import Flusher
 from predlog.flush._pii import Pseudonymiser
 from predlog.metrics import Health, attach
 from predlog.sinks._base import Sink
-from predlog.sinks._location import UnreachableError, locate, probe
 from predlog.sinks._oplog import OperationalLogSink
 from predlog.sinks._parquet import ParquetSink
+from predlog.storage import UnreachableError, locate, probe
 
 _SHUTDOWN_TIMEOUT_S = 10.0
 

@@ -14,9 +14,9 @@ Hierarchy::
                                      a missing column, a join that matched nothing)
 
 Each lives beside the code that raises it: SpoolFullError and SpoolLockedError in
-:mod:`predlog.sinks._spool`, UnreadableError in :mod:`predlog.audit._store`,
+:class:`predlog.storage.Spool`, UnreadableError in :mod:`predlog.audit._store`,
 CanonicalError in :mod:`predlog.audit._canonical`, AnalyticsError in
-:mod:`predlog.analytics`.
+:mod:`predlog.tools.analytics`.
 
 Nothing in this tree is ever raised into a request: the request path swallows and
 counts. These exceptions are for start-up (configuration), for sinks talking to the

@@ -31,7 +31,7 @@ from predlog.audit._canonical import CanonicalError, canonical
 from predlog.audit._log import AuditLog
 from predlog.audit._reasons import ReasonTable
 from predlog.errors import ConfigError, SinkError
-from predlog.sinks._spool import Spool, SpoolFullError
+from predlog.storage import Spool, SpoolFullError
 
 
 def _names(setting: str, values: Iterable[str]) -> tuple[str, ...]:

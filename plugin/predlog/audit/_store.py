@@ -56,9 +56,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-from predlog._durable import append_whole
 from predlog.audit._merkle import leaf_hash
 from predlog.errors import ConfigError, PredlogError
+from predlog.storage import append_whole, fsync_dir
 
 HEAD = struct.Struct("<IQ32s")
 SEGMENT_BYTES = 64 << 20
@@ -214,7 +214,7 @@ class LocalStore(ReadOnlyStore):
             target = self.entries_dir / f"{sequence:012d}.seg"
         append_whole(target, bytes(blob))
         if len(segments) == 0 or target != segments[-1]:
-            _fsync_dir(self.entries_dir)
+            fsync_dir(self.entries_dir)
 
     def append_checkpoint(self, line: bytes) -> None:
         append_whole(self.checkpoints_path, line.rstrip(b"\n") + b"\n")
@@ -338,11 +338,3 @@ def _lock_writer(path: Path) -> IO[str]:
             "audit_dir", f"another process is writing the audit log in {path}"
         ) from None
     return handle
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,7 +23,7 @@ A data directory on an object store (``s3://``, ``gs://``) gets the same layout 
 names. Each file is written exactly as above, but in a local staging directory
 (``<spool_dir>/parquet/predictions/...``), and publishing uploads the complete file
 in one call (:meth:`Location.put_file`): the object appears whole or not at all.
-Uploads run on a thread of their own (:mod:`predlog.sinks._upload`), so the flusher
+Uploads run on a thread of their own (:class:`predlog.storage.Uploads`), so the flusher
 never waits on the network. A file the store does not take stays staged, its rows
 counted pending, and is retried with backoff, and on every ``flush()``; staged files
 a dead process of this host left behind are uploaded when the next sink starts.
@@ -53,8 +53,7 @@ import pyarrow.parquet as pq
 from predlog._record import JSON_COLUMNS, arrow_schema
 from predlog._settings import DEFAULT_DATA_DIR, Settings, read
 from predlog.errors import ConfigError, SinkError
-from predlog.sinks._location import Location, locate, newest_first
-from predlog.sinks._upload import Uploads
+from predlog.storage import Location, Uploads, fsync_dir, locate, newest_first
 
 #: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
@@ -150,7 +149,9 @@ class _OpenFile:
         os.fsync(fd)
         self.file.close()
         os.replace(self.temp, self.final)
-        _fsync_dir(self.final.parent)
+        # Published already: a directory that cannot be fsynced loses no reader.
+        with contextlib.suppress(OSError):
+            fsync_dir(self.final.parent)
         return self.final
 
     def abandon(self) -> None:
@@ -182,19 +183,6 @@ def _running(pid: int) -> bool:
     except OSError:
         return True
     return True
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class ParquetSink:
@@ -396,7 +384,7 @@ class ParquetSink:
     def published_files(self) -> Iterator[str]:
         """Every published file, as a path in ``self.location.filesystem``: newest
         date partition first, newest file first within one (see
-        :func:`~predlog.sinks._location.newest_first`). Open one with
+        :func:`~predlog.storage.newest_first`). Open one with
         ``pq.read_table(path, filesystem=sink.location.filesystem)``. Lists lazily,
         one partition at a time, so reading the latest files never lists them all."""
         for info in newest_first(self.location, self.location.join("predictions")):

@@ -8,7 +8,7 @@ appended to aiokafka batches per partition, chosen as the Java client would
 
 aiokafka with idempotence retries forever, so this sink sets its own deadline:
 when a batch is not acknowledged within ``delivery_timeout_s``, its records go to
-the spool (:mod:`predlog.sinks._spool`, each with its timestamp and headers:
+the spool (:class:`predlog.storage.Spool`, each with its timestamp and headers:
 :mod:`predlog.sinks.kafka._spooled`), the producer is dropped, and from then on new
 records go to the spool too, to keep their order, until the replayer has
 replayed the spool to a broker that answers again. A record that timed out may
@@ -55,10 +55,10 @@ import pyarrow as pa
 
 from predlog._report import ErrorReporter
 from predlog.errors import ConfigError, SinkError
-from predlog.sinks._spool import Spool, SpoolFullError, SpoolLockedError, adoptable, claim
 from predlog.sinks.kafka import _murmur2, _spooled, _wire
 from predlog.sinks.kafka._loop import LoopThread
 from predlog.sinks.kafka._trim import release_free_memory
+from predlog.storage import Spool, SpoolFullError, SpoolLockedError, adoptable, claim
 
 _START_TIMEOUT_S: Final = 5.0
 #: How long close() lets the producer stop: with idempotence, stop() may wait forever.

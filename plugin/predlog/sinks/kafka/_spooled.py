@@ -1,7 +1,7 @@
 """A Kafka message as a spool entry, so a record replayed after an outage is the message
 it would have been: same timestamp, same headers.
 
-The spool (:mod:`predlog.sinks._spool`) stores (key, value) pairs. The key is the
+The spool (:class:`predlog.storage.Spool`) stores (key, value) pairs. The key is the
 message key; the value it stores, format 2, is::
 
     b"\\x00PL\\x02" | timestamp ms (i64, -1 for none) | header count (u16)
