@@ -39,7 +39,7 @@ from predlog.flush._decode import Extractor, json_extractor
 from predlog.flush._flusher import Flusher
 from predlog.flush._pii import Pseudonymiser
 from predlog.metrics import Health, attach
-from predlog.sinks._base import Sink
+from predlog.sinks._base import Reporting, Sink
 from predlog.sinks._oplog import OperationalLogSink
 from predlog.sinks._parquet import ParquetSink
 from predlog.storage import UnreachableError, locate, probe
@@ -113,6 +113,7 @@ class PredictionLogger:
         )
         for observer in attach(self, self._flusher.latency):
             self._flusher.add_observer(observer)
+        self._flusher.open_sinks()
         self._flusher.start()
         _register(self)
 
@@ -220,10 +221,9 @@ class PredictionLogger:
                 "failed": state.failed,
                 "errors": dict(state.errors),
             }
-            own = getattr(state.sink, "stats", None)
-            if callable(own):
+            if isinstance(state.sink, Reporting):
                 try:
-                    entry["own"] = dict(own())
+                    entry["own"] = dict(state.sink.stats())
                 except Exception as exc:  # noqa: BLE001  # a sink's figures never break ours
                     if not report:
                         entry["own_error"] = repr(exc)

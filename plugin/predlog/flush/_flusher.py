@@ -30,27 +30,35 @@ from predlog._capture import Capture
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
 from predlog._tracing import uninstrumented
+from predlog.errors import ConfigError
 from predlog.flush._batch import BatchBuilder, BuildResult
 from predlog.metrics._health import HealthObserver
 from predlog.metrics._latency import BatchLatency
-from predlog.sinks._base import Sink
+from predlog.sinks._base import Backlog, ForkAware, Openable, Sink, Ticking
 
 
 @dataclass
 class SinkState:
-    """A sink and how it has fared; written only by whoever holds the drain lock."""
+    """A sink, the capabilities it has, and how it has fared; written only by whoever
+    holds the drain lock."""
 
     sink: Sink
     name: str
     delivered: int = 0
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    ticking: Ticking | None = field(init=False)
+    backlog: Backlog | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ticking = self.sink if isinstance(self.sink, Ticking) else None
+        self.backlog = self.sink if isinstance(self.sink, Backlog) else None
 
 
-def _count_of(sink: Sink, name: str) -> int:
-    """A sink's optional count ``name``, or 0; a broken one never stops the flusher."""
+def _count(backlog: Backlog, held: bool) -> int:
+    """One of a sink's backlog figures, or 0: a broken one never stops the flusher."""
     try:
-        return int(getattr(sink, name, 0))
+        return int(backlog.unpublished_rows if held else backlog.lost_rows)
     except Exception:  # noqa: BLE001  # a figure, not a delivery
         return 0
 
@@ -114,6 +122,24 @@ class Flusher:
         self._observers.append(observer)
 
     # -- lifecycle -------------------------------------------------------------
+
+    def open_sinks(self) -> None:
+        """Open every :class:`Openable` sink, once, before the thread starts.
+
+        A :class:`ConfigError` refuses the start (the sink can never work); any other
+        failure is counted against its sink, which then refuses or keeps what it is
+        given, as it can: a prediction service must start when a store is down.
+        """
+        for state in self.sinks:
+            if not isinstance(state.sink, Openable):
+                continue
+            try:
+                with uninstrumented():
+                    state.sink.open()
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001  # isolate each sink
+                self._sink_error(state, "open", exc)
 
     def start(self) -> None:
         """Start the background thread (idempotent)."""
@@ -219,6 +245,11 @@ class Flusher:
         for state in self.sinks:
             state.delivered = state.failed = 0
             state.errors = {}
+            if isinstance(state.sink, ForkAware):
+                try:
+                    state.sink.after_fork_in_child()
+                except Exception as exc:  # noqa: BLE001  # a fork hook must never break the fork
+                    self._sink_error(state, "after_fork", exc)
         if not self._closed:
             self.start()
 
@@ -305,8 +336,9 @@ class Flusher:
         record for it to count delivered, so the sink furthest behind decides."""
         held = lost = 0
         for state in self.sinks:
-            held = max(held, _count_of(state.sink, "unpublished_rows"))
-            lost = max(lost, _count_of(state.sink, "lost_rows"))
+            if state.backlog is not None:
+                held = max(held, _count(state.backlog, held=True))
+                lost = max(lost, _count(state.backlog, held=False))
         return held, lost
 
     def counts(self) -> tuple[int, int, int, int]:
@@ -374,11 +406,10 @@ class Flusher:
 
     def _tick_each(self, now: float) -> None:
         for state in self.sinks:
-            tick = getattr(state.sink, "tick", None)
-            if tick is None:
+            if state.ticking is None:
                 continue
             try:
-                tick(now)
+                state.ticking.tick(now)
             except Exception as exc:  # noqa: BLE001  # isolate each sink
                 self._sink_error(state, "tick", exc)
 

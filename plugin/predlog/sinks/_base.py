@@ -1,22 +1,26 @@
-"""The sink protocol: where decoded batches go.
+"""The sink seam: where decoded batches go, and what else the flusher may ask of a sink.
 
-A sink is any object with these three methods. The flusher calls them from its
-own thread, one call at a time; a sink never sees the request path. A sink may
-raise: the flusher counts the failure against that sink only and carries on.
+A sink is any object with the three methods of :class:`Sink`. The flusher calls them
+from its own thread, one call at a time; a sink never sees the request path. A sink
+may raise: the flusher counts the failure against that sink only and carries on.
 
-A sink may also define ``tick(now: float) -> None``; the flusher calls it every
-``flush_interval_s``, busy or idle, so that time-based work (rolling a file that has
-been open too long) happens whether traffic goes on or stops.
+Everything else the flusher uses is a capability of its own, a small protocol below
+that a sink has or has not (``isinstance`` tells, once, when the flusher is made):
 
-A sink that takes records before readers can see them (rows in a Parquet file not
-yet published) says how many with an ``unpublished_rows`` attribute, and how many it
-lost after taking them with ``lost_rows``. ``stats()`` then counts the first pending,
-not delivered (a crash would lose them), and the second failed.
+* :class:`Openable`: I/O that a constructor must not do, done once before the first
+  batch;
+* :class:`Ticking`: time-based work, busy or idle;
+* :class:`Backlog`: records taken but not yet where readers see them, or lost after;
+* :class:`Reporting`: the sink's own figures for ``sink_stats()``;
+* :class:`ForkAware`: what a forked child must forget of its parent's.
+
+A sink without a capability is simply never asked for it; nothing is probed by name.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -33,3 +37,73 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush, then release resources. Safe to call twice."""
+
+
+@runtime_checkable
+class Openable(Protocol):
+    """A sink whose constructor only validates, and whose I/O waits for ``open()``.
+
+    The logger opens its sinks once, in the process that serves, before the flusher
+    starts. :class:`~predlog.errors.ConfigError` from ``open()`` means the sink can
+    never work (a missing bucket, a catalog that is misconfigured) and refuses the
+    start; a store or catalog that merely does not answer yet must not raise (records
+    wait for it). A sink used on its own opens itself at its first ``export()``.
+    Calling ``open()`` again does nothing.
+    """
+
+    def open(self) -> None:
+        """Do the start-up I/O: sweep, adopt what a dead process left, connect."""
+
+
+@runtime_checkable
+class Ticking(Protocol):
+    """A sink with time-based work: rolling a file that has been open too long.
+
+    Called every ``flush_interval_s`` from the flusher's thread, busy or idle, so that
+    the work happens whether traffic goes on or stops. ``now`` is ``time.monotonic()``.
+    """
+
+    def tick(self, now: float) -> None:
+        """Do what is due at ``now``; raise to have a background failure counted."""
+
+
+@runtime_checkable
+class Backlog(Protocol):
+    """A sink that takes records before readers can see them, and may lose them after.
+
+    Read after every export, flush and tick. ``unpublished_rows`` are rows in files not
+    yet published (or staged, or not yet committed): the logger counts them pending,
+    not delivered, since a crash would lose them. ``lost_rows`` are rows taken and
+    then lost (a file abandoned on a full disk): counted failed.
+    """
+
+    @property
+    def unpublished_rows(self) -> int:
+        """Rows taken that no reader sees yet."""
+
+    @property
+    def lost_rows(self) -> int:
+        """Rows taken and lost since the sink was made (or since a fork)."""
+
+
+@runtime_checkable
+class Reporting(Protocol):
+    """A sink with figures of its own (sent, spooled, uploaded...), shown per sink by
+    ``PredictionLogger.sink_stats()`` and exported as metrics. Called from any thread:
+    it must only read."""
+
+    def stats(self) -> Mapping[str, Any]:
+        """The sink's own figures, by name."""
+
+
+@runtime_checkable
+class ForkAware(Protocol):
+    """A sink that holds what a forked child must not touch (open files, threads, locks).
+
+    The logger's one at-fork hook has the flusher call this in the child, before the
+    child's flusher starts. The parent's open files and staged files stay the parent's;
+    the child starts as a fresh writer with its own pid in its file names.
+    """
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's files and threads; start afresh."""
