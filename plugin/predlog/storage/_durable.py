@@ -12,24 +12,41 @@ which no reader could then tell from damage. So the write is undone.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
-def append_whole(path: Path, data: bytes | bytearray) -> None:
-    """Append ``data`` to ``path`` and fsync it, or leave the file as it was and raise."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def append_whole(path: Path, data: bytes | bytearray | Iterable[bytes | bytearray]) -> int:
+    """Append ``data`` to ``path`` and fsync it, or leave the file as it was and raise.
+
+    ``data`` may be an iterable of pieces, each written as soon as it is made and let
+    go, so that a large append never exists whole in memory; it is one append all the
+    same (one fsync at the end; any failure, the iterable's own included, undoes every
+    piece). The file is created at the first piece. Returns the bytes appended.
+    """
+    pieces = [data] if isinstance(data, (bytes, bytearray)) else data
+    fd = -1
+    start = written = 0
     try:
-        start = os.fstat(fd).st_size
-        try:
-            view = memoryview(data)
+        for piece in pieces:
+            if fd < 0:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                start = os.fstat(fd).st_size
+            view = memoryview(piece)
             while view:
                 view = view[os.write(fd, view) :]
+            written += len(piece)
+            del view, piece  # the next piece is made without this one alive
+        if fd >= 0:
             os.fsync(fd)
-        except BaseException:
+    except BaseException:
+        if fd >= 0:
             os.ftruncate(fd, start)
-            raise
+        raise
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
+    return written
 
 
 def fsync_dir(path: Path) -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Final
 
 from predlog.errors import ConfigError, PredlogError
+from predlog.storage._durable import append_whole
 
 _HEAD = struct.Struct("<II")
 _KEYLEN = struct.Struct("<H")
@@ -123,36 +124,24 @@ class Spool:
         stays. A SpoolFullError counts in ``refused`` the entries of the chunks taken
         so far; chunks the iterable had not made yet are the caller's to count.
         """
-        fd = -1
-        start = written = count = 0
-        try:
+        count = taken = 0
+
+        def pieces() -> Iterator[bytearray]:
+            nonlocal count, taken
             for chunk in chunks:
                 if not chunk:
                     continue
                 blob = _blob(chunk)
                 count += len(chunk)
-                if self._bytes + written + len(blob) > self.max_bytes:
+                if self._bytes + taken + len(blob) > self.max_bytes:
                     self.refused += count
                     raise SpoolFullError(f"spool at {self._bytes} of {self.max_bytes} bytes")
-                if fd < 0:
-                    fd = os.open(self._target(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                    start = os.fstat(fd).st_size
-                view = memoryview(blob)
-                while view:
-                    view = view[os.write(fd, view) :]
-                written += len(blob)
-                del view, blob  # the next chunk is made without this one alive
-            if fd >= 0:
-                os.fsync(fd)
-        except BaseException:
-            # A torn entry left by a full disk would end replay of this segment, losing
-            # every entry after it: the append goes in whole or not at all.
-            if fd >= 0:
-                os.ftruncate(fd, start)
-            raise
-        finally:
-            if fd >= 0:
-                os.close(fd)
+                taken += len(blob)
+                yield blob
+
+        # A torn entry left by a full disk would end replay of this segment, losing
+        # every entry after it: the append goes in whole or not at all.
+        written = append_whole(self._target(), pieces())
         self._bytes += written
         return count
 
