@@ -23,6 +23,7 @@ from predlog.tools.cli._options import (
     output_option,
     print_json,
     setting_option,
+    table_of,
 )
 
 
@@ -69,7 +70,7 @@ def command(**options: Any) -> int:
     from predlog.sinks.iceberg._commit import Committer  # noqa: PLC0415
     from predlog.sinks.iceberg._lock import CommitLock  # noqa: PLC0415
 
-    table = options["table"] or read("iceberg_table")
+    table = table_of(options)
     if not table:
         click.echo("predlog commit: --table (or PREDLOG_ICEBERG_TABLE) is required", err=True)
         return 2

@@ -14,6 +14,7 @@ from predlog.tools.cli._options import (
     output_option,
     print_json,
     setting_option,
+    table_of,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def command(**options: Any) -> int:
         click.echo(f"predlog sink: {metrics}", err=True)
         return 2
     server, on_commit = metrics if metrics is not None else (None, None)
-    table = options["table"] or read("iceberg_table")
+    table = table_of(options)
     if table:
         from predlog.tools.cli._commit import sink_into_table  # noqa: PLC0415  # iceberg extra
 
