@@ -12,12 +12,14 @@ verify("./audit", public_key=public_key).ok
 from __future__ import annotations
 
 from predlog.audit._canonical import CanonicalError, canonical
+from predlog.audit._checkpoint import Checkpoint
 from predlog.audit._keys import signing_key
-from predlog.audit._log import AuditLog, Checkpoint, VerifyReport, verify
+from predlog.audit._log import AuditLog
 from predlog.audit._merkle import leaf_hash, verify_consistency, verify_inclusion
 from predlog.audit._reasons import ReasonTable
 from predlog.audit._s3 import S3Archive
 from predlog.audit._sink import AuditSink
+from predlog.audit._verify import VerifyReport, verify
 
 __all__ = [
     "AuditLog",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from predlog.audit import _merkle
-from predlog.audit._log import Checkpoint
+from predlog.audit._checkpoint import Checkpoint
 from predlog.audit._store import ReadOnlyStore
 
 

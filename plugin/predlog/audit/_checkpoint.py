@@ -1,4 +1,5 @@
-"""The checkpoint chain: which checkpoint is missing, moved, duplicated or replaced.
+"""A checkpoint: the signed tree head shared by the writer, the verifier and the reader,
+its two formats, and the chain that ties each checkpoint to the one before.
 
 A v2 checkpoint (``predlog-audit-checkpoint/v2``) signs, besides the tree head, its
 ``sequence`` (its 0-based line number in ``checkpoints.jsonl``) and ``previous``: the
@@ -12,21 +13,106 @@ against the key and the entries, and :func:`missing_guarantees` says what verify
 cannot show. A log may start with v1 lines and continue with v2 after an upgrade; a v1
 line after a v2 one is never written, so it is reported.
 
-Nothing here checks signatures or roots: the caller does that first, so that a
-forged checkpoint is named as such and not as a break in the chain.
+The chain checks here never check signatures or roots: the verifier does that first,
+so that a forged checkpoint is named as such and not as a break in the chain. Nothing
+here reads or writes a file.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from predlog.audit._log import Checkpoint
-
+#: The format of the checkpoints this version writes: chained (sequence and previous).
+CHECKPOINT_FORMAT = "predlog-audit-checkpoint/v2"
+#: Checkpoints written before the chain; still verified, with fewer guarantees.
+CHECKPOINT_FORMAT_V1 = "predlog-audit-checkpoint/v1"
 #: ``previous`` of the first checkpoint in a log.
 GENESIS = bytes(32)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement: the log had ``size`` entries with this root at ``timestamp``.
+
+    A v2 checkpoint also signs its ``sequence`` (its line number in checkpoints.jsonl)
+    and ``previous`` (SHA-256 of the line before it), so that a deleted, moved,
+    duplicated or replaced checkpoint is found (:func:`chain_problem`). A v1
+    checkpoint, from before the chain, has neither (both None).
+    """
+
+    size: int
+    root: bytes
+    timestamp: str
+    key_id: str
+    signature: bytes
+    sequence: int | None = None
+    previous: bytes | None = None
+
+    @property
+    def format(self) -> str:
+        chained = self.sequence is not None and self.previous is not None
+        return CHECKPOINT_FORMAT if chained else CHECKPOINT_FORMAT_V1
+
+    def message(self) -> bytes:
+        """The bytes signed. The format string comes first, so a v2 checkpoint cannot
+        be passed off as a v1 one by dropping its chain fields."""
+        if self.sequence is None or self.previous is None:
+            return (
+                f"{CHECKPOINT_FORMAT_V1}\n{self.size}\n{self.root.hex()}\n{self.timestamp}\n"
+            ).encode()
+        return (
+            f"{CHECKPOINT_FORMAT}\n{self.sequence}\n{self.previous.hex()}\n"
+            f"{self.size}\n{self.root.hex()}\n{self.timestamp}\n"
+        ).encode()
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"format": self.format}
+        if self.sequence is not None and self.previous is not None:
+            data["sequence"] = self.sequence
+            data["previous"] = self.previous.hex()
+        data.update(
+            size=self.size,
+            root=self.root.hex(),
+            timestamp=self.timestamp,
+            key_id=self.key_id,
+            signature=base64.b64encode(self.signature).decode(),
+        )
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """A checkpoint line parsed; a v2 line without its chain fields, or a format
+        this version does not know, is a ValueError or KeyError (unreadable)."""
+        fmt = data.get("format", CHECKPOINT_FORMAT_V1)
+        if fmt not in (CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1):
+            raise ValueError(f"unknown checkpoint format {fmt!r}")
+        chained = fmt == CHECKPOINT_FORMAT
+        sequence = data["sequence"] if chained else None
+        if chained and (isinstance(sequence, bool) or not isinstance(sequence, int)):
+            raise ValueError(f"sequence must be an integer, got {sequence!r}")
+        previous = bytes.fromhex(data["previous"]) if chained else None
+        if previous is not None and len(previous) != 32:
+            raise ValueError("previous must be a SHA-256 hash")
+        return cls(
+            size=int(data["size"]),
+            root=bytes.fromhex(data["root"]),
+            timestamp=str(data["timestamp"]),
+            key_id=str(data["key_id"]),
+            signature=base64.b64decode(data["signature"]),
+            sequence=sequence,
+            previous=previous,
+        )
+
+    def verify(self, public_key: Any) -> bool:
+        try:
+            public_key.verify(self.signature, self.message())
+        except Exception:  # noqa: BLE001  # any failure means: not signed by this key
+            return False
+        return True
 
 
 def line_hash(line: bytes) -> bytes:
