@@ -3,17 +3,34 @@
 The middleware fills an :class:`Exchange` with references to the body chunks it
 saw go by, the status, and the handler's ``predlog.record()`` fields, and puts it
 in the ring inside an ordinary capture tuple. The exchange carries the decoder of
-the middleware that made it, so two apps sharing one logger each decode their own
-bodies their own way (:mod:`predlog.flush._exchange`). Nothing here parses anything:
-the request never pays for decoding.
+the middleware that made it (a :class:`BodyDecoder`), so two apps sharing one logger
+each decode their own bodies their own way. Nothing here parses anything: the request
+never pays for decoding.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from predlog.flush._exchange import ExchangeDecoder
+from predlog._capture import Capture
+
+#: Counts and logs an error: (kind, message, exception).
+Report = Callable[[str, str, BaseException | None], None]
+
+
+class BodyDecoder(Protocol):
+    """How the flusher turns an exchange into a record. The middleware picks it (its
+    options), the exchange carries it, the flusher calls it; the request path never
+    does. The flusher's ``ExchangeDecoder`` is the one predlog ships."""
+
+    @property
+    def native_options(self) -> tuple[str | None, str | None, str | None] | None:
+        """The features, score and decision paths with which the native decoder gives
+        what :meth:`resolve` would, or None when only :meth:`resolve` can."""
+
+    def resolve(self, capture: Capture, report: Report) -> Capture:
+        """The capture with its exchange decoded into features, score, decision and extra."""
 
 
 class Exchange:
@@ -38,7 +55,7 @@ class Exchange:
         "streamed",
     )
 
-    def __init__(self, method: str, path: str, decoder: ExchangeDecoder) -> None:
+    def __init__(self, method: str, path: str, decoder: BodyDecoder) -> None:
         self.method = method
         self.path = path
         #: How the flusher turns this exchange into a record: the middleware's options.

@@ -25,15 +25,13 @@ from predlog._capture import (
     TRACE_ID,
     Capture,
 )
-from predlog._exchange import Exchange
+from predlog._exchange import Exchange, Report
 from predlog.flush._decode import loads, non_finite_keys
 
 #: Decodes a request body into features.
 RequestExtractor = Callable[[bytes], Mapping[str, Any]]
 #: Decodes a response body into a mapping with ``score`` and/or ``decision``.
 ResponseExtractor = Callable[[bytes], Mapping[str, Any]]
-#: Counts and logs an error: (kind, message, exception).
-Report = Callable[[str, str, BaseException | None], None]
 
 #: Response keys holding the score, in order of precedence: the first present is read.
 SCORE_KEYS: Final = ("score", "probability", "proba", "probabilities")
@@ -129,7 +127,8 @@ def _is_json(content_type: bytes | None) -> bool:
 
 
 class ExchangeDecoder:
-    """Turns captures holding an :class:`Exchange` into ordinary captures."""
+    """Turns captures holding an :class:`Exchange` into ordinary captures: the
+    :class:`~predlog._exchange.BodyDecoder` each middleware gives its exchanges."""
 
     def __init__(
         self,
