@@ -111,8 +111,9 @@ class PredictionLogger:
             interval_s=s.flush_interval_s,
             reporter=self._reporter,
         )
-        for observer in attach(self, self._flusher.latency):
-            self._flusher.add_observer(observer)
+        if s.metrics:
+            for observer in attach(self, self._flusher.latency):
+                self._flusher.add_observer(observer)
         self._flusher.open_sinks()
         self._flusher.start()
         _register(self)

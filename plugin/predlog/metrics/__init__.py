@@ -13,7 +13,7 @@ also reported, with no cost on the request path, through
 from __future__ import annotations
 
 from predlog.metrics._attach import attach
-from predlog.metrics._health import OUTCOMES, Health, HealthObserver, SinkHealth
+from predlog.metrics._health import OUTCOMES, Health, HealthObserver, HealthSource, SinkHealth
 from predlog.metrics._latency import LATENCY_BUCKETS, BatchLatency, LatencySnapshot
 from predlog.metrics._otel import instrument
 
@@ -23,6 +23,7 @@ __all__ = [
     "BatchLatency",
     "Health",
     "HealthObserver",
+    "HealthSource",
     "LatencySnapshot",
     "SinkHealth",
     "attach",

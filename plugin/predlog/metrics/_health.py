@@ -4,8 +4,10 @@
 fill, per-sink figures and flusher batch latency. Building one takes the flusher's
 short counts lock at most; it never waits on a sink.
 
-A :class:`HealthObserver` is called by the flusher, after each drain, flush and idle
-tick, under its drain lock: never on the request path, and never two at once.
+A :class:`HealthSource` is what the exporters read: a live logger, as far as metrics
+need to know one. A :class:`HealthObserver` is called by the flusher, after each drain,
+flush and idle tick, under its drain lock: never on the request path, and never two at
+once.
 """
 
 from __future__ import annotations
@@ -92,3 +94,15 @@ class HealthObserver(Protocol):
 
     def close(self) -> None:
         """The logger is closed: withdraw what only a live logger should report."""
+
+
+class HealthSource(Protocol):
+    """What the exporters read from a logger: its health, while it is open. The logger
+    wires itself in (:func:`predlog.metrics.attach`); metrics never import it."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the logger is closed: its figures are no longer reported."""
+
+    def health(self) -> Health:
+        """The logger's figures now; never waits on a sink."""

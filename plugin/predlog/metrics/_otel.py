@@ -13,28 +13,24 @@ import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation, get_meter
 
-from predlog.metrics._health import OUTCOMES, Health
-
-if TYPE_CHECKING:
-    from predlog._logger import PredictionLogger
+from predlog.metrics._health import OUTCOMES, Health, HealthSource
 
 _Attributes = tuple[tuple[str, str], ...]
 _Extract = Callable[[Health], Iterable[tuple[_Attributes, float]]]
 
-_tracked: weakref.WeakSet[PredictionLogger] = weakref.WeakSet()
+_tracked: weakref.WeakSet[HealthSource] = weakref.WeakSet()
 _lock = threading.Lock()
 _default_done = False
 
 
-def track(logger: PredictionLogger) -> None:
-    """Report ``logger`` through the instruments while it lives; the first call also
+def track(source: HealthSource) -> None:
+    """Report ``source`` through the instruments while it lives; the first call also
     creates them on the global ``get_meter("predlog")``."""
     global _default_done  # noqa: PLW0603  # the global meter is instrumented once per process
-    _tracked.add(logger)
+    _tracked.add(source)
     with _lock:
         if _default_done:
             return
@@ -43,7 +39,7 @@ def track(logger: PredictionLogger) -> None:
 
 
 def _healths() -> list[Health]:
-    return [logger.health() for logger in list(_tracked) if not logger.closed]
+    return [source.health() for source in list(_tracked) if not source.closed]
 
 
 def _callback(
