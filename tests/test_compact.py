@@ -9,6 +9,7 @@ one snapshot.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -240,10 +241,7 @@ class TestIcebergTable:
         """Fifteen commits of one file each, as the committer makes them (files written by
         the sink's writer, added with add_files): thirteen on DAY, two the day after."""
         pytest.importorskip("pyiceberg")
-        from predlog.sinks.iceberg._catalog import open_table
-        from predlog.sinks.iceberg._commit import FILES_KEY
-        from predlog.sinks.iceberg._files import DataFile, FileWriter
-        from predlog.sinks.iceberg._notes import Notes
+        from predlog.sinks.iceberg import FILES_KEY, DataFile, FileWriter, Notes, open_table
 
         table = open_table("ns.preds", data_dir=data_dir)
         writer = FileWriter(table)
@@ -281,14 +279,17 @@ class TestIcebergTable:
 
         rows_before, files_before = self.state(table)
         assert sorted(files_before.values()) == [2, 13]
-        report = compact_table("ns.preds", data_dir=data_dir, dates=[f"{DAY:%Y-%m-%d}"])
+        report = compact_table(
+            "ns.preds", data_dir=data_dir, dates=[f"{DAY:%Y-%m-%d}"], retain=timedelta(0)
+        )
 
         rows_after, files_after = self.state(table)
         assert rows_after == rows_before and max(rows_after.values()) == 1
         assert sorted(files_after.values()) == [1, 2]  # the other day is not touched
         assert len(table.snapshots()) == 1 and report.expired_snapshots == 15
+        assert report.deleted_files == 13
         # Where the consumer resumes is not lost with the snapshots that said so.
-        from predlog.sinks.iceberg._kafka import table_offsets
+        from predlog.sinks.iceberg import table_offsets
 
         assert table_offsets(table, "topic", "group") == {0: 41, 1: 5}
         [day] = report.days
@@ -300,7 +301,7 @@ class TestIcebergTable:
     def test_a_commit_landing_meanwhile_is_kept(self, table, data_dir, monkeypatch):
         """The committer commits a file of the day while the compaction rewrites it: the
         compaction's commit is refused, it plans again, and every row is there once."""
-        from predlog.sinks.iceberg._files import FileWriter
+        from predlog.sinks.iceberg import FileWriter
         from predlog.tools.compact import _table, compact_table
 
         commit = _table._commit
@@ -328,11 +329,11 @@ class TestIcebergTable:
         """A note whose file was committed (its committer died before deleting it) is
         still recognised as committed after the snapshot that listed it is expired: the
         committer that runs next adds nothing twice."""
-        from predlog.sinks.iceberg._commit import Committer
+        from predlog.sinks.iceberg import Committer
         from predlog.tools.compact import compact_table
 
         rows_before, _ = self.state(table)
-        compact_table("ns.preds", data_dir=data_dir, dates=[f"{DAY:%Y-%m-%d}"])
+        compact_table("ns.preds", data_dir=data_dir, dates=[f"{DAY:%Y-%m-%d}"], retain=timedelta(0))
         table.refresh()  # as a committer starting now sees the table
         assert len(table.snapshots()) == 1
         committer = Committer(table)
@@ -352,16 +353,136 @@ class TestIcebergTable:
         table.refresh()
         assert len(table.snapshots()) == 15 + 2
 
+    def test_retain_keeps_the_snapshots_within_the_window_and_their_files(self, table, data_dir):
+        """--retain 1h: every snapshot is younger, so each one, and every file it reads,
+        stays (a time-travel query still answers); --retain 0s then expires the snapshots
+        before the compaction's and deletes the files replaced."""
+        first = min(table.snapshots(), key=lambda s: s.timestamp_ms)
+        files = data_dir / "iceberg" / "warehouse"
+        day = f"{DAY:%Y-%m-%d}"
+        kept = predlog_cli(
+            "compact", "--data", str(data_dir), "--table", "ns.preds", "--date", day,
+            "--retain", "1h", "-o", "json",
+        )  # fmt: skip
+        assert kept.returncode == 0, kept.stderr
+        answer = json.loads(kept.stdout)
+        assert (answer["expired_snapshots"], answer["deleted_files"]) == (0, 0)
+        assert len(list(files.rglob("data/**/*.parquet"))) == 15 + 1
+        table.refresh()
+        assert len(table.snapshots()) == 15 + 1
+        assert table.scan(snapshot_id=first.snapshot_id).to_arrow().num_rows == 100
+
+        done = predlog_cli(
+            "compact", "--data", str(data_dir), "--table", "ns.preds", "--date", day,
+            "--retain", "0s",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "ns.preds: 15 snapshots expired, 13 replaced files deleted" in done.stdout
+        assert len(list(files.rglob("data/**/*.parquet"))) == 3
+        bad = predlog_cli("compact", "--table", "ns.preds", "--retain", "5 days")
+        assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+class TestTableHousekeeping:
+    """Expiry keeps a retention window; orphan removal deletes only what nothing can
+    commit any more."""
+
+    @pytest.fixture
+    def table(self, data_dir):
+        pytest.importorskip("pyiceberg")
+        from predlog.sinks.iceberg import open_table
+
+        return open_table("ns.kept", data_dir=data_dir)
+
+    @staticmethod
+    def write(table, prefix: str, days: int = 0):
+        from predlog.sinks.iceberg import FileWriter
+
+        day = int(DAY.timestamp()) // 86_400 + days
+        return FileWriter(table).write(day, "model", batch(prefix, 10, DAY + timedelta(days=days)))
+
+    @staticmethod
+    def path(table, location: str) -> Path:
+        from predlog.sinks.iceberg import filesystem
+
+        return Path(filesystem(table, location)[1])
+
+    def test_orphans_older_than_the_window_without_a_note_are_removed(self, table, data_dir):
+        """A committed file stays, and so does an uncommitted one that is young, or old
+        but named by a pending note (read, or listed and not readable); an old file that
+        nothing names is removed."""
+        from predlog.sinks.iceberg import Notes
+        from predlog.tools.compact import remove_orphan_files
+
+        committed = self.write(table, "committed")
+        table.add_files([committed.location])
+        names = ("orphan", "young", "noted", "unread")
+        orphan, young, noted, unread = (self.write(table, name) for name in names)
+        notes = Notes(table)
+        notes.write(noted, writer="a writer that has not committed yet")
+        note = notes.write(unread, writer="a note not readable now")
+        self.path(table, f"{notes.location}/{note.file_id}.json").write_text("{not json")
+        old = time.time() - 4 * 86_400
+        for written in (committed, orphan, noted, unread):
+            os.utime(self.path(table, written.location), (old, old))
+
+        assert remove_orphan_files(table) == 1
+        assert not self.path(table, orphan.location).exists()
+        for written in (committed, young, noted, unread):
+            assert self.path(table, written.location).exists(), written
+        table.refresh()
+        assert table.scan().to_arrow().num_rows == 10
+        # A window the young file is older than: through the command's option.
+        done = predlog_cli(
+            "compact", "--data", str(data_dir), "--table", "ns.kept", "--no-expire",
+            "--orphans-older-than", "0s",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "ns.kept: 1 orphan files removed" in done.stdout
+        assert not self.path(table, young.location).exists()
+        assert self.path(table, noted.location).exists()
+
+    def test_expiry_keeps_what_the_window_reads(self, table, data_dir):
+        """With the table's own window (history.expire.max-snapshot-age-ms): the
+        snapshots older than it go, with the files only they read; a snapshot within it
+        still reads its files, though a later compaction replaced them."""
+        from predlog.tools.compact import compact_table, expire_snapshots
+
+        first = [self.write(table, f"a{i}") for i in range(2)]
+        for written in first:
+            table.add_files([written.location])
+        # No compaction snapshot yet: nothing carries what the older ones say.
+        assert expire_snapshots(table, retain=timedelta(0)) == (0, 0)
+        compact_table("ns.kept", data_dir=data_dir, dates=[f"{DAY:%Y-%m-%d}"], expire=False)
+        table.refresh()
+        _after(table.current_snapshot().timestamp_ms)
+        second = [self.write(table, f"b{i}", days=1) for i in range(2)]
+        table.add_files([second[0].location])
+        window_start = table.current_snapshot()
+        table.add_files([second[1].location])
+        day2 = f"{DAY + timedelta(days=1):%Y-%m-%d}"
+        compact_table("ns.kept", data_dir=data_dir, dates=[day2], expire=False)
+        with table.transaction() as tx:
+            tx.set_properties({"history.expire.max-snapshot-age-ms": "3600000"})
+        now = datetime.fromtimestamp(window_start.timestamp_ms / 1000, tz=timezone.utc)
+
+        expired, deleted = expire_snapshots(table, now=now + timedelta(hours=1))
+        assert (expired, deleted) == (3, 2)  # a0, a1 and the first compaction's snapshot
+        assert not any(self.path(table, w.location).exists() for w in first)
+        assert all(self.path(table, w.location).exists() for w in second)
+        table.refresh()
+        within = table.scan(snapshot_id=window_start.snapshot_id).to_arrow()
+        assert within.num_rows == 30  # the first compaction's file, and b0
+        assert table.scan().to_arrow().num_rows == 40
+
 
 @pytest.mark.integration
 def test_expiry_keeps_a_consumer_commit_made_after_the_compaction(tmp_path):
     """Snapshots are expired up to the compaction's own, not to whatever is current: a
     Kafka consumer's commit landing after it (its own partitions' offsets only) must not
     take the compaction's snapshot, which carries every partition's, with it."""
-    from predlog.sinks.iceberg._catalog import open_table
-    from predlog.sinks.iceberg._files import FileWriter
-    from predlog.sinks.iceberg._kafka import offsets_key, table_offsets
-    from predlog.tools.compact import _table, compact_table
+    from predlog.sinks.iceberg import FileWriter, offsets_key, open_table, table_offsets
+    from predlog.tools.compact import compact_table, expire_snapshots
 
     data = tmp_path / "data"
     table = open_table("ns.offsets", data_dir=data)
@@ -375,20 +496,20 @@ def test_expiry_keeps_a_consumer_commit_made_after_the_compaction(tmp_path):
                     [written.location],
                     snapshot_properties={key: json.dumps({str(partition): 10 * (n + 1)})},
                 )
-    expire = _table._expire
-
-    def consumer_commits_first(table_, replaced, ours_ms):
-        table_.refresh()
-        written = FileWriter(table_).write(day, "model", batch("late", 5))
-        time.sleep(0.01)
-        with table_.transaction() as tx:
-            tx.add_files([written.location], snapshot_properties={key: json.dumps({"0": 25})})
-        return expire(table_, replaced, ours_ms)
-
-    _table._expire = consumer_commits_first
-    try:
-        compact_table("ns.offsets", data_dir=data, dates=[f"{DAY:%Y-%m-%d}"])
-    finally:
-        _table._expire = expire
+    compact_table("ns.offsets", data_dir=data, dates=[f"{DAY:%Y-%m-%d}"], expire=False)
+    table.refresh()
+    written = FileWriter(table).write(day, "model", batch("late", 5))
+    compacted = table.current_snapshot()
+    _after(compacted.timestamp_ms)
+    with table.transaction() as tx:  # the consumer commits before the expiry runs
+        tx.add_files([written.location], snapshot_properties={key: json.dumps({"0": 25})})
+    assert expire_snapshots(table, retain=timedelta(0))[0] == 4
     table.refresh()
     assert table_offsets(table, "topic", "group") == {0: 25, 1: 20}
+    assert table.snapshot_by_id(compacted.snapshot_id) is not None
+
+
+def _after(ms: int) -> None:
+    """Wait for the clock to pass ``ms``, so that the next snapshot is strictly newer."""
+    while time.time() * 1000 <= ms + 1:
+        time.sleep(0.001)

@@ -5,7 +5,95 @@ pending note beside them; one committer adds the noted files to the table in one
 commit per interval. ``_catalog`` finds and opens the table (the embedded SQLite
 catalog under the data directory, or any pyiceberg catalog configured by name).
 
-Everything here needs pyiceberg: ``pip install 'predlog[iceberg]'``.
+Everything here needs pyiceberg: ``pip install 'predlog[iceberg]'``. The names below
+are what the rest of predlog (the logger, the CLI, compaction, the analytics) may
+use; the ``_`` modules behind them are free to move. Each is imported on first use,
+so importing this package costs nothing and never imports pyiceberg (the modules
+import it inside the functions that need it).
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from predlog.sinks.iceberg._catalog import (
+        filesystem,
+        load_catalog,
+        open_table,
+        parse_table_name,
+        table_files,
+    )
+    from predlog.sinks.iceberg._commit import (
+        COMMITTER_KEY,
+        FILES_KEY,
+        CommitStats,
+        Committer,
+        ancestors,
+        summary_value,
+    )
+    from predlog.sinks.iceberg._files import DataFile, FileWriter, OpenFile, writer_tag
+    from predlog.sinks.iceberg._kafka import (
+        OFFSETS_PREFIX,
+        TableDestination,
+        offsets_key,
+        table_offsets,
+    )
+    from predlog.sinks.iceberg._lock import CommitLock
+    from predlog.sinks.iceberg._notes import Note, Notes
+    from predlog.sinks.iceberg._sink import IcebergSink
+
+#: Each public name and the module that defines it.
+_HOME: Final = {
+    **dict.fromkeys(
+        ("filesystem", "load_catalog", "open_table", "parse_table_name", "table_files"),
+        "_catalog",
+    ),
+    **dict.fromkeys(
+        ("COMMITTER_KEY", "FILES_KEY", "CommitStats", "Committer", "ancestors", "summary_value"),
+        "_commit",
+    ),
+    **dict.fromkeys(("DataFile", "FileWriter", "OpenFile", "writer_tag"), "_files"),
+    **dict.fromkeys(
+        ("OFFSETS_PREFIX", "TableDestination", "offsets_key", "table_offsets"), "_kafka"
+    ),
+    "CommitLock": "_lock",
+    **dict.fromkeys(("Note", "Notes"), "_notes"),
+    "IcebergSink": "_sink",
+}
+
+__all__ = [
+    "COMMITTER_KEY",
+    "FILES_KEY",
+    "OFFSETS_PREFIX",
+    "CommitLock",
+    "CommitStats",
+    "Committer",
+    "DataFile",
+    "FileWriter",
+    "IcebergSink",
+    "Note",
+    "Notes",
+    "OpenFile",
+    "TableDestination",
+    "ancestors",
+    "filesystem",
+    "load_catalog",
+    "offsets_key",
+    "open_table",
+    "parse_table_name",
+    "summary_value",
+    "table_files",
+    "table_offsets",
+    "writer_tag",
+]
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # found once; later look-ups do not come here
+    return value

@@ -115,7 +115,7 @@ class Predictions:
         self.con.execute(f"CREATE VIEW prediction_files AS FROM {source}")
         #: The columns the files hold (what :meth:`require` checks).
         self.columns = {row[0] for row in self.con.execute("DESCRIBE prediction_files").fetchall()}
-        self.con.execute(f"CREATE VIEW predictions AS {_view(self.columns)}")
+        self.con.execute(f"CREATE VIEW predictions AS {_view(self.con, self.columns)}")
 
     def require(self, *columns: str) -> None:
         missing = [c for c in columns if c not in self.columns]
@@ -137,7 +137,7 @@ class Predictions:
         return (getattr(relation, "to_arrow_table", None) or relation.arrow)()
 
 
-def _view(columns: set[str]) -> str:
+def _view(con: Any, columns: set[str]) -> str:
     """The records with every column of the record schema: a column the files lack
     (written by an older or another writer) reads as null, as an absent value, so a
     question that can do without it is answered; :meth:`Predictions.require` still
@@ -151,24 +151,14 @@ def _view(columns: set[str]) -> str:
         if "prediction_id" in columns
         else ""
     )
+    # Each column's SQL type as DuckDB reads the record schema's Arrow type.
+    schema = con.from_arrow(arrow_schema().empty_table())
     absent = "".join(
-        f", CAST(NULL AS {_SQL_TYPES[str(field.type)]}) AS {field.name}"
-        for field in arrow_schema()
-        if field.name not in columns
+        f", CAST(NULL AS {sql_type}) AS {name}"
+        for name, sql_type in zip(schema.columns, schema.types, strict=True)
+        if name not in columns
     )
     return f"SELECT *{replaced}{absent} FROM prediction_files"
-
-
-#: The SQL type of each Arrow type in the record schema, for a column read as null.
-_SQL_TYPES: Final = {
-    "string": "VARCHAR",
-    "double": "DOUBLE",
-    "int16": "SMALLINT",
-    "int32": "INTEGER",
-    "int64": "BIGINT",
-    "list<item: string>": "VARCHAR[]",
-    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
-}
 
 
 def _local_source(root: Path) -> str:
@@ -217,7 +207,7 @@ def _store_source(con: Any, location: Location) -> str:
 def table_files(table: str, data_dir: str) -> tuple[pafs.FileSystem, list[str]]:
     """The data files of an Iceberg table's current snapshot."""
     try:
-        from predlog.sinks.iceberg._catalog import table_files as catalog_files  # noqa: PLC0415
+        from predlog.sinks.iceberg import table_files as catalog_files  # noqa: PLC0415
     except ImportError as exc:
         raise AnalyticsError(
             f"reading table {table} needs pyiceberg: pip install 'predlog[iceberg]' ({exc})"

@@ -6,21 +6,43 @@ commits every few seconds, leaves behind; every reader pays for each file it ope
 * The Parquet layout (a local data directory): :func:`compact_layout`. Readers see the
   old files or the new ones, never both and never neither (a directory exchange).
 * An Iceberg table: :func:`compact_table`. One commit replaces exactly the small files
-  of a day's partitions; older snapshots are then expired.
+  of a day's partitions; then snapshots older than a retention window are expired
+  (:func:`expire_snapshots`) and orphan files removed (:func:`remove_orphan_files`).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Final
+
 from predlog.tools.compact._layout import compact_layout
 from predlog.tools.compact._report import CompactError, CompactReport, DayReport
 
-__all__ = ["CompactError", "CompactReport", "DayReport", "compact_layout", "compact_table"]
+if TYPE_CHECKING:
+    from predlog.tools.compact._housekeeping import expire_snapshots, remove_orphan_files
+    from predlog.tools.compact._table import compact_table
+
+__all__ = [
+    "CompactError",
+    "CompactReport",
+    "DayReport",
+    "compact_layout",
+    "compact_table",
+    "expire_snapshots",
+    "remove_orphan_files",
+]
+
+
+#: The Iceberg variants, and their modules: imported on first use.
+_ICEBERG: Final = {
+    "compact_table": "_table",
+    "expire_snapshots": "_housekeeping",
+    "remove_orphan_files": "_housekeeping",
+}
 
 
 def __getattr__(name: str) -> object:
-    # The Iceberg variant needs pyiceberg (the iceberg extra): imported on first use.
-    if name == "compact_table":
-        from predlog.tools.compact._table import compact_table  # noqa: PLC0415
-
-        return compact_table
-    raise AttributeError(name)
+    home = _ICEBERG.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

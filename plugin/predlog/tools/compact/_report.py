@@ -37,8 +37,11 @@ class CompactReport:
 
     target: str
     days: list[DayReport] = field(default_factory=list)
-    #: Snapshots removed after the rewrite (the Iceberg table only).
+    #: The Iceberg table only: snapshots expired after the rewrite, the files only they
+    #: referenced (deleted with them), and orphan files removed.
     expired_snapshots: int = 0
+    deleted_files: int = 0
+    orphan_files: int = 0
 
     def total(self, name: str) -> int:
         return sum(int(getattr(day, name)) for day in self.days)
@@ -62,6 +65,8 @@ class CompactReport:
             "bytes_rewritten": self.total("bytes_rewritten"),
             "late_files": self.total("late_files"),
             "expired_snapshots": self.expired_snapshots,
+            "deleted_files": self.deleted_files,
+            "orphan_files": self.orphan_files,
             "seconds": self.seconds,
             "seconds_per_gb": self.seconds_per_gb,
         }

@@ -6,12 +6,12 @@ snapshot removes exactly those files and adds the new ones. The commit names the
 it removes, so a file the committer appends meanwhile is never touched; if another
 commit removed one of them first, the commit fails and the day is planned again.
 
-Then the snapshots older than the compaction's are expired, and the data files that
-only they referenced (the small files just replaced) are deleted: pyiceberg's expiry
-removes snapshots from the metadata but leaves their files. What predlog's writers
+Then the table is kept bounded (:mod:`._housekeeping`): snapshots older than a retention
+window and than the compaction's own are expired, the files only they referenced (small
+files replaced long enough ago) deleted, and orphan files removed. What predlog's writers
 read back from snapshot summaries is carried into the compaction's snapshot (see
-:func:`_carried`), so that expiring the older ones loses neither where a Kafka
-consumer resumes nor the committer's record of which noted files it committed.
+:func:`_carried`), so that expiring the older ones loses neither where a Kafka consumer
+resumes nor the committer's record of which noted files it committed.
 
 The new files are written by the sink's own writer (one partition per file, no field
 ids) and described to Iceberg from their footers, as the committer's ``add_files``
@@ -29,8 +29,21 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from predlog.sinks.iceberg._catalog import open_table
-from predlog.sinks.iceberg._files import FileWriter, OpenFile
+from predlog.sinks.iceberg import (
+    FILES_KEY,
+    OFFSETS_PREFIX,
+    FileWriter,
+    Notes,
+    OpenFile,
+    ancestors,
+    open_table,
+)
+from predlog.tools.compact._housekeeping import (
+    COMPACTION_KEY,
+    DEFAULT_ORPHAN_AGE,
+    expire_snapshots,
+    remove_orphan_files,
+)
 from predlog.tools.compact._rebatch import rebatch
 from predlog.tools.compact._report import CompactError, CompactReport, DayReport
 
@@ -56,27 +69,30 @@ def compact_table(
     target_bytes: int = 128 << 20,
     today: date | None = None,
     expire: bool = True,
+    retain: timedelta | None = None,
+    orphans_older_than: timedelta = DEFAULT_ORPHAN_AGE,
     progress: Progress | None = None,
 ) -> CompactReport:
     """Compact the days ``dates`` (default: every day before ``today``, UTC) of the table
-    ``name``; then expire the snapshots before the last compaction commit."""
+    ``name``; then expire the snapshots older than ``retain`` (default: the table's
+    ``history.expire.max-snapshot-age-ms``, else 5 days) and the last compaction, and
+    remove the orphan files older than ``orphans_older_than``."""
     table = open_table(name, data_dir=data_dir, create=False)
     if dates is None:
         before = today or datetime.now(tz=timezone.utc).date()
         dates = _days_before(table, before)
     report = CompactReport(target=name)
-    replaced: list[str] = []
-    committed: list[int] = []  # the times of this compaction's own snapshots
     for number, day in enumerate(dates):
         if progress is not None:
             progress("compacting days", number, len(dates))
-        day_report, removed = _compact_day(table, day, target_bytes, committed)
-        report.days.append(day_report)
-        replaced += removed
-    if expire and replaced and committed:
+        report.days.append(_compact_day(table, day, target_bytes))
+    if expire:
         if progress is not None:
             progress("expiring snapshots")
-        report.expired_snapshots = _expire(table, replaced, max(committed))
+        report.expired_snapshots, report.deleted_files = expire_snapshots(table, retain=retain)
+    if progress is not None:
+        progress("removing orphan files")
+    report.orphan_files = remove_orphan_files(table, older_than=orphans_older_than)
     return report
 
 
@@ -118,11 +134,8 @@ def _partition_day(table: Table, task: FileScanTask) -> str:
     return (date(1970, 1, 1) + timedelta(days=days)).isoformat()
 
 
-def _compact_day(
-    table: Table, day: str, target_bytes: int, committed: list[int]
-) -> tuple[DayReport, list[str]]:
-    """Plan, rewrite and commit one day; replanned from the start if a commit conflicts.
-    The time of its snapshot is appended to ``committed``."""
+def _compact_day(table: Table, day: str, target_bytes: int) -> DayReport:
+    """Plan, rewrite and commit one day; replanned from the start if a commit conflicts."""
     from pyiceberg.exceptions import (  # noqa: PLC0415
         CommitFailedException,
         ValidationException,
@@ -143,11 +156,11 @@ def _compact_day(
             report.files_after, report.bytes_after = report.files_before, report.bytes_before
             report.kept_files = len(tasks)
             report.seconds = time.monotonic() - started
-            return report, []
+            return report
         old = [t.file for group in groups for t in group]
         new = [f for group in groups for f in _rewrite(table, group, target_bytes)]
         try:
-            committed.append(_commit(table, old, new))
+            _commit(table, old, new, day)
         except (CommitFailedException, ValidationException):
             # Refused: another commit landed first (or removed one of these files). The
             # new files are in no snapshot; plan again. (Any other failure may have
@@ -164,7 +177,7 @@ def _compact_day(
         report.bytes_rewritten = sum(f.file_size_in_bytes for f in old)
         report.kept_files = report.files_before - len(old)
         report.seconds = time.monotonic() - started
-        return report, [f.file_path for f in old]
+        return report
     raise CompactError(f"{day}: every commit of {_ATTEMPTS} conflicted with another writer's")
 
 
@@ -233,10 +246,6 @@ def _carried(table: Table) -> dict[str, str]:
       pending (a committer that died between its commit and deleting the note): the
       committer drops such a note only if some snapshot it reads lists its file.
     """
-    from predlog.sinks.iceberg._commit import FILES_KEY, ancestors  # noqa: PLC0415
-    from predlog.sinks.iceberg._kafka import OFFSETS_PREFIX  # noqa: PLC0415
-    from predlog.sinks.iceberg._notes import Notes  # noqa: PLC0415
-
     current = table.current_snapshot()
     summary = current.summary if current is not None else None
     carried = {
@@ -263,41 +272,17 @@ def _carried(table: Table) -> dict[str, str]:
     return carried
 
 
-def _commit(table: Table, old: list[DataFile], new: list[DataFile]) -> int:
-    """Replace ``old`` by ``new`` in one snapshot; its time (ms) is returned."""
+def _commit(table: Table, old: list[DataFile], new: list[DataFile], day: str) -> None:
+    """Replace ``old`` by ``new`` in one snapshot, marked as the compaction of ``day``."""
+    properties = {**_carried(table), COMPACTION_KEY: day}
     with (
         table.transaction() as transaction,
-        transaction.update_snapshot(snapshot_properties=_carried(table)).overwrite() as overwrite,
+        transaction.update_snapshot(snapshot_properties=properties).overwrite() as overwrite,
     ):
         for data_file in old:
             overwrite.delete_data_file(data_file)
         for data_file in new:
             overwrite.append_data_file(data_file)
-    ours = table.current_snapshot()  # the commit's response: this snapshot is ours
-    return 0 if ours is None else ours.timestamp_ms
-
-
-def _expire(table: Table, replaced: list[str], ours_ms: int) -> int:
-    """Expire every snapshot older than this compaction's own last one (a branch head or
-    tag is kept); delete the replaced files that no remaining snapshot references.
-    Returns how many snapshots were expired.
-
-    Not older than the current one: a consumer that committed since holds only its own
-    partitions' offsets, and the compaction's snapshot carries everyone's.
-    """
-    table.refresh()
-    before = len(table.snapshots())
-    cutoff = datetime.fromtimestamp(ours_ms / 1000, tz=timezone.utc)
-    table.maintenance.expire_snapshots().older_than(cutoff).commit()
-    table.refresh()
-    remaining = table.snapshots()
-    live = {
-        task.file.file_path
-        for snapshot in remaining
-        for task in table.scan(snapshot_id=snapshot.snapshot_id).plan_files()
-    }
-    _delete(table, [path for path in replaced if path not in live])
-    return before - len(remaining)
 
 
 def _delete(table: Table, paths: list[str]) -> None:
