@@ -12,10 +12,12 @@ from predlog.tools.analytics._drift import drift
 from predlog.tools.analytics._evaluate import evaluate, weighted_auc
 from predlog.tools.analytics._investigate import investigate
 from predlog.tools.analytics._replay import replay
+from predlog.tools.analytics._stages import Progress
 
 __all__ = [
     "AnalyticsError",
     "Predictions",
+    "Progress",
     "drift",
     "evaluate",
     "investigate",

@@ -39,14 +39,14 @@ import pyarrow.parquet as pq
 
 from predlog._record import arrow_schema
 from predlog._settings import local_path, url_scheme
-from predlog.sinks._parquet import ParquetSink
+from predlog.sinks import ParquetSink
 from predlog.storage import fsync_dir
 from predlog.tools.compact._rebatch import ROWS_PER_GROUP, rebatch
 from predlog.tools.compact._report import CompactError, CompactReport, DayReport
 from predlog.tools.compact._swap import exchange
 
 if TYPE_CHECKING:
-    from predlog.tools.analytics._stages import Progress
+    from predlog.tools.analytics import Progress
 
 #: Where compactions stage their files, under the data directory.
 STAGING: Final = ".compact"

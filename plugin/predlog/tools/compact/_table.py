@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import FileScanTask, Table
 
-    from predlog.tools.analytics._stages import Progress
+    from predlog.tools.analytics import Progress
 
 #: Summary keys Iceberg computes for every snapshot; any other key is the writer's own.
 _ICEBERG_SUMMARY: Final = re.compile(
