@@ -21,7 +21,7 @@ TABLE = "preds.records"
 def table_dir(tmp_path: Path) -> Path:
     """A data directory whose embedded catalog holds TABLE with 300 committed records,
     and no Parquet layout at all (so nothing can be read from it by mistake)."""
-    from predlog.sinks.iceberg._sink import IcebergSink  # the iceberg extra
+    from predlog.sinks.iceberg import IcebergSink  # the iceberg extra
 
     data = tmp_path / "data"
     sink = IcebergSink(TABLE, data_dir=data, lock_dir=tmp_path / "spool", commit_interval_s=60)
