@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from predlog.audit._canonical import CanonicalError, canonical
 from predlog.audit._checkpoint import Checkpoint
-from predlog.audit._keys import signing_key
+from predlog.audit._keys import signing_key, write_signing_key
 from predlog.audit._log import AuditLog
 from predlog.audit._merkle import leaf_hash, verify_consistency, verify_inclusion
+from predlog.audit._reader import AuditReader
 from predlog.audit._reasons import ReasonTable
 from predlog.audit._s3 import S3Archive
 from predlog.audit._sink import AuditSink
@@ -23,6 +24,7 @@ from predlog.audit._verify import VerifyReport, verify
 
 __all__ = [
     "AuditLog",
+    "AuditReader",
     "AuditSink",
     "CanonicalError",
     "Checkpoint",
@@ -35,4 +37,5 @@ __all__ = [
     "verify",
     "verify_consistency",
     "verify_inclusion",
+    "write_signing_key",
 ]

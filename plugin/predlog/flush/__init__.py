@@ -12,5 +12,6 @@ from __future__ import annotations
 
 from predlog.flush._batch import BatchBuilder, BuildResult
 from predlog.flush._flusher import Flusher, SinkState
+from predlog.flush._sampling import sampling_hash
 
-__all__ = ["BatchBuilder", "BuildResult", "Flusher", "SinkState"]
+__all__ = ["BatchBuilder", "BuildResult", "Flusher", "SinkState", "sampling_hash"]

@@ -32,9 +32,8 @@ from predlog._ring import RingBuffer
 from predlog._tracing import uninstrumented
 from predlog.errors import ConfigError
 from predlog.flush._batch import BatchBuilder, BuildResult
-from predlog.metrics._health import HealthObserver
-from predlog.metrics._latency import BatchLatency
-from predlog.sinks._base import Backlog, ForkAware, Openable, Sink, Ticking
+from predlog.metrics import BatchLatency, HealthObserver
+from predlog.sinks import Backlog, ForkAware, Openable, Sink, Ticking
 
 
 @dataclass

@@ -8,9 +8,20 @@ disk spool the Kafka and audit sinks fall back on when their store is away.
 
 from __future__ import annotations
 
-from predlog.sinks._base import Sink
+from predlog.sinks._base import Backlog, ForkAware, Openable, Reporting, Sink, Ticking
 from predlog.sinks._oplog import OperationalLogSink, configure_logging
 from predlog.sinks._parquet import ParquetSink
 from predlog.sinks.kafka import KafkaSink
 
-__all__ = ["KafkaSink", "OperationalLogSink", "ParquetSink", "Sink", "configure_logging"]
+__all__ = [
+    "Backlog",
+    "ForkAware",
+    "KafkaSink",
+    "Openable",
+    "OperationalLogSink",
+    "ParquetSink",
+    "Reporting",
+    "Sink",
+    "Ticking",
+    "configure_logging",
+]

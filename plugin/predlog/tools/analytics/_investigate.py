@@ -223,7 +223,7 @@ def _audit_entries(request_id: str, audit_dir: str | Path | None) -> dict[str, d
     path = Path(audit_dir)
     if not (path / "entries").exists():
         return {}
-    from predlog.audit._reader import AuditReader  # noqa: PLC0415
+    from predlog.audit import AuditReader  # noqa: PLC0415
 
     reader = AuditReader(path)
     found = {}

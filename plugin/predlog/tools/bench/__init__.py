@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from predlog._settings import MiddlewareSettings, Settings, env_var, setting_names
-from predlog.tools.cli._options import output_of, output_option, print_json, setting_option
+from predlog.tools.cli import output_of, output_option, print_json, setting_option
 
 #: Variables the bench sets itself in each served process.
 _SET_BY_BENCH = frozenset({env_var("data_dir"), env_var("enabled")})

@@ -26,7 +26,7 @@ from predlog._settings import (
     resolve_middleware,
     setting_names,
 )
-from predlog.flush._sampling import sampling_hash
+from predlog.flush import sampling_hash
 from predlog.middleware import PredictionLogMiddleware, instrument
 
 #: The bench's POSTs; a line whose ``methods`` leave POST out is asked to record none.

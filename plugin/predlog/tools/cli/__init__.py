@@ -21,6 +21,7 @@ from click.exceptions import NoArgsIsHelpError
 from predlog import __version__
 from predlog.errors import PredlogError
 from predlog.tools.cli import _analytics, _audit, _compact, _sink
+from predlog.tools.cli._options import output_of, output_option, print_json, setting_option
 
 #: Commands imported only when run or listed: ``name -> module:attribute``.
 LAZY_COMMANDS = {
@@ -133,4 +134,14 @@ def _closed_pipe() -> int:
     return 141
 
 
-__all__ = ["LAZY_COMMANDS", "LazyGroup", "cli", "main"]
+#: The options every command shares (``-o json``, a setting's option) are also the bench's.
+__all__ = [
+    "LAZY_COMMANDS",
+    "LazyGroup",
+    "cli",
+    "main",
+    "output_of",
+    "output_option",
+    "print_json",
+    "setting_option",
+]

@@ -1,5 +1,5 @@
 """``predlog audit keygen|verify|show|prove``: the options; what they do is in
-``predlog.audit._cli``."""
+``_audit_run``."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _trust_options(function: F) -> F:
 
 
 def _run(action: str, location: str, request_id: str | None, o: dict[str, Any]) -> int:
-    from predlog.audit._cli import AuditRequest, run  # noqa: PLC0415  # needs the audit extra
+    from predlog.tools.cli._audit_run import AuditRequest, run  # noqa: PLC0415  # audit extra
 
     if o["public_key"] and o["trust_key_in_log"]:
         raise click.UsageError("give --public-key or --trust-key-in-log, not both")
@@ -76,7 +76,7 @@ def keygen(path: str, output: str, as_json: bool) -> int:
 
     The service reads the key file through PREDLOG_AUDIT_SIGNING_KEY=PATH.
     """
-    from predlog.audit._cli import keygen as run_keygen  # noqa: PLC0415  # needs the audit extra
+    from predlog.tools.cli._audit_run import keygen as run_keygen  # noqa: PLC0415  # audit extra
 
     return run_keygen(path, output_of(output, as_json))
 

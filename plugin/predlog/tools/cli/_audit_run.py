@@ -22,10 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from predlog._settings import env_var, read
-from predlog.audit._keys import write_signing_key
-from predlog.audit._merkle import verify_inclusion
-from predlog.audit._reader import AuditReader
-from predlog.audit._verify import VerifyReport, verify
+from predlog.audit import AuditReader, VerifyReport, verify, verify_inclusion, write_signing_key
 from predlog.errors import ConfigError
 
 #: Said (stdout and stderr) whenever the key came from the log directory itself.
