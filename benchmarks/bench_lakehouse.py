@@ -159,10 +159,12 @@ def drain(
     idle = 3.0
     code = f"""
 import dataclasses, json
-from predlog.sinks.iceberg._kafka import run
-stats = run({{
-    "bootstrap_servers": {bootstrap!r}, "topic": {topic!r}, "table": "bench.lake.preds",
-    "data_dir": {str(work)!r}, "group_id": "bench", "max_batch": {max_batch},
+from predlog.sinks.iceberg import TableDestination
+from predlog.sinks.kafka import consume_until_signalled
+stats = consume_until_signalled({{
+    "destination": TableDestination("bench.lake.preds", data_dir={str(work)!r}),
+    "bootstrap_servers": {bootstrap!r}, "topic": {topic!r}, "group_id": "bench",
+    "max_batch": {max_batch},
     "max_wait_s": 2.0, "exit_when_idle_s": {idle},
 }})
 print(json.dumps(dataclasses.asdict(stats)))

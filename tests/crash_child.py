@@ -140,7 +140,7 @@ def consumer(data_dir: str, report: Report, tag: str, rng: random.Random, finish
     del rng  # the kill moments are the test's; this child only works
     import aiokafka
 
-    from predlog.sinks.kafka._consumer import consume
+    from predlog.sinks.kafka import ParquetDestination, consume
 
     class StaticMember(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]  # untyped library
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -158,9 +158,9 @@ def consumer(data_dir: str, report: Report, tag: str, rng: random.Random, finish
 
     asyncio.run(
         consume(
+            destination=ParquetDestination(data_dir),
             bootstrap_servers=os.environ["PREDLOG_CRASH_BOOTSTRAP"],
             topic=os.environ["PREDLOG_CRASH_TOPIC"],
-            data_dir=data_dir,
             group_id=f"g-{os.environ['PREDLOG_CRASH_TOPIC']}",
             max_batch=300,
             max_wait_s=0.05,

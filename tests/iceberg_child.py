@@ -100,19 +100,19 @@ def writer(table: str, data_dir: str, spool: str, n: int, tag: str) -> None:
 def sink(bootstrap: str, topic: str, table: str, data_dir: str, exit_when_idle: str) -> None:
     """``predlog sink --table`` as the CLI runs it, with the group's commit held back
     0.3 s after each table commit: the window the crash test kills in."""
-    from predlog.sinks.iceberg._kafka import run
+    from predlog.sinks.iceberg import TableDestination
+    from predlog.sinks.kafka import consume_until_signalled
 
-    stats = run(
+    stats = consume_until_signalled(
         {
+            "destination": TableDestination(table, data_dir=data_dir),
             "bootstrap_servers": bootstrap,
             "topic": topic,
-            "table": table,
-            "data_dir": data_dir,
             "group_id": f"{topic}-g",
             "max_batch": 20_000,
             "max_wait_s": 0.5,
             "exit_when_idle_s": float(exit_when_idle) if exit_when_idle != "-" else None,
-            "pause_after_commit_s": 0.3,
+            "pause_before_commit_s": 0.3,
         }
     )
     print(json.dumps({k: v for k, v in stats.__dict__.items() if k != "commit_ms"}))

@@ -9,22 +9,17 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from services.bentoserve import free_port
 
+import predlog.sinks.kafka
 from predlog.__main__ import main
 from predlog._settings import env_var
 from predlog.errors import ConfigError
-from predlog.sinks.kafka._consumer import ConsumerStats
+from predlog.sinks.kafka import ConsumerStats, ParquetDestination
 from tests.helpers import ROOT, child_env, predlog_cli
-
-
-@dataclass
-class _Stats:
-    consumed: int = 0
 
 
 class TestSettings:
@@ -65,27 +60,31 @@ class TestSettings:
 
     def test_sink_reads_kafka_and_data_dir_settings(self, tmp_path, monkeypatch, capsys):
         """`predlog sink` takes bootstrap, topic and data dir from PREDLOG_*; flags win."""
-        import predlog.sinks.kafka._consumer
-
         seen = []
 
         def fake_run(config):
             seen.append(config)
-            return _Stats()
+            return ConsumerStats()
 
-        monkeypatch.setattr(predlog.sinks.kafka._consumer, "run", fake_run)
+        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", fake_run)
         monkeypatch.setenv("PREDLOG_KAFKA_BOOTSTRAP", "kafka:9092")
         monkeypatch.setenv("PREDLOG_KAFKA_TOPIC", "predictions")
         monkeypatch.setenv("PREDLOG_DATA_DIR", str(tmp_path))
+        monkeypatch.chdir(tmp_path)
         assert main(["sink", "-o", "json"]) == 0
         assert (
             main(["sink", "--bootstrap", "b:1", "--topic", "t", "--data", "d", "-o", "json"]) == 0
         )
-        assert [(c["bootstrap_servers"], c["topic"], c["data_dir"]) for c in seen] == [
-            ("kafka:9092", "predictions", str(tmp_path)),
-            ("b:1", "t", "d"),
+        assert [
+            (c["bootstrap_servers"], c["topic"], c["destination"].sink.location.local_path)
+            for c in seen
+        ] == [
+            ("kafka:9092", "predictions", tmp_path),
+            ("b:1", "t", Path("d")),
         ]
-        assert capsys.readouterr().out == '{"consumed": 0}\n' * 2
+        assert all(isinstance(c["destination"], ParquetDestination) for c in seen)
+        printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [said["consumed"] for said in printed] == [0, 0]
 
     def test_sink_without_kafka_settings_names_both_variables(self, capsys):
         """Without a bootstrap list or a topic, `predlog sink` says which variables to set."""
@@ -115,8 +114,6 @@ class TestSinkMetrics:
     def test_metrics_port_serves_what_the_consumer_reports(self, monkeypatch, capsys):
         """With --metrics-port, each on_commit the consumer makes shows on /metrics at once,
         and the port is closed when the command returns."""
-        import predlog.sinks.kafka._consumer
-
         port, topic = free_port(), "cli-metrics"
         scraped: list[str] = []
 
@@ -128,9 +125,9 @@ class TestSinkMetrics:
             totals.consumed, totals.written, totals.files, totals.commits = 15, 12, 2, 2
             config["on_commit"](totals, 0)
             scraped.append(scrape(port))
-            return _Stats(consumed=totals.consumed)
+            return totals
 
-        monkeypatch.setattr(predlog.sinks.kafka._consumer, "run", fake_run)
+        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", fake_run)
         argv = ["sink", "--bootstrap", "b:1", "--topic", topic, "--group", "g"]
         assert main([*argv, "--metrics-port", str(port), "-o", "json"]) == 0
         labels = {"topic": topic, "group": "g"}
@@ -154,27 +151,51 @@ class TestSinkMetrics:
                 == count
             )
         assert sample(second, "predlog_sink_consumer_last_commit_timestamp_seconds", **labels) > 0
-        assert capsys.readouterr().out == '{"consumed": 15}\n'
+        assert json.loads(capsys.readouterr().out)["consumed"] == 15
         with pytest.raises(urllib.error.URLError):
             scrape(port)
 
-    def test_without_metrics_port_nothing_listens(self, monkeypatch):
-        """Without --metrics-port the consumer gets no on_commit."""
-        import predlog.sinks.kafka._consumer
+    def test_table_runs_the_same_consumer_and_serves_its_metrics(self, monkeypatch, tmp_path):
+        """`predlog sink --table` runs the one consumer loop into a table destination, and
+        --metrics-port serves what it reports, as for the Parquet layout."""
+        from predlog.sinks.iceberg import TableDestination
 
+        port, seen, scraped = free_port(), [], []
+
+        def fake_run(config):
+            seen.append(config)
+            totals = ConsumerStats(consumed=9, written=9, files=3, commits=1)
+            config["on_commit"](totals, 4)
+            scraped.append(scrape(port))
+            return totals
+
+        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", fake_run)
+        argv = ["sink", "--bootstrap", "b:1", "--topic", "tbl", "--group", "g", "-o", "json"]
+        argv += ["--table", "stream.preds", "--data", str(tmp_path), "--metrics-port", str(port)]
+        assert main(argv) == 0
+        assert isinstance(seen[0]["destination"], TableDestination)
+        labels = {"topic": "tbl", "group": "g"}
+        assert [
+            sample(scraped[0], f"predlog_sink_consumer_{name}", **labels)
+            for name in ("records_consumed_total", "files_published_total", "lag_records")
+        ] == [9, 3, 4]
+
+    def test_without_metrics_port_nothing_listens(self, monkeypatch, tmp_path):
+        """Without --metrics-port the consumer gets no on_commit."""
         seen = []
         monkeypatch.setattr(
-            predlog.sinks.kafka._consumer, "run", lambda config: seen.append(config) or _Stats()
+            predlog.sinks.kafka,
+            "consume_until_signalled",
+            lambda config: seen.append(config) or ConsumerStats(),
         )
+        monkeypatch.chdir(tmp_path)
         assert main(["sink", "--bootstrap", "b:1", "--topic", "t"]) == 0
         assert seen[0]["on_commit"] is None
 
     @pytest.mark.parametrize("port", ["http", "0", "70000", "-1"])
     def test_a_port_that_is_not_one_is_one_line_exit_2(self, port, monkeypatch, capsys):
         """A --metrics-port that is not 1 to 65535 stops the command before it consumes."""
-        import predlog.sinks.kafka._consumer
-
-        monkeypatch.setattr(predlog.sinks.kafka._consumer, "run", pytest.fail)
+        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", pytest.fail)
         assert main(["sink", "--bootstrap", "b:1", "--topic", "t", "--metrics-port", port]) == 2
         assert capsys.readouterr().err == (
             f"predlog sink: --metrics-port {port!r}: must be a port number, 1 to 65535\n"
@@ -183,9 +204,7 @@ class TestSinkMetrics:
     def test_a_port_in_use_is_one_line_exit_2(self, monkeypatch, capsys):
         """A --metrics-port something else listens on stops the command before it consumes,
         with one line naming the flag."""
-        import predlog.sinks.kafka._consumer
-
-        monkeypatch.setattr(predlog.sinks.kafka._consumer, "run", pytest.fail)
+        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", pytest.fail)
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()

@@ -29,8 +29,7 @@ import predlog
 from predlog import ParquetSink, arrow_schema
 from predlog._record import reading_schema
 from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
-from predlog.sinks.kafka import _wire
-from predlog.sinks.kafka._consumer import _RecentIds
+from predlog.sinks.kafka import ParquetDestination, _wire
 from predlog.testing import MemorySink, build_batch
 from predlog.tools.analytics._data import Predictions
 from predlog.tools.analytics._investigate import investigate
@@ -250,12 +249,12 @@ class TestFilesFromBeforeIdsWereText:
         """After an upgrade, records of files published before it are still known, so a
         redelivery of them is dropped, not published twice."""
         data_dir, ids, expected = mixed
-        recent = _RecentIds(1000)
-        sink = ParquetSink(data_dir)
+        destination = ParquetDestination(data_dir, remember_ids=1000)
         try:
-            recent.remember_published(sink)
+            destination.open()
         finally:
-            sink.close()
+            destination.close()
+        recent = destination.recent
         again = [str(ids[0]), str(ids[2]), next(iter(expected))]
         fresh = str(uuid.uuid4())
         batch = pa.record_batch({"prediction_id": pa.array([*again, fresh])})

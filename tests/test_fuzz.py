@@ -13,6 +13,7 @@ import tempfile
 import zlib
 from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pyarrow as pa
@@ -30,8 +31,7 @@ from predlog.audit._store import HEAD, ReadOnlyStore, UnreadableError, parse_rec
 from predlog.flush._batch import BatchBuilder
 from predlog.flush._decode import JSON_OPTIONS, json_extractor, loads, optional_str
 from predlog.flush._exchange import ExchangeDecoder, field_path, flatten
-from predlog.sinks._parquet import ParquetSink
-from predlog.sinks.kafka import _consumer, _wire
+from predlog.sinks.kafka import Batch, ConsumerStats, ParquetDestination, _wire
 from predlog.storage import Spool
 
 AT_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
@@ -562,6 +562,13 @@ class TestWireDecodeFuzz:
         assert _wire.decode(good).num_rows == len(good)
 
 
+def consumed(values: list[bytes]) -> Batch:
+    """``values`` as the consumer loop hands them over: one batch, offsets from 0."""
+    batch = Batch()
+    batch.add(0, [SimpleNamespace(offset=i, value=v) for i, v in enumerate(values)])
+    return batch
+
+
 class TestConsumerFuzz:
     @fuzz(100)
     @given(st.lists(st.one_of(wire_values, field_mutated_messages()), min_size=1, max_size=6))
@@ -569,25 +576,24 @@ class TestConsumerFuzz:
     @example([b'{"schema_version":1}'])
     @example([WIRE[0], NULL_MODEL_VERSION])
     def test_write_counts_every_message(self, values):
-        """_write() never raises; each message is written, a duplicate or counted undecodable."""
+        """write() never raises; each message is written, a duplicate or counted undecodable."""
         with tempfile.TemporaryDirectory() as tmp:
-            sink = ParquetSink(tmp)
-            stats = _consumer.ConsumerStats()
+            destination = ParquetDestination(tmp)
+            stats = ConsumerStats()
             try:
-                _consumer._write(values, sink, _consumer._RecentIds(1000), stats)
+                destination.write(consumed(values), stats)
             finally:
-                sink.close()
-        assert stats.consumed == len(values)
+                destination.close()
         assert stats.written + stats.duplicates + stats.undecodable == len(values)
 
     def test_message_with_a_null_required_column_is_undecodable(self):
         """A message null where the schema is not nullable is counted, and the rest written."""
         assert WIRE[0] != NULL_MODEL_VERSION
         with tempfile.TemporaryDirectory() as tmp:
-            sink = ParquetSink(tmp)
-            stats = _consumer.ConsumerStats()
-            _consumer._write([WIRE[1], NULL_MODEL_VERSION], sink, _consumer._RecentIds(10), stats)
-            sink.close()
+            destination = ParquetDestination(tmp)
+            stats = ConsumerStats()
+            destination.write(consumed([WIRE[1], NULL_MODEL_VERSION]), stats)
+            destination.close()
         assert (stats.written, stats.undecodable) == (1, 1)
 
 

@@ -3,7 +3,9 @@
 While 200,000 records flow into the topic, the consumer is killed with SIGKILL at 20
 seeded random moments and restarted each time; afterwards a plain scan of the table
 (no dedupe at read time) holds each prediction id exactly once. The seed is printed,
-and ``PREDLOG_CRASH_SEED`` replays the schedule (not the exact interleaving).
+and ``PREDLOG_CRASH_SEED`` replays the schedule (not the exact interleaving). Also:
+a range another consumer committed first is refused (no broker needed), and
+``--metrics-port`` serves the table consumer's figures.
 """
 
 from __future__ import annotations
@@ -17,19 +19,22 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from services.bentoserve import free_port
 
 from predlog.errors import ConfigError
-from predlog.sinks.iceberg._catalog import open_table
-from predlog.sinks.iceberg._kafka import table_offsets
-from predlog.sinks.kafka import _wire
+from predlog.sinks.iceberg import TableDestination, open_table, table_offsets
+from predlog.sinks.kafka import Batch, ConsumerStats, _wire
 from tests.helpers import ROOT, child_env
 from tests.iceberg_child import make_batch, prediction_ids
 from tests.services import fresh_topic, kafka_bootstrap
+from tests.test_kafka import metric_values
 
 TOTAL = 200_000
 KILLS = 20
@@ -97,6 +102,13 @@ def commit_count(data: Path) -> int:
         return 0
 
 
+def table_ids(data: Path) -> Counter[str]:
+    """How often each prediction id is in the table (a plain scan, no dedupe)."""
+    table = open_table(TABLE, data_dir=data, create=False)
+    column = table.scan(selected_fields=("prediction_id",)).to_arrow().column("prediction_id")
+    return Counter(str(v) for v in column.to_pylist())
+
+
 @pytest.mark.integration
 def test_killed_consumer_leaves_each_record_in_the_table_exactly_once(tmp_path: Path) -> None:
     bootstrap, topic, seed = kafka_bootstrap(), fresh_topic("iceberg-eo"), _seed()
@@ -132,13 +144,7 @@ def test_killed_consumer_leaves_each_record_in_the_table_exactly_once(tmp_path: 
     final = json.loads(out)
 
     table = open_table(TABLE, data_dir=tmp_path, create=False)
-    ids = Counter(
-        str(v)
-        for v in table.scan(selected_fields=("prediction_id",))
-        .to_arrow()
-        .column("prediction_id")
-        .to_pylist()
-    )
+    ids = table_ids(tmp_path)
     expected = {str(u) for u in prediction_ids(0, TOTAL)}
     duplicated = sum(c - 1 for c in ids.values())
     missing = len(expected - set(ids))
@@ -155,3 +161,70 @@ def test_killed_consumer_leaves_each_record_in_the_table_exactly_once(tmp_path: 
     assert duplicated == 0, f"seed={seed}: {duplicated} prediction ids twice"
     assert missing == 0, f"seed={seed}: {missing} prediction ids missing; last run: {err[-2000:]}"
     assert sum(offsets.values()) == TOTAL, f"seed={seed}: offsets {offsets}"
+
+
+def consumed(start: int, end: int) -> Batch:
+    """Records ``start .. end`` as messages at those offsets of partition 0."""
+    batch = Batch()
+    messages = _wire.encode(make_batch(end - start, start=start))
+    batch.add(0, [SimpleNamespace(offset=start + i, value=m[1]) for i, m in enumerate(messages)])
+    return batch
+
+
+def test_a_range_another_consumer_committed_first_is_refused(tmp_path: Path) -> None:
+    """Two consumers that both started where the table ended (a zombie after a
+    rebalance): the second one's batch overlaps what the first committed, so it is
+    refused, not added; read again from the table's end, the rest goes in once."""
+    first, zombie = (TableDestination(TABLE, data_dir=tmp_path) for _ in range(2))
+    stats = ConsumerStats()
+    for destination in (first, zombie):
+        destination.open(None, topic="t", group="g")
+        assert asyncio.run(destination.continues_at([0])) == {}
+    assert asyncio.run(first.store(consumed(0, 10), stats))
+    assert not asyncio.run(zombie.store(consumed(0, 15), stats))
+    assert stats.refused == 1
+    assert asyncio.run(zombie.continues_at([0])) == {0: 10}
+    assert asyncio.run(zombie.store(consumed(10, 15), stats))
+    expected = {str(u) for u in prediction_ids(0, 15)}
+    assert table_ids(tmp_path) == Counter(dict.fromkeys(expected, 1))
+    assert table_offsets(zombie.table, "t", "g") == {0: 15}
+
+
+@pytest.mark.integration
+def test_metrics_port_shows_the_table_consumer_at_work(tmp_path: Path) -> None:
+    """While `predlog sink --table --metrics-port` consumes a real topic into a table,
+    /metrics shows what it consumed, wrote, published and committed, and its lag."""
+    bootstrap, topic, port = kafka_bootstrap(), fresh_topic("iceberg-metrics"), free_port()
+    produce(bootstrap, topic, 300, 1, 0.0)
+    argv = [sys.executable, "-m", "predlog", "sink", "--bootstrap", bootstrap, "--topic", topic]
+    argv += ["--table", TABLE, "--data", str(tmp_path), "--group", f"g-{topic}"]
+    argv += ["--exit-when-idle", "30", "--max-wait", "1", "--metrics-port", str(port)]
+    proc = subprocess.Popen(
+        [*argv, "-o", "json"], env=child_env(), stdout=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        values: dict[str, float] = {}
+        deadline = time.monotonic() + 120
+        while values.get("records_consumed_total") != 300 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    values = metric_values(response.read().decode(), topic)
+            except OSError:
+                assert proc.poll() is None, "predlog sink --table exited before it was scraped"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert values["records_consumed_total"] == 300, values
+    assert values["records_total:written"] == 300
+    assert values["records_total:duplicate"] == values["records_total:undecodable"] == 0
+    assert values["files_published_total"] >= 3  # three models: a data file each at least
+    assert values["commits_total"] >= 1
+    assert values["lag_records"] == 0
+    assert values["last_commit_timestamp_seconds"] > 0
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert (stats["consumed"], stats["written"], stats["refused"]) == (300, 300, 0)
+    assert stats["commits"] == values["commits_total"]
+    assert sum(table_ids(tmp_path).values()) == 300

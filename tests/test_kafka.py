@@ -6,6 +6,7 @@ the rest run anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,17 +18,19 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import duckdb
 import pyarrow as pa
 import pytest
+from aiokafka.structs import TopicPartition
 
 import predlog
 from predlog import KafkaSink
 from predlog._report import ErrorReporter
 from predlog.errors import ConfigError, SinkError
-from predlog.sinks.kafka import _spooled, _wire
+from predlog.sinks.kafka import Batch, ConsumerLoop, ConsumerStats, _spooled, _wire
 from predlog.storage import Spool, SpoolLockedError
 from predlog.testing import MemorySink
 from tests.helpers import ROOT, child_env
@@ -776,43 +779,113 @@ def a_batch(n: int, prefix: str) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(keep.records, schema=predlog.arrow_schema())
 
 
-class TestConsumerLag:
-    class _Consumer:
-        def __init__(self, assigned: set[str], highwater: dict[str, int]) -> None:
-            self._assigned, self._highwater = assigned, highwater
-            self.commits = 0
+def a_consumed_batch(**offsets: range) -> Batch:
+    """A batch of messages at ``offsets`` per partition (``p0=range(10)``)."""
+    batch = Batch()
+    for name, span in offsets.items():
+        messages = [SimpleNamespace(offset=o, value=b"v") for o in span]
+        batch.add(int(name.removeprefix("p")), messages)
+    return batch
 
-        def assignment(self) -> set[str]:
+
+class TestConsumerLoop:
+    """The loop's side of the destination seam, on a consumer that needs no broker."""
+
+    class _Consumer:
+        def __init__(self, assigned: set[int], highwater: dict[int, int]) -> None:
+            self._assigned = {TopicPartition("t", p) for p in assigned}
+            self._highwater = highwater
+            self.refuse_commits = False
+            self.commits: list[dict[int, int]] = []
+            self.seeks: dict[int, int] = {}
+
+        def assignment(self) -> set[TopicPartition]:
             return self._assigned
 
-        def highwater(self, tp: str) -> int | None:
-            return self._highwater.get(tp)
+        def highwater(self, tp: TopicPartition) -> int | None:
+            return self._highwater.get(tp.partition)
 
-        async def commit(self) -> None:
-            self.commits += 1
+        async def commit(self, offsets: dict) -> None:
+            if self.refuse_commits:
+                raise RuntimeError("the group is rebalancing")
+            self.commits.append({tp.partition: o.offset for tp, o in offsets.items()})
 
-    def test_lag_is_highwater_past_position_in_assigned_partitions(self):
-        """Lag sums high-water mark minus position over assigned partitions the broker has
-        reported on; a revoked partition and one without a high-water mark do not count."""
-        from predlog.sinks.kafka._consumer import _lag
+        async def committed(self, tp: TopicPartition) -> int:
+            return 5
 
-        consumer = self._Consumer({"p0", "p1", "p2"}, {"p0": 100, "p1": 7, "p3": 50})
-        assert _lag(consumer, {"p0": 90, "p1": 7, "p2": 3, "p3": 1}) == 10
-        assert _lag(consumer, {"p2": 3}) is None
+        def seek(self, tp: TopicPartition, offset: int) -> None:
+            self.seeks[tp.partition] = offset
 
-    def test_each_commit_is_counted_and_reported(self):
-        """After every offset commit the consumer counts it and tells on_commit, with the lag."""
-        import asyncio
+        async def seek_to_beginning(self, tp: TopicPartition) -> None:
+            self.seeks[tp.partition] = 0
 
-        from predlog.sinks.kafka._consumer import ConsumerStats, _commit
+    class _Destination:
+        def __init__(self, *, keeps_offsets: bool, accept: bool = True) -> None:
+            self.keeps_offsets, self.accept = keeps_offsets, accept
+            self.own = {0: 3}
+            self.stored: list[dict[int, int]] = []
 
-        consumer = self._Consumer({"p0"}, {"p0": 12})
-        stats, told = ConsumerStats(), []
-        for _ in range(2):
-            asyncio.run(
-                _commit(consumer, stats, {"p0": 10}, lambda s, lag: told.append((s.commits, lag)))
-            )
-        assert (consumer.commits, stats.commits, told) == (2, 2, [(1, 2), (2, 2)])
+        def open(self, consumer, *, topic: str, group: str) -> None:
+            pass
+
+        async def continues_at(self, partitions: list[int]) -> dict[int, int]:
+            return {p: self.own[p] for p in partitions if p in self.own}
+
+        def revoked(self, partitions: list[int]) -> None:
+            pass
+
+        async def store(self, batch: Batch, stats: ConsumerStats) -> bool:
+            self.stored.append(dict(batch.end))
+            return self.accept
+
+        def close(self) -> None:
+            pass
+
+    def test_each_batch_is_stored_then_committed_and_reported_with_the_lag(self):
+        """A batch's offsets go to the group only after the destination stored it; each
+        commit is counted and told to on_commit with the lag: high-water mark past the
+        commit, over assigned partitions the broker has reported on."""
+        consumer = self._Consumer({0, 1}, {0: 12})
+        destination = self._Destination(keeps_offsets=False)
+        told = []
+        loop = ConsumerLoop(
+            consumer,
+            destination,
+            topic="t",
+            on_commit=lambda stats, lag: told.append((stats.commits, lag, list(consumer.commits))),
+        )
+        asyncio.run(loop.deliver(a_consumed_batch(p0=range(10), p1=range(3))))
+        asyncio.run(loop.deliver(a_consumed_batch(p0=range(10, 12))))
+        assert destination.stored == [{0: 10, 1: 3}, {0: 12}]
+        assert told == [
+            (1, 2, [{0: 10, 1: 3}]),
+            (2, 0, [{0: 10, 1: 3}, {0: 12}]),
+        ]
+        assert loop.stats.consumed == 15
+
+    @pytest.mark.parametrize("keeps_offsets", [False, True])
+    def test_a_group_commit_refused_counts_only_where_the_offsets_live(self, keeps_offsets):
+        """When the group refuses a commit, the batch is a commit only for a destination
+        that keeps the offsets with the data (the table); for the Parquet layout nothing
+        was committed where it resumes from."""
+        consumer = self._Consumer({0}, {0: 10})
+        consumer.refuse_commits = True
+        loop = ConsumerLoop(consumer, self._Destination(keeps_offsets=keeps_offsets), topic="t")
+        asyncio.run(loop.deliver(a_consumed_batch(p0=range(10))))
+        assert loop.stats.commits == (1 if keeps_offsets else 0)
+
+    def test_a_refused_batch_commits_nothing_and_every_partition_is_sought_again(self):
+        """A batch the destination refuses is never committed to the group; the loop
+        drops what it holds and seeks each assigned partition to where the destination
+        continues, else to the group's committed offset."""
+        consumer = self._Consumer({0, 1}, {0: 10})
+        loop = ConsumerLoop(
+            consumer, self._Destination(keeps_offsets=True, accept=False), topic="t"
+        )
+        asyncio.run(loop.deliver(a_consumed_batch(p0=range(4, 10))))
+        assert (consumer.commits, loop.stats.commits) == ([], 0)
+        assert consumer.seeks == {0: 3, 1: 5}
+        assert loop.take_moved()
 
 
 def metric_values(text: str, topic: str) -> dict[str, float]:

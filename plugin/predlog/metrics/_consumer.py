@@ -1,7 +1,8 @@
 """``predlog sink``'s own figures as prometheus_client metrics, and the server that shows them.
 
 The metric objects are created once per process on the default registry and advanced
-only by the consumer loop, once per committed batch (never per message). Each
+only by the consumer loop, once per committed batch (never per message), whichever
+destination it writes to (the Parquet layout or an Iceberg table). Each
 :class:`ConsumerMetrics` advances its counters by what changed since its last update,
 so a second consumer in the same process (a test, a restart in place) counts on.
 """
@@ -21,7 +22,7 @@ OUTCOMES = {"written": "written", "duplicates": "duplicate", "undecodable": "und
 
 
 class ConsumerTotals(Protocol):
-    """The running totals the consumer keeps (its ``ConsumerStats``)."""
+    """The running totals the consumer keeps (``predlog.sinks.kafka.ConsumerStats``)."""
 
     consumed: int
     written: int
@@ -51,12 +52,18 @@ def _create() -> _Metrics:
         ),
         records=Counter(
             "predlog_sink_consumer_records",
-            "Consumed messages by outcome: written to Parquet, duplicate dropped, undecodable.",
+            "Consumed messages by outcome: written, duplicate dropped, undecodable.",
             (*labels, "outcome"),
         ),
-        files=Counter("predlog_sink_consumer_files_published", "Parquet files published.", labels),
+        files=Counter(
+            "predlog_sink_consumer_files_published",
+            "Data files published (the Parquet layout's, or committed to the table).",
+            labels,
+        ),
         commits=Counter(
-            "predlog_sink_consumer_commits", "Offset commits, each after a publish.", labels
+            "predlog_sink_consumer_commits",
+            "Batches committed where the consumer resumes from, each after it was durable.",
+            labels,
         ),
         lag=Gauge(
             "predlog_sink_consumer_lag_records",
@@ -65,7 +72,7 @@ def _create() -> _Metrics:
         ),
         last_commit=Gauge(
             "predlog_sink_consumer_last_commit_timestamp_seconds",
-            "Unix time of the last offset commit.",
+            "Unix time of the last commit.",
             labels,
         ),
     )

@@ -2,8 +2,7 @@
 
 For a fleet: every model server writes data files and notes, and this process (one per
 table) commits them, once per interval. Run on a box whose servers share its spool
-directory, it holds their commit lock, so none of them commits. Also home of the
-Iceberg half of ``predlog sink --table``.
+directory, it holds their commit lock, so none of them commits.
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ from predlog.tools.cli._options import (
 )
 
 
-def _latency(values: list[float]) -> dict[str, float | None]:
+def latency_figures(values: list[float]) -> dict[str, float | None]:
+    """Mean, median and maximum of commit latencies, as the commands print them."""
     if not values:
         return {"mean_ms": None, "p50_ms": None, "max_ms": None}
     return {
@@ -37,7 +37,8 @@ def _latency(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def _say(options: dict[str, Any], what: str, said: dict[str, Any]) -> None:
+def say(options: dict[str, Any], what: str, said: dict[str, Any]) -> None:
+    """Print a command's closing figures, as text or JSON."""
     if output_of(options["output"], options["as_json"]) == "json":
         print_json(said, indent=None)
     else:
@@ -98,28 +99,5 @@ def command(**options: Any) -> int:
         lock.release()
     stats = asdict(committer.stats)
     latencies = list(stats.pop("latencies_ms"))
-    _say(options, "committed", {**stats, **_latency(latencies), "committer": committer.tag})
-    return 0
-
-
-def sink_into_table(options: dict[str, Any], *, bootstrap: str, topic: str, table: str) -> int:
-    """``predlog sink --table``: consume the topic into the table, exactly once."""
-    from predlog.sinks.iceberg._kafka import run  # noqa: PLC0415  # iceberg and kafka extras
-
-    stats = run(
-        {
-            "bootstrap_servers": bootstrap,
-            "topic": topic,
-            "table": table,
-            "data_dir": options["data"] or read("data_dir"),
-            "group_id": options["group"],
-            "max_batch": options["max_batch"],
-            "max_wait_s": options["max_wait"],
-            "exit_when_idle_s": options["exit_when_idle"],
-        }
-    )
-    said = asdict(stats)
-    said.update(_latency(said.pop("commit_ms")))
-    said["records_per_s"] = round(stats.written / stats.seconds) if stats.seconds else None
-    _say(options, "sink stopped", said)
+    say(options, "committed", {**stats, **latency_figures(latencies), "committer": committer.tag})
     return 0

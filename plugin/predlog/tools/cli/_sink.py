@@ -1,4 +1,8 @@
-"""``predlog sink``: consume the Kafka topic into the Parquet layout."""
+"""``predlog sink``: consume the Kafka topic into the Parquet layout or an Iceberg table.
+
+Both run the one consumer loop of :mod:`predlog.sinks.kafka`; only the destination
+differs. Both report the same figures, and serve them with ``--metrics-port``.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from predlog._settings import env_var, read
-from predlog.tools.cli._options import (
-    data_option,
-    output_of,
-    output_option,
-    print_json,
-    setting_option,
-    table_of,
-)
+from predlog.tools.cli._commit import latency_figures, say
+from predlog.tools.cli._options import data_option, output_option, setting_option, table_of
 
 if TYPE_CHECKING:
     from predlog.metrics._consumer import MetricsServer
-    from predlog.sinks.kafka._consumer import OnCommit
+    from predlog.sinks.kafka import Destination, OnCommit
 
 
 @click.command("sink")
@@ -35,8 +33,8 @@ if TYPE_CHECKING:
     help="Write into this Iceberg table, exactly once, instead of the Parquet layout.",
 )
 @click.option("--group", default="predlog-sink", help="Consumer group id.")
-@click.option("--max-batch", type=int, default=50_000, help="Records per Parquet file.")
-@click.option("--max-wait", type=float, default=5.0, help="Seconds before a file is cut.")
+@click.option("--max-batch", type=int, default=50_000, help="Records per batch (file or commit).")
+@click.option("--max-wait", type=float, default=5.0, help="Seconds before a batch is cut.")
 @click.option(
     "--exit-when-idle",
     type=float,
@@ -55,8 +53,8 @@ if TYPE_CHECKING:
 )
 @output_option
 def command(**options: Any) -> int:
-    """Consume the Kafka topic into the Parquet layout (at least once)."""
-    from predlog.sinks.kafka._consumer import run  # noqa: PLC0415  # needs the kafka extra
+    """Consume the Kafka topic into the Parquet layout (at least once) or a table (exactly once)."""
+    from predlog.sinks import kafka  # noqa: PLC0415  # needs the kafka extra
 
     bootstrap = options["bootstrap"] or read("kafka_bootstrap")
     topic = options["topic"] or read("kafka_topic")
@@ -72,21 +70,12 @@ def command(**options: Any) -> int:
         click.echo(f"predlog sink: {metrics}", err=True)
         return 2
     server, on_commit = metrics if metrics is not None else (None, None)
-    table = table_of(options)
-    if table:
-        from predlog.tools.cli._commit import sink_into_table  # noqa: PLC0415  # iceberg extra
-
-        try:
-            return sink_into_table(options, bootstrap=bootstrap, topic=topic, table=table)
-        finally:
-            if server is not None:
-                server.close()
     try:
-        stats = run(
+        stats = kafka.consume_until_signalled(
             {
+                "destination": _destination(options),
                 "bootstrap_servers": bootstrap,
                 "topic": topic,
-                "data_dir": options["data"] or read("data_dir"),
                 "group_id": options["group"],
                 "max_batch": options["max_batch"],
                 "max_wait_s": options["max_wait"],
@@ -98,11 +87,23 @@ def command(**options: Any) -> int:
         if server is not None:
             server.close()
     said = asdict(stats)
-    if output_of(options["output"], options["as_json"]) == "json":
-        print_json(said, indent=None)
-    else:
-        click.echo("sink stopped: " + ", ".join(f"{k} {v}" for k, v in said.items()))
+    said.update(latency_figures(said.pop("commit_ms")))
+    said["records_per_s"] = round(stats.written / stats.seconds) if stats.seconds else None
+    say(options, "sink stopped", said)
     return 0
+
+
+def _destination(options: dict[str, Any]) -> Destination:
+    """The Iceberg table ``--table`` names, else the Parquet layout under ``--data``."""
+    from predlog.sinks.kafka import ParquetDestination  # noqa: PLC0415  # kafka extra
+
+    data = options["data"] or read("data_dir")
+    table = table_of(options)
+    if table:
+        from predlog.sinks.iceberg import TableDestination  # noqa: PLC0415  # iceberg extra
+
+        return TableDestination(table, data_dir=data)
+    return ParquetDestination(data)
 
 
 def _metrics(options: dict[str, Any], topic: str) -> tuple[MetricsServer, OnCommit] | str | None:
