@@ -7,8 +7,8 @@ the same whether the files were written by :class:`~predlog.ParquetSink` or by
 
 from __future__ import annotations
 
-from predlog.tools.analytics._data import AnalyticsError, Predictions
-from predlog.tools.analytics._drift import drift
+from predlog.tools.analytics._data import AnalyticsError, Predictions, check_range
+from predlog.tools.analytics._drift import drift, parse_range
 from predlog.tools.analytics._evaluate import evaluate, weighted_auc
 from predlog.tools.analytics._investigate import investigate
 from predlog.tools.analytics._replay import replay
@@ -18,9 +18,11 @@ __all__ = [
     "AnalyticsError",
     "Predictions",
     "Progress",
+    "check_range",
     "drift",
     "evaluate",
     "investigate",
+    "parse_range",
     "replay",
     "weighted_auc",
 ]

@@ -68,8 +68,7 @@ OUTPUT_FILE = OutputFile()
 def _time_range(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A ``START..END`` option, checked (dates, and END after START) before any data is
     read, so that a reversed range is named rather than found to hold no predictions."""
-    from predlog.tools.analytics import AnalyticsError  # noqa: PLC0415
-    from predlog.tools.analytics._drift import parse_range  # noqa: PLC0415
+    from predlog.tools.analytics import AnalyticsError, parse_range  # noqa: PLC0415
 
     try:
         parse_range(value)
@@ -198,8 +197,7 @@ def _since_until(since: str | None, until: str | None) -> None:
     """``--until`` after ``--since``, checked before any data is read."""
     if since is None or until is None:
         return
-    from predlog.tools.analytics import AnalyticsError  # noqa: PLC0415
-    from predlog.tools.analytics._data import check_range  # noqa: PLC0415
+    from predlog.tools.analytics import AnalyticsError, check_range  # noqa: PLC0415
 
     try:
         check_range(since, until, f"--since {since} --until {until}")

@@ -67,9 +67,7 @@ def say(options: dict[str, Any], what: str, said: dict[str, Any]) -> None:
 @output_option
 def command(**options: Any) -> int:
     """Commit the data files model servers wrote into the Iceberg table (one committer)."""
-    from predlog.sinks.iceberg._catalog import open_table  # noqa: PLC0415  # iceberg extra
-    from predlog.sinks.iceberg._commit import Committer  # noqa: PLC0415
-    from predlog.sinks.iceberg._lock import CommitLock  # noqa: PLC0415
+    from predlog.sinks.iceberg import CommitLock, Committer, open_table  # noqa: PLC0415
 
     table = table_of(options)
     if not table:

@@ -16,7 +16,7 @@ from predlog.tools.cli._commit import latency_figures, say
 from predlog.tools.cli._options import data_option, output_option, setting_option, table_of
 
 if TYPE_CHECKING:
-    from predlog.metrics._consumer import MetricsServer
+    from predlog.metrics import MetricsServer
     from predlog.sinks.kafka import Destination, OnCommit
 
 
@@ -111,7 +111,7 @@ def _metrics(options: dict[str, Any], topic: str) -> tuple[MetricsServer, OnComm
     error to print if it cannot listen; ``None`` without the flag."""
     if options["metrics_port"] is None:
         return None
-    from predlog.metrics._consumer import ConsumerMetrics, MetricsServer  # noqa: PLC0415
+    from predlog.metrics import ConsumerMetrics, MetricsServer  # noqa: PLC0415
 
     wanted, host = options["metrics_port"], options["metrics_host"]
     try:
