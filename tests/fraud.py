@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from predlog.flush._pii import Pseudonymiser
+from predlog.flush import Pseudonymiser
 from tests.helpers import start_bento
 
 PSEUDONYM_KEY = "test-key-0123456789abcdef"

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugin"))
 
-from predlog._record import arrow_schema
+from predlog import arrow_schema
 
 _CONSTANT = {
     "schema_version": 1,

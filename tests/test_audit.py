@@ -12,11 +12,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from predlog.audit import AuditLog, canonical, verify, verify_consistency, verify_inclusion
+from predlog.audit import (
+    AuditLog,
+    Checkpoint,
+    S3Archive,
+    canonical,
+    verify,
+    verify_consistency,
+    verify_inclusion,
+)
 from predlog.audit import _merkle as m
-from predlog.audit._checkpoint import Checkpoint, previous_of
+from predlog.audit._checkpoint import previous_of
 from predlog.audit._log import load_private_key, load_public_key
-from predlog.audit._s3 import S3Archive
 from predlog.audit._store import HEAD, LocalStore, ReadOnlyStore
 from predlog.errors import ConfigError
 from tests.helpers import child_env, predlog_cli

@@ -12,8 +12,7 @@ from dataclasses import replace
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from predlog.audit import AuditLog, Checkpoint, verify
-from predlog.audit._checkpoint import CHECKPOINT_FORMAT_V1
+from predlog.audit import CHECKPOINT_FORMAT_V1, AuditLog, Checkpoint, verify
 from predlog.audit._store import HEAD
 from predlog.errors import ConfigError
 

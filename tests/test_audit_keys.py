@@ -11,8 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from examples.fraud_service.scoring import audit_sink
 
-from predlog.audit import AuditLog, signing_key
-from predlog.audit._log import public_hex
+from predlog.audit import AuditLog, public_hex, signing_key
 from predlog.errors import ConfigError
 from tests.helpers import ROOT, predlog_cli
 

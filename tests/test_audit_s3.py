@@ -15,8 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from predlog.audit import AuditLog, verify
-from predlog.audit._s3 import S3Archive
+from predlog.audit import AuditLog, S3Archive, verify
 from tests.helpers import child_env
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,7 @@ from starlette.routing import Route
 
 import predlog
 from predlog import ConfigError
-from predlog.audit import AuditLog, verify
-from predlog.audit._reasons import ReasonTable
-from predlog.audit._sink import AuditSink
+from predlog.audit import AuditLog, AuditSink, ReasonTable, verify
 from predlog.testing import MemorySink
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

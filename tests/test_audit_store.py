@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from predlog.audit import AuditLog, canonical, leaf_hash, verify, verify_inclusion
-from predlog.audit._reader import AuditReader
+from predlog.audit import AuditLog, AuditReader, canonical, leaf_hash, verify, verify_inclusion
 from predlog.audit._store import (
     HEAD,
     MAX_RECORD_BYTES,

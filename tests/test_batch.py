@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 
 from predlog import PredictionLogger, arrow_schema
-from predlog._capture import CAPTURE_FIELDS
-from predlog._exchange import Exchange
-from predlog._report import ErrorReporter
-from predlog._settings import resolve
-from predlog.flush._batch import BatchBuilder, BuildResult
-from predlog.flush._exchange import ExchangeDecoder
-from predlog.testing import build_batch, capture_records
+from predlog.flush import BatchBuilder, BuildResult, ExchangeDecoder
+from predlog.testing import (
+    CAPTURE_FIELDS,
+    ErrorReporter,
+    Exchange,
+    build_batch,
+    capture_records,
+    resolve,
+)
 
 AT_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 

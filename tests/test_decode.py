@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from predlog.flush import Pseudonymiser
 from predlog.flush._decode import (
     FeatureEncoder,
     extra_json,
@@ -16,7 +17,6 @@ from predlog.flush._decode import (
     max_age_seconds,
     non_finite_keys,
 )
-from predlog.flush._pii import Pseudonymiser
 
 KEY = "k" * 32
 

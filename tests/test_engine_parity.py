@@ -79,7 +79,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Every 25th request was invalid (422, recorded beside it) and every 40th failed
     after scoring (503).
     """
-    from predlog.sinks.iceberg._sink import IcebergSink  # the iceberg extra
+    from predlog.sinks.iceberg import IcebergSink  # the iceberg extra
 
     root = tmp_path_factory.mktemp("parity")
     cols = fraud_data.generate(N, seed=15, fraud_rate=0.1)

@@ -28,11 +28,10 @@ import pytest
 import predlog
 from predlog import ParquetSink, arrow_schema
 from predlog._record import reading_schema
-from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
+from predlog.flush import UUID7Factory, format_ids, ids_as_text
 from predlog.sinks.kafka import ParquetDestination, _wire
 from predlog.testing import MemorySink, build_batch
-from predlog.tools.analytics._data import Predictions
-from predlog.tools.analytics._investigate import investigate
+from predlog.tools.analytics import Predictions, investigate
 from tests.helpers import local_spark
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

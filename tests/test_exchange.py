@@ -5,9 +5,8 @@ import json
 import orjson
 import pytest
 
-from predlog._capture import CAPTURE_FIELDS
-from predlog._exchange import Exchange
-from predlog.flush._exchange import ExchangeDecoder
+from predlog.flush import ExchangeDecoder
+from predlog.testing import CAPTURE_FIELDS, Exchange
 
 
 def capture(**values):

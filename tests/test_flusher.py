@@ -14,13 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import predlog
-from predlog._capture import CAPTURE_FIELDS
-from predlog._report import ErrorReporter
-from predlog._ring import RingBuffer
-from predlog._settings import resolve
-from predlog.flush._batch import BatchBuilder
-from predlog.flush._flusher import Flusher
-from predlog.testing import MemorySink
+from predlog.flush import BatchBuilder, Flusher
+from predlog.testing import CAPTURE_FIELDS, ErrorReporter, MemorySink, RingBuffer, resolve
 from tests.helpers import BlockedSink, FailingSink
 
 WAIT_S = 5.0

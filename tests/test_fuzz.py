@@ -21,18 +21,16 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from predlog._capture import CAPTURE_FIELDS, EXTRA, FEATURES, FLAGS
-from predlog._exchange import Exchange
-from predlog._record import arrow_schema
-from predlog._report import ErrorReporter
-from predlog._settings import resolve
-from predlog.audit._merkle import leaf_hash
+from predlog import arrow_schema
+from predlog._capture import EXTRA, FEATURES, FLAGS
+from predlog.audit import leaf_hash
 from predlog.audit._store import HEAD, ReadOnlyStore, UnreadableError, parse_records
-from predlog.flush._batch import BatchBuilder
+from predlog.flush import BatchBuilder, ExchangeDecoder
 from predlog.flush._decode import JSON_OPTIONS, json_extractor, loads, optional_str
-from predlog.flush._exchange import ExchangeDecoder, field_path, flatten
+from predlog.flush._exchange import field_path, flatten
 from predlog.sinks.kafka import Batch, ConsumerStats, ParquetDestination, _wire
 from predlog.storage import Spool
+from predlog.testing import CAPTURE_FIELDS, ErrorReporter, Exchange, resolve
 
 AT_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 

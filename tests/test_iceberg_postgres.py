@@ -22,9 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from predlog.sinks.iceberg._catalog import open_table
-from predlog.sinks.iceberg._commit import COMMITTER_KEY, FILES_KEY, summary_value
-from predlog.sinks.iceberg._notes import Notes
+from predlog.sinks.iceberg import COMMITTER_KEY, FILES_KEY, Notes, open_table, summary_value
 from tests.helpers import ROOT, child_env
 
 CHILD = Path(__file__).with_name("iceberg_child.py")

@@ -28,11 +28,10 @@ from aiokafka.structs import TopicPartition
 
 import predlog
 from predlog import KafkaSink
-from predlog._report import ErrorReporter
 from predlog.errors import ConfigError, SinkError
 from predlog.sinks.kafka import Batch, ConsumerLoop, ConsumerStats, _spooled, _wire
 from predlog.storage import Spool, SpoolLockedError
-from predlog.testing import MemorySink
+from predlog.testing import ErrorReporter, MemorySink
 from tests.helpers import ROOT, child_env
 from tests.services import (
     PrivateBroker,

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 import predlog
-from predlog._capture import CAPTURE_FIELDS
-from predlog.testing import MemorySink, capture_records
+from predlog.testing import CAPTURE_FIELDS, MemorySink, capture_records
 from tests.helpers import BlockedSink, FailingSink, start_python
 
 

@@ -87,9 +87,8 @@ class RecordingObserver:
 class TestFlusherObservers:
     @staticmethod
     def _pipeline(observer: RecordingObserver) -> tuple[Any, MemorySink, Any, Any]:
-        from predlog._report import ErrorReporter
-        from predlog._ring import RingBuffer
-        from predlog.flush._flusher import Flusher
+        from predlog.flush import Flusher
+        from predlog.testing import ErrorReporter, RingBuffer
         from tests.test_flusher import capture, make_builder
 
         ring: RingBuffer[Any] = RingBuffer(1000)

@@ -19,8 +19,7 @@ from starlette.routing import Route
 import predlog
 import predlog.middleware
 from predlog import ConfigError, PredictionLogMiddleware
-from predlog._capture import CAPTURE_FIELDS
-from predlog.testing import MemorySink
+from predlog.testing import CAPTURE_FIELDS, MemorySink
 
 _EXPORTER = InMemorySpanExporter()
 _PROVIDER = TracerProvider()
@@ -580,7 +579,7 @@ class TestPIICanary:
         run(app, [("POST", "/predict", {"json": {"tx": {"amount": 10, "email": canary}}})])
         logger.close()
 
-        expected = predlog.flush._pii.Pseudonymiser(
+        expected = predlog.flush.Pseudonymiser(
             key=key, key_id=None, pii_fields=["email"]
         ).pseudonym(canary)
         files = list(data.rglob("*.parquet"))

@@ -22,13 +22,9 @@ import pyarrow as pa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from predlog._capture import CAPTURE_FIELDS
-from predlog._exchange import Exchange
-from predlog._report import ErrorReporter
-from predlog._settings import resolve
-from predlog.flush import _native
-from predlog.flush._batch import BatchBuilder
-from predlog.flush._exchange import ExchangeDecoder, flatten
+from predlog.flush import BatchBuilder, ExchangeDecoder, _native
+from predlog.flush._exchange import flatten
+from predlog.testing import CAPTURE_FIELDS, ErrorReporter, Exchange, resolve
 
 AT_NS = 1_767_225_600_000_000_000
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from predlog.flush._pii import Pseudonymiser, default_key_id
+from predlog.flush import Pseudonymiser, default_key_id
 from predlog.testing import capture_records
 
 KEY = "0123456789abcdef-secret"

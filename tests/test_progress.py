@@ -18,7 +18,8 @@ import pytest
 from rich.console import Console
 
 import predlog
-from predlog.tools.cli._options import output_option, progress
+from predlog.tools.cli import output_option
+from predlog.tools.cli._options import progress
 from predlog.tools.cli._progress import Reporter, terminal_reporter
 from tests.helpers import ROOT, child_env
 

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from predlog._report import ErrorReporter
+from predlog.testing import ErrorReporter
 from tests.helpers import Collect
 
 

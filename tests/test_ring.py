@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from predlog._ring import RingBuffer
+from predlog.testing import RingBuffer
 
 
 class RingModel(RuleBasedStateMachine):

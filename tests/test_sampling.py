@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from predlog import sampling_hash
-from predlog.flush._sampling import REASONS, Sampler
+from predlog.flush import REASONS, Sampler
 
 MODEL = ("fraud", "v1")
 

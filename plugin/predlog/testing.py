@@ -2,6 +2,11 @@
 a record batch builder for testing sinks without a running logger, and ``paused`` to
 hold a logger's flusher back while a test or benchmark fills its ring.
 
+A test of the flush side on its own builds what a logger would hand it: capture tuples
+(:data:`CAPTURE_FIELDS` in order, an :class:`Exchange` in ``features`` for a middleware
+capture), the :class:`RingBuffer` they wait in, the :class:`ErrorReporter` that counts
+what failed, and settings from keyword options (:func:`resolve`).
+
 For unit tests only. A real deployment writes to :class:`predlog.ParquetSink` or a
 Kafka sink; tests of those sinks talk to real files and real brokers.
 """
@@ -18,14 +23,26 @@ import pyarrow as pa
 from typing_extensions import Unpack
 
 from predlog._capture import CAPTURE_FIELDS, Capture, epoch_ns
+from predlog._exchange import Exchange
 from predlog._logger import PredictionLogger, paused
 from predlog._record import arrow_schema
 from predlog._report import ErrorReporter
+from predlog._ring import RingBuffer
 from predlog._settings import LoggerOptions, resolve
 from predlog.flush._batch import BatchBuilder
 from predlog.flush._decode import Extractor, json_extractor
 
-__all__ = ["MemorySink", "build_batch", "capture_records", "paused"]
+__all__ = [
+    "CAPTURE_FIELDS",
+    "ErrorReporter",
+    "Exchange",
+    "MemorySink",
+    "RingBuffer",
+    "build_batch",
+    "capture_records",
+    "paused",
+    "resolve",
+]
 
 #: Capture positions filled by something other than a ``log()`` argument of the same name.
 _DERIVED: Final = frozenset({"timestamp_ns", "extra", "flags"})

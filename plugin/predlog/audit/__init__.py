@@ -12,9 +12,9 @@ verify("./audit", public_key=public_key).ok
 from __future__ import annotations
 
 from predlog.audit._canonical import CanonicalError, canonical
-from predlog.audit._checkpoint import Checkpoint
+from predlog.audit._checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1, Checkpoint
 from predlog.audit._keys import signing_key, write_signing_key
-from predlog.audit._log import AuditLog
+from predlog.audit._log import AuditLog, public_hex
 from predlog.audit._merkle import leaf_hash, verify_consistency, verify_inclusion
 from predlog.audit._reader import AuditReader
 from predlog.audit._reasons import ReasonTable
@@ -23,6 +23,8 @@ from predlog.audit._sink import AuditSink
 from predlog.audit._verify import VerifyReport, verify
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_V1",
     "AuditLog",
     "AuditReader",
     "AuditSink",
@@ -33,6 +35,7 @@ __all__ = [
     "VerifyReport",
     "canonical",
     "leaf_hash",
+    "public_hex",
     "signing_key",
     "verify",
     "verify_consistency",

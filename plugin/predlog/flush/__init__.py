@@ -11,7 +11,24 @@ and none of it is imported by users directly.
 from __future__ import annotations
 
 from predlog.flush._batch import BatchBuilder, BuildResult
+from predlog.flush._exchange import ExchangeDecoder
 from predlog.flush._flusher import Flusher, SinkState
-from predlog.flush._sampling import sampling_hash
+from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
+from predlog.flush._pii import Pseudonymiser, default_key_id
+from predlog.flush._sampling import REASONS, Sampler, sampling_hash
 
-__all__ = ["BatchBuilder", "BuildResult", "Flusher", "SinkState", "sampling_hash"]
+__all__ = [
+    "REASONS",
+    "BatchBuilder",
+    "BuildResult",
+    "ExchangeDecoder",
+    "Flusher",
+    "Pseudonymiser",
+    "Sampler",
+    "SinkState",
+    "UUID7Factory",
+    "default_key_id",
+    "format_ids",
+    "ids_as_text",
+    "sampling_hash",
+]
