@@ -29,7 +29,7 @@ import predlog
 from predlog import ParquetSink, arrow_schema
 from predlog._record import reading_schema
 from predlog.flush import UUID7Factory, format_ids, ids_as_text
-from predlog.sinks.kafka import ParquetDestination, _wire
+from predlog.sinks.kafka import ParquetDestination, decode, encode
 from predlog.testing import MemorySink, build_batch
 from predlog.tools.analytics import Predictions, investigate
 from tests.helpers import local_spark
@@ -294,12 +294,12 @@ class TestIdText:
     def test_wire_decode_writes_every_spelling_of_an_id_canonically(self):
         """A producer that sent upper case or braces does not make a second id."""
         batch = build_batch([{"request_id": "a", "score": 0.5}] * 3, model_name="m")
-        values = [value for _, value, _, _ in _wire.encode(batch)]
+        values = [value for _, value, _, _ in encode(batch)]
         pid = batch.column("prediction_id")[0].as_py()
         spelt = [pid.upper(), "{" + pid + "}", pid.replace("-", "")]
         messages = [values[0].replace(pid.encode(), s.encode()) for s in spelt]
-        assert _wire.decode(messages).column("prediction_id").to_pylist() == [pid] * 3
-        assert _wire.decode(values).column("prediction_id") == batch.column("prediction_id")
+        assert decode(messages).column("prediction_id").to_pylist() == [pid] * 3
+        assert decode(values).column("prediction_id") == batch.column("prediction_id")
 
     def test_wire_decode_reads_records_whole_and_with_fields_missing(self):
         """Every field round-trips; a record without an optional field (another writer's)
@@ -310,11 +310,11 @@ class TestIdText:
             [{"request_id": f"r{i}", "score": i / 10, "features": {"a": i}} for i in range(4)],
             model_name="m",
         )
-        values = [value for _, value, _, _ in _wire.encode(batch)]
-        assert _wire.decode(values).equals(batch)
+        values = [value for _, value, _, _ in encode(batch)]
+        assert decode(values).equals(batch)
         partial = orjson.loads(values[1])
         del partial["channel"], partial["features"]
-        mixed = _wire.decode([values[0], orjson.dumps(partial), values[2]])
+        mixed = decode([values[0], orjson.dumps(partial), values[2]])
         assert mixed.column("request_id").to_pylist() == ["r0", "r1", "r2"]
         assert mixed.column("features").to_pylist()[1] is None
         assert mixed.column("features").to_pylist()[2] == '{"a":2}'
@@ -322,8 +322,8 @@ class TestIdText:
 
     def test_wire_decode_refuses_an_id_that_is_no_uuid(self):
         batch = build_batch([{"request_id": "a", "score": 0.5}], model_name="m")
-        ((_, value, _, _),) = _wire.encode(batch)
+        ((_, value, _, _),) = encode(batch)
         pid = batch.column("prediction_id")[0].as_py()
         for bad in ("not-a-uuid", pid[:-1] + "g", ""):
             with pytest.raises(ValueError, match="is not a UUID"):
-                _wire.decode([value.replace(pid.encode(), bad.encode())])
+                decode([value.replace(pid.encode(), bad.encode())])

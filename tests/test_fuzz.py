@@ -28,7 +28,7 @@ from predlog.audit._store import HEAD, ReadOnlyStore, UnreadableError, parse_rec
 from predlog.flush import BatchBuilder, ExchangeDecoder
 from predlog.flush._decode import JSON_OPTIONS, json_extractor, loads, optional_str
 from predlog.flush._exchange import field_path, flatten
-from predlog.sinks.kafka import Batch, ConsumerStats, ParquetDestination, _wire
+from predlog.sinks.kafka import Batch, ConsumerStats, ParquetDestination, decode, encode
 from predlog.storage import Spool
 from predlog.testing import CAPTURE_FIELDS, ErrorReporter, Exchange, resolve
 
@@ -491,7 +491,7 @@ def wire_messages(n=3):
     ]
     batch = builder.build(captures).batch
     assert batch is not None
-    return [message[1] for message in _wire.encode(batch)]
+    return [message[1] for message in encode(batch)]
 
 
 WIRE = wire_messages()
@@ -540,7 +540,7 @@ class TestWireDecodeFuzz:
     def test_one_message_is_one_row_or_a_value_error(self, value):
         """decode() of one message is a one-row batch in the record schema, or ValueError."""
         try:
-            batch = _wire.decode([value])
+            batch = decode([value])
         except ValueError:
             return
         assert batch.num_rows == 1
@@ -553,11 +553,11 @@ class TestWireDecodeFuzz:
         good = []
         for value in values:
             try:
-                _wire.decode([value])
+                decode([value])
             except ValueError:
                 continue
             good.append(value)
-        assert _wire.decode(good).num_rows == len(good)
+        assert decode(good).num_rows == len(good)
 
 
 def consumed(values: list[bytes]) -> Batch:

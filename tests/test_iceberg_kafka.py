@@ -30,7 +30,7 @@ from services.bentoserve import free_port
 
 from predlog.errors import ConfigError
 from predlog.sinks.iceberg import TableDestination, open_table, table_offsets
-from predlog.sinks.kafka import Batch, ConsumerStats, _wire
+from predlog.sinks.kafka import Batch, ConsumerStats, encode
 from tests.helpers import ROOT, child_env
 from tests.iceberg_child import make_batch, prediction_ids
 from tests.services import fresh_topic, kafka_bootstrap
@@ -71,7 +71,7 @@ def produce(bootstrap: str, topic: str, total: int, chunks: int, pause_s: float)
                     await producer.send(
                         topic, key=key, value=value, timestamp_ms=ts, headers=headers
                     )
-                    for key, value, ts, headers in _wire.encode(batch)
+                    for key, value, ts, headers in encode(batch)
                 ]
                 await asyncio.gather(*sends)
                 await asyncio.sleep(pause_s)
@@ -166,7 +166,7 @@ def test_killed_consumer_leaves_each_record_in_the_table_exactly_once(tmp_path: 
 def consumed(start: int, end: int) -> Batch:
     """Records ``start .. end`` as messages at those offsets of partition 0."""
     batch = Batch()
-    messages = _wire.encode(make_batch(end - start, start=start))
+    messages = encode(make_batch(end - start, start=start))
     batch.add(0, [SimpleNamespace(offset=start + i, value=m[1]) for i, m in enumerate(messages)])
     return batch
 

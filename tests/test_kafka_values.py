@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import predlog
 from predlog._record import JSON_COLUMNS
-from predlog.sinks.kafka import _wire
+from predlog.sinks.kafka import encode
 
 SCHEMA = predlog.arrow_schema()
 #: Few values, so that columns are often constant for a batch, and often not.
@@ -90,7 +90,7 @@ def test_values_are_what_orjson_makes_of_each_record(rows, data):
         for row in rows:
             row.update({n: shared[n] for n in names if n != "prediction_id"})
     batch = pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
-    messages = _wire.encode(batch)
+    messages = encode(batch)
     assert len(messages) == len(rows)
     for (key, value, stamp, _), row in zip(messages, rows, strict=True):
         assert sorted_text(value) == one_by_one(row)
@@ -115,6 +115,6 @@ def test_floats_keep_orjsons_text():
             sampling_reason="all",
             data_quality=[],
         )
-    messages = _wire.encode(pa.RecordBatch.from_pylist(rows, schema=SCHEMA))
+    messages = encode(pa.RecordBatch.from_pylist(rows, schema=SCHEMA))
     texts = [re.search(rb'"raw_score":([^,}]*)', v).group(1) for _, v, _, _ in messages]
     assert texts == [b"1.0", b"1e+16", b"null", b"-0.0", b"0.1"]

@@ -12,11 +12,12 @@ import pytest
 
 import predlog
 from predlog.__main__ import main
-from predlog._record import FIELD_NAMES
 from predlog.tools.analytics import AnalyticsError, drift, investigate, replay
 from tests.helpers import parquet_files
 
 WIDE = "2000-01-01..2100-01-01"
+#: Every column of a record, in the schema's order.
+FIELD_NAMES = tuple(predlog.arrow_schema().names)
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 HOSTILE = "<script>alert(1)</script>"
 

@@ -317,7 +317,7 @@ NEGATIVE_ZERO = rb"-0+(?:\.0*)?(?:[eE][-+]?[0-9]+)?(?![0-9.eE])"
 def test_request_features_equal_orjsons_text(body, features_field):
     """Where the extension writes features, they are orjson's text of the Python
     decoder's flattened features; it declines only what strict JSON does not read."""
-    from predlog.flush._exchange import _unwrap, field_path
+    from predlog.flush._exchange import field_path, unwrap
 
     native = _native.request_features(body, features_field)
     try:
@@ -325,7 +325,7 @@ def test_request_features_equal_orjsons_text(body, features_field):
     except orjson.JSONDecodeError:
         assert native is None
         return
-    target = field_path(parsed, features_field) if features_field else _unwrap(parsed)
+    target = field_path(parsed, features_field) if features_field else unwrap(parsed)
     if not isinstance(target, dict):
         assert native is None
         return

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import predlog
 from predlog.errors import ConfigError, PredlogError
-from predlog.sinks.kafka._wire import decode, encode
+from predlog.sinks.kafka import decode, encode
 from predlog.storage import (
     LOCK_FILE,
     Spool,

@@ -95,7 +95,7 @@ def _flatten(value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None
             pending.pop()
 
 
-def _unwrap(value: Any) -> Any:
+def unwrap(value: Any) -> Any:
     """BentoML wraps the argument under its parameter name: ``{"tx": {...}}``."""
     while isinstance(value, dict) and len(value) == 1:
         (inner,) = value.values()
@@ -235,7 +235,7 @@ class ExchangeDecoder:
         if self._features_field:
             parsed = field_path(parsed, self._features_field)
         else:
-            parsed = _unwrap(parsed)
+            parsed = unwrap(parsed)
         if not isinstance(parsed, dict):
             flags.append("request_body_not_object")
             return None

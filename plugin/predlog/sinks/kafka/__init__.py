@@ -9,6 +9,10 @@ values) and ``_rfc3339`` (the times as text); ``_spooled`` a message as a spool 
 :class:`Destination` seam; ``_to_parquet`` the Parquet layout as a destination (the
 Iceberg table is one too, in :mod:`predlog.sinks.iceberg`). aiokafka is imported only
 when a producer or consumer is started (``pip install predlog[kafka]``).
+
+The wire format is a contract with every reader of the topic, so it is public:
+:func:`encode` (a record batch as messages), :func:`decode` (message values back into a
+batch) and :data:`HEADERS` (the format's own headers, first on every message).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from predlog.sinks.kafka._consumer import (
 )
 from predlog.sinks.kafka._producer import KafkaSink
 from predlog.sinks.kafka._to_parquet import ParquetDestination
+from predlog.sinks.kafka._wire import HEADERS, decode, encode
 
 __all__ = [
+    "HEADERS",
     "Batch",
     "ConsumerLoop",
     "ConsumerStats",
@@ -35,4 +41,6 @@ __all__ = [
     "ParquetDestination",
     "consume",
     "consume_until_signalled",
+    "decode",
+    "encode",
 ]
