@@ -24,7 +24,7 @@ def table_dir(tmp_path: Path) -> Path:
     from predlog.sinks.iceberg import IcebergSink  # the iceberg extra
 
     data = tmp_path / "data"
-    sink = IcebergSink(TABLE, data_dir=data, lock_dir=tmp_path / "spool", commit_interval_s=60)
+    sink = IcebergSink(TABLE, data_dir=data, spool_dir=tmp_path / "spool", commit_interval_s=60)
     with predlog.PredictionLogger(
         sinks=[sink], model_name="fraud", install_signal_handlers=False
     ) as log:

@@ -88,7 +88,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     start = datetime(2026, 10, 1, tzinfo=timezone.utc)
     sinks: list[Sink] = [
         ParquetSink(root / "data"),
-        IcebergSink(TABLE, data_dir=root / "lake", lock_dir=root / "spool", commit_interval_s=60),
+        IcebergSink(TABLE, data_dir=root / "lake", spool_dir=root / "spool", commit_interval_s=60),
     ]
     with predlog.PredictionLogger(
         sinks=sinks,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +14,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
 from predlog._record import arrow_schema
-from predlog.errors import ConfigError
+from predlog.errors import ConfigError, SinkError
 from predlog.sinks.iceberg._catalog import (
     embedded_catalog,
     load_catalog,
@@ -29,6 +30,7 @@ from predlog.sinks.iceberg._notes import Notes
 from predlog.sinks.iceberg._sink import IcebergSink
 from tests.helpers import predlog_cli
 from tests.iceberg_child import make_batch
+from tests.services import closed_port
 
 TABLE = "preds.log"
 
@@ -257,8 +259,8 @@ class TestLock:
 class TestSink:
     def test_workers_note_files_and_only_the_lock_holder_commits(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        holder = IcebergSink(TABLE, data_dir=tmp_path, lock_dir=spool, commit_interval_s=60)
-        worker = IcebergSink(TABLE, data_dir=tmp_path, lock_dir=spool, commit_interval_s=60)
+        holder = IcebergSink(TABLE, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
+        worker = IcebergSink(TABLE, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
         assert holder._lock.try_acquire()  # elect without waiting a minute
         worker.export(make_batch(7, model=lambda i: f"m{i % 2}"))
         assert worker.unpublished_rows == 7
@@ -269,7 +271,7 @@ class TestSink:
         holder.flush()  # the holder commits everyone's notes
         assert rows(TABLE, tmp_path).num_rows == 10
         assert holder.unpublished_rows == 0
-        worker.tick(1e12)  # sees its notes gone: committed by another process
+        worker.flush()  # sees its notes gone: committed by another process
         assert worker.unpublished_rows == 0
         holder.close()
         worker.export(make_batch(2, start=200))
@@ -279,12 +281,114 @@ class TestSink:
         assert worker.lost_rows == holder.lost_rows == 0
 
     def test_refuses_a_batch_of_another_schema(self, tmp_path: Path) -> None:
-        sink = IcebergSink(TABLE, data_dir=tmp_path, lock_dir=tmp_path / "s")
-        from predlog.errors import SinkError
-
+        sink = IcebergSink(TABLE, data_dir=tmp_path, spool_dir=tmp_path / "s")
         with pytest.raises(SinkError):
             sink.export(pa.record_batch({"x": [1]}))
         sink.close()
+
+    def test_a_file_published_again_after_a_crash_is_committed_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A writer killed after noting a staged file, before removing it: whoever adopts
+        it publishes it again under the same file id, and the committer adds it once."""
+        catalog = tmp_path / "catalog"  # missing at first: the catalog does not answer
+        monkeypatch.setenv("PYICEBERG_CATALOG__LATE__URI", f"sqlite:///{catalog / 'c.db'}")
+        monkeypatch.setenv("PYICEBERG_CATALOG__LATE__WAREHOUSE", (tmp_path / "wh").as_uri())
+        name, spool = "late.ns.t", tmp_path / "spool"
+
+        def sink() -> IcebergSink:
+            made = IcebergSink(name, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
+            made.open()
+            return made
+
+        def staged() -> list[Path]:
+            return list(spool.glob("iceberg/*/data/*/*/*.parquet"))
+
+        writer = sink()
+        writer.export(make_batch(6))
+        with pytest.raises(SinkError, match="wait in"):
+            writer.close()  # the file stays staged
+        [left] = staged()
+        kept = tmp_path / "kept.parquet"
+        shutil.copy(left, kept)
+        catalog.mkdir()
+        first = sink()
+        assert first.stats()["adopted"] == 1
+        first.close()  # published, noted and committed
+        assert staged() == []
+        shutil.copy(kept, left)  # as if its publisher died before removing it
+        again = sink()
+        assert again.stats()["adopted"] == 1
+        again.close()
+        assert again.committer is not None and again.committer.stats.already_committed == 1
+        got = ids_of(rows(name, tmp_path))
+        assert len(got) == len(set(got)) == 6
+
+    def test_a_catalog_that_does_not_answer_stages_within_the_bound(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """open() does not refuse a catalog that does not answer; files wait on local
+        disk, counted unpublished, until spool_max_bytes, past which batches are refused
+        and counted; close() leaves them staged for the next process."""
+        monkeypatch.setenv(
+            "PYICEBERG_CATALOG__DOWN__URI", f"postgresql+psycopg2://u@{closed_port()}/d"
+        )
+        monkeypatch.setenv("PYICEBERG_CATALOG__DOWN__WAREHOUSE", (tmp_path / "wh").as_uri())
+        spool = tmp_path / "spool"
+        sink = IcebergSink("down.ns.t", data_dir=tmp_path, spool_dir=spool, spool_max_bytes=1)
+        sink.open()
+        sink.export(make_batch(5))
+        with pytest.raises(SinkError, match="wait in"):
+            sink.flush()
+        assert sink.unpublished_rows == 5
+        with pytest.raises(SinkError, match="batch refused"):
+            sink.export(make_batch(3, start=5))
+        assert sink.stats()["refused"] == 3 and sink.unpublished_rows == 5
+        with pytest.raises(SinkError, match="wait in"):
+            sink.close()
+        sink.close()  # safe twice
+        assert len(list(spool.glob("iceberg/*/data/*/*/*.parquet"))) == 1
+        assert sink.lost_rows == 0
+
+    def test_a_misconfigured_catalog_is_refused_at_open_not_before(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="iceberg_table"):
+            IcebergSink("not-a-table", data_dir=tmp_path, spool_dir=tmp_path / "s")
+        sink = IcebergSink("nowhere.ns.t", data_dir=tmp_path, spool_dir=tmp_path / "s")
+        assert not (tmp_path / "s").exists()  # the constructor touched nothing
+        with pytest.raises(ConfigError, match="PYICEBERG_CATALOG__NOWHERE__URI"):
+            sink.open()
+
+    def test_a_sink_opened_and_never_closed_warns(self, tmp_path: Path) -> None:
+        sink = IcebergSink(TABLE, data_dir=tmp_path, spool_dir=tmp_path / "s")
+        sink.open()
+        with pytest.warns(ResourceWarning, match="never closed"):
+            sink.__del__()
+        sink.close()
+
+    def test_a_forked_child_writes_its_own_files_and_leaves_the_parents(
+        self, tmp_path: Path
+    ) -> None:
+        """The parent's open file is the parent's: the child forgets it and writes and
+        commits its own records; the parent's are committed by the parent, once."""
+        sink = IcebergSink(TABLE, data_dir=tmp_path, spool_dir=tmp_path / "s", commit_interval_s=60)
+        sink.export(make_batch(4))
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                sink.after_fork_in_child()
+                ok = sink.unpublished_rows == 0
+                sink.export(make_batch(3, start=100))
+                sink.close()
+                code = 0 if ok and sink.unpublished_rows == 0 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sink.unpublished_rows == 4
+        sink.close()
+        got = ids_of(rows(TABLE, tmp_path))
+        assert len(got) == len(set(got)) == 7
 
 
 class TestOffsetsAndCli:
@@ -330,6 +434,26 @@ class TestLogger:
         got = rows(TABLE, tmp_path).column("request_id").to_pylist()
         assert sorted(str(v) for v in got) == sorted(f"q-{i}" for i in range(2000))
         assert log.stats()["failed"] == 0
+
+    def test_iceberg_commit_false_leaves_committing_to_predlog_commit(self, tmp_path: Path) -> None:
+        """With iceberg_commit off a server only writes and notes files: nothing is
+        committed until a central committer runs, and the records stay pending."""
+        import predlog
+
+        with predlog.PredictionLogger(
+            data_dir=tmp_path,
+            iceberg_table=TABLE,
+            iceberg_commit=False,
+            iceberg_commit_interval_s=0.1,
+            install_signal_handlers=False,
+        ) as log:
+            for i in range(50):
+                log.log(request_id=f"c-{i}", score=0.5)
+        assert log.stats()["pending"] == 50 and log.stats()["failed"] == 0
+        assert rows(TABLE, tmp_path).num_rows == 0
+        done = predlog_cli("commit", "--table", TABLE, "--data", str(tmp_path), "--once")
+        assert done.returncode == 0, done.stderr
+        assert rows(TABLE, tmp_path).num_rows == 50
 
     def test_preflight_names_the_setting(self, tmp_path: Path) -> None:
         """preflight alone (what BentoML's supervisor runs) refuses a bad table."""

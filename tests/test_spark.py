@@ -73,7 +73,7 @@ import pyarrow as pa
 from predlog.sinks.iceberg._sink import IcebergSink
 
 name, batches, data, lock = sys.argv[1:]
-sink = IcebergSink(name, data_dir=data, lock_dir=lock)
+sink = IcebergSink(name, data_dir=data, spool_dir=lock)
 with pa.ipc.open_file(batches) as file:
     for i in range(file.num_record_batches):
         sink.export(file.get_batch(i))

@@ -365,7 +365,8 @@ def preflight(options: Mapping[str, Any], *, default_sink: bool = True) -> Setti
                 raise ConfigError(spelt(settings, "data_dir"), f"{what} cannot go there: {problem}")
         if not kafka and not settings.iceberg_table and not settings.data_is_local:
             _check_store(settings)
-        if not settings.data_is_local or (kafka and settings.spool_dir is not None):
+        staged = kafka or bool(settings.iceberg_table)
+        if not settings.data_is_local or (staged and settings.spool_dir is not None):
             # The local directory for what is not yet delivered, when it is not under
             # the data directory just checked.
             problem = _unwritable(settings.spool_path)
@@ -398,15 +399,23 @@ def _check_store(settings: Settings) -> None:
 
 
 def _check_iceberg(settings: Settings) -> None:
-    """For ``iceberg_table``: pyiceberg is installed, the name is valid, the catalog loads."""
+    """For ``iceberg_table``: pyiceberg is installed, the name is valid, the catalog is
+    configured. A configured catalog that does not answer is not a refusal: records are
+    staged until it does."""
     name = spelt(settings, "iceberg_table")
     if importlib.util.find_spec("pyiceberg") is None:
         raise ConfigError(name, "the Iceberg sink needs pyiceberg: pip install 'predlog[iceberg]'")
-    from predlog.sinks.iceberg._catalog import load_catalog, parse_table_name  # noqa: PLC0415
+    from predlog.sinks.iceberg import (  # noqa: PLC0415  # the iceberg extra
+        CatalogUnreachableError,
+        load_catalog,
+        parse_table_name,
+    )
 
     try:
         catalog, _, _ = parse_table_name(settings.iceberg_table or "")
         load_catalog(catalog, data_dir=settings.data_dir)
+    except CatalogUnreachableError:
+        return
     except ConfigError as exc:
         raise ConfigError(name, str(exc).removeprefix(f"{exc.setting}: ")) from None
 
@@ -434,9 +443,11 @@ def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:
         return IcebergSink(
             s.iceberg_table,
             data_dir=s.data_dir,
-            lock_dir=s.spool_path,
+            spool_dir=s.spool_path,
             commit_interval_s=s.iceberg_commit_interval_s,
             max_file_bytes=s.parquet_max_file_bytes,
+            spool_max_bytes=s.parquet_spool_max_bytes,
+            commit=s.iceberg_commit,
         )
     if s.kafka_bootstrap and s.kafka_topic:
         from predlog.sinks.kafka import KafkaSink  # noqa: PLC0415  # needs the kafka extra

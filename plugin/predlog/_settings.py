@@ -289,6 +289,9 @@ class Settings:
     iceberg_table: str | None = setting(None, _table_name)
     #: Seconds between the committer's Iceberg commits (one commit per interval).
     iceberg_commit_interval_s: float = setting(10.0, _positive_number)
+    #: Whether this process may be its box's Iceberg committer. False when a central
+    #: ``predlog commit`` commits the table: the servers only write and note files.
+    iceberg_commit: bool = setting(True, _bool)
     sample_rate: float = setting(1.0, _unit_interval, aliases=("PREDICTION_LOG_SAMPLE_RATE",))
     high_risk_score: float = setting(0.9, _unit_interval)
     new_version_window_s: float = setting(24 * 3600.0, _non_negative_number)
@@ -307,7 +310,8 @@ class Settings:
     parquet_max_file_bytes: int = setting(128 << 20, _positive_int)
     parquet_max_file_age_s: float = setting(300.0, _positive_number)
     #: Bytes of complete Parquet files that may wait in spool_dir for an object store
-    #: that is down; past it new batches are refused (counted failed).
+    #: that is down (the Parquet layout's, or an Iceberg table's data files); past it
+    #: new batches are refused (counted failed).
     parquet_spool_max_bytes: int = setting(1 << 30, _positive_int)
     pii_fields: tuple[str, ...] = setting((), _str_tuple)
     pseudonym_key: str | None = setting(None, _optional_str, secret=True)
@@ -400,6 +404,7 @@ class LoggerOptions(TypedDict, total=False):
     spool_dir: str | os.PathLike[str] | None
     iceberg_table: str | None
     iceberg_commit_interval_s: float
+    iceberg_commit: bool
     sample_rate: float
     high_risk_score: float
     new_version_window_s: float

@@ -53,7 +53,14 @@ import pyarrow.parquet as pq
 from predlog._record import JSON_COLUMNS, arrow_schema
 from predlog._settings import DEFAULT_DATA_DIR, Settings, read
 from predlog.errors import ConfigError, SinkError
-from predlog.storage import Location, Uploads, fsync_dir, locate, newest_first
+from predlog.storage import (
+    Location,
+    LocationDestination,
+    Uploads,
+    fsync_dir,
+    locate,
+    newest_first,
+)
 
 #: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
@@ -250,7 +257,7 @@ class ParquetSink:
         self._refused = 0
         #: Complete files waiting for the object store (None for a local data_dir).
         self._uploads = (
-            Uploads(self.location, _weak(weakref.WeakMethod(self._published)))
+            Uploads(LocationDestination(self.location, _weak(weakref.WeakMethod(self._published))))
             if self._remote
             else None
         )

@@ -7,8 +7,10 @@ audit store, compaction) and every reader of the layout goes through these names
 * :class:`Spool`: the checksummed, size-capped segment log a sink falls back on;
 * :class:`Location` (:func:`locate`, :func:`probe`): a path or ``s3://``/``gs://``/
   ``file://`` URL as one pyarrow filesystem;
-* :class:`Uploads`: complete files staged on local disk and uploaded whole, in the
-  background, with retry, backoff and a byte bound.
+* :class:`Uploads`: complete files staged on local disk and published whole to a
+  :class:`Destination` (a :class:`LocationDestination`, or a table's), in the
+  background, with retry and backoff; :func:`abandoned` tells a dead writer's staged
+  files, named with :func:`host_tag` and its pid, so that the next process adopts them.
 
 Nothing here knows what a prediction record is.
 """
@@ -31,20 +33,32 @@ from predlog.storage._spool import (
     adoptable,
     claim,
 )
-from predlog.storage._staging import Uploads
+from predlog.storage._staging import (
+    Destination,
+    LocationDestination,
+    Staged,
+    Uploads,
+    abandoned,
+    host_tag,
+)
 
 __all__ = [
     "LOCK_FILE",
+    "Destination",
     "Location",
+    "LocationDestination",
     "Spool",
     "SpoolFullError",
     "SpoolLockedError",
+    "Staged",
     "UnreachableError",
     "Uploads",
+    "abandoned",
     "adoptable",
     "append_whole",
     "claim",
     "fsync_dir",
+    "host_tag",
     "locate",
     "newest_first",
     "probe",

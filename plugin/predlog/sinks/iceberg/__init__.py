@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from predlog.sinks.iceberg._catalog import (
+        CatalogUnreachableError,
         filesystem,
         load_catalog,
         open_table,
@@ -47,7 +48,14 @@ if TYPE_CHECKING:
 #: Each public name and the module that defines it.
 _HOME: Final = {
     **dict.fromkeys(
-        ("filesystem", "load_catalog", "open_table", "parse_table_name", "table_files"),
+        (
+            "CatalogUnreachableError",
+            "filesystem",
+            "load_catalog",
+            "open_table",
+            "parse_table_name",
+            "table_files",
+        ),
         "_catalog",
     ),
     **dict.fromkeys(
@@ -67,6 +75,7 @@ __all__ = [
     "COMMITTER_KEY",
     "FILES_KEY",
     "OFFSETS_PREFIX",
+    "CatalogUnreachableError",
     "CommitLock",
     "CommitStats",
     "Committer",

@@ -7,6 +7,12 @@ own. Without a catalog name the table lives in the embedded default: pyiceberg's
 catalog named ``predlog`` on SQLite at ``<data_dir>/iceberg/catalog.db``, warehouse
 ``<data_dir>/iceberg/warehouse``.
 
+A catalog that is misconfigured (no configuration for its name, a type pyiceberg
+cannot infer, pyiceberg not installed) is a :class:`ConfigError`: the start is refused.
+One that is configured but does not answer (its database or server down, the store of
+its metadata refusing connections) raises :class:`CatalogUnreachableError` or the
+store's own error: the sink stages records and opens the table later.
+
 The embedded default needs a local data directory: SQLite cannot live in an object
 store, and a catalog file on one machine's disk pointing at metadata in a bucket is a
 table that no other machine can find (and that is lost with the disk). With an
@@ -30,6 +36,23 @@ from predlog.errors import ConfigError
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
+
+
+class CatalogUnreachableError(Exception):
+    """A configured catalog did not answer (connection refused, database down): records
+    can wait for it, so it must not stop a service from starting."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a catalog's failure to load means "not answering" rather than "wrong".
+
+    OSError covers sockets, HTTP clients (``requests``) and files; ``OperationalError``
+    and ``InterfaceError`` are the DB-API's names (PEP 249) for a database that cannot be
+    reached, whichever driver or SQLAlchemy raises them.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return isinstance(exc, OSError) or bool(names & {"OperationalError", "InterfaceError"})
+
 
 #: The name of the embedded catalog (the SQL catalog on SQLite under data_dir).
 EMBEDDED_CATALOG: Final = "predlog"
@@ -107,6 +130,10 @@ def load_catalog(catalog_name: str | None, *, data_dir: str | Path) -> Catalog:
             _SETTING, f"needs pyiceberg: pip install 'predlog[iceberg]' ({exc})"
         ) from exc
     except Exception as exc:
+        if _unreachable(exc):
+            raise CatalogUnreachableError(
+                f"catalog {catalog_name!r} did not answer: {exc}"
+            ) from exc
         variable = f"PYICEBERG_CATALOG__{catalog_name.upper()}__URI"
         raise ConfigError(
             _SETTING,

@@ -1,10 +1,14 @@
 """Pending notes: the handoff from the writers of data files to the one committer.
 
-A writer finishes a data file, then writes a small JSON note naming it under
-``<table location>/predlog-pending/<file id>.json``. The committer lists the notes,
+A data file is uploaded whole into the table's data location, then a small JSON note
+naming it is written under ``<table location>/predlog-pending/<file id>.json`` (by the
+sink's upload thread once the file is there, see ``_publish``). The committer lists the notes,
 adds the files they name in one commit, and deletes the notes after the commit. A
 writer that dies after its note is written loses nothing: the note waits for the next
-commit. A file without a note (its writer died mid-file) is never committed.
+commit. A file without a note is never committed; the sink's file whose upload or note
+failed stays staged on local disk and is published again (same key, same file id) by
+whoever adopts it, so a note written twice is one note, and a file committed already is
+known by its id (see ``_commit``).
 
 Notes live beside the data, not on a writer's disk, so that any committer that can see
 the table (on another host, after this pod is gone) can commit them.
@@ -50,11 +54,15 @@ class Notes:
         with contextlib.suppress(OSError):
             self._fs.create_dir(self._dir, recursive=True)
 
-    def write(self, data_file: DataFile, writer: str) -> Note:
-        """Note a complete data file for the committer."""
-        note = Note(
-            data_file.file_id, data_file.location, data_file.rows, writer, int(time.time() * 1000)
-        )
+    def write(self, data_file: DataFile, writer: str, *, created_ms: int | None = None) -> Note:
+        """Note a complete data file for the committer.
+
+        ``created_ms`` is no later than the file could have been committed: the time the
+        file was started, for a note written again after a restart, so that the
+        committer looks back far enough to find the file if it is committed already.
+        """
+        created = int(time.time() * 1000) if created_ms is None else created_ms
+        note = Note(data_file.file_id, data_file.location, data_file.rows, writer, created)
         body = json.dumps(note.__dict__).encode()
         final = f"{self._dir}/{note.file_id}{_SUFFIX}"
         # On a local disk a reader could list a half-written file: write aside, rename.

@@ -1,36 +1,63 @@
 """IcebergSink: prediction records into an Iceberg table, with one committer per box.
 
-Every process writes its own Parquet data files (one per partition, rolled by size
-and at least once per commit interval) and notes each finished file for the committer
-(see ``_notes``). Which process commits is decided by a lock under the spool
-directory (see ``_lock``): in a ``bentoml serve`` with N workers exactly one of them
-commits, from a thread of its own, once per ``iceberg_commit_interval_s``; the others
-never commit. A process that is closing commits what it can first (taking the lock
-once its holder lets go), so a clean shutdown leaves nothing pending.
+The path of a record, and why each step is where it is:
 
-A record is "unpublished" (the flusher counts it pending, not delivered) while it is
-in a file still open or noted but not yet committed.
+1. **Staged** (flusher thread, local disk only). Every process writes its own Parquet
+   data files (one per partition, rolled by size and at least once per commit
+   interval) under ``<spool_dir>/iceberg/<table>/`` (``_files.StagingWriter``). The
+   flusher never waits on the object store or the catalog.
+2. **Published** (upload thread, :class:`predlog.storage.Uploads`). Each complete file
+   is uploaded whole into the table's data location, then noted for the committer
+   (``_publish``, ``_notes``). While the store or the catalog does not answer, files
+   wait on local disk, retried with backoff, bounded by ``spool_max_bytes``: past it
+   new batches are refused (counted failed), never silently dropped. Complete files a
+   dead process of this host left behind are adopted by the next sink's ``open()``
+   and published with their own file ids, so the committer adds each once.
+3. **Committed** (committer thread). Which process commits is decided by a lock under
+   the spool directory (``_lock``): in a ``bentoml serve`` with N workers exactly one
+   of them commits, once per ``iceberg_commit_interval_s``; the others never commit,
+   and with ``commit=False`` (``iceberg_commit``) none does, for a central ``predlog
+   commit``. A process that is closing commits what it can first (taking the lock
+   once its holder lets go), so a clean shutdown with the store up leaves nothing.
+
+A record is "unpublished" (the flusher counts it pending, not delivered) from the
+moment it is taken until its file is committed. The constructor only validates;
+``open()`` opens the table, and a catalog that does not answer then is not a refusal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
 import time
+import warnings
 import weakref
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from predlog._record import arrow_schema
 from predlog.errors import ConfigError, SinkError
-from predlog.sinks.iceberg._catalog import open_table
+from predlog.sinks.iceberg._catalog import iceberg_arrow_schema, open_table, parse_table_name
 from predlog.sinks.iceberg._commit import Committer
-from predlog.sinks.iceberg._files import FileWriter, OpenFile, split, writer_tag
+from predlog.sinks.iceberg._files import (
+    StagedFile,
+    StagingWriter,
+    file_schema,
+    parse_name,
+    split,
+)
 from predlog.sinks.iceberg._lock import CommitLock
-from predlog.sinks.iceberg._notes import Notes
+from predlog.sinks.iceberg._notes import Note
+from predlog.sinks.iceberg._publish import TablePublisher
+from predlog.storage import Uploads, abandoned
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
 _log = logging.getLogger("predlog.iceberg")
 _SCHEMA: Final = arrow_schema()
@@ -39,6 +66,17 @@ _SCHEMA: Final = arrow_schema()
 _ORPHANS: list[Any] = []
 #: How long a closing process waits for the committer to let go of the lock.
 _CLOSE_WAIT_S: Final = 5.0
+#: The sinks alive in this process, so that one never adopts another's staged files.
+_LIVE: weakref.WeakSet[IcebergSink] = weakref.WeakSet()
+
+
+def staging_root(spool_dir: Path, table: str, data_dir: str) -> Path:
+    """``<spool_dir>/iceberg/<hash>``: one staging directory per table (a table of the
+    embedded catalog is one per data_dir), so that a sink only ever adopts files that
+    belong to its own table."""
+    catalog, _, _ = parse_table_name(table)
+    identity = table if catalog is not None else f"{Path(data_dir).absolute()}|{table}"
+    return spool_dir / "iceberg" / hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 class IcebergSink:
@@ -49,40 +87,102 @@ class IcebergSink:
         table: str,
         *,
         data_dir: str | os.PathLike[str],
-        lock_dir: str | os.PathLike[str],
+        spool_dir: str | os.PathLike[str],
         commit_interval_s: float = 10.0,
         max_file_bytes: int = 128 << 20,
+        spool_max_bytes: int = 1 << 30,
         commit: bool = True,
     ) -> None:
-        if commit_interval_s <= 0:
-            raise ConfigError(
-                "iceberg_commit_interval_s", f"must be positive, got {commit_interval_s!r}"
-            )
+        for name, value in (
+            ("iceberg_commit_interval_s", commit_interval_s),
+            ("max_file_bytes", max_file_bytes),
+            ("spool_max_bytes", spool_max_bytes),
+        ):
+            if value <= 0:
+                raise ConfigError(name, f"must be positive, got {value!r}")
         self.table_name = table
         self._data_dir = os.fspath(data_dir)
-        self.table = open_table(table, data_dir=self._data_dir)
-        self._writer = FileWriter(self.table)
-        self._notes = Notes(self.table)
+        self.root = staging_root(Path(spool_dir), table, self._data_dir)
         self._interval = commit_interval_s
         self._max_bytes = max_file_bytes
+        self._spool_max = spool_max_bytes
         self._commit = commit
-        self._lock = CommitLock(Path(lock_dir), table)
-        self._open: dict[tuple[int, str], OpenFile] = {}
+        self._lock = CommitLock(Path(spool_dir), table)
+        self._writer = StagingWriter(self.root, iceberg_arrow_schema())
+        self._destination = TablePublisher(self._load_table, self._noted_one)
+        self._uploads = Uploads(self._destination)
+        self._open: dict[tuple[int, str], StagedFile] = {}
         #: Rows of this process's noted files not yet known to be committed, by file id.
         self._noted: dict[str, int] = {}
         self._noted_lock = threading.Lock()
-        self._last_check = time.monotonic()
+        #: Whether files adopted from a dead writer were noted (their rows are not
+        #: counted here, but a closing process still commits them).
+        self._noted_adopted = False
+        self._opened = False
         self._closed = False
-        self._pid = os.getpid()
         self._committer: Committer | None = None
+        # One commit at a time: the committer thread's, flush()'s and close()'s.
+        self._committing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        #: Rows taken and then lost (a file that could not be finished).
-        self.lost_rows = 0
+        self._lost_rows = 0
+        self._refused = 0
         #: Commit failures (each retried at the next interval; nothing is dropped).
         self.commit_errors = 0
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        #: Temporary files of dead writers on this host removed by ``open()``.
+        self.swept = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the table, and adopt what dead writers of this host left staged.
+
+        A misconfigured catalog raises :class:`ConfigError`; one that does not answer
+        is logged, and the upload thread opens the table when it does.
+        """
+        if self._opened:
+            return
+        try:
+            self._use(open_table(self.table_name, data_dir=self._data_dir))
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # not answering yet: records are staged
+            _log.warning(
+                "Iceberg table %s could not be opened, records are staged in %s until it can: %r",
+                self.table_name,
+                self.root,
+                exc,
+            )
+        self._opened = True
+        _LIVE.add(self)
+        self._sweep_and_adopt()
+        self._start_committer()
+
+    def __del__(self) -> None:
+        if getattr(self, "_opened", False) and not getattr(self, "_closed", True):
+            warnings.warn(
+                f"IcebergSink for {self.table_name} was opened and never closed",
+                ResourceWarning,
+                stacklevel=2,
+            )
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's open and staged files, threads, notes and table: the
+        child starts as a fresh writer, with its own pid in its files' names."""
+        for handle in self._open.values():
+            handle.orphan()
+            _ORPHANS.append(handle)
+        self._open = {}
+        self._uploads.forget_inherited()
+        self._destination.forget()
+        self._noted = {}
+        self._noted_lock = threading.Lock()
+        self._noted_adopted = False
+        self._thread = None
+        self._stop = threading.Event()
+        self._committer = None
+        self._committing = threading.Lock()
+        self._lost_rows = self._refused = self.commit_errors = 0
 
     # -- the Sink protocol ---------------------------------------------------------
 
@@ -93,6 +193,15 @@ class IcebergSink:
             return
         if not batch.schema.equals(_SCHEMA, check_metadata=False):
             raise SinkError("batch does not have the prediction record schema")
+        self.open()
+        if self._uploads.staged_bytes >= self._spool_max:
+            # The store has been away long enough to fill the bound: the new records
+            # are refused (counted failed), the waiting ones kept.
+            self._refused += batch.num_rows
+            raise SinkError(
+                f"{self._uploads.staged_bytes} bytes already wait in {self.root} "
+                f"(spool_max_bytes {self._spool_max}): batch refused"
+            )
         parts = split(batch)
         held = {key: handle.rows for key, handle in self._open.items()}
         for key, part in parts.items():
@@ -103,7 +212,9 @@ class IcebergSink:
                 handle.write(part)
             except Exception as exc:
                 if handle is not None:
-                    self._abandon(key, handle, held.get(key, 0))
+                    del self._open[key]
+                    self._lost_rows += held.get(key, 0)
+                    handle.abandon()
                 raise SinkError(f"Iceberg data file write failed: {exc!r}") from exc
         for key, handle in list(self._open.items()):
             if handle.size >= self._max_bytes:
@@ -111,81 +222,159 @@ class IcebergSink:
 
     @property
     def unpublished_rows(self) -> int:
-        """Rows in open files, or in noted files not yet seen committed."""
+        """Rows in open or staged files, or in noted files not yet seen committed."""
         with self._noted_lock:
             noted = sum(self._noted.values())
-        return noted + sum(handle.rows for handle in self._open.values())
+        staged = self._uploads.own_rows
+        return noted + staged + sum(handle.rows for handle in self._open.values())
+
+    @property
+    def lost_rows(self) -> int:
+        """Rows taken and then lost: in a file that could not be finished on local disk,
+        or in a staged file that vanished before it was published."""
+        return self._lost_rows + self._uploads.lost_rows
+
+    def stats(self) -> dict[str, int]:
+        """Bytes staged (a level), and running totals of files published, failed
+        attempts, files adopted from dead writers, rows refused at the bound, commits
+        made by this process and commits that failed (each retried)."""
+        committer = self._committer
+        return {
+            "spool_bytes": self._uploads.staged_bytes,
+            "refused": self._refused,
+            **self._uploads.figures,
+            "commits": 0 if committer is None else committer.stats.commits,
+            "commit_errors": self.commit_errors,
+        }
 
     def tick(self, now: float | None = None) -> None:
-        """Finish files open for a commit interval; start the committer thread; forget
-        this process's notes that the committer has taken."""
+        """Finish files open for a commit interval (they are staged for upload); keep
+        the committer thread running; raise the last background upload failure, once,
+        so that it is counted and reported."""
         current = time.monotonic() if now is None else now
         for key, handle in list(self._open.items()):
             if current - handle.opened >= self._interval:
                 self._finish(key)
-        if self._commit:
-            self._start_committer()
-        if current - self._last_check >= self._interval:
-            self._last_check = current
-            self._forget_committed()
+        self._start_committer()
+        failure = self._uploads.take_failure()
+        if failure is not None:
+            raise failure
 
     def flush(self) -> None:
-        """Finish and note every open file; commit now if this process is the committer."""
+        """Finish every open file and publish everything staged, in this thread; commit
+        now if this process is the committer, else learn what the committer has taken.
+        Raise :class:`SinkError` saying how much still waits when the store or the
+        catalog does not answer."""
         for key in list(self._open):
             self._finish(key)
-        if self._commit and self._lock.held:
-            self._commit_now()
+        try:
+            self._uploads.drain()
+        finally:
+            if self._commit and self._lock.held:
+                self._commit_now()
+            else:
+                self._forget_committed()
 
     def close(self) -> None:
+        """Finish, publish and commit what can be; what the store does not take stays
+        staged for the next process. Returns within seconds when the store is away."""
         if self._closed:
             return
-        try:
-            for key in list(self._open):
+        self._closed = True
+        failure: SinkError | None = None
+        for key in list(self._open):
+            try:
                 self._finish(key)
-        finally:
-            self._closed = True
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join(timeout=30)
-            if self._commit and self._noted:
-                if self._lock.acquire(_CLOSE_WAIT_S):
-                    # The last to close commits what is left (its own notes and anyone's).
-                    self._commit_now()
-                else:
-                    self._forget_committed()  # what the committer took is not pending
-            self._lock.release()
+            except SinkError as exc:
+                failure = exc
+        try:
+            self._uploads.drain()
+        except SinkError as exc:
+            failure = failure or exc
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._commit and (self._noted or self._noted_adopted):
+            if self._lock.acquire(_CLOSE_WAIT_S):
+                # The last to close commits what is left (its own notes and anyone's).
+                self._commit_now()
+            else:
+                self._forget_committed()  # what the committer took is not pending
+        self._uploads.close()
+        self._lock.release()
+        _LIVE.discard(self)
+        if failure is not None:
+            raise failure
 
     # -- files and notes -------------------------------------------------------------
 
     def _finish(self, key: tuple[int, str], *, fresh: int = 0) -> None:
+        """Complete an open file on local disk and stage it for upload."""
         handle = self._open.pop(key)
         try:
-            data_file = handle.close()
-            note = self._notes.write(data_file, writer_tag())
+            handle.close()
         except Exception as exc:
-            self.lost_rows += handle.rows - fresh
+            self._lost_rows += handle.rows - fresh
             handle.abandon()
             raise SinkError(f"Iceberg data file could not be finished: {exc!r}") from exc
+        self._uploads.add(handle.path, handle.key, handle.rows)
+
+    def _sweep_and_adopt(self) -> None:
+        """Remove dead writers' temporary files (never complete, never noted) and stage
+        their complete files for upload: their records were taken, and are published
+        under the file ids their names carry."""
+        shared = any(other.root == self.root for other in _LIVE if other is not self)
+        for temp in self._writer.temporary_files():
+            name = parse_name(temp.name[1 : -len(".tmp")])
+            if name is not None and abandoned(name.host, name.pid, shared=shared):
+                temp.unlink(missing_ok=True)
+                self.swept += 1
+        for path in self._writer.complete_files():
+            name = parse_name(path.name)
+            if name is None or not abandoned(name.host, name.pid, shared=shared):
+                continue
+            try:
+                rows = pq.ParquetFile(path).metadata.num_rows
+            except (OSError, pa.ArrowException):
+                continue  # gone meanwhile (another sink took it), or not a file of ours
+            self._uploads.add(path, self._writer.key_of(path), rows, own=False)
+
+    def _use(self, table: Table) -> None:
+        """Publish into ``table``, and write files in its schema from now on."""
+        self._writer.schema = file_schema(table)
+        self._destination.use(table)
+
+    def _load_table(self) -> Table:
+        """The table, opened on the upload thread when ``open()`` could not."""
+        table = open_table(self.table_name, data_dir=self._data_dir)
+        self._writer.schema = file_schema(table)
+        return table
+
+    def _noted_one(self, note: Note, own: bool) -> None:
+        if not own:
+            self._noted_adopted = True
+            return
         with self._noted_lock:
             self._noted[note.file_id] = note.rows
 
-    def _abandon(self, key: tuple[int, str], handle: OpenFile, earlier_rows: int) -> None:
-        del self._open[key]
-        self.lost_rows += earlier_rows
-        handle.abandon()
-
     def _forget_committed(self) -> None:
-        """Drop own notes that are no longer pending (another process committed them)."""
+        """Drop own notes that are no longer pending (another process committed them).
+
+        Only notes known before the listing: one written meanwhile is not in it.
+        """
         with self._noted_lock:
-            if not self._noted:
-                return
+            known = set(self._noted)
+        if not known:
+            return
         try:
-            pending = self._notes.ids()
-        except OSError:
+            with self._committing:
+                notes = self._get_committer().notes
+            pending = notes.ids()
+        except Exception:  # noqa: BLE001  # store or catalog away: asked again later
             return
         with self._noted_lock:
-            for file_id in [f for f in self._noted if f not in pending]:
-                del self._noted[file_id]
+            for file_id in known - pending:
+                self._noted.pop(file_id, None)
 
     def _committed(self, file_ids: list[str]) -> None:
         with self._noted_lock:
@@ -195,29 +384,33 @@ class IcebergSink:
     # -- committing --------------------------------------------------------------------
 
     def _get_committer(self) -> Committer:
+        """The committer (and the notes it reads), on a table object of its own; opened
+        on first use, from the committer thread, or flush() and close()."""
         if self._committer is None:
             # A table object of its own: the committer thread refreshes it while the
-            # flusher thread writes files.
-            self._committer = Committer(open_table(self.table_name, data_dir=self._data_dir))
-            self._committer.on_commit = self._committed
+            # upload thread publishes files.
+            committer = Committer(open_table(self.table_name, data_dir=self._data_dir))
+            committer.on_commit = self._committed
+            self._committer = committer
         return self._committer
 
     @property
     def committer(self) -> Committer | None:
-        """This process's committer, once it has been the one committing."""
+        """This process's committer, once the table has been opened for it."""
         return self._committer
 
     def _commit_now(self) -> None:
         try:
-            self._get_committer().commit_pending()
+            with self._committing:
+                self._get_committer().commit_pending()
         except Exception as exc:  # noqa: BLE001  # retried next interval; nothing dropped
             self.commit_errors += 1
             _log.warning("Iceberg commit failed, retried next interval: %r", exc)
 
     def _start_committer(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if not self._opened or self._stop.is_set():
             return
-        if self._stop.is_set():
+        if self._thread is not None and self._thread.is_alive():
             return
         self._thread = threading.Thread(
             target=self._run_committer, name="predlog-iceberg-commit", daemon=True
@@ -225,27 +418,9 @@ class IcebergSink:
         self._thread.start()
 
     def _run_committer(self) -> None:
+        """Each interval: commit everyone's notes if this process holds the lock, and
+        learn which of its own notes another process has committed."""
         while not self._stop.wait(self._interval):
-            if self._lock.try_acquire():
+            if self._commit and self._lock.try_acquire():
                 self._commit_now()
-
-    def _forget_inherited(self) -> None:
-        """In a forked child: open files, the committer thread and the lock are the
-        parent's. Never finish those files; elect afresh."""
-        _ORPHANS.extend(self._open.values())
-        self._open = {}
-        self._noted = {}
-        self._noted_lock = threading.Lock()
-        self._thread = None
-        self._stop = threading.Event()
-        self._committer = None
-        self.lost_rows = 0
-        self.commit_errors = 0
-        self._pid = os.getpid()
-        self._writer = FileWriter(self.table)
-
-
-def _after_fork(ref: weakref.ref[IcebergSink]) -> None:
-    sink = ref()
-    if sink is not None:
-        sink._forget_inherited()  # the hook is part of the class's contract
+            self._forget_committed()
