@@ -270,46 +270,14 @@ ALLOWED: dict[tuple[str, str], str] = {
     ): "a commit that lands during compaction",
     ("tests/test_compact.py", "attribute ._commit"): "as above",
     ("tests/test_compact.py", 'setattr(.., "_commit")'): "as above",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog._record",
-    ): "arrow_schema is public in predlog: switch",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog._logger",
-    ): "preflight alone, as BentoML's supervisor runs it",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog.sinks.iceberg._catalog",
-    ): "embedded_catalog; the others are public",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog.sinks.iceberg._commit",
-    ): "commit_with_retry; the others are public",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog.sinks.iceberg._files",
-    ): "split; the others are public",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog.sinks.iceberg._kafka",
-    ): "public in predlog.sinks.iceberg: switch",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog.sinks.iceberg._lock",
-    ): "public in predlog.sinks.iceberg: switch",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog.sinks.iceberg._notes",
-    ): "public in predlog.sinks.iceberg: switch",
-    (
-        "tests/test_iceberg.py",
-        "private module predlog.sinks.iceberg._sink",
-    ): "public in predlog.sinks.iceberg: switch",
-    (
-        "tests/test_iceberg.py",
-        "attribute ._lock",
-    ): "elects a committer without waiting for the lock's minute",
+    ("tests/test_iceberg.py", "private module predlog._logger"): "preflight alone, as BentoML's "
+    "supervisor runs it",
+    ("tests/test_iceberg.py", "private module predlog.sinks.iceberg._catalog"): "embedded_catalog, "
+    "the catalog a data directory gets when none is configured",
+    ("tests/test_iceberg.py", "private module predlog.sinks.iceberg._commit"): "commit_with_retry, "
+    "the commit's own retry on a conflict, unit by unit",
+    ("tests/test_iceberg.py", "private module predlog.sinks.iceberg._files"): "split, the writer's "
+    "cut of a batch into partitions",
 }
 GETTERS = {"getattr", "setattr", "hasattr", "delattr"}
 
