@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -66,6 +67,13 @@ def start_python(code: str, **env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def drop(held: list[object]) -> None:
+    """Let go of the only references to what ``held`` holds, and collect: a finaliser's
+    warning is then raised inside the caller's ``pytest.warns`` block."""
+    held.clear()
+    gc.collect()
 
 
 def parquet_files(data_dir: Path) -> list[Path]:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import warnings
 
 import httpx
 import pytest
@@ -13,7 +15,8 @@ from starlette.routing import Route
 import predlog
 from predlog import ConfigError
 from predlog.audit import AuditLog, AuditSink, ReasonTable, verify
-from predlog.testing import MemorySink
+from predlog.testing import MemorySink, build_batch
+from tests.helpers import drop
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 REASONS = {
@@ -220,9 +223,68 @@ class TestAuditSink:
     def test_second_writer_is_refused(self, tmp_path):
         """Two processes (or objects) writing one audit log would fork the tree: refused."""
         first = AuditLog(tmp_path, signing_key=KEY)
+        first.open()
+        second = AuditLog(tmp_path, signing_key=KEY)
         with pytest.raises(ConfigError, match="another process"):
-            AuditLog(tmp_path, signing_key=KEY)
+            second.open()
         assert first.append({"request_id": "still-mine"}) == 0
+        first.close()
+
+    def test_a_log_another_writer_holds_refuses_the_start(self, tmp_path):
+        """A logger whose audit log another writer holds does not start (ConfigError
+        naming audit_dir, from open, not from the constructors), and the sinks it had
+        opened already are closed again."""
+        holder = AuditLog(tmp_path / "audit", signing_key=KEY)
+        holder.open()
+        sink = AuditSink(AuditLog(tmp_path / "audit", signing_key=KEY), reasons=table())
+        parquet = predlog.ParquetSink(tmp_path / "data")
+        with pytest.raises(ConfigError, match=r"^audit_dir: ") as refused:
+            predlog.PredictionLogger(sinks=[parquet], audit=sink, install_signal_handlers=False)
+        assert "another process" in str(refused.value)
+        with pytest.raises(predlog.SinkError, match="closed"):
+            parquet.export(build_batch([{"request_id": "a", "score": 0.1}]))
+        holder.close()
+
+    def test_the_constructors_touch_no_file(self, tmp_path):
+        """Making the log and the sink writes nothing; open() (or the first export)
+        makes the log and its queue, once, and close() is safe twice."""
+        sink = AuditSink(
+            AuditLog(tmp_path / "audit", signing_key=KEY),
+            reasons=table(),
+            queue_dir=tmp_path / "queue",
+        )
+        assert sorted(tmp_path.iterdir()) == []
+        sink.export(build_batch([{"request_id": "a", "score": 0.9, "decision": "declined"}]))
+        assert (tmp_path / "audit" / "public_key.hex").exists()
+        assert (tmp_path / "queue").is_dir()
+        sink.open()
+        assert sink.appended == 1
+        sink.close()
+        sink.close()
+        assert verify(tmp_path / "audit", public_key=KEY.public_key()).ok
+
+    def test_an_opened_sink_dropped_unclosed_warns(self, tmp_path):
+        """A sink, or a log on its own, opened and collected without close() warns with
+        a ResourceWarning; closed ones say nothing."""
+        sink = AuditSink(AuditLog(tmp_path / "a", signing_key=KEY), reasons=table())
+        sink.open()
+        held: list[object] = [sink]
+        del sink
+        with pytest.warns(ResourceWarning, match="unclosed .*AuditSink"):
+            drop(held)
+        log = AuditLog(tmp_path / "log", signing_key=KEY)
+        log.append({"request_id": "r"})
+        held.append(log)
+        del log
+        with pytest.warns(ResourceWarning, match="unclosed .*AuditLog"):
+            drop(held)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            closed = AuditSink(AuditLog(tmp_path / "b", signing_key=KEY), reasons=table())
+            closed.open()
+            closed.close()
+            del closed
+            gc.collect()
 
 
 class TestUnencodableEntries:

@@ -133,8 +133,9 @@ class TestWriter:
         first = write_log(tmp_path, 3)
         tear(tmp_path, 3, HEAD.size + 5)
         before = snapshot(tmp_path)
+        second = AuditLog(tmp_path, signing_key=KEY)
         with pytest.raises(ConfigError, match="audit_dir"):
-            AuditLog(tmp_path, signing_key=KEY)
+            second.open()
         assert snapshot(tmp_path) == before
         first.close()
 
@@ -267,7 +268,7 @@ class TestTornTailRule:
         assert (report.ok, report.entry, report.torn_tail) == (False, index, 0), report
         before = snapshot(tmp_path)
         with pytest.raises(UnreadableError, match=r"000000000001\.seg at byte \d+"):
-            AuditLog(tmp_path, signing_key=KEY)
+            AuditLog(tmp_path, signing_key=KEY).open()
         assert snapshot(tmp_path) == before
 
     @pytest.mark.parametrize("keep", [3, 10, HEAD.size, HEAD.size + 5])
@@ -312,5 +313,5 @@ class TestTornTailRule:
         assert (report.ok, report.entry, report.entries) == (False, 8, 8), report
         before = snapshot(tmp_path)
         with pytest.raises(UnreadableError, match="entry 8"):
-            AuditLog(tmp_path, signing_key=KEY)
+            AuditLog(tmp_path, signing_key=KEY).open()
         assert snapshot(tmp_path) == before

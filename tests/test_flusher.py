@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 import time
 from itertools import pairwise
@@ -14,7 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import predlog
+from predlog.audit import AuditLog, AuditSink, ReasonTable
 from predlog.flush import BatchBuilder, Flusher
+from predlog.sinks import KafkaSink, ParquetSink, Sink
 from predlog.testing import CAPTURE_FIELDS, ErrorReporter, MemorySink, RingBuffer, resolve
 from tests.helpers import BlockedSink, FailingSink
 
@@ -394,3 +397,85 @@ class TestInstrumentationSuppressed:
         finally:
             client.close()
             server.shutdown()
+
+
+class Capable(MemorySink):
+    """A sink with every capability the flusher knows; it notes each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def open(self) -> None:
+        self.calls.append("open")
+
+    def tick(self, now: float) -> None:
+        self.calls.append("tick")
+
+    @property
+    def unpublished_rows(self) -> int:
+        return 2
+
+    @property
+    def lost_rows(self) -> int:
+        return 1
+
+    def stats(self) -> dict[str, int]:
+        return {"own_figure": 7}
+
+    def after_fork_in_child(self) -> None:
+        self.calls.append("after_fork_in_child")
+
+
+class TestSinkCapabilities:
+    def test_each_capability_is_used_and_a_plain_sink_is_asked_for_none(self, pipelines):
+        """A sink with open, tick, backlog and fork hook gets each call; a plain Sink,
+        which has none of them, is never asked (asking would be reported as a failure)."""
+        capable, plain = Capable(), MemorySink()
+        assert isinstance(capable, Sink) and isinstance(plain, Sink)
+        p = pipelines(capable, plain, interval_s=0.05)
+        p.flusher.open_sinks()
+        assert capable.calls == ["open"]
+        p.flusher.start()
+        assert wait_until(lambda: "tick" in capable.calls)
+        p.put(5)
+        assert p.flusher.force_flush(WAIT_S) is True
+        # Of 5 records every sink took, 2 are held where no reader sees them (pending)
+        # and 1 was lost after it was taken (failed).
+        assert p.flusher.counts() == (0, 2, 1, 2)
+        p.flusher.after_fork_in_child(RingBuffer(1000))
+        assert capable.calls.count("after_fork_in_child") == 1
+        assert len(plain.records) == 5
+        assert p.reporter.counts() == {}
+
+    def test_the_logger_shows_a_reporting_sinks_own_figures(self):
+        """sink_stats() carries stats() of a sink that has it, and nothing for one
+        that has not."""
+        capable, plain = Capable(), MemorySink()
+        with predlog.PredictionLogger(sinks=[capable, plain], install_signal_handlers=False) as log:
+            shown = log.sink_stats()
+        assert shown["Capable[0]"]["own"] == {"own_figure": 7}
+        assert "own" not in shown["MemorySink[1]"]
+        assert log.errors() == {}
+
+    def test_sinks_register_no_fork_hook_of_their_own(self, tmp_path, monkeypatch):
+        """Making and opening sinks registers no at-fork hook: a hook can never be
+        removed, so one per sink would grow with every sink ever made. The logger's
+        one hook reaches them through the flusher."""
+        registered: list[dict[str, object]] = []
+        monkeypatch.setattr(os, "register_at_fork", lambda **hooks: registered.append(hooks))
+        for _ in range(1000):
+            ParquetSink(tmp_path / "many")
+        sinks = [
+            ParquetSink(tmp_path / "data"),
+            KafkaSink(bootstrap_servers="127.0.0.1:9", topic="t", spool_dir=tmp_path / "spool"),
+            AuditSink(
+                AuditLog(tmp_path / "audit", signing_key=bytes(range(32))),
+                reasons=ReasonTable({"x": "X"}, features=["x"]),
+            ),
+        ]
+        for sink in sinks:
+            sink.open()
+        for sink in sinks:
+            sink.close()
+        assert registered == []

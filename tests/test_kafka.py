@@ -308,6 +308,7 @@ class TestReplayHasOneOwner:
             retry_interval_s=0.2,
             reporter=reporter,
         )
+        sink.open()  # the replayer starts here, as when a logger opens its sinks
         deadline = time.monotonic() + 60
         while sink.stats()["replayed"] == 0 and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -544,9 +545,9 @@ class TestOrphanedSpools:
 
 class TestAdoptionWhileTheBrokerIsAway:
     def test_orphans_are_held_until_sent_and_let_go_at_close(self, tmp_path):
-        """A sink adopts the spools of gone owners beside it, never a live one's; an
-        empty one is removed at once, the others stay whole and locked by it while the
-        broker is away, and close() lets them go for the next owner."""
+        """A sink adopts, when it opens, the spools of gone owners beside it, never a
+        live one's; an empty one is removed at once, the others stay whole and locked
+        by it while the broker is away, and close() lets them go for the next owner."""
         root = tmp_path / "spool"
         left_in_spool(root / "1", 10, prefix="o", per_segment=5, exclusive=True)
         Spool(root / "2", max_bytes=1 << 20, exclusive=True).close()
@@ -559,6 +560,8 @@ class TestAdoptionWhileTheBrokerIsAway:
             delivery_timeout_s=1,
             retry_interval_s=600,
         )
+        assert sink.stats()["adopted"] == 0
+        sink.open()
         try:
             assert sink.stats()["adopted"] == 2
             with pytest.raises(SpoolLockedError):
@@ -584,7 +587,9 @@ class TestKafkaSinkOptions:
             ("bootstrap_servers", "", "must name at least one broker"),
             ("topic", "", "must be a topic name"),
             ("spool_max_bytes", 0, "must be positive, got 0"),
-            ("delivery_timeout_s", 0, "must be positive, got 0"),
+            ("spool_max_bytes", 1.5, "must be an integer, got 1.5"),
+            ("delivery_timeout_s", 0, "must be > 0, got 0"),
+            ("delivery_timeout_s", float("inf"), "must be a finite number >= 0, got inf"),
             ("retry_interval_s", -1.0, "must be positive, got -1.0"),
         ],
     )
@@ -597,6 +602,49 @@ class TestKafkaSinkOptions:
         assert caught.value.setting == option
         assert isinstance(caught.value, ValueError)
         assert not (tmp_path / "spool").exists()
+
+
+class TestLifecycle:
+    def test_the_constructor_makes_nothing_and_open_starts_once(self, tmp_path):
+        """A KafkaSink made is only checked: no spool directory, no thread. open() claims
+        the spool and starts one loop thread, once; close() stops it, safe twice."""
+        spool_dir = tmp_path / "spool"
+        before = set(threading.enumerate())
+        sink = KafkaSink(
+            bootstrap_servers=closed_port(), topic="t", spool_dir=spool_dir, retry_interval_s=600
+        )
+        assert not spool_dir.exists()
+        assert set(threading.enumerate()) - before == set()
+        sink.open()
+        sink.open()
+        (loop,) = (t for t in set(threading.enumerate()) - before if t.name == "predlog-kafka")
+        with pytest.raises(SpoolLockedError):
+            Spool(spool_dir, max_bytes=1 << 20, exclusive=True)
+        sink.close()
+        sink.close()
+        assert not loop.is_alive()
+        assert not spool_dir.exists(), "an empty spool is removed at close"
+
+    def test_a_sink_never_opened_closes_and_flushes_to_nothing(self, tmp_path):
+        """close() of a sink never opened makes and starts nothing; flush() after it
+        returns; export() after it is refused."""
+        sink = KafkaSink(bootstrap_servers=closed_port(), topic="t", spool_dir=tmp_path / "s")
+        sink.close()
+        sink.close()
+        sink.flush()
+        assert sink.stats()["spool_bytes"] == 0
+        with pytest.raises(SinkError, match="closed"):
+            sink.export(a_batch(1, "late"))
+        assert not (tmp_path / "s").exists()
+
+    def test_a_spool_that_cannot_be_had_refuses_the_start(self, tmp_path):
+        """A spool directory that cannot be made is a ConfigError naming spool_dir, at
+        open(): the logger does not start."""
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        sink = KafkaSink(bootstrap_servers=closed_port(), topic="t", spool_dir=blocker / "spool")
+        with pytest.raises(ConfigError, match=r"^spool_dir: no Kafka spool can be had"):
+            predlog.PredictionLogger(sinks=[sink], install_signal_handlers=False)
 
 
 class TestOwnLoop:
@@ -618,6 +666,7 @@ class TestOwnLoop:
             spool_dir=tmp_path / "spool",
             retry_interval_s=600,
         )
+        sink.open()
         try:
             assert context.get_value(_SUPPRESS_INSTRUMENTATION_KEY) is None
             assert sink._loop.run(suppression(), timeout=5) == (True, True)
@@ -692,8 +741,9 @@ class TestCloseBudget:
 
 class TestFork:
     def test_a_forked_child_sends_on_its_own_loop_into_its_own_spool(self, tmp_path):
-        """After fork() the child's export neither hangs nor touches the parent's spool:
-        it spools to spool/<child pid>, beside the parent's, which stays locked."""
+        """After fork() and the sink's fork hook (the logger's flusher calls it), the
+        child's export neither hangs nor touches the parent's spool: it spools to
+        spool/<child pid>, beside the parent's, which stays locked."""
         root = tmp_path / "spool"
         parent_dir = root / str(os.getpid())
         sink = KafkaSink(
@@ -704,11 +754,13 @@ class TestFork:
             retry_interval_s=600,
         )
         batch = a_batch(7, "f")
+        sink.open()
         try:
             pid = os.fork()
             if pid == 0:  # the child: report what it saw in its exit status, and go
                 code = 99
                 try:
+                    sink.after_fork_in_child()
                     code = _child_exports(sink, batch, root, parent_dir)
                 finally:
                     os._exit(code)
@@ -884,7 +936,7 @@ class TestConsumerLoop:
         asyncio.run(loop.deliver(a_consumed_batch(p0=range(4, 10))))
         assert (consumer.commits, loop.stats.commits) == ([], 0)
         assert consumer.seeks == {0: 3, 1: 5}
-        assert loop.take_moved()
+        assert loop.moved
 
 
 def metric_values(text: str, topic: str) -> dict[str, float]:

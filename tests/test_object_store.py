@@ -527,7 +527,8 @@ time.sleep(600)
 class TestCrash:
     def test_staged_files_of_a_killed_writer_are_uploaded_by_the_next(self, store: Store) -> None:
         """A writer killed while its files wait for the store leaves them staged; the
-        next sink on this host uploads them (it does not delete them) at start."""
+        next sink on this host uploads them (it does not delete them) when it opens,
+        never when it is only made."""
         child = start_python(
             CRASHING_WRITER,
             **store.env(
@@ -548,6 +549,8 @@ class TestCrash:
         assert len(store.staged()) == 1
         assert store.object_keys() == []
         sink = predlog.ParquetSink(store.url, spool_dir=store.spool)
+        assert sink.stats()["adopted"] == 0 and len(store.staged()) == 1
+        sink.open()
         assert sink.stats()["adopted"] == 1
         sink.flush()  # the upload thread takes it at once; flush() waits for it
         assert sink.stats()["uploaded"] == 1
@@ -573,9 +576,11 @@ class TestCrash:
         monkeypatch.setenv("AWS_ENDPOINT_URL", store.moto.url)
         store.client.create_bucket(Bucket="other-bucket")  # type: ignore[attr-defined]
         other = predlog.ParquetSink("s3://other-bucket/x", spool_dir=store.spool)
+        other.open()
         assert other.stats()["adopted"] == 0
         other.close()
         again = predlog.ParquetSink(store.url, spool_dir=store.spool)  # same pid
+        again.open()
         assert again.stats()["adopted"] == 1
         again.close()
         assert store.request_ids() == Counter({f"p-{i}": 1 for i in range(7)})

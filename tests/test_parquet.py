@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import gc
 import itertools
 import os
+import re
 import subprocess
 import time
+import warnings
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -16,7 +19,7 @@ import predlog
 from predlog import ParquetSink, SinkError, arrow_schema
 from predlog.sinks import _parquet as parquet_module
 from predlog.testing import build_batch
-from tests.helpers import parquet_files, read_all, start_python
+from tests.helpers import drop, parquet_files, read_all, start_python
 
 
 def logger(data_dir, **kwargs):
@@ -165,7 +168,7 @@ class TestPublishing:
             clock[0] = 1000.0 + second
             if second % 5 == 0:
                 sink.export(build_batch([{"request_id": f"r{second}", "score": 0.1}]))
-            sink.tick()
+            sink.tick(clock[0])
             if sink.published_count > len(published_at):
                 published_at.append(second)
         sink.close()
@@ -243,8 +246,8 @@ class TestPublishing:
 
     def test_a_new_sink_removes_dead_writers_temporary_files(self, data_dir):
         """Temporary files a killed writer on this host left are removed when a sink
-        starts; a live writer's, a recent one's, and another host's (even one whose
-        name starts like this host's) are kept."""
+        opens, not when it is made; a live writer's, a recent one's, and another host's
+        (even one whose name starts like this host's) are kept."""
         day = data_dir / "predictions" / "date=2026-11-26"
         day.mkdir(parents=True)
         dead = subprocess.Popen(["true"])  # a pid that has exited
@@ -264,17 +267,23 @@ class TestPublishing:
             if what != "recent":
                 os.utime(day / name, (old, old))
         sink = ParquetSink(data_dir, max_file_age_s=300)
+        assert sorted(p.name for p in day.iterdir()) == sorted(names.values())
+        sink.open()
+        sink.open()  # once
         assert sink.swept == 1
         kept = sorted(p.name for p in day.iterdir())
         assert kept == sorted(n for what, n in names.items() if what != "dead")
+        sink.close()
 
     def test_a_forked_child_does_not_count_the_parents_losses(self, data_dir):
         """lost_rows are the parent's: a child's flusher starts from 0 and would otherwise
-        count them failed (and take them from delivered) a second time."""
+        count them failed (and take them from delivered) a second time. The flusher
+        calls the hook in the child; a sink used alone calls it itself."""
         sink = ParquetSink(data_dir)
         sink.lost_rows = 3
         pid = os.fork()
         if pid == 0:
+            sink.after_fork_in_child()
             os._exit(0 if sink.lost_rows == 0 else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
@@ -290,6 +299,66 @@ class TestPublishing:
             tags.add(ParquetSink(data_dir).host)
         assert len(tags) == 2
         assert all(len(tag) <= 32 for tag in tags)
+
+    def test_the_constructor_touches_no_file(self, tmp_path):
+        """Making a sink only checks its arguments: no directory is made, and nothing is
+        swept or staged, until open() or the first export."""
+        data = tmp_path / "data"
+        sink = ParquetSink(data)
+        assert not data.exists()
+        sink.export(build_batch([{"request_id": "a", "score": 0.1}]))
+        assert (data / "predictions").is_dir()
+        sink.close()
+        assert read_all(data).column("request_id").to_pylist() == ["a"]
+
+    def test_close_is_safe_twice_and_on_a_sink_never_opened(self, tmp_path):
+        """close() twice does nothing the second time; closing (or flushing, then
+        closing) a sink nobody used leaves no file behind."""
+        unused = ParquetSink(tmp_path / "unused")
+        unused.close()
+        unused.close()
+        assert not (tmp_path / "unused").exists()
+        used = ParquetSink(tmp_path / "used")
+        used.export(build_batch([{"request_id": "a", "score": 0.1}]))
+        used.close()
+        used.close()
+        assert len(parquet_files(tmp_path / "used")) == 1
+
+    def test_an_opened_sink_dropped_unclosed_warns(self, tmp_path):
+        """A sink opened and collected without close() says so with a ResourceWarning
+        (its open file is never published); one never opened, or closed, says nothing."""
+        held = [ParquetSink(tmp_path / "opened")]
+        held[0].open()
+        with pytest.warns(ResourceWarning, match="unclosed .*ParquetSink"):
+            drop(held)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            ParquetSink(tmp_path / "never")
+            closed = ParquetSink(tmp_path / "closed")
+            closed.open()
+            closed.close()
+            del closed
+            gc.collect()
+
+    @pytest.mark.parametrize(
+        ("argument", "value", "message"),
+        [
+            ("max_file_bytes", 0, "must be positive, got 0"),
+            ("max_file_bytes", 1.5, "must be an integer, got 1.5"),
+            ("max_file_age_s", float("nan"), "must be a finite number >= 0, got nan"),
+            ("max_file_age_s", 0, "must be > 0, got 0"),
+            ("spool_max_bytes", -1, "must be positive, got -1"),
+            ("data_dir", "ftp://host/x", "cannot write to 'ftp://host/x'"),
+        ],
+    )
+    def test_a_bad_argument_is_refused_as_its_setting_would_be(
+        self, tmp_path, argument, value, message
+    ):
+        """Each argument is checked by the declared check of the setting it stands for
+        (parquet_max_file_bytes...), and the ConfigError names the argument."""
+        options = {"data_dir": tmp_path / "data", argument: value}
+        with pytest.raises(predlog.ConfigError, match=rf"^{argument}: {re.escape(message)}"):
+            ParquetSink(**options)
 
     def test_export_after_close_is_refused(self, data_dir):
         """A closed sink raises SinkError rather than writing a file nobody will publish."""

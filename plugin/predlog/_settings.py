@@ -625,6 +625,21 @@ def problem(name: str, value: Any) -> str | None:
     raise KeyError(name)
 
 
+def check_argument(argument: str, setting: str, value: Any) -> None:
+    """Refuse ``value`` for a constructor's ``argument`` by the declared check of the
+    setting it stands for (``ParquetSink(max_file_bytes=...)`` for
+    ``parquet_max_file_bytes``): a ConfigError naming the argument. Nothing is parsed:
+    an argument is a value, never text from the environment."""
+    for declared in _OPTIONS.values():
+        option = declared.get(setting)
+        if option is not None:
+            refused = option.check(value)
+            if refused:
+                raise ConfigError(argument, refused)
+            return
+    raise KeyError(setting)
+
+
 def env_var(name: str) -> str:
     """The environment variable a setting is read from (for help texts and messages)."""
     return f"PREDLOG_{name.upper()}"

@@ -12,6 +12,14 @@ When the audit store fails, the configured policy applies, and both keep counter
   flusher counts the records as failed.
 * ``reject``: the sink stops accepting, and the middleware answers regulated requests
   with 503 until an append succeeds again: no decision is made that cannot be audited.
+
+The constructor only checks its options. ``open()`` (called by the logger before its
+flusher starts, or by the first ``export()`` or ``flush()`` of a sink used on its own)
+opens the audit log and the queue, once. A log that cannot be written here (another
+process writes it, its last segment is damaged, its directory cannot be made) is a
+:class:`~predlog.ConfigError` naming ``audit_dir``, which refuses the start: a service
+must not take regulated decisions it cannot audit. ``close()`` is safe twice; a sink
+opened and dropped without it warns with :class:`ResourceWarning`.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +39,7 @@ import pyarrow as pa
 from predlog.audit._canonical import CanonicalError, canonical
 from predlog.audit._log import AuditLog
 from predlog.audit._reasons import ReasonTable
+from predlog.audit._store import UnreadableError
 from predlog.errors import ConfigError, SinkError
 from predlog.storage import Spool, SpoolFullError
 
@@ -89,6 +99,10 @@ class AuditSink:
     ConfigError naming it.
     """
 
+    # Class-level, so that __del__ of an instance whose constructor refused reads them.
+    _queue: Spool | None = None
+    _closed = False
+
     def __init__(
         self,
         log: AuditLog,
@@ -123,10 +137,8 @@ class AuditSink:
         self._retry_interval_s = _seconds("retry_interval_s", retry_interval_s)
         self._checkpoint_interval_s = _seconds("checkpoint_interval_s", checkpoint_interval_s)
         self.policy = failure_policy
-        self._queue = Spool(
-            queue_dir if queue_dir is not None else Path(log.path) / "queue",
-            max_bytes=queue_max_bytes,
-        )
+        self._queue_dir = Path(queue_dir) if queue_dir is not None else Path(log.path) / "queue"
+        self._queue_max_bytes = queue_max_bytes
         self._last_checkpoint = time.monotonic()
         self._last_try = 0.0
         self._lock = threading.Lock()
@@ -139,6 +151,25 @@ class AuditSink:
         #: could make them appendable, and they would block the queue behind them).
         self.unencodable = 0
 
+    def open(self) -> None:
+        """Open the audit log (its writer lock) and the disk queue; once (a closed sink
+        stays closed). A log that cannot be written here is a ConfigError naming
+        ``audit_dir``."""
+        with self._lock:
+            if self._queue is not None or self._closed:
+                return
+            try:
+                self.log.open()
+                self._queue = Spool(self._queue_dir, max_bytes=self._queue_max_bytes)
+            except ConfigError:
+                raise
+            except (UnreadableError, OSError) as exc:
+                raise ConfigError("audit_dir", f"cannot write the audit log: {exc}") from exc
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if self._queue is not None and not self._closed:
+            _warn(f"unclosed {self!r}", ResourceWarning, source=self)
+
     def wants(self, decision: Any, model_name: Any, extra: Mapping[str, Any] | None) -> bool:
         """Whether a record is audited (called by the sampler, per record)."""
         if extra:
@@ -150,6 +181,9 @@ class AuditSink:
         return decision in self._decisions or model_name in self._models
 
     def export(self, batch: pa.RecordBatch) -> None:
+        if self._closed:
+            raise SinkError("AuditSink is closed")
+        self.open()
         entries, refused = _encodable(
             self._entry(row) for row in batch.to_pylist() if self._selected(row)
         )
@@ -182,11 +216,15 @@ class AuditSink:
             self.appended += len(entries)
             self.accepting = True
 
-    def tick(self, now: float | None = None) -> None:
+    def tick(self, now: float) -> None:
+        """Retry the queue, probe the store while refusing, and sign a checkpoint every
+        ``checkpoint_interval_s`` (``now`` is ``time.monotonic()``)."""
         with self._lock:
+            if self._queue is None:
+                return  # not open: nothing waits, nothing to sign
             self._replay_queue()
             self._probe()
-            if time.monotonic() - self._last_checkpoint >= self._checkpoint_interval_s:
+            if now - self._last_checkpoint >= self._checkpoint_interval_s:
                 self._checkpoint()
 
     def _probe(self) -> None:
@@ -208,6 +246,9 @@ class AuditSink:
 
     def flush(self) -> None:
         """Append what is queued and sign a checkpoint covering every entry."""
+        if self._closed:
+            return
+        self.open()
         with self._lock:
             self._replay_queue(force=True)
             self._checkpoint()
@@ -219,9 +260,14 @@ class AuditSink:
             self.log.checkpoint()
 
     def close(self) -> None:
+        """Flush (when opened), then close the log. Safe twice."""
+        if self._closed:
+            return
         try:
-            self.flush()
+            if self._queue is not None:
+                self.flush()
         finally:
+            self._closed = True
             self.log.close()
 
     def _selected(self, row: Mapping[str, Any]) -> bool:
@@ -229,6 +275,7 @@ class AuditSink:
         return self.wants(row.get("decision"), row.get("model_name"), extra)
 
     def _enqueue(self, entries: list[dict[str, Any]]) -> None:
+        assert self._queue is not None  # export() opened the sink
         try:
             self._queue.append([(b"", json.dumps(e).encode()) for e in entries])
         except SpoolFullError as exc:
@@ -236,7 +283,7 @@ class AuditSink:
         self.queued += len(entries)
 
     def _replay_queue(self, *, force: bool = False) -> None:
-        if not self._queue:
+        if not self._queue:  # not open, or nothing waits
             return
         now = time.monotonic()
         if not force and now - self._last_try < self._retry_interval_s:
@@ -293,7 +340,7 @@ class AuditSink:
         return {
             "appended": self.appended,
             "queued": self.queued,
-            "queue_bytes": self._queue.size,
+            "queue_bytes": 0 if self._queue is None else self._queue.size,
             "failures": self.failures,
             "checkpoint_failures": self.log.checkpoint_failures,
             "unencodable": self.unencodable,

@@ -19,6 +19,7 @@ lock, and the flusher never signals producers.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -127,8 +128,10 @@ class Flusher:
 
         A :class:`ConfigError` refuses the start (the sink can never work); any other
         failure is counted against its sink, which then refuses or keeps what it is
-        given, as it can: a prediction service must start when a store is down.
+        given, as it can: a prediction service must start when a store is down. On a
+        refusal the sinks opened before it are closed again: no logger will.
         """
+        opened: list[Sink] = []
         for state in self.sinks:
             if not isinstance(state.sink, Openable):
                 continue
@@ -136,9 +139,13 @@ class Flusher:
                 with uninstrumented():
                     state.sink.open()
             except ConfigError:
+                for sink in opened:
+                    with contextlib.suppress(Exception):
+                        sink.close()
                 raise
             except Exception as exc:  # noqa: BLE001  # isolate each sink
                 self._sink_error(state, "open", exc)
+            opened.append(state.sink)
 
     def start(self) -> None:
         """Start the background thread (idempotent)."""

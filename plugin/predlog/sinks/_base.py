@@ -47,8 +47,9 @@ class Openable(Protocol):
     starts. :class:`~predlog.errors.ConfigError` from ``open()`` means the sink can
     never work (a missing bucket, a catalog that is misconfigured) and refuses the
     start; a store or catalog that merely does not answer yet must not raise (records
-    wait for it). A sink used on its own opens itself at its first ``export()``.
-    Calling ``open()`` again does nothing.
+    wait for it). A sink used on its own opens itself at its first ``export()`` (or
+    ``flush()``: a first flush delivers what a dead process left). ``close()`` of a
+    sink never opened opens nothing. Calling ``open()`` again does nothing.
     """
 
     def open(self) -> None:

@@ -29,6 +29,14 @@ counted pending, and is retried with backoff, and on every ``flush()``; staged f
 a dead process of this host left behind are uploaded when the next sink starts.
 Staging is bounded by ``spool_max_bytes``: past it, new batches are refused (the
 flusher counts them failed) rather than fill the disk while the store is down.
+
+Lifecycle: the constructor only checks its arguments and touches no file. ``open()``
+(called by the logger before its flusher starts, or by the first ``export()`` or
+``flush()`` of a sink used on its own) sweeps the temporary files dead writers of this
+host left and hands their staged files to the upload thread, once. After ``fork()``
+the child's flusher calls :meth:`ParquetSink.after_fork_in_child`: a sink used across
+a fork without a logger must call it in the child itself. ``close()`` is safe twice; a
+sink opened and dropped without it warns with :class:`ResourceWarning`.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import os
 import re
 import socket
 import time
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -51,8 +60,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predlog._record import JSON_COLUMNS, arrow_schema
-from predlog._settings import DEFAULT_DATA_DIR, Settings, read
-from predlog.errors import ConfigError, SinkError
+from predlog._settings import DEFAULT_DATA_DIR, Settings, check_argument, read
+from predlog.errors import SinkError
 from predlog.storage import (
     Location,
     LocationDestination,
@@ -172,7 +181,7 @@ class _OpenFile:
             self.temp.unlink(missing_ok=True)
 
 
-#: The sinks alive in this process, so that one never adopts another's staged files.
+#: The sinks opened in this process, so that one never adopts another's staged files.
 _LIVE: weakref.WeakSet[ParquetSink] = weakref.WeakSet()
 
 
@@ -199,8 +208,13 @@ class ParquetSink:
     For an object store, ``spool_dir`` is the local staging directory (default: the
     ``spool_dir`` setting, else ``./predlog-spool``) and ``spool_max_bytes`` bounds the
     complete files that may wait there while the store is away; both are unused for a
-    local data_dir, whose files are written in place.
+    local data_dir, whose files are written in place. Each size and age is checked as
+    the setting it stands for (``parquet_max_file_bytes``...) is.
     """
+
+    # Class-level, so that __del__ of an instance whose constructor refused reads them.
+    _opened = False
+    _closed = False
 
     def __init__(
         self,
@@ -212,17 +226,12 @@ class ParquetSink:
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = 1 << 30,
     ) -> None:
-        if max_file_bytes <= 0:
-            raise ConfigError("max_file_bytes", f"must be positive, got {max_file_bytes!r}")
-        if max_file_age_s <= 0:
-            raise ConfigError("max_file_age_s", f"must be positive, got {max_file_age_s!r}")
-        if spool_max_bytes <= 0:
-            raise ConfigError("spool_max_bytes", f"must be positive, got {spool_max_bytes!r}")
-        try:
-            #: Where the files are published: a local directory or an object store.
-            self.location: Location = locate(data_dir)
-        except ValueError as exc:
-            raise ConfigError("data_dir", str(exc)) from None
+        check_argument("max_file_bytes", "parquet_max_file_bytes", max_file_bytes)
+        check_argument("max_file_age_s", "parquet_max_file_age_s", max_file_age_s)
+        check_argument("spool_max_bytes", "parquet_spool_max_bytes", spool_max_bytes)
+        check_argument("data_dir", "data_dir", data_dir)
+        #: Where the files are published: a local directory or an object store.
+        self.location: Location = locate(data_dir)
         self._remote = not self.location.is_local
         #: The local directory files are written in: the data directory's
         #: ``predictions`` for a local one, the staging directory for an object store.
@@ -247,7 +256,6 @@ class ParquetSink:
         self._pid = os.getpid()
         self._seq = 0
         self._open: dict[int, _OpenFile] = {}
-        self._closed = False
         #: The most recent files this sink published (bounded: a server runs for months),
         #: as paths or URLs, and how many it has published in all.
         self.published: deque[str] = deque(maxlen=1000)
@@ -261,13 +269,26 @@ class ParquetSink:
             if self._remote
             else None
         )
-        #: Temporary files of dead writers on this host removed when this sink started.
+        #: Temporary files of dead writers on this host removed when this sink opened.
+        self.swept = 0
+
+    def open(self) -> None:
+        """Sweep what dead writers of this host left, and stage their complete files for
+        upload; once (a closed sink stays closed). Raises nothing for a store that is
+        down: the adopted files wait for it like the sink's own."""
+        if self._opened or self._closed:
+            return
+        self._opened = True
+        _LIVE.add(self)
         self.swept = self._sweep()
         if self._uploads is not None:
             self._adopt(self._uploads)
-        _LIVE.add(self)
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # Like aiokafka's producer: say so, never close from a finaliser (that would
+        # publish files from whatever thread the collector runs on).
+        if self._opened and not self._closed:
+            _warn(f"unclosed {self!r}", ResourceWarning, source=self)
 
     @property
     def host(self) -> str:
@@ -328,6 +349,7 @@ class ParquetSink:
     def export(self, batch: pa.RecordBatch) -> None:
         if self._closed:
             raise SinkError("ParquetSink is closed")
+        self.open()
         if batch.num_rows == 0:
             return
         if not batch.schema.equals(_SCHEMA, check_metadata=False):
@@ -397,13 +419,12 @@ class ParquetSink:
         for info in newest_first(self.location, self.location.join("predictions")):
             yield info.path
 
-    def tick(self, now: float | None = None) -> None:
+    def tick(self, now: float) -> None:
         """Publish files that have been open for their age (``max_file_age_s``, less
-        while the age ramps up); raise the last background upload failure, once, so
-        that it is counted and reported."""
-        current = time.monotonic() if now is None else now
+        while the age ramps up) at ``now`` (``time.monotonic()``); raise the last
+        background upload failure, once, so that it is counted and reported."""
         for day, handle in list(self._open.items()):
-            if current - handle.opened >= handle.max_age:
+            if now - handle.opened >= handle.max_age:
                 self._publish(day)
         failure = None if self._uploads is None else self._uploads.take_failure()
         if failure is not None:
@@ -412,17 +433,23 @@ class ParquetSink:
     def flush(self) -> None:
         """Publish every open file; with an object store, upload everything staged, or
         raise :class:`SinkError` saying how much still waits (so that a caller which
-        must know, like ``predlog sink`` before committing offsets, does)."""
+        must know, like ``predlog sink`` before committing offsets, does). A sink used
+        on its own opens here if it has not yet: its first flush uploads what dead
+        writers staged (``predlog sink`` restarting)."""
+        self.open()
         for day in list(self._open):
             self._publish(day)
         if self._uploads is not None:
             self._uploads.drain()
 
     def close(self) -> None:
+        """Flush, then stop the upload thread (what it could not upload stays staged for
+        the next sink). Safe twice, and on a sink never opened."""
         if self._closed:
             return
         try:
-            self.flush()
+            if self._opened:  # a sink never opened holds nothing, and must not open now
+                self.flush()
         finally:
             self._closed = True
             _LIVE.discard(self)
@@ -487,9 +514,9 @@ class ParquetSink:
         """A staged file's path relative to the data directory."""
         return f"predictions/{staged.parent.name}/{staged.name}"
 
-    def _forget_inherited(self) -> None:
+    def after_fork_in_child(self) -> None:
         """In a forked child: the open and staged files belong to the parent. Never
-        touch them."""
+        touch them; start afresh with the child's pid in file names."""
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             for handle in self._open.values():
@@ -521,9 +548,3 @@ def _weak(method: weakref.WeakMethod[Callable[[str], None]]) -> Callable[[str], 
             bound(where)
 
     return call
-
-
-def _after_fork(ref: weakref.ref[ParquetSink]) -> None:
-    sink = ref()
-    if sink is not None:
-        sink._forget_inherited()  # the hook is part of the class's contract

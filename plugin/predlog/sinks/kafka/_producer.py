@@ -31,9 +31,22 @@ restarted, a sink that closed with records left) and replays it, oldest first an
 each in its own order, before its own, then removes it. A directory whose owner
 lives is locked, so two processes never replay the same one.
 
-After ``fork()`` the child gets a new loop thread, a new producer and its own spool
-directory beside the parent's (``spool/<child pid>``); the parent's loop, producer,
-spool and lock are never touched there.
+Lifecycle: the constructor only checks its arguments; it makes no directory and
+starts no thread. ``open()`` (called by the logger before its flusher starts, or by
+the first ``export()`` or ``flush()`` of a sink used on its own: a first flush is how
+a process replays what a dead one spooled) claims the spool directory and starts the
+loop and the replayer, once. A spool that cannot be claimed is a
+:class:`~predlog.ConfigError` naming ``spool_dir``, which refuses the start; the
+broker is not asked until the first send, so a broker that is down never does.
+``close()`` is safe twice, and does nothing to a sink never opened. An open sink is
+kept alive by its own loop thread until ``close()``, so it is never collected
+unclosed (and has no ResourceWarning to give): close it.
+
+After ``fork()`` the child's flusher calls :meth:`KafkaSink.after_fork_in_child`
+(a sink used across a fork without a logger must call it in the child itself): the
+child gets a new loop thread, a new producer and its own spool directory beside the
+parent's (``spool/<child pid>``); the parent's loop, producer, spool and lock are
+never touched there.
 
 The sink runs its own event loop on its own thread (:mod:`predlog.sinks.kafka._loop`),
 where OpenTelemetry instrumentation is suppressed: the flusher calls it
@@ -46,7 +59,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -54,6 +66,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from predlog._report import ErrorReporter
+from predlog._settings import check_argument
 from predlog.errors import ConfigError, SinkError
 from predlog.sinks.kafka import _murmur2, _spooled, _wire
 from predlog.sinks.kafka._loop import LoopThread
@@ -80,8 +93,9 @@ class KafkaSink:
     ``spool_dir`` is this sink's own spool; when another live sink holds it, the first
     free ``<spool_dir>-<n>`` beside it is used instead. Spool directories of sinks that
     are gone, beside it, are adopted and replayed (see the module docstring). A bad
-    argument raises :class:`~predlog.ConfigError` naming it, before anything starts.
-    ``close()`` takes about ``delivery_timeout_s`` + 2 s at worst.
+    argument raises :class:`~predlog.ConfigError` naming it, checked as the setting it
+    stands for (``kafka_spool_max_bytes``...) is. ``close()`` takes about
+    ``delivery_timeout_s`` + 2 s at worst.
     """
 
     def __init__(
@@ -122,13 +136,33 @@ class KafkaSink:
         self._spool_max_bytes = spool_max_bytes
         #: Where background failures (replay, spool clean-up) are counted and told.
         self.reporter = reporter if reporter is not None else ErrorReporter()
-        self.spool = claim(spool_dir, max_bytes=spool_max_bytes)
+        self._spool_dir = Path(spool_dir)
+        self._spool: Spool | None = None
+        self._adopted: list[Spool] = []
         self._reset_counters()
         self._producer: Any = None
         self._closed = False
+
+    def open(self) -> None:
+        """Claim the spool directory and start the loop and its replayer, once (a closed
+        sink stays closed). Raises :class:`~predlog.ConfigError` naming ``spool_dir``
+        when no spool can be had there; never asks the broker."""
+        if self._spool is not None or self._closed:
+            return
+        try:
+            spool = claim(self._spool_dir, max_bytes=self._spool_max_bytes)
+        except (SpoolLockedError, OSError) as exc:
+            raise ConfigError("spool_dir", f"no Kafka spool can be had there: {exc}") from None
+        self._spool = spool
         self._start_loop()
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    @property
+    def spool(self) -> Spool:
+        """This sink's own spool (the sink opens itself to have one)."""
+        self.open()
+        if self._spool is None:
+            raise SinkError("KafkaSink is closed and was never opened")
+        return self._spool
 
     def _reset_counters(self) -> None:
         """Zero the counters: at start, and in a forked child, whose records are its own."""
@@ -148,7 +182,7 @@ class KafkaSink:
         self._stopping = False
         self._waiters: list[concurrent.futures.Future[None]] = []
         self._delivered: set[Path] = set()
-        self._adopted: list[Spool] = []
+        self._adopted = []
         self._loop = LoopThread(_THREAD_NAME)
         self._wake, self._replayer = self._loop.run(self._start_replayer())
 
@@ -159,6 +193,7 @@ class KafkaSink:
         older records, which must reach the topic first)."""
         if self._closed:
             raise SinkError("KafkaSink is closed")
+        self.open()
         # Encoded on the sink's thread, not the caller's: each batch's messages then
         # come and go in one thread's allocator arena, and not in two (see _export).
         timeout = self._delivery_timeout_s + _START_TIMEOUT_S + 5
@@ -173,7 +208,10 @@ class KafkaSink:
         drain the spool at once. Replaying here, beside the replayer, would send a
         segment twice, so flush only asks. Raises SinkError if the replayer is gone.
         """
-        if self._closed or not (self.spool or self._adopted):
+        if self._closed:
+            return
+        self.open()
+        if not (self.spool or self._adopted):
             return
         timeout = self._delivery_timeout_s * 2
         done = self._request_pass()
@@ -204,6 +242,8 @@ class KafkaSink:
         if self._closed:
             return
         self._closed = True
+        if self._spool is None:
+            return  # never opened: nothing started, nothing to let go
         budget = self._delivery_timeout_s + _STOP_TIMEOUT_S + _CLOSE_SLACK_S
         try:
             self._loop.run(self._shutdown(), timeout=budget)
@@ -215,14 +255,15 @@ class KafkaSink:
     def stats(self) -> dict[str, int]:
         """Counters for operators; ``replay_errors`` counts every failure the replayer met."""
         adopted = list(self._adopted)
+        own = self._spool
         return {
             "sent": self.sent,
             "spooled": self.spooled,
             "replayed": self.replayed,
             "refused": self.refused,
             "replay_errors": self.replay_errors,
-            "spool_bytes": self.spool.size,
-            "spool_corrupt": self.spool.corrupt + sum(s.corrupt for s in adopted),
+            "spool_bytes": 0 if own is None else own.size,
+            "spool_corrupt": sum(s.corrupt for s in adopted) + (0 if own is None else own.corrupt),
             "adopted": self.adopted,
             "adopted_bytes": sum(s.size for s in adopted),
         }
@@ -520,35 +561,33 @@ class KafkaSink:
 
     # -- fork ---------------------------------------------------------------------
 
-    def _start_over_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         """In a forked child: the parent's loop thread did not survive the fork, and its
         producer, spool and lock stay the parent's. Start a new loop, a new producer
-        (made on first use) and a spool of the child's own beside the parent's."""
+        (made on first use) and a spool of the child's own beside the parent's. A sink
+        the parent never opened has nothing of the parent's: it opens as usual."""
+        self._reset_counters()
+        parent = self._spool
+        if parent is None:
+            return
         _INHERITED.append(self._loop)
         producer, self._producer = self._producer, None
         if producer is not None:
             _INHERITED.append(producer)
-        for spool in (self.spool, *self._adopted):
+        for spool in (parent, *self._adopted):
             spool.close()  # the child's copy of each lock's descriptor; the parent keeps it
         self._adopted = []
-        self._reset_counters()
         if self._closed:
             return
         try:
-            own = self.spool.directory.parent / str(os.getpid())
-            self.spool = claim(own, max_bytes=self._spool_max_bytes)
+            own = parent.directory.parent / str(os.getpid())
+            self._spool = claim(own, max_bytes=self._spool_max_bytes)
             self._start_loop()
         except Exception as exc:  # noqa: BLE001  # a fork hook must never break the fork
             self._closed = True
             self.reporter.report(
                 "kafka_fork_failed", f"no Kafka sink in the child: {exc!r}", exc=exc
             )
-
-
-def _after_fork(ref: weakref.ref[KafkaSink]) -> None:
-    sink = ref()
-    if sink is not None:
-        sink._start_over_in_child()  # the hook is part of the class's contract
 
 
 def _check_options(
@@ -564,10 +603,8 @@ def _check_options(
         raise ConfigError("bootstrap_servers", "must name at least one broker")
     if not topic:
         raise ConfigError("topic", "must be a topic name")
-    if spool_max_bytes <= 0:
-        raise ConfigError("spool_max_bytes", f"must be positive, got {spool_max_bytes!r}")
-    if delivery_timeout_s <= 0:
-        raise ConfigError("delivery_timeout_s", f"must be positive, got {delivery_timeout_s!r}")
+    check_argument("spool_max_bytes", "kafka_spool_max_bytes", spool_max_bytes)
+    check_argument("delivery_timeout_s", "kafka_delivery_timeout_s", delivery_timeout_s)
     if retry_interval_s <= 0:
         raise ConfigError("retry_interval_s", f"must be positive, got {retry_interval_s!r}")
 
