@@ -333,7 +333,8 @@ def _bench(
         [
             sys.executable,
             "-m",
-            "predlog.tools.bench",
+            "predlog",
+            "bench",
             service,
             "--request",
             str(requests),
@@ -401,7 +402,8 @@ class TestBenchRuns:
             [
                 sys.executable,
                 "-m",
-                "predlog.tools.bench",
+                "predlog",
+                "bench",
                 "examples.fraud_service.fastapi_app:app",
                 "--request",
                 str(REQUESTS),

@@ -9,7 +9,7 @@ request of each server's whole process tree, and the records lost (requests pred
 was asked to record that have none: must be 0), and writes an HTML report with the
 latency CDFs of both variants.
 
-``command`` is the click command; ``python -m predlog.tools.bench`` runs it on its own.
+``command`` is the click command: ``predlog bench`` (or ``python -m predlog bench``).
 """
 
 from __future__ import annotations
