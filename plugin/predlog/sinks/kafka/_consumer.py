@@ -255,9 +255,13 @@ class ConsumerLoop:
     async def run(
         self, *, max_batch: int, max_wait_s: float, exit_when_idle_s: float | None, stop: Any
     ) -> None:
-        """Poll and deliver until ``stop`` is set, or the topic is idle that long."""
+        """Poll and deliver until ``stop`` is set, or the topic is idle that long: no
+        message for ``exit_when_idle_s`` since the last one or the last assignment. A
+        consumer still joining is not idle: after a crash the group waits out the dead
+        member's session before it assigns anything."""
         batch = Batch()
-        started = last_message = time.monotonic()
+        started = time.monotonic()
+        last_message: float | None = None
         writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
@@ -269,6 +273,7 @@ class ConsumerLoop:
                     writing, batch, self.moved = None, Batch(), False
                     async with self.busy:
                         await self.resync()
+                    started = last_message = time.monotonic()
                     continue
                 now = time.monotonic()
                 for tp, messages in polled.items():
@@ -276,7 +281,11 @@ class ConsumerLoop:
                 if polled:
                     last_message = now
                 due = batch and (len(batch.values) >= max_batch or now - started >= max_wait_s)
-                idle = exit_when_idle_s is not None and now - last_message >= exit_when_idle_s
+                idle = (
+                    exit_when_idle_s is not None
+                    and last_message is not None
+                    and now - last_message >= exit_when_idle_s
+                )
                 if due or (batch and idle):
                     await _finish(writing)
                     if self.moved:

@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predlog.flush._ids import ids_as_text
-from predlog.sinks._base import Openable
 from predlog.sinks._parquet import ParquetSink
 from predlog.sinks.kafka._consumer import Batch, ConsumerStats
 
@@ -93,9 +92,7 @@ class ParquetDestination:
         ids are remembered too, then remember the newest published ids. A store that
         is down stops the start here."""
         del consumer, topic, group  # the group keeps the offsets: nothing to ask of it
-        if isinstance(self.sink, Openable):
-            self.sink.open()
-        self.sink.flush()
+        self.sink.flush()  # opens the sink: dead writers' staged files are adopted
         self.recent.remember_published(self.sink)
 
     async def continues_at(self, partitions: list[int]) -> dict[int, int]:
