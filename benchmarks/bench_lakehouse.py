@@ -159,8 +159,7 @@ def drain(
     idle = 3.0
     code = f"""
 import dataclasses, json
-from predlog.sinks.iceberg import TableDestination
-from predlog.sinks.kafka import consume_until_signalled
+from predlog.tools.sink import TableDestination, consume_until_signalled
 stats = consume_until_signalled({{
     "destination": TableDestination("bench.lake.preds", data_dir={str(work)!r}),
     "bootstrap_servers": {bootstrap!r}, "topic": {topic!r}, "group_id": "bench",

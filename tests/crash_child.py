@@ -140,7 +140,7 @@ def consumer(data_dir: str, report: Report, tag: str, rng: random.Random, finish
     del rng  # the kill moments are the test's; this child only works
     import aiokafka
 
-    from predlog.sinks.kafka import ParquetDestination, consume
+    from predlog.tools.sink import ParquetDestination, consume
 
     class StaticMember(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]  # untyped library
         def __init__(self, *args: Any, **kwargs: Any) -> None:

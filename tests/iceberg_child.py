@@ -100,8 +100,7 @@ def writer(table: str, data_dir: str, spool: str, n: int, tag: str) -> None:
 def sink(bootstrap: str, topic: str, table: str, data_dir: str, exit_when_idle: str) -> None:
     """``predlog sink --table`` as the CLI runs it, with the group's commit held back
     0.3 s after each table commit: the window the crash test kills in."""
-    from predlog.sinks.iceberg import TableDestination
-    from predlog.sinks.kafka import consume_until_signalled
+    from predlog.tools.sink import TableDestination, consume_until_signalled
 
     stats = consume_until_signalled(
         {

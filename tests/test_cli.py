@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from services.bentoserve import free_port
 
-import predlog.sinks.kafka
+import predlog.tools.sink
 from predlog.__main__ import main
 from predlog._settings import env_var
 from predlog.errors import ConfigError
-from predlog.sinks.kafka import ConsumerStats, ParquetDestination
+from predlog.tools.sink import ConsumerStats, ParquetDestination, TableDestination
 from tests.helpers import ROOT, child_env, predlog_cli
 
 
@@ -66,7 +66,7 @@ class TestSettings:
             seen.append(config)
             return ConsumerStats()
 
-        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", fake_run)
+        monkeypatch.setattr(predlog.tools.sink, "consume_until_signalled", fake_run)
         monkeypatch.setenv("PREDLOG_KAFKA_BOOTSTRAP", "kafka:9092")
         monkeypatch.setenv("PREDLOG_KAFKA_TOPIC", "predictions")
         monkeypatch.setenv("PREDLOG_DATA_DIR", str(tmp_path))
@@ -127,7 +127,7 @@ class TestSinkMetrics:
             scraped.append(scrape(port))
             return totals
 
-        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", fake_run)
+        monkeypatch.setattr(predlog.tools.sink, "consume_until_signalled", fake_run)
         argv = ["sink", "--bootstrap", "b:1", "--topic", topic, "--group", "g"]
         assert main([*argv, "--metrics-port", str(port), "-o", "json"]) == 0
         labels = {"topic": topic, "group": "g"}
@@ -158,8 +158,6 @@ class TestSinkMetrics:
     def test_table_runs_the_same_consumer_and_serves_its_metrics(self, monkeypatch, tmp_path):
         """`predlog sink --table` runs the one consumer loop into a table destination, and
         --metrics-port serves what it reports, as for the Parquet layout."""
-        from predlog.sinks.iceberg import TableDestination
-
         port, seen, scraped = free_port(), [], []
 
         def fake_run(config):
@@ -169,7 +167,7 @@ class TestSinkMetrics:
             scraped.append(scrape(port))
             return totals
 
-        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", fake_run)
+        monkeypatch.setattr(predlog.tools.sink, "consume_until_signalled", fake_run)
         argv = ["sink", "--bootstrap", "b:1", "--topic", "tbl", "--group", "g", "-o", "json"]
         argv += ["--table", "stream.preds", "--data", str(tmp_path), "--metrics-port", str(port)]
         assert main(argv) == 0
@@ -184,7 +182,7 @@ class TestSinkMetrics:
         """Without --metrics-port the consumer gets no on_commit."""
         seen = []
         monkeypatch.setattr(
-            predlog.sinks.kafka,
+            predlog.tools.sink,
             "consume_until_signalled",
             lambda config: seen.append(config) or ConsumerStats(),
         )
@@ -195,7 +193,7 @@ class TestSinkMetrics:
     @pytest.mark.parametrize("port", ["http", "0", "70000", "-1"])
     def test_a_port_that_is_not_one_is_one_line_exit_2(self, port, monkeypatch, capsys):
         """A --metrics-port that is not 1 to 65535 stops the command before it consumes."""
-        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", pytest.fail)
+        monkeypatch.setattr(predlog.tools.sink, "consume_until_signalled", pytest.fail)
         assert main(["sink", "--bootstrap", "b:1", "--topic", "t", "--metrics-port", port]) == 2
         assert capsys.readouterr().err == (
             f"predlog sink: --metrics-port {port!r}: must be a port number, 1 to 65535\n"
@@ -204,7 +202,7 @@ class TestSinkMetrics:
     def test_a_port_in_use_is_one_line_exit_2(self, monkeypatch, capsys):
         """A --metrics-port something else listens on stops the command before it consumes,
         with one line naming the flag."""
-        monkeypatch.setattr(predlog.sinks.kafka, "consume_until_signalled", pytest.fail)
+        monkeypatch.setattr(predlog.tools.sink, "consume_until_signalled", pytest.fail)
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()

@@ -29,9 +29,10 @@ import predlog
 from predlog import ParquetSink, arrow_schema
 from predlog._record import reading_schema
 from predlog.flush import UUID7Factory, format_ids, ids_as_text
-from predlog.sinks.kafka import ParquetDestination, decode, encode
+from predlog.sinks.kafka import decode, encode
 from predlog.testing import MemorySink, build_batch
 from predlog.tools.analytics import Predictions, investigate
+from predlog.tools.sink import ParquetDestination
 from tests.helpers import local_spark
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -28,9 +28,10 @@ from predlog.audit._store import HEAD, ReadOnlyStore, UnreadableError, parse_rec
 from predlog.flush import BatchBuilder, ExchangeDecoder
 from predlog.flush._decode import JSON_OPTIONS, json_extractor, loads, optional_str
 from predlog.flush._exchange import field_path, flatten
-from predlog.sinks.kafka import Batch, ConsumerStats, ParquetDestination, decode, encode
+from predlog.sinks.kafka import decode, encode
 from predlog.storage import Spool
 from predlog.testing import CAPTURE_FIELDS, ErrorReporter, Exchange, resolve
+from predlog.tools.sink import Batch, ConsumerStats, ParquetDestination
 
 AT_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 

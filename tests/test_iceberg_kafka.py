@@ -29,8 +29,9 @@ import pytest
 from services.bentoserve import free_port
 
 from predlog.errors import ConfigError
-from predlog.sinks.iceberg import TableDestination, open_table, table_offsets
-from predlog.sinks.kafka import Batch, ConsumerStats, encode
+from predlog.sinks.iceberg import open_table, table_offsets
+from predlog.sinks.kafka import encode
+from predlog.tools.sink import Batch, ConsumerStats, TableDestination
 from tests.helpers import ROOT, child_env
 from tests.iceberg_child import make_batch, prediction_ids
 from tests.services import fresh_topic, kafka_bootstrap

@@ -29,9 +29,10 @@ from aiokafka.structs import TopicPartition
 import predlog
 from predlog import KafkaSink
 from predlog.errors import ConfigError, SinkError
-from predlog.sinks.kafka import Batch, ConsumerLoop, ConsumerStats, _spooled, _wire
+from predlog.sinks.kafka import _spooled, _wire
 from predlog.storage import Spool, SpoolLockedError
 from predlog.testing import ErrorReporter, MemorySink
+from predlog.tools.sink import Batch, ConsumerLoop, ConsumerStats
 from tests.helpers import ROOT, child_env
 from tests.services import (
     PrivateBroker,

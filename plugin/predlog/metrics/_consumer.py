@@ -22,7 +22,7 @@ OUTCOMES = {"written": "written", "duplicates": "duplicate", "undecodable": "und
 
 
 class ConsumerTotals(Protocol):
-    """The running totals the consumer keeps (``predlog.sinks.kafka.ConsumerStats``)."""
+    """The running totals the consumer keeps (``predlog.tools.sink.ConsumerStats``)."""
 
     consumed: int
     written: int

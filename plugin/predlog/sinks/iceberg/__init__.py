@@ -31,16 +31,14 @@ if TYPE_CHECKING:
         FILES_KEY,
         CommitStats,
         Committer,
+        Refused,
         ancestors,
+        commit_with_retry,
+        no_blind_retry,
         summary_value,
     )
-    from predlog.sinks.iceberg._files import DataFile, FileWriter, OpenFile, writer_tag
-    from predlog.sinks.iceberg._kafka import (
-        OFFSETS_PREFIX,
-        TableDestination,
-        offsets_key,
-        table_offsets,
-    )
+    from predlog.sinks.iceberg._files import DataFile, FileWriter, OpenFile, split, writer_tag
+    from predlog.sinks.iceberg._kafka import OFFSETS_PREFIX, offsets_key, table_offsets
     from predlog.sinks.iceberg._lock import CommitLock
     from predlog.sinks.iceberg._notes import Note, Notes
     from predlog.sinks.iceberg._sink import IcebergSink
@@ -59,13 +57,21 @@ _HOME: Final = {
         "_catalog",
     ),
     **dict.fromkeys(
-        ("COMMITTER_KEY", "FILES_KEY", "CommitStats", "Committer", "ancestors", "summary_value"),
+        (
+            "COMMITTER_KEY",
+            "FILES_KEY",
+            "CommitStats",
+            "Committer",
+            "Refused",
+            "ancestors",
+            "commit_with_retry",
+            "no_blind_retry",
+            "summary_value",
+        ),
         "_commit",
     ),
-    **dict.fromkeys(("DataFile", "FileWriter", "OpenFile", "writer_tag"), "_files"),
-    **dict.fromkeys(
-        ("OFFSETS_PREFIX", "TableDestination", "offsets_key", "table_offsets"), "_kafka"
-    ),
+    **dict.fromkeys(("DataFile", "FileWriter", "OpenFile", "split", "writer_tag"), "_files"),
+    **dict.fromkeys(("OFFSETS_PREFIX", "offsets_key", "table_offsets"), "_kafka"),
     "CommitLock": "_lock",
     **dict.fromkeys(("Note", "Notes"), "_notes"),
     "IcebergSink": "_sink",
@@ -85,13 +91,16 @@ __all__ = [
     "Note",
     "Notes",
     "OpenFile",
-    "TableDestination",
+    "Refused",
     "ancestors",
+    "commit_with_retry",
     "filesystem",
     "load_catalog",
+    "no_blind_retry",
     "offsets_key",
     "open_table",
     "parse_table_name",
+    "split",
     "summary_value",
     "table_files",
     "table_offsets",

@@ -1,56 +1,24 @@
-"""``predlog sink --table``: the Kafka topic into an Iceberg table, exactly once.
+"""The Kafka offsets an Iceberg table holds: where ``predlog sink --table`` resumes.
 
-The destination of the consumer loop (:mod:`predlog.sinks.kafka`) that keeps its own
-offsets. The consumed offsets go into the same Iceberg commit as the data files they
-produced, as snapshot summary properties (``predlog.kafka.offsets.<topic>.<group>`` =
-JSON of partition -> next offset), as Iceberg's Kafka Connect sink does. A commit either
-lands with both or with neither, so on every start and every partition assignment the
-consumer seeks to the offsets in the table (snapshots newest first; per partition the
-newest value wins) and resumes exactly after the last record the table holds. The
-group's committed offsets are the fallback for a partition the table has never seen,
-and are committed too, after the table, for lag monitoring only.
-
-A commit goes ahead only if, for every partition in it, the table's offset is still
-the one this batch started from. Anything else means another consumer (after a
-rebalance, or a zombie) committed that range first: the batch is refused and the
-partitions re-sought. After a refused or unknown commit, offsets in the table at or
-past this batch's end mean this batch's own commit landed.
-
-Data files of a batch that was never committed (the process was killed between
-writing them and committing) are referenced by no snapshot: no reader sees them.
+The consumer (:class:`predlog.tools.sink.TableDestination`) puts the offsets it consumed
+into the same Iceberg commit as the data files they produced, as snapshot summary
+properties (``predlog.kafka.offsets.<topic>.<group>`` = JSON of partition -> next
+offset), as Iceberg's Kafka Connect sink does, and resumes from them. They are the
+table's: compaction and expiry keep them (``OFFSETS_PREFIX``), and every reader of the
+table can tell how far a group's consumer got.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from predlog.sinks.iceberg._catalog import open_table
-from predlog.sinks.iceberg._commit import (
-    COMMITTER_KEY,
-    CommitStats,
-    Refused,
-    ancestors,
-    commit_with_retry,
-    no_blind_retry,
-    summary_value,
-)
-from predlog.sinks.iceberg._files import DataFile, FileWriter, split, writer_tag
-from predlog.sinks.kafka import Batch, ConsumerStats
+from predlog.sinks.iceberg._commit import ancestors, summary_value
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 OFFSETS_PREFIX: Final = "predlog.kafka.offsets"
-_log = logging.getLogger("predlog.iceberg.kafka")
-
-#: A commit attempt's file locations and summary properties, for the table as it is.
-Prepare = Callable[["Table"], tuple[list[str], dict[str, str]]]
 
 
 def offsets_key(topic: str, group: str) -> str:
@@ -68,171 +36,3 @@ def table_offsets(table: Table, topic: str, group: str) -> dict[int, int]:
             for partition, offset in json.loads(value).items():
                 found.setdefault(int(partition), int(offset))
     return found
-
-
-class TableDestination:
-    """One Iceberg table as the loop's destination, exactly once: offsets in the table."""
-
-    keeps_offsets = True
-
-    def __init__(self, table: str, *, data_dir: str | Path) -> None:
-        self.name = table
-        self.data_dir = data_dir
-        self.commit_stats = CommitStats()
-        #: Per assigned partition, the table's offset this consumer continues from
-        #: (None: the table holds none for it).
-        self.base: dict[int, int | None] = {}
-        #: Partitions whose next batch may start past the table's end, (end, start),
-        #: because the broker deleted the records in between.
-        self.gaps: dict[int, tuple[int, int]] = {}
-        self._consumer: Any = None
-        self._opened: tuple[Table, FileWriter] | None = None
-        self._topic = self._group = ""
-
-    def _held(self) -> tuple[Table, FileWriter]:
-        """The table and its file writer, once :meth:`open` has opened them."""
-        if self._opened is None:
-            raise RuntimeError("TableDestination is not open")
-        return self._opened
-
-    @property
-    def table(self) -> Table:
-        return self._held()[0]
-
-    def open(self, consumer: Any, *, topic: str, group: str) -> None:
-        """Open (or create) the table; ``consumer`` answers where retention began."""
-        self._consumer, self._topic, self._group = consumer, topic, group
-        table = open_table(self.name, data_dir=self.data_dir)
-        self._opened = (table, FileWriter(table))
-
-    async def continues_at(self, partitions: list[int]) -> dict[int, int]:
-        """The table's offsets of ``partitions``, read from its newest snapshots."""
-        await asyncio.to_thread(self.table.refresh)
-        stored = table_offsets(self.table, self._topic, self._group)
-        for p in partitions:
-            self.base[p] = stored.get(p)
-        return {p: stored[p] for p in partitions if p in stored}
-
-    def revoked(self, partitions: list[int]) -> None:
-        """Forget their offsets: a commit must never write a stale one for them."""
-        for p in partitions:
-            self.base.pop(p, None)
-
-    async def store(self, batch: Batch, stats: ConsumerStats) -> bool:
-        """Write the batch's data files and commit them with its offsets, off the event
-        loop; whether the batch is now in the table."""
-        await self._accept_retention_gaps(batch, stats)
-        return await asyncio.to_thread(self.write_and_commit, batch, stats)
-
-    def close(self) -> None:
-        """Nothing is held between commits."""
-
-    async def _accept_retention_gaps(self, batch: Batch, stats: ConsumerStats) -> None:
-        """A batch that starts past the table's end, because the broker deleted the
-        records in between (retention ran before they were consumed), goes ahead: those
-        records are gone for every reader. They are counted and logged, never silent."""
-        from aiokafka.structs import TopicPartition  # noqa: PLC0415  # optional dependency
-
-        gaps = [p for p, first in batch.first.items() if (self.base.get(p) or first) < first]
-        if not gaps:
-            return
-        tps = [TopicPartition(self._topic, p) for p in gaps]
-        starts = await self._consumer.beginning_offsets(tps)
-        for tp in tps:
-            base = self.base.get(tp.partition)
-            if base is not None and starts[tp] > base and batch.first[tp.partition] <= starts[tp]:
-                stats.lost_to_retention += starts[tp] - base
-                _log.error(
-                    "partition %d: records %d to %d were deleted by the broker before "
-                    "they were consumed",
-                    tp.partition,
-                    base,
-                    starts[tp] - 1,
-                )
-                self.gaps[tp.partition] = (base, batch.first[tp.partition])
-
-    def write_and_commit(self, batch: Batch, stats: ConsumerStats) -> bool:
-        """Write the batch's data files and commit them with its offsets; whether the
-        batch is now in the table (False: refused; the loop re-seeks)."""
-        if any(
-            self.base.get(p) not in (None, first) and self.gaps.get(p) != (self.base.get(p), first)
-            for p, first in batch.first.items()
-        ):
-            # Not where the table ends: records were read and dropped in between (a
-            # rebalance); committing these offsets would skip them.
-            stats.refused += 1
-            _log.warning(
-                "batch dropped: starts at %s, the table ends at %s", batch.first, self.base
-            )
-            return False
-        decoded = batch.decode(stats)
-        files: list[DataFile] = []
-        if decoded is not None and decoded.num_rows:
-            _, writer = self._held()
-            files = [
-                writer.write(day, model, rows) for (day, model), rows in split(decoded).items()
-            ]
-        started = time.perf_counter()
-        try:
-            made, landed = self._commit(batch, [f.location for f in files])
-        except Refused as exc:
-            stats.refused += 1
-            _log.warning("batch dropped: %s", exc)
-            return False
-        stats.conflicts = self.commit_stats.conflicts
-        if not (made or landed):
-            return False
-        stats.commit_ms.append((time.perf_counter() - started) * 1000)
-        if made:
-            stats.files += len(files)
-            stats.written += decoded.num_rows if decoded is not None else 0
-        for p, end in batch.end.items():
-            self.base[p] = end
-            self.gaps.pop(p, None)
-        return True
-
-    def _commit(self, batch: Batch, locations: list[str]) -> tuple[bool, bool]:
-        """Commit ``locations`` with the batch's offsets: (made by this call, landed by
-        an earlier attempt of this batch). Raises :class:`Refused` if the table's offsets
-        moved since the batch began."""
-        key = offsets_key(self._topic, self._group)
-        expected = {p: self.base.get(p) for p in batch.end}
-        offsets = {p: o for p, o in self.base.items() if o is not None} | batch.end
-        landed = False
-
-        def prepare(table: Table) -> tuple[list[str], dict[str, str]]:
-            nonlocal landed
-            now = table_offsets(table, self._topic, self._group)
-            if all(now.get(p, -1) >= end for p, end in batch.end.items()):
-                landed = True  # our own earlier attempt landed after all
-                return [], {}
-            if any(now.get(p) != expected[p] for p in batch.end):
-                raise Refused(f"offsets moved: table {now}, batch from {expected}")
-            properties = {
-                key: json.dumps({str(p): o for p, o in sorted(offsets.items())}),
-                COMMITTER_KEY: writer_tag(),
-            }
-            return locations, properties
-
-        if locations:
-            made = commit_with_retry(self.table, prepare, stats=self.commit_stats)
-        else:
-            made = self._commit_offsets_only(prepare)
-        return made, landed
-
-    def _commit_offsets_only(self, prepare: Prepare) -> bool:
-        """A batch with no decodable record: record its offsets in an empty commit."""
-        _, properties = prepare(self.table)
-        if not properties:
-            return False
-        no_blind_retry(self.table)
-        try:
-            with (
-                self.table.transaction() as tx,
-                tx.update_snapshot(snapshot_properties=properties).fast_append(),
-            ):
-                pass
-        except Exception:  # noqa: BLE001  # the next batch's commit carries the offsets
-            self.table.refresh()
-            return False
-        return True

@@ -4,11 +4,9 @@
 JSON v1, its timestamp and headers), made column-wise by ``_values`` (the JSON
 values) and ``_rfc3339`` (the times as text); ``_spooled`` a message as a spool entry;
 ``_trim`` gives memory back while spooling;
-``_murmur2`` the partitioner hash, the Java client's; ``_consumer`` the one
-``predlog sink`` loop that turns the topic back into records somewhere, and its
-:class:`Destination` seam; ``_to_parquet`` the Parquet layout as a destination (the
-Iceberg table is one too, in :mod:`predlog.sinks.iceberg`). aiokafka is imported only
-when a producer or consumer is started (``pip install predlog[kafka]``).
+``_murmur2`` the partitioner hash, the Java client's. ``predlog sink``, the consumer
+that reads the topic back, is :mod:`predlog.tools.sink`. aiokafka is imported only when
+a producer is started (``pip install predlog[kafka]``).
 
 The wire format is a contract with every reader of the topic, so it is public:
 :func:`encode` (a record batch as messages), :func:`decode` (message values back into a
@@ -17,30 +15,12 @@ batch) and :data:`HEADERS` (the format's own headers, first on every message).
 
 from __future__ import annotations
 
-from predlog.sinks.kafka._consumer import (
-    Batch,
-    ConsumerLoop,
-    ConsumerStats,
-    Destination,
-    OnCommit,
-    consume,
-    consume_until_signalled,
-)
 from predlog.sinks.kafka._producer import KafkaSink
-from predlog.sinks.kafka._to_parquet import ParquetDestination
 from predlog.sinks.kafka._wire import HEADERS, decode, encode
 
 __all__ = [
     "HEADERS",
-    "Batch",
-    "ConsumerLoop",
-    "ConsumerStats",
-    "Destination",
     "KafkaSink",
-    "OnCommit",
-    "ParquetDestination",
-    "consume",
-    "consume_until_signalled",
     "decode",
     "encode",
 ]

@@ -1,6 +1,6 @@
 """``predlog sink``: consume the Kafka topic into the Parquet layout or an Iceberg table.
 
-Both run the one consumer loop of :mod:`predlog.sinks.kafka`; only the destination
+Both run the one consumer loop of :mod:`predlog.tools.sink`; only the destination
 differs. Both report the same figures, and serve them with ``--metrics-port``.
 """
 
@@ -17,7 +17,7 @@ from predlog.tools.cli._options import data_option, output_option, setting_optio
 
 if TYPE_CHECKING:
     from predlog.metrics import MetricsServer
-    from predlog.sinks.kafka import Destination, OnCommit
+    from predlog.tools.sink import Destination, OnCommit
 
 
 @click.command("sink")
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 @output_option
 def command(**options: Any) -> int:
     """Consume the Kafka topic into the Parquet layout (at least once) or a table (exactly once)."""
-    from predlog.sinks import kafka  # noqa: PLC0415  # needs the kafka extra
+    from predlog.tools import sink  # noqa: PLC0415  # needs the kafka extra
 
     bootstrap = options["bootstrap"] or read("kafka_bootstrap")
     topic = options["topic"] or read("kafka_topic")
@@ -71,7 +71,7 @@ def command(**options: Any) -> int:
         return 2
     server, on_commit = metrics if metrics is not None else (None, None)
     try:
-        stats = kafka.consume_until_signalled(
+        stats = sink.consume_until_signalled(
             {
                 "destination": _destination(options),
                 "bootstrap_servers": bootstrap,
@@ -95,13 +95,11 @@ def command(**options: Any) -> int:
 
 def _destination(options: dict[str, Any]) -> Destination:
     """The Iceberg table ``--table`` names, else the Parquet layout under ``--data``."""
-    from predlog.sinks.kafka import ParquetDestination  # noqa: PLC0415  # kafka extra
+    from predlog.tools.sink import ParquetDestination, TableDestination  # noqa: PLC0415
 
     data = options["data"] or read("data_dir")
     table = table_of(options)
     if table:
-        from predlog.sinks.iceberg import TableDestination  # noqa: PLC0415  # iceberg extra
-
         return TableDestination(table, data_dir=data)
     return ParquetDestination(data)
 

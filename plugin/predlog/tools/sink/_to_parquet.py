@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from predlog.flush._ids import ids_as_text
-from predlog.sinks._parquet import ParquetSink
-from predlog.sinks.kafka._consumer import Batch, ConsumerStats
+from predlog.flush import ids_as_text
+from predlog.sinks import ParquetSink
+from predlog.tools.sink._loop import Batch, ConsumerStats
 
 
 class RecentIds:

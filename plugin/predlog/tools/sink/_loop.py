@@ -3,10 +3,10 @@
 The loop polls the topic, gathers a :class:`Batch` until it is due (``max_batch``
 records, or ``max_wait_s`` since the last), and hands it to a :class:`Destination`,
 which makes it durable. There are two: the Parquet layout
-(:class:`~predlog.sinks.kafka.ParquetDestination`: at least once, the offsets in the
+(:class:`~predlog.tools.sink.ParquetDestination`: at least once, the offsets in the
 consumer group, duplicates dropped by prediction id) and an Iceberg table
-(``TableDestination`` in :mod:`predlog.sinks.iceberg`: exactly once, the offsets in
-the table's own commits). What they share is here, once:
+(:class:`~predlog.tools.sink.TableDestination`: exactly once, the offsets in the
+table's own commits). What they share is here, once:
 
 * one batch is in the destination's hands while the next is polled, so fetching and
   unpacking overlap with writing; a batch is handed over only after the one before
@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 
-from predlog.sinks.kafka import _wire
+from predlog.sinks import kafka
 
 _log = logging.getLogger("predlog.sink")
 
@@ -92,17 +92,17 @@ class Batch:
         One bad message must not stop the topic: a batch that fails whole is decoded
         one message at a time."""
         try:
-            return _wire.decode(self.values)
+            return kafka.decode(self.values)
         except Exception:  # noqa: BLE001  # one bad message must not stop the topic
             good: list[bytes] = []
             for value in self.values:
                 try:
-                    _wire.decode([value])
+                    kafka.decode([value])
                 except Exception:  # noqa: BLE001
                     stats.undecodable += 1
                 else:
                     good.append(value)
-            return _wire.decode(good) if good else None
+            return kafka.decode(good) if good else None
 
 
 class Destination(Protocol):
