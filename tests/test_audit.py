@@ -112,14 +112,20 @@ class TestAuditLog:
         assert verify_consistency(5, 6, old.root, new.root, again.consistency_proof(5, 6))
         assert verify(tmp_path, public_key=PUBLIC).ok
 
-    def test_failed_checkpoint_does_not_fail_durable_entries(self, tmp_path, monkeypatch):
+    @pytest.mark.parametrize(
+        "error",
+        [OSError(28, "No space left on device"), RuntimeError("archive: EndpointConnectionError")],
+        ids=["full-disk", "archive-error"],
+    )
+    def test_failed_checkpoint_does_not_fail_durable_entries(self, tmp_path, monkeypatch, error):
         """A checkpoint that cannot be written after the entries are durable (a full
-        disk) does not fail the append: the caller would write those entries again."""
+        disk, an archive that raises its own errors) does not fail the append: the
+        caller would write those entries again."""
         log = AuditLog(tmp_path, signing_key=KEY, checkpoint_every=2)
         real = LocalStore.append_checkpoint
 
         def full(self: LocalStore, line: bytes) -> None:
-            raise OSError(28, "No space left on device")
+            raise error
 
         monkeypatch.setattr(LocalStore, "append_checkpoint", full)
         assert log.append_many([entry(0), entry(1)]) == [0, 1]

@@ -236,7 +236,7 @@ class AuditLog:
             if self._every and self._tree.size - last >= self._every:
                 try:
                     self._checkpoint_locked()
-                except OSError:
+                except Exception:  # noqa: BLE001  # a disk or an archive (botocore) error
                     # The entries are durable: raising would have the caller write them
                     # again. The checkpoint is signed at the next append or checkpoint.
                     self.checkpoint_failures += 1
