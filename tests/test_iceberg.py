@@ -13,21 +13,27 @@ import pytest
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
-from predlog._record import arrow_schema
+from predlog import arrow_schema
 from predlog.errors import ConfigError, SinkError
-from predlog.sinks.iceberg._catalog import (
-    embedded_catalog,
+from predlog.sinks.iceberg import (
+    FILES_KEY,
+    CommitLock,
+    CommitStats,
+    Committer,
+    FileWriter,
+    IcebergSink,
+    Notes,
     load_catalog,
+    offsets_key,
     open_table,
     parse_table_name,
     table_files,
+    table_offsets,
+    writer_tag,
 )
-from predlog.sinks.iceberg._commit import FILES_KEY, CommitStats, Committer, commit_with_retry
-from predlog.sinks.iceberg._files import FileWriter, split, writer_tag
-from predlog.sinks.iceberg._kafka import offsets_key, table_offsets
-from predlog.sinks.iceberg._lock import CommitLock
-from predlog.sinks.iceberg._notes import Notes
-from predlog.sinks.iceberg._sink import IcebergSink
+from predlog.sinks.iceberg._catalog import embedded_catalog
+from predlog.sinks.iceberg._commit import commit_with_retry
+from predlog.sinks.iceberg._files import split
 from tests.helpers import predlog_cli
 from tests.iceberg_child import make_batch
 from tests.services import closed_port
@@ -257,25 +263,29 @@ class TestLock:
 
 
 class TestSink:
-    def test_workers_note_files_and_only_the_lock_holder_commits(self, tmp_path: Path) -> None:
+    def test_workers_note_files_and_only_the_committer_commits(self, tmp_path: Path) -> None:
+        """A worker that may not commit (iceberg_commit off) only notes its files; the
+        committer commits everyone's, and the worker sees its rows committed."""
         spool = tmp_path / "spool"
         holder = IcebergSink(TABLE, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
-        worker = IcebergSink(TABLE, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
-        assert holder._lock.try_acquire()  # elect without waiting a minute
+        worker = IcebergSink(
+            TABLE, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60, commit=False
+        )
         worker.export(make_batch(7, model=lambda i: f"m{i % 2}"))
         assert worker.unpublished_rows == 7
-        worker.flush()  # files finished and noted; a non-holder does not commit
+        worker.flush()  # files published and noted; a worker does not commit
         assert worker.unpublished_rows == 7
         assert rows(TABLE, tmp_path).num_rows == 0
         holder.export(make_batch(3, start=100))
-        holder.flush()  # the holder commits everyone's notes
+        holder.flush()  # takes the free lock and commits everyone's notes
         assert rows(TABLE, tmp_path).num_rows == 10
         assert holder.unpublished_rows == 0
         worker.flush()  # sees its notes gone: committed by another process
         assert worker.unpublished_rows == 0
-        holder.close()
         worker.export(make_batch(2, start=200))
-        worker.close()  # the last to close takes the lock and commits what is left
+        worker.close()  # noted, left for the committer
+        assert worker.unpublished_rows == 2
+        holder.close()  # the committer commits what is left before it goes
         got = ids_of(rows(TABLE, tmp_path))
         assert len(got) == len(set(got)) == 12
         assert worker.lost_rows == holder.lost_rows == 0

@@ -8,17 +8,13 @@ The path of a record, and why each step is where it is:
    flusher never waits on the object store or the catalog.
 2. **Published** (upload thread, :class:`predlog.storage.Uploads`). Each complete file
    is uploaded whole into the table's data location, then noted for the committer
-   (``_publish``, ``_notes``). While the store or the catalog does not answer, files
-   wait on local disk, retried with backoff, bounded by ``spool_max_bytes``: past it
-   new batches are refused (counted failed), never silently dropped. Complete files a
-   dead process of this host left behind are adopted by the next sink's ``open()``
-   and published with their own file ids, so the committer adds each once.
-3. **Committed** (committer thread). Which process commits is decided by a lock under
-   the spool directory (``_lock``): in a ``bentoml serve`` with N workers exactly one
-   of them commits, once per ``iceberg_commit_interval_s``; the others never commit,
-   and with ``commit=False`` (``iceberg_commit``) none does, for a central ``predlog
-   commit``. A process that is closing commits what it can first (taking the lock
-   once its holder lets go), so a clean shutdown with the store up leaves nothing.
+   (``_publish``). While the store or the catalog does not answer, files wait on local
+   disk, retried with backoff, bounded by ``spool_max_bytes``: past it new batches are
+   refused (counted failed), never silently dropped. Complete files a dead process of
+   this host left behind are adopted by the next sink's ``open()`` and published with
+   their own file ids, so the committer adds each once.
+3. **Committed** (committer thread, ``_duty``): by the one process of the box that
+   holds the commit lock, unless ``commit=False`` leaves it to a central committer.
 
 A record is "unpublished" (the flusher counts it pending, not delivered) from the
 moment it is taken until its file is committed. The constructor only validates;
@@ -30,12 +26,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 import warnings
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,6 +39,7 @@ from predlog._record import arrow_schema
 from predlog.errors import ConfigError, SinkError
 from predlog.sinks.iceberg._catalog import iceberg_arrow_schema, open_table, parse_table_name
 from predlog.sinks.iceberg._commit import Committer
+from predlog.sinks.iceberg._duty import CommitDuty
 from predlog.sinks.iceberg._files import (
     StagedFile,
     StagingWriter,
@@ -52,7 +48,6 @@ from predlog.sinks.iceberg._files import (
     split,
 )
 from predlog.sinks.iceberg._lock import CommitLock
-from predlog.sinks.iceberg._notes import Note
 from predlog.sinks.iceberg._publish import TablePublisher
 from predlog.storage import Uploads, abandoned
 
@@ -63,9 +58,7 @@ _log = logging.getLogger("predlog.iceberg")
 _SCHEMA: Final = arrow_schema()
 #: Open files inherited across fork: referenced forever so that they are never
 #: finished by the child (they are the parent's; no note ever names them).
-_ORPHANS: list[Any] = []
-#: How long a closing process waits for the committer to let go of the lock.
-_CLOSE_WAIT_S: Final = 5.0
+_ORPHANS: list[StagedFile] = []
 #: The sinks alive in this process, so that one never adopts another's staged files.
 _LIVE: weakref.WeakSet[IcebergSink] = weakref.WeakSet()
 
@@ -106,31 +99,21 @@ class IcebergSink:
         self._interval = commit_interval_s
         self._max_bytes = max_file_bytes
         self._spool_max = spool_max_bytes
-        self._commit = commit
-        self._lock = CommitLock(Path(spool_dir), table)
         self._writer = StagingWriter(self.root, iceberg_arrow_schema())
-        self._destination = TablePublisher(self._load_table, self._noted_one)
+        self._duty = CommitDuty(
+            table,
+            data_dir=self._data_dir,
+            lock=CommitLock(Path(spool_dir), table),
+            interval_s=commit_interval_s,
+            commit=commit,
+        )
+        self._destination = TablePublisher(self._load_table, self._duty.noted)
         self._uploads = Uploads(self._destination)
         self._open: dict[tuple[int, str], StagedFile] = {}
-        #: Rows of this process's noted files not yet known to be committed, by file id.
-        self._noted: dict[str, int] = {}
-        self._noted_lock = threading.Lock()
-        #: Whether files adopted from a dead writer were noted (their rows are not
-        #: counted here, but a closing process still commits them).
-        self._noted_adopted = False
         self._opened = False
         self._closed = False
-        self._committer: Committer | None = None
-        # One commit at a time: the committer thread's, flush()'s and close()'s.
-        self._committing = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._lost_rows = 0
         self._refused = 0
-        #: Commit failures (each retried at the next interval; nothing is dropped).
-        self.commit_errors = 0
-        #: Temporary files of dead writers on this host removed by ``open()``.
-        self.swept = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -156,7 +139,7 @@ class IcebergSink:
         self._opened = True
         _LIVE.add(self)
         self._sweep_and_adopt()
-        self._start_committer()
+        self._duty.start()
 
     def __del__(self) -> None:
         if getattr(self, "_opened", False) and not getattr(self, "_closed", True):
@@ -175,14 +158,8 @@ class IcebergSink:
         self._open = {}
         self._uploads.forget_inherited()
         self._destination.forget()
-        self._noted = {}
-        self._noted_lock = threading.Lock()
-        self._noted_adopted = False
-        self._thread = None
-        self._stop = threading.Event()
-        self._committer = None
-        self._committing = threading.Lock()
-        self._lost_rows = self._refused = self.commit_errors = 0
+        self._duty.forget_inherited()
+        self._lost_rows = self._refused = 0
 
     # -- the Sink protocol ---------------------------------------------------------
 
@@ -223,10 +200,8 @@ class IcebergSink:
     @property
     def unpublished_rows(self) -> int:
         """Rows in open or staged files, or in noted files not yet seen committed."""
-        with self._noted_lock:
-            noted = sum(self._noted.values())
-        staged = self._uploads.own_rows
-        return noted + staged + sum(handle.rows for handle in self._open.values())
+        held = self._duty.noted_rows + self._uploads.own_rows
+        return held + sum(handle.rows for handle in self._open.values())
 
     @property
     def lost_rows(self) -> int:
@@ -238,13 +213,13 @@ class IcebergSink:
         """Bytes staged (a level), and running totals of files published, failed
         attempts, files adopted from dead writers, rows refused at the bound, commits
         made by this process and commits that failed (each retried)."""
-        committer = self._committer
+        committer = self._duty.committer
         return {
             "spool_bytes": self._uploads.staged_bytes,
             "refused": self._refused,
             **self._uploads.figures,
             "commits": 0 if committer is None else committer.stats.commits,
-            "commit_errors": self.commit_errors,
+            "commit_errors": self._duty.errors,
         }
 
     def tick(self, now: float | None = None) -> None:
@@ -255,7 +230,8 @@ class IcebergSink:
         for key, handle in list(self._open.items()):
             if current - handle.opened >= self._interval:
                 self._finish(key)
-        self._start_committer()
+        if self._opened:
+            self._duty.start()
         failure = self._uploads.take_failure()
         if failure is not None:
             raise failure
@@ -270,10 +246,7 @@ class IcebergSink:
         try:
             self._uploads.drain()
         finally:
-            if self._commit and self._lock.held:
-                self._commit_now()
-            else:
-                self._forget_committed()
+            self._duty.flush()
 
     def close(self) -> None:
         """Finish, publish and commit what can be; what the store does not take stays
@@ -291,17 +264,8 @@ class IcebergSink:
             self._uploads.drain()
         except SinkError as exc:
             failure = failure or exc
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        if self._commit and (self._noted or self._noted_adopted):
-            if self._lock.acquire(_CLOSE_WAIT_S):
-                # The last to close commits what is left (its own notes and anyone's).
-                self._commit_now()
-            else:
-                self._forget_committed()  # what the committer took is not pending
+        self._duty.close()
         self._uploads.close()
-        self._lock.release()
         _LIVE.discard(self)
         if failure is not None:
             raise failure
@@ -328,7 +292,6 @@ class IcebergSink:
             name = parse_name(temp.name[1 : -len(".tmp")])
             if name is not None and abandoned(name.host, name.pid, shared=shared):
                 temp.unlink(missing_ok=True)
-                self.swept += 1
         for path in self._writer.complete_files():
             name = parse_name(path.name)
             if name is None or not abandoned(name.host, name.pid, shared=shared):
@@ -350,77 +313,7 @@ class IcebergSink:
         self._writer.schema = file_schema(table)
         return table
 
-    def _noted_one(self, note: Note, own: bool) -> None:
-        if not own:
-            self._noted_adopted = True
-            return
-        with self._noted_lock:
-            self._noted[note.file_id] = note.rows
-
-    def _forget_committed(self) -> None:
-        """Drop own notes that are no longer pending (another process committed them).
-
-        Only notes known before the listing: one written meanwhile is not in it.
-        """
-        with self._noted_lock:
-            known = set(self._noted)
-        if not known:
-            return
-        try:
-            with self._committing:
-                notes = self._get_committer().notes
-            pending = notes.ids()
-        except Exception:  # noqa: BLE001  # store or catalog away: asked again later
-            return
-        with self._noted_lock:
-            for file_id in known - pending:
-                self._noted.pop(file_id, None)
-
-    def _committed(self, file_ids: list[str]) -> None:
-        with self._noted_lock:
-            for file_id in file_ids:
-                self._noted.pop(file_id, None)
-
-    # -- committing --------------------------------------------------------------------
-
-    def _get_committer(self) -> Committer:
-        """The committer (and the notes it reads), on a table object of its own; opened
-        on first use, from the committer thread, or flush() and close()."""
-        if self._committer is None:
-            # A table object of its own: the committer thread refreshes it while the
-            # upload thread publishes files.
-            committer = Committer(open_table(self.table_name, data_dir=self._data_dir))
-            committer.on_commit = self._committed
-            self._committer = committer
-        return self._committer
-
     @property
     def committer(self) -> Committer | None:
         """This process's committer, once the table has been opened for it."""
-        return self._committer
-
-    def _commit_now(self) -> None:
-        try:
-            with self._committing:
-                self._get_committer().commit_pending()
-        except Exception as exc:  # noqa: BLE001  # retried next interval; nothing dropped
-            self.commit_errors += 1
-            _log.warning("Iceberg commit failed, retried next interval: %r", exc)
-
-    def _start_committer(self) -> None:
-        if not self._opened or self._stop.is_set():
-            return
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._thread = threading.Thread(
-            target=self._run_committer, name="predlog-iceberg-commit", daemon=True
-        )
-        self._thread.start()
-
-    def _run_committer(self) -> None:
-        """Each interval: commit everyone's notes if this process holds the lock, and
-        learn which of its own notes another process has committed."""
-        while not self._stop.wait(self._interval):
-            if self._commit and self._lock.try_acquire():
-                self._commit_now()
-            self._forget_committed()
+        return self._duty.committer
