@@ -7,8 +7,10 @@ staged on local disk, retried with backoff. Nothing here runs in the flusher's t
 
 A file is published when its pending note is written, not when its upload completes:
 a file uploaded and not noted would never be committed. So an upload that succeeds
-and a note that fails keep the file queued (its upload is not repeated while this
-process lives), and its rows are not counted published.
+and a note that fails keep the file queued, its rows not counted published, and the
+next try uploads it again before noting it: the same bytes under the same name, and a
+fresh modification time, so that orphan removal (which spares files younger than its
+window) never takes a file whose note is late.
 
 The table is opened here, on the upload thread, when the sink could not open it at
 start-up (a catalog that did not answer yet): the flusher never waits on a catalog.
@@ -42,8 +44,6 @@ class TablePublisher:
         self._on_noted = on_noted
         #: Where files go and where they are noted, once the table is open here.
         self._target: tuple[Location, Notes] | None = None
-        #: Keys uploaded whose note is still to be written.
-        self._uploaded: set[str] = set()
 
     def use(self, table: Table) -> None:
         """Publish into ``table`` (opened already); no I/O beyond the notes directory."""
@@ -55,7 +55,6 @@ class TablePublisher:
     def forget(self) -> None:
         """Drop the table (a forked child's catalog connections are its parent's)."""
         self._target = None
-        self._uploaded = set()
 
     def publish(self, staged: Staged) -> None:
         name = parse_name(staged.local.name)
@@ -65,13 +64,10 @@ class TablePublisher:
             self.use(self._load())
         assert self._target is not None
         store, notes = self._target
-        if staged.key not in self._uploaded:
-            target = store.join(staged.key)
-            with contextlib.suppress(OSError):  # an object store has no directories
-                store.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            store.put_file(staged.local, target)
-            self._uploaded.add(staged.key)
+        target = store.join(staged.key)
+        with contextlib.suppress(OSError):  # an object store has no directories
+            store.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        store.put_file(staged.local, target)
         data_file = DataFile(f"{store.url}/{staged.key}", staged.rows, name.file_id)
         note = notes.write(data_file, name.writer, created_ms=name.started_ms)
-        self._uploaded.discard(staged.key)
         self._on_noted(note, staged.own)
