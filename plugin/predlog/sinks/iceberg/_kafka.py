@@ -1,12 +1,6 @@
-"""The Kafka offsets an Iceberg table holds: where ``predlog sink --table`` resumes.
-
-The consumer (:class:`predlog.tools.sink.TableDestination`) puts the offsets it consumed
-into the same Iceberg commit as the data files they produced, as snapshot summary
-properties (``predlog.kafka.offsets.<topic>.<group>`` = JSON of partition -> next
-offset), as Iceberg's Kafka Connect sink does, and resumes from them. They are the
-table's: compaction and expiry keep them (``OFFSETS_PREFIX``), and every reader of the
-table can tell how far a group's consumer got.
-"""
+"""The Kafka offsets an Iceberg table holds, where ``predlog sink --table`` resumes
+(:mod:`predlog.tools.sink`): snapshot summary properties, which compaction and expiry
+keep (``OFFSETS_PREFIX``)."""
 
 from __future__ import annotations
 

@@ -69,25 +69,18 @@ class TableDestination:
         #: Partitions whose next batch may start past the table's end, (end, start),
         #: because the broker deleted the records in between.
         self.gaps: dict[int, tuple[int, int]] = {}
+        #: Set by :meth:`open`: the table and its file writer, and the consumer that
+        #: answers where the broker's retention began.
+        self.table: Table
+        self._writer: FileWriter
         self._consumer: Any = None
-        self._opened: tuple[Table, FileWriter] | None = None
         self._topic = self._group = ""
 
-    def _held(self) -> tuple[Table, FileWriter]:
-        """The table and its file writer, once :meth:`open` has opened them."""
-        if self._opened is None:
-            raise RuntimeError("TableDestination is not open")
-        return self._opened
-
-    @property
-    def table(self) -> Table:
-        return self._held()[0]
-
     def open(self, consumer: Any, *, topic: str, group: str) -> None:
-        """Open (or create) the table; ``consumer`` answers where retention began."""
+        """Open (or create) the table."""
         self._consumer, self._topic, self._group = consumer, topic, group
-        table = open_table(self.name, data_dir=self.data_dir)
-        self._opened = (table, FileWriter(table))
+        self.table = open_table(self.name, data_dir=self.data_dir)
+        self._writer = FileWriter(self.table)
 
     async def continues_at(self, partitions: list[int]) -> dict[int, int]:
         """The table's offsets of ``partitions``, read from its newest snapshots."""
@@ -152,9 +145,9 @@ class TableDestination:
         decoded = batch.decode(stats)
         files: list[DataFile] = []
         if decoded is not None and decoded.num_rows:
-            _, writer = self._held()
             files = [
-                writer.write(day, model, rows) for (day, model), rows in split(decoded).items()
+                self._writer.write(day, model, rows)
+                for (day, model), rows in split(decoded).items()
             ]
         started = time.perf_counter()
         try:
