@@ -45,7 +45,6 @@ import contextlib
 import hashlib
 import os
 import re
-import socket
 import time
 import warnings
 import weakref
@@ -66,7 +65,9 @@ from predlog.storage import (
     Location,
     LocationDestination,
     Uploads,
+    abandoned,
     fsync_dir,
+    host_tag,
     locate,
     newest_first,
 )
@@ -81,17 +82,6 @@ _SCHEMA: Final = arrow_schema()
 #: Writers inherited across fork: kept referenced so they are never closed (which
 #: would write a footer into the parent's file) and pointed at /dev/null.
 _ORPHANS: list[Any] = []
-
-
-def _host() -> str:
-    """This host's name as file names carry it: safe characters, at most 32 of them. A
-    longer name (Kubernetes pods of one deployment share a long prefix) keeps a hash of
-    the whole, so that two hosts never carry the same tag."""
-    name = socket.gethostname().split(".")[0] or "host"
-    safe = "".join(ch if ch.isalnum() or ch == "-" else "_" for ch in name)
-    if len(safe) <= 32:
-        return safe
-    return f"{safe[:23]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 #: A temporary file's name: ``.part-<stamp>-<host>-<pid>-<seq>.parquet.tmp``.
@@ -190,17 +180,6 @@ def _destination_tag(url: str) -> str:
     return hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
 
-def _running(pid: int) -> bool:
-    """Whether a process with this pid exists (one we may not signal exists too)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 class ParquetSink:
     """Writes prediction batches to rolling, atomically published Parquet files.
 
@@ -252,7 +231,7 @@ class ParquetSink:
         self._next_age = min(FIRST_FILE_AGE_S, max_file_age_s)
         self._compression = compression
         self._spool_max = spool_max_bytes
-        self._host = _host()
+        self._host = host_tag()
         self._pid = os.getpid()
         self._seq = 0
         self._open: dict[int, _OpenFile] = {}
@@ -310,10 +289,7 @@ class ParquetSink:
         swept = 0
         for temp in self.root.glob("date=*/.part-*.parquet.tmp"):
             match = _TEMP_NAME.match(temp.name)
-            if match is None or match["host"] != self._host:
-                continue
-            pid = int(match["pid"])
-            if pid == self._pid or _running(pid):
+            if match is None or not abandoned(match["host"], int(match["pid"]), shared=True):
                 continue
             with contextlib.suppress(OSError):
                 if temp.stat().st_mtime < stale_before:
@@ -335,10 +311,7 @@ class ParquetSink:
         shared = any(other.root == self.root for other in _LIVE if other is not self)
         for path in sorted(self.root.glob("date=*/part-*.parquet")):
             match = _FILE_NAME.match(path.name)
-            if match is None or match["host"] != self._host:
-                continue
-            pid = int(match["pid"])
-            if (pid == self._pid and shared) or (pid != self._pid and _running(pid)):
+            if match is None or not abandoned(match["host"], int(match["pid"]), shared=shared):
                 continue
             try:
                 rows = pq.ParquetFile(path).metadata.num_rows
