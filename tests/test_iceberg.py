@@ -361,7 +361,7 @@ class TestSink:
         assert sink.lost_rows == 0
 
     def test_a_misconfigured_catalog_is_refused_at_open_not_before(self, tmp_path: Path) -> None:
-        with pytest.raises(ConfigError, match="iceberg_table"):
+        with pytest.raises(ConfigError, match="^table: must name a table"):
             IcebergSink("not-a-table", data_dir=tmp_path, spool_dir=tmp_path / "s")
         sink = IcebergSink("nowhere.ns.t", data_dir=tmp_path, spool_dir=tmp_path / "s")
         assert not (tmp_path / "s").exists()  # the constructor touched nothing

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predlog._record import arrow_schema
+from predlog._settings import check_argument
 from predlog.errors import ConfigError, SinkError
 from predlog.sinks.iceberg._catalog import iceberg_arrow_schema, open_table, parse_table_name
 from predlog.sinks.iceberg._commit import Committer
@@ -86,13 +87,10 @@ class IcebergSink:
         spool_max_bytes: int = 1 << 30,
         commit: bool = True,
     ) -> None:
-        for name, value in (
-            ("iceberg_commit_interval_s", commit_interval_s),
-            ("max_file_bytes", max_file_bytes),
-            ("spool_max_bytes", spool_max_bytes),
-        ):
-            if value <= 0:
-                raise ConfigError(name, f"must be positive, got {value!r}")
+        check_argument("commit_interval_s", "iceberg_commit_interval_s", commit_interval_s)
+        check_argument("max_file_bytes", "parquet_max_file_bytes", max_file_bytes)
+        check_argument("spool_max_bytes", "parquet_spool_max_bytes", spool_max_bytes)
+        check_argument("table", "iceberg_table", table)
         self.table_name = table
         self._data_dir = os.fspath(data_dir)
         self.root = staging_root(Path(spool_dir), table, self._data_dir)
