@@ -334,6 +334,31 @@ class TestSink:
         got = ids_of(rows(name, tmp_path))
         assert len(got) == len(set(got)) == 6
 
+    def test_a_file_past_the_millionth_of_its_writer_is_published(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A server writing a file per partition every commit interval numbers its files
+        past 999999 within weeks: such a file is adopted, published and committed like
+        any other, not left staged forever (nor ahead of every file after it)."""
+        catalog = tmp_path / "catalog"  # missing at first: the catalog does not answer
+        monkeypatch.setenv("PYICEBERG_CATALOG__LATE__URI", f"sqlite:///{catalog / 'c.db'}")
+        monkeypatch.setenv("PYICEBERG_CATALOG__LATE__WAREHOUSE", (tmp_path / "wh").as_uri())
+        name, spool = "late.ns.t", tmp_path / "spool"
+        writer = IcebergSink(name, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
+        writer.export(make_batch(6))
+        with pytest.raises(SinkError, match="wait in"):
+            writer.close()  # the file stays staged
+        [left] = spool.glob("iceberg/*/data/*/*/*.parquet")
+        left.rename(left.with_name(left.name.replace("-000001-", "-1000001-")))
+        catalog.mkdir()
+        sink = IcebergSink(name, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
+        sink.open()
+        assert sink.stats()["adopted"] == 1
+        sink.close()
+        assert list(spool.glob("iceberg/*/data/*/*/*.parquet")) == []
+        got = ids_of(rows(name, tmp_path))
+        assert len(got) == len(set(got)) == 6
+
     def test_a_catalog_that_does_not_answer_stages_within_the_bound(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -361,7 +386,7 @@ class TestSink:
         assert sink.lost_rows == 0
 
     def test_a_misconfigured_catalog_is_refused_at_open_not_before(self, tmp_path: Path) -> None:
-        with pytest.raises(ConfigError, match="^table: must name a table"):
+        with pytest.raises(ConfigError, match=r"^table: must name a table"):
             IcebergSink("not-a-table", data_dir=tmp_path, spool_dir=tmp_path / "s")
         sink = IcebergSink("nowhere.ns.t", data_dir=tmp_path, spool_dir=tmp_path / "s")
         assert not (tmp_path / "s").exists()  # the constructor touched nothing

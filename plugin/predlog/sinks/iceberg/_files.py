@@ -49,9 +49,10 @@ if TYPE_CHECKING:
 
 _US_PER_DAY: Final = 86_400_000_000
 _STAMP: Final = "%Y%m%dT%H%M%S"
-#: A data file's name, as :func:`file_name` makes it.
+#: A data file's name, as :func:`file_name` makes it (the sequence number is at least six
+#: digits: a writer rolling a file per partition each commit interval passes 999999).
 _NAME: Final = re.compile(
-    r"^(?P<stamp>\d{8}T\d{6})-(?P<host>.+)-(?P<pid>\d+)-\d{6}-(?P<id>[0-9a-f]{16})\.parquet$"
+    r"^(?P<stamp>\d{8}T\d{6})-(?P<host>.+)-(?P<pid>\d+)-\d{6,}-(?P<id>[0-9a-f]{16})\.parquet$"
 )
 Codec = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
 
