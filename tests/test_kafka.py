@@ -939,6 +939,42 @@ class TestConsumerLoop:
         assert consumer.seeks == {0: 3, 1: 5}
         assert loop.moved
 
+    def test_a_revocation_during_a_store_waits_for_it(self):
+        """A rebalance that revokes partitions while a batch is being stored reaches the
+        destination after the store: the table forgets where the revoked partitions end
+        after the batch's commit has set it, so none of its later commits writes an old
+        offset over the new owner's (which would have the new owner read, and commit,
+        those records again)."""
+        events: list[str] = []
+
+        class Destination(self._Destination):
+            async def store(self, batch: Batch, stats: ConsumerStats) -> bool:
+                events.append("store begins")
+                await release.wait()
+                events.append("store ends")
+                return True
+
+            def revoked(self, partitions: list[int]) -> None:
+                events.append(f"revoked {partitions}")
+
+        async def run() -> None:
+            loop = ConsumerLoop(
+                self._Consumer({0, 1}, {}), Destination(keeps_offsets=True), topic="t"
+            )
+            storing = asyncio.create_task(loop.deliver(a_consumed_batch(p0=range(3))))
+            await asyncio.sleep(0)
+            revoking = asyncio.create_task(
+                loop.on_partitions_revoked([TopicPartition("t", 0), TopicPartition("t", 1)])
+            )
+            await asyncio.sleep(0)
+            release.set()
+            await asyncio.gather(storing, revoking)
+            assert loop.moved
+
+        release = asyncio.Event()
+        asyncio.run(run())
+        assert events == ["store begins", "store ends", "revoked [0, 1]"]
+
 
 def metric_values(text: str, topic: str) -> dict[str, float]:
     """The sink consumer's series for ``topic`` from a Prometheus text exposition."""

@@ -189,8 +189,15 @@ class ConsumerLoop:
         self.moved = True
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        """Forget revoked partitions: what is in hand of them is dropped by the loop."""
-        self.destination.revoked([tp.partition for tp in revoked if tp.topic == self.topic])
+        """Forget revoked partitions: what is in hand of them is dropped by the loop.
+
+        A batch being stored ends first (the group waits for every member's revocation
+        before it assigns anything): its commit lands before the next owner reads where
+        the partitions continue, and the destination forgets them after that commit has
+        recorded where they end, never before (a table that remembered an end it no
+        longer owns would write it over the next owner's in its later commits)."""
+        async with self.busy:
+            self.destination.revoked([tp.partition for tp in revoked if tp.topic == self.topic])
         self.moved = True
 
     async def resync(self, partitions: Any = None) -> None:
