@@ -11,6 +11,8 @@ import pytest
 import structlog
 from hypothesis import settings
 
+from tests.services import Moto
+
 settings.register_profile("ci", deadline=None, print_blob=True)
 settings.load_profile("ci")
 
@@ -43,3 +45,12 @@ def _reset_logging() -> Iterator[None]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "predlog-data"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    """moto's S3 server, one per test module (it keeps objects in memory)."""
+    server = Moto()
+    server.start()
+    yield server
+    server.stop()

@@ -6,11 +6,13 @@ import base64
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import boto3
 import pytest
 from services.bentoserve import free_port
 
@@ -131,3 +133,52 @@ def topic_keys(bootstrap: str, topic: str) -> Counter[str]:
 def closed_port() -> str:
     """An address on loopback where nothing listens: a broker that is away."""
     return f"127.0.0.1:{free_port()}"
+
+
+#: What moto's S3 server accepts, and what boto3 and pyarrow are given for it.
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class Moto:
+    """moto's S3 server on a port of its own, which a test may stop and start again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        server = Path(sys.executable).parent / "moto_server"
+        self.proc = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"moto_server did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def client(self) -> object:
+        return boto3.client("s3", endpoint_url=self.url, **_boto_credentials())
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": CREDENTIALS["AWS_DEFAULT_REGION"],
+    }

@@ -28,7 +28,7 @@ from services.bentoserve import free_port
 import predlog
 from predlog.sinks.iceberg import open_table
 from tests.helpers import child_env
-from tests.test_object_store import CREDENTIALS, Moto
+from tests.services import CREDENTIALS, Moto
 
 CHILD = Path(__file__).with_name("iceberg_staging_child.py")
 CATALOG = "lake"
@@ -109,14 +109,6 @@ class Gate:
             with self._lock:
                 self._links.discard(src)
                 self._links.discard(dst)
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[Moto]:
-    server = Moto()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

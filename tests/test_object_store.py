@@ -19,18 +19,15 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import cast
 
-import boto3
 import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from services.bentoserve import free_port
 
 import predlog
 from predlog.errors import ConfigError
@@ -38,13 +35,8 @@ from predlog.storage import Location, UnreachableError, locate, probe
 from predlog.testing import build_batch
 from predlog.tools.analytics import Predictions, evaluate, investigate
 from tests.helpers import child_env, predlog_cli, start_python
-from tests.services import closed_port, fresh_topic, kafka_bootstrap
+from tests.services import CREDENTIALS, Moto, closed_port, fresh_topic, kafka_bootstrap
 
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 #: A published object's key: the same layout and file name as on a local disk.
 KEY = re.compile(
     r"^(?P<prefix>.+)/predictions/date=(?P<date>\d{4}-\d{2}-\d{2})/"
@@ -53,55 +45,6 @@ KEY = re.compile(
 
 
 JANUARY = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
-
-
-class Moto:
-    """moto's S3 server on a port of its own, which a test may stop and start again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        server = Path(sys.executable).parent / "moto_server"
-        self.proc = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"moto_server did not listen on {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def client(self) -> object:
-        return boto3.client("s3", endpoint_url=self.url, **_boto_credentials())
-
-
-def _boto_credentials() -> dict[str, str]:
-    return {
-        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "region_name": CREDENTIALS["AWS_DEFAULT_REGION"],
-    }
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[Moto]:
-    server = Moto()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

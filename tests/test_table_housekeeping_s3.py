@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,10 @@ import pyarrow.fs as pafs
 import pytest
 
 from predlog.testing import build_batch
-from tests.test_object_store import CREDENTIALS, Moto
+from tests.services import CREDENTIALS, Moto
 
 pytest.importorskip("pyiceberg")
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[Moto]:
-    server = Moto()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
