@@ -23,17 +23,17 @@ from predlog.sinks.iceberg import (
     FileWriter,
     IcebergSink,
     Notes,
+    commit_with_retry,
     load_catalog,
     offsets_key,
     open_table,
     parse_table_name,
+    split,
     table_files,
     table_offsets,
     writer_tag,
 )
 from predlog.sinks.iceberg._catalog import embedded_catalog
-from predlog.sinks.iceberg._commit import commit_with_retry
-from predlog.sinks.iceberg._files import split
 from tests.helpers import predlog_cli
 from tests.iceberg_child import make_batch
 from tests.services import closed_port
@@ -239,7 +239,7 @@ class TestLock:
         assert a.try_acquire()
         # lockf locks are per process: a second process is refused.
         code = (
-            "import sys; from pathlib import Path; from predlog.sinks.iceberg._lock import "
+            "import sys; from pathlib import Path; from predlog.sinks.iceberg import "
             f"CommitLock; sys.exit(0 if CommitLock(Path({str(tmp_path)!r}), {TABLE!r})"
             ".try_acquire() else 3)"
         )

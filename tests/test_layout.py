@@ -274,10 +274,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     "supervisor runs it",
     ("tests/test_iceberg.py", "private module predlog.sinks.iceberg._catalog"): "embedded_catalog, "
     "the catalog a data directory gets when none is configured",
-    ("tests/test_iceberg.py", "private module predlog.sinks.iceberg._commit"): "commit_with_retry, "
-    "the commit's own retry on a conflict, unit by unit",
-    ("tests/test_iceberg.py", "private module predlog.sinks.iceberg._files"): "split, the writer's "
-    "cut of a batch into partitions",
 }
 GETTERS = {"getattr", "setattr", "hasattr", "delattr"}
 
