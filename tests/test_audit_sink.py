@@ -245,6 +245,23 @@ class TestAuditSink:
             parquet.export(build_batch([{"request_id": "a", "score": 0.1}]))
         holder.close()
 
+    def test_a_queue_that_cannot_be_made_refuses_the_start_and_lets_the_log_go(self, tmp_path):
+        """A queue directory that cannot be made refuses the start (ConfigError naming
+        audit_dir), and the audit log the sink had opened is let go: a logger made again
+        with a queue that works opens it, rather than finding it held by a dead start."""
+        (tmp_path / "not-a-dir").write_text("")
+        sink = AuditSink(
+            AuditLog(tmp_path / "audit", signing_key=KEY),
+            reasons=table(),
+            queue_dir=tmp_path / "not-a-dir" / "queue",
+        )
+        with pytest.raises(ConfigError, match=r"^audit_dir: "):
+            predlog.PredictionLogger(sinks=[], audit=sink, install_signal_handlers=False)
+        again = AuditLog(tmp_path / "audit", signing_key=KEY)
+        again.open()
+        again.close()
+        sink.close()
+
     def test_the_constructors_touch_no_file(self, tmp_path):
         """Making the log and the sink writes nothing; open() (or the first export)
         makes the log and its queue, once, and close() is safe twice."""

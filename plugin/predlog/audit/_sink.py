@@ -160,11 +160,17 @@ class AuditSink:
                 return
             try:
                 self.log.open()
-                self._queue = Spool(self._queue_dir, max_bytes=self._queue_max_bytes)
-            except ConfigError:
-                raise
             except (UnreadableError, OSError) as exc:
                 raise ConfigError("audit_dir", f"cannot write the audit log: {exc}") from exc
+            try:
+                self._queue = Spool(self._queue_dir, max_bytes=self._queue_max_bytes)
+            except BaseException as exc:
+                # The start is refused: the log's writer lock must not outlive it (a
+                # logger made again in this process would find the log held).
+                self.log.close()
+                if isinstance(exc, OSError):
+                    raise ConfigError("audit_dir", f"cannot write the audit log: {exc}") from exc
+                raise
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if self._queue is not None and not self._closed:
