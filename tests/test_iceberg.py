@@ -359,6 +359,42 @@ class TestSink:
         got = ids_of(rows(name, tmp_path))
         assert len(got) == len(set(got)) == 6
 
+    def test_a_first_flush_opens_and_publishes_what_a_dead_writer_staged(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A sink used on its own opens at its first flush, as at its first export: the
+        files a dead writer left staged are published and committed by that flush."""
+        catalog = tmp_path / "catalog"  # missing at first: the catalog does not answer
+        monkeypatch.setenv("PYICEBERG_CATALOG__LATE__URI", f"sqlite:///{catalog / 'c.db'}")
+        monkeypatch.setenv("PYICEBERG_CATALOG__LATE__WAREHOUSE", (tmp_path / "wh").as_uri())
+        name, spool = "late.ns.t", tmp_path / "spool"
+        writer = IcebergSink(name, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
+        writer.export(make_batch(6))
+        with pytest.raises(SinkError, match="wait in"):
+            writer.close()  # the file stays staged
+        catalog.mkdir()
+        sink = IcebergSink(name, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
+        sink.flush()
+        assert len(ids_of(rows(name, tmp_path))) == 6
+        sink.close()
+
+    def test_a_flush_after_close_leaves_the_commit_lock_free(self, tmp_path: Path) -> None:
+        """close() lets go of the box's commit lock; a flush after it (a logger flushed
+        after it was closed) does nothing, and never takes the lock back, which would
+        stop every other process of the box from committing while this one lives."""
+        spool = tmp_path / "s"
+        sink = IcebergSink(TABLE, data_dir=tmp_path, spool_dir=spool, commit_interval_s=60)
+        sink.export(make_batch(3))
+        sink.close()
+        sink.flush()
+        lock = CommitLock(spool, TABLE)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if lock.try_acquire() else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the closed sink holds the lock"
+        assert rows(TABLE, tmp_path).num_rows == 3
+
     def test_a_catalog_that_does_not_answer_stages_within_the_bound(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -238,7 +238,11 @@ class IcebergSink:
         """Finish every open file and publish everything staged, in this thread; commit
         now if this process is the committer, else learn what the committer has taken.
         Raise :class:`SinkError` saying how much still waits when the store or the
-        catalog does not answer."""
+        catalog does not answer. A sink used on its own opens here first; a closed sink
+        does nothing (it let go of the commit lock, and must not take it again)."""
+        if self._closed:
+            return
+        self.open()
         for key in list(self._open):
             self._finish(key)
         try:
