@@ -191,6 +191,27 @@ def test_a_range_another_consumer_committed_first_is_refused(tmp_path: Path) -> 
     assert table_offsets(zombie.table, "t", "g") == {0: 15}
 
 
+def test_a_batch_of_a_revoked_partition_is_refused(tmp_path: Path) -> None:
+    """A batch holding records of a partition taken from this consumer (polled before
+    the rebalance, stored after it) is refused: committing it would record where that
+    partition ends, and this consumer's later commits would write that end over the new
+    owner's, which would then read and commit those records a second time."""
+    destination = TableDestination(TABLE, data_dir=tmp_path)
+    destination.open(None, topic="t", group="g")
+    stats = ConsumerStats()
+    assert asyncio.run(destination.continues_at([0, 1])) == {}
+    destination.revoked([1])
+    batch = Batch()
+    messages = encode(make_batch(4))
+    batch.add(0, [SimpleNamespace(offset=i, value=m[1]) for i, m in enumerate(messages[:2])])
+    batch.add(1, [SimpleNamespace(offset=i, value=m[1]) for i, m in enumerate(messages[2:])])
+    assert not asyncio.run(destination.store(batch, stats))
+    assert stats.refused == 1
+    assert table_offsets(destination.table, "t", "g") == {}
+    assert asyncio.run(destination.store(consumed(0, 5), stats))
+    assert table_offsets(destination.table, "t", "g") == {0: 5}
+
+
 @pytest.mark.integration
 def test_metrics_port_shows_the_table_consumer_at_work(tmp_path: Path) -> None:
     """While `predlog sink --table --metrics-port` consumes a real topic into a table,

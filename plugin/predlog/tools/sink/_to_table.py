@@ -132,10 +132,13 @@ class TableDestination:
         """Write the batch's data files and commit them with its offsets; whether the
         batch is now in the table (False: refused; the loop re-seeks)."""
         if any(
-            self.base.get(p) not in (None, first) and self.gaps.get(p) != (self.base.get(p), first)
+            p not in self.base
+            or (self.base[p] not in (None, first) and self.gaps.get(p) != (self.base[p], first))
             for p, first in batch.first.items()
         ):
-            # Not where the table ends: records were read and dropped in between (a
+            # A partition no longer assigned here (revoked since it was polled): its end
+            # must not be recorded, nor carried by this consumer's later commits. Or not
+            # where the table ends: records were read and dropped in between (a
             # rebalance); committing these offsets would skip them.
             stats.refused += 1
             _log.warning(
