@@ -86,10 +86,10 @@ _ORPHANS: list[Any] = []
 
 #: A temporary file's name: ``.part-<stamp>-<host>-<pid>-<seq>.parquet.tmp``.
 _TEMP_NAME: Final = re.compile(
-    r"^\.part-\d{8}T\d{6}-(?P<host>.+)-(?P<pid>\d+)-\d{6}\.parquet\.tmp$"
+    r"^\.part-\d{8}T\d{6}-(?P<host>.+)-(?P<pid>\d+)-\d{6,}\.parquet\.tmp$"
 )
 #: A complete file's name: ``part-<stamp>-<host>-<pid>-<seq>.parquet``.
-_FILE_NAME: Final = re.compile(r"^part-\d{8}T\d{6}-(?P<host>.+)-(?P<pid>\d+)-\d{6}\.parquet$")
+_FILE_NAME: Final = re.compile(r"^part-\d{8}T\d{6}-(?P<host>.+)-(?P<pid>\d+)-\d{6,}\.parquet$")
 
 
 #: Dictionary encoding only where values repeat: tried on ids and feature JSON, it
