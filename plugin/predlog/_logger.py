@@ -76,6 +76,8 @@ class PredictionLogger:
         self._count = self._captured.incr
         self._put: Callable[[Capture], bool] = self._ring.put
         self._closed = False
+        #: Whether this process holds the drain lock across a fork (see _before_fork).
+        self._fork_locked = False
         if sinks is None:
             sinks = [_default_sink(s, self._reporter)]
         pseudonymiser = Pseudonymiser.from_settings(s)
@@ -303,7 +305,7 @@ class PredictionLogger:
         self._fork_locked = self._flusher.lock.acquire(timeout=5.0)
 
     def _after_fork_in_parent(self) -> None:
-        if getattr(self, "_fork_locked", False):
+        if self._fork_locked:
             self._fork_locked = False
             self._flusher.lock.release()
 

@@ -87,6 +87,8 @@ class IcebergSink:
         spool_max_bytes: int = 1 << 30,
         commit: bool = True,
     ) -> None:
+        # First, so that __del__ of a sink whose checks refused it has it to read.
+        self._opened = False
         check_argument("commit_interval_s", "iceberg_commit_interval_s", commit_interval_s)
         check_argument("max_file_bytes", "parquet_max_file_bytes", max_file_bytes)
         check_argument("spool_max_bytes", "parquet_spool_max_bytes", spool_max_bytes)
@@ -108,7 +110,6 @@ class IcebergSink:
         self._destination = TablePublisher(self._load_table, self._duty.noted)
         self._uploads = Uploads(self._destination)
         self._open: dict[tuple[int, str], StagedFile] = {}
-        self._opened = False
         self._closed = False
         self._lost_rows = 0
         self._refused = 0
@@ -140,7 +141,7 @@ class IcebergSink:
         self._duty.start()
 
     def __del__(self) -> None:
-        if getattr(self, "_opened", False) and not getattr(self, "_closed", True):
+        if self._opened and not self._closed:
             warnings.warn(
                 f"IcebergSink for {self.table_name} was opened and never closed",
                 ResourceWarning,
