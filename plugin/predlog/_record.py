@@ -1,8 +1,15 @@
 """The prediction record: one production prediction, as it is stored.
 
-:class:`PredictionRecord` is the schema's single source of truth. The Arrow schema
-that every Parquet file carries is derived from its field annotations by
-:func:`arrow_schema`, so the two cannot drift apart.
+:class:`PredictionRecord` is the schema's single source of truth. :data:`COLUMNS`
+describes its columns in plain words (name, kind, nullable), derived from the field
+annotations, and the Arrow schema that every Parquet file carries is built from
+:data:`COLUMNS` by :func:`arrow_schema`, so none of the three can drift apart.
+
+Nothing here imports pyarrow at module level. Every process that loads the service
+module imports this one (BentoML's arbiter among them, which never logs a record),
+and pyarrow with the numpy it pulls in is about 90 MiB of resident memory there.
+:func:`arrow_schema` and :func:`reading_schema` import it on their first call, in
+the process that writes.
 
 Storage decisions, and why:
 
@@ -27,11 +34,13 @@ Storage decisions, and why:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final, Literal
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: Bumped whenever a field is added, removed or changes meaning. Readers use it to
 #: pick a decoder; it is stored in every row and in the Parquet schema metadata.
@@ -73,63 +82,101 @@ class PredictionRecord:
     extra: str | None = None
 
 
-#: Columns whose Python type alone does not say which Arrow type they take.
-_SPECIAL: Final[dict[str, pa.DataType]] = {
-    "schema_version": pa.int16(),
-    "feature_null_count": pa.int32(),
+#: What a column holds, in words any writer can map to its own types: Arrow's
+#: ``int16``, ``int32``, ``int64``, ``float64``, ``string``, ``timestamp("us",
+#: tz="UTC")`` and ``list_(string())``.
+ColumnKind = Literal[
+    "int16", "int32", "int64", "float64", "string", "timestamp_us_utc", "list_string"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of the stored record: its name, what it holds, whether it may be null."""
+
+    name: str
+    kind: ColumnKind
+    nullable: bool
+
+
+#: Columns whose Python type alone does not say which kind they take.
+_SPECIAL: Final[dict[str, ColumnKind]] = {
+    "schema_version": "int16",
+    "feature_null_count": "int32",
 }
 
-_BY_ANNOTATION: Final[dict[str, pa.DataType]] = {
-    "str": pa.string(),
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "list[str]": pa.list_(pa.string()),
-    "datetime": pa.timestamp("us", tz="UTC"),
+_BY_ANNOTATION: Final[dict[str, ColumnKind]] = {
+    "str": "string",
+    "float": "float64",
+    "int": "int64",
+    "list[str]": "list_string",
+    "datetime": "timestamp_us_utc",
 }
 
 #: Columns written as JSON text; named here so readers can decode them.
 JSON_COLUMNS: Final = ("features", "features_summary", "extra")
 
 
-def _arrow_type(name: str, annotation: str) -> tuple[pa.DataType, bool]:
-    nullable = annotation.endswith("| None")
-    base = annotation.removesuffix("| None").strip()
-    if name in _SPECIAL:
-        return _SPECIAL[name], nullable
-    return _BY_ANNOTATION[base], nullable
-
-
-def _build_schema() -> pa.Schema:
+def _column(name: str, annotation: str) -> Column:
     # With postponed evaluation the annotations are the strings written above,
     # which is exactly the vocabulary _BY_ANNOTATION maps.
-    arrow_fields = []
-    for f in dataclasses.fields(PredictionRecord):
-        arrow_type, nullable = _arrow_type(f.name, str(f.type))
-        arrow_fields.append(pa.field(f.name, arrow_type, nullable=nullable))
-    metadata: dict[bytes | str, bytes | str] = {
-        b"predlog.schema_version": str(SCHEMA_VERSION).encode(),
-        b"predlog.json_columns": ",".join(JSON_COLUMNS).encode(),
-    }
-    return pa.schema(arrow_fields, metadata=metadata)
+    nullable = annotation.endswith("| None")
+    base = annotation.removesuffix("| None").strip()
+    kind = _SPECIAL.get(name) or _BY_ANNOTATION[base]
+    return Column(name, kind, nullable)
 
 
-_SCHEMA: Final = _build_schema()
-
-#: Column names in file order.
-FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in dataclasses.fields(PredictionRecord))
-
-
-def arrow_schema() -> pa.Schema:
-    """The Arrow schema of a prediction log batch, as written to every sink."""
-    return _SCHEMA
-
-
-_READING_SCHEMA: Final = _SCHEMA.set(
-    _SCHEMA.get_field_index("prediction_id"),
-    pa.field("prediction_id", pa.binary(), nullable=False),
+#: Every column of the stored record, in file order.
+COLUMNS: Final[tuple[Column, ...]] = tuple(
+    _column(f.name, str(f.type)) for f in dataclasses.fields(PredictionRecord)
 )
 
+#: Column names in file order.
+FIELD_NAMES: Final[tuple[str, ...]] = tuple(c.name for c in COLUMNS)
 
+#: The key-value metadata every file's schema carries.
+SCHEMA_METADATA: Final[dict[str, str]] = {
+    "predlog.schema_version": str(SCHEMA_VERSION),
+    "predlog.json_columns": ",".join(JSON_COLUMNS),
+}
+
+
+def _arrow_type(kind: ColumnKind) -> pa.DataType:
+    import pyarrow as pa  # noqa: PLC0415  # loaded by the writing process only (docstring)
+
+    match kind:
+        case "int16":
+            return pa.int16()
+        case "int32":
+            return pa.int32()
+        case "int64":
+            return pa.int64()
+        case "float64":
+            return pa.float64()
+        case "string":
+            return pa.string()
+        case "timestamp_us_utc":
+            return pa.timestamp("us", tz="UTC")
+        case "list_string":
+            return pa.list_(pa.string())
+
+
+@functools.cache
+def arrow_schema() -> pa.Schema:
+    """The Arrow schema of a prediction log batch, as written to every sink.
+
+    Built from :data:`COLUMNS` and :data:`SCHEMA_METADATA` on the first call, which
+    imports pyarrow; every later call returns the same object.
+    """
+    import pyarrow as pa  # noqa: PLC0415  # loaded by the writing process only (docstring)
+
+    return pa.schema(
+        [pa.field(c.name, _arrow_type(c.kind), nullable=c.nullable) for c in COLUMNS],
+        metadata={k.encode(): v.encode() for k, v in SCHEMA_METADATA.items()},
+    )
+
+
+@functools.cache
 def reading_schema() -> pa.Schema:
     """:func:`arrow_schema` with ``prediction_id`` as binary, for opening files of
     both kinds as one pyarrow dataset.
@@ -143,7 +190,13 @@ def reading_schema() -> pa.Schema:
         table = ds.dataset(root, schema=reading_schema(), partitioning="hive").to_table()
         ids = ids_as_text(table.column("prediction_id"))
     """
-    return _READING_SCHEMA
+    import pyarrow as pa  # noqa: PLC0415  # loaded by the writing process only (docstring)
+
+    schema = arrow_schema()
+    return schema.set(
+        schema.get_field_index("prediction_id"),
+        pa.field("prediction_id", pa.binary(), nullable=False),
+    )
 
 
 #: Decimals the score-to-threshold distance is rounded to before banding.
