@@ -7,6 +7,11 @@ top to bottom to see the whole cost.
 
 Everything else here is lifecycle: building the pipeline from settings, draining
 at exit and on SIGTERM, and starting again in a forked child.
+
+Importing this module loads nothing heavy: the middleware imports it in every process
+that loads the service (BentoML's supervisor among them, which never logs), and
+:func:`preflight` checks settings there. numpy, pyarrow and the sinks' clients are
+imported by the constructor, in the process that logs, when its flusher starts.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from time import time_ns
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
@@ -34,15 +39,13 @@ from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
 from predlog._settings import LoggerOptions, Settings, resolve, spelt
 from predlog.errors import ConfigError
-from predlog.flush._batch import BatchBuilder
 from predlog.flush._decode import Extractor, json_extractor
-from predlog.flush._flusher import Flusher
 from predlog.flush._pii import Pseudonymiser
 from predlog.metrics import Health, attach
 from predlog.sinks._base import Reporting, Sink
-from predlog.sinks._oplog import OperationalLogSink
-from predlog.sinks._parquet import ParquetSink
-from predlog.storage import UnreachableError, locate, probe
+
+if TYPE_CHECKING:
+    from predlog.flush._flusher import Flusher
 
 _SHUTDOWN_TIMEOUT_S = 10.0
 
@@ -68,6 +71,12 @@ class PredictionLogger:
     ) -> None:
         self.settings: Settings = preflight(options, default_sink=sinks is None)
         s = self.settings
+        # The flusher's side, and the numpy and pyarrow it needs, load here: in the
+        # process that logs, not in every process that imports the service.
+        from predlog.flush._batch import BatchBuilder  # noqa: PLC0415  # see above
+        from predlog.flush._flusher import Flusher  # noqa: PLC0415
+        from predlog.sinks._oplog import OperationalLogSink  # noqa: PLC0415
+
         self._reporter = ErrorReporter(interval_s=error_log_interval_s)
         self._ring: RingBuffer[Capture] = RingBuffer(s.ring_capacity, overflow=s.overflow)
         self._captured = AtomicCounter()
@@ -105,7 +114,7 @@ class PredictionLogger:
             pseudonymiser=pseudonymiser,
             audit_rule=audit.wants if audit is not None else None,
         )
-        self._flusher = Flusher(
+        self._flusher: Flusher = Flusher(
             self._ring,
             builder,
             list(sinks),
@@ -387,6 +396,8 @@ def _check_store(settings: Settings) -> None:
     A missing bucket or denied access stops the start: nothing would ever arrive. A
     store that does not answer does not, since files wait in the spool until it does.
     """
+    from predlog.storage import UnreachableError, locate, probe  # noqa: PLC0415  # pyarrow.fs
+
     name = spelt(settings, "data_dir")
     try:
         location = locate(settings.data_dir)
@@ -463,6 +474,8 @@ def _default_sink(s: Settings, reporter: ErrorReporter) -> Sink:
             compression_type=None if s.kafka_compression == "none" else s.kafka_compression,
             reporter=reporter,
         )
+    from predlog.sinks._parquet import ParquetSink  # noqa: PLC0415  # loaded where it writes
+
     return ParquetSink(
         s.data_dir,
         max_file_bytes=s.parquet_max_file_bytes,

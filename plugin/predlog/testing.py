@@ -9,6 +9,9 @@ what failed, and settings from keyword options (:func:`resolve`).
 
 For unit tests only. A real deployment writes to :class:`predlog.ParquetSink` or a
 Kafka sink; tests of those sinks talk to real files and real brokers.
+
+Importing this module loads no more than ``import predlog.middleware`` does: pyarrow
+and the batch builder load when a batch is first built, as in a logger.
 """
 
 from __future__ import annotations
@@ -17,9 +20,8 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from time import time_ns
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import pyarrow as pa
 from typing_extensions import Unpack
 
 from predlog._capture import CAPTURE_FIELDS, Capture, epoch_ns
@@ -29,8 +31,10 @@ from predlog._record import arrow_schema
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
 from predlog._settings import LoggerOptions, resolve
-from predlog.flush._batch import BatchBuilder
 from predlog.flush._decode import Extractor, json_extractor
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "CAPTURE_FIELDS",
@@ -108,6 +112,10 @@ def build_batch(
     sample leaves out are not in the batch. Raises :class:`ValueError` if a record
     cannot be built at all.
     """
+    import pyarrow as pa  # noqa: PLC0415  # see the module docstring
+
+    from predlog.flush._batch import BatchBuilder  # noqa: PLC0415
+
     s = resolve(settings)
     reporter = ErrorReporter()
     builder = BatchBuilder.from_settings(

@@ -11,16 +11,58 @@ verify("./audit", public_key=public_key).ok
 
 from __future__ import annotations
 
-from predlog.audit._canonical import CanonicalError, canonical
-from predlog.audit._checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1, Checkpoint
-from predlog.audit._keys import signing_key, write_signing_key
-from predlog.audit._log import AuditLog, public_hex
-from predlog.audit._merkle import leaf_hash, verify_consistency, verify_inclusion
-from predlog.audit._reader import AuditReader
-from predlog.audit._reasons import ReasonTable
-from predlog.audit._s3 import S3Archive
-from predlog.audit._sink import AuditSink
-from predlog.audit._verify import VerifyReport, verify
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from predlog.audit._canonical import CanonicalError, canonical
+    from predlog.audit._checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1, Checkpoint
+    from predlog.audit._keys import signing_key, write_signing_key
+    from predlog.audit._log import AuditLog, public_hex
+    from predlog.audit._merkle import leaf_hash, verify_consistency, verify_inclusion
+    from predlog.audit._reader import AuditReader
+    from predlog.audit._reasons import ReasonTable
+    from predlog.audit._s3 import S3Archive
+    from predlog.audit._sink import AuditSink
+    from predlog.audit._verify import VerifyReport, verify
+
+#: Where each name lives, imported on first use (PEP 562). A service module names the
+#: audit sink and its key at import, in every process BentoML starts; the writing side
+#: and its dependencies load only where entries are written.
+_HOMES = {
+    "CanonicalError": "predlog.audit._canonical",
+    "canonical": "predlog.audit._canonical",
+    "CHECKPOINT_FORMAT": "predlog.audit._checkpoint",
+    "CHECKPOINT_FORMAT_V1": "predlog.audit._checkpoint",
+    "Checkpoint": "predlog.audit._checkpoint",
+    "signing_key": "predlog.audit._keys",
+    "write_signing_key": "predlog.audit._keys",
+    "AuditLog": "predlog.audit._log",
+    "public_hex": "predlog.audit._log",
+    "leaf_hash": "predlog.audit._merkle",
+    "verify_consistency": "predlog.audit._merkle",
+    "verify_inclusion": "predlog.audit._merkle",
+    "AuditReader": "predlog.audit._reader",
+    "ReasonTable": "predlog.audit._reasons",
+    "S3Archive": "predlog.audit._s3",
+    "AuditSink": "predlog.audit._sink",
+    "VerifyReport": "predlog.audit._verify",
+    "verify": "predlog.audit._verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'predlog.audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "CHECKPOINT_FORMAT",

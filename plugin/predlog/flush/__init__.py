@@ -6,16 +6,55 @@ of captures into one Arrow record batch, with ``_exchange`` (HTTP bodies), ``_na
 built), ``_decode`` (features and values), ``_pii`` (keyed pseudonyms), the weighted
 ``_sampling`` decision and UUIDv7 ``_ids``. None of it ever runs on the request path,
 and none of it is imported by users directly.
+
+Each name is imported on first use (PEP 562): the middleware needs ``_exchange`` and
+``_decode`` in every process that loads the service, and the batch builder, ids and
+sampling bring numpy and pyarrow, which only the process that logs should pay for.
 """
 
 from __future__ import annotations
 
-from predlog.flush._batch import BatchBuilder, BuildResult
-from predlog.flush._exchange import ExchangeDecoder
-from predlog.flush._flusher import Flusher, SinkState
-from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
-from predlog.flush._pii import Pseudonymiser, default_key_id
-from predlog.flush._sampling import REASONS, Sampler, sampling_hash
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from predlog.flush._batch import BatchBuilder, BuildResult
+    from predlog.flush._exchange import ExchangeDecoder
+    from predlog.flush._flusher import Flusher, SinkState
+    from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
+    from predlog.flush._pii import Pseudonymiser, default_key_id
+    from predlog.flush._sampling import REASONS, Sampler, sampling_hash
+
+#: Where each name lives, imported when first asked for.
+_HOMES = {
+    "BatchBuilder": "predlog.flush._batch",
+    "BuildResult": "predlog.flush._batch",
+    "ExchangeDecoder": "predlog.flush._exchange",
+    "Flusher": "predlog.flush._flusher",
+    "SinkState": "predlog.flush._flusher",
+    "UUID7Factory": "predlog.flush._ids",
+    "format_ids": "predlog.flush._ids",
+    "ids_as_text": "predlog.flush._ids",
+    "Pseudonymiser": "predlog.flush._pii",
+    "default_key_id": "predlog.flush._pii",
+    "REASONS": "predlog.flush._sampling",
+    "Sampler": "predlog.flush._sampling",
+    "sampling_hash": "predlog.flush._sampling",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'predlog.flush' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "REASONS",

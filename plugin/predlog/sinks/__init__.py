@@ -2,16 +2,48 @@
 
 One module per sink: ``_parquet`` (the embedded default: files in a hive layout),
 ``_oplog`` (one structlog JSON line per prediction), ``kafka/`` (producer, wire
-format, partitioner and the consumer behind ``predlog sink``), and ``_spool``, the
-disk spool the Kafka and audit sinks fall back on when their store is away.
+format, partitioner and the consumer behind ``predlog sink``) and ``iceberg/``. The
+disk spool the Kafka and audit sinks fall back on is :mod:`predlog.storage`'s.
+
+The seam (``_base``) is imported at once; each sink on first use (PEP 562). The
+middleware names :class:`Sink` in every process that imports the service, and the
+sinks bring pyarrow and their clients with them: they load in the process that
+logs, when its logger makes them.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from predlog.sinks._base import Backlog, ForkAware, Openable, Reporting, Sink, Ticking
-from predlog.sinks._oplog import OperationalLogSink, configure_logging
-from predlog.sinks._parquet import ParquetSink
-from predlog.sinks.kafka import KafkaSink
+
+if TYPE_CHECKING:
+    from predlog.sinks._oplog import OperationalLogSink, configure_logging
+    from predlog.sinks._parquet import ParquetSink
+    from predlog.sinks.kafka import KafkaSink
+
+#: Where each sink lives, imported when first asked for.
+_HOMES = {
+    "OperationalLogSink": "predlog.sinks._oplog",
+    "configure_logging": "predlog.sinks._oplog",
+    "ParquetSink": "predlog.sinks._parquet",
+    "KafkaSink": "predlog.sinks.kafka",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'predlog.sinks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "Backlog",

@@ -15,14 +15,18 @@ that a sink has or has not (``isinstance`` tells, once, when the flusher is made
 * :class:`ForkAware`: what a forked child must forget of its parent's.
 
 A sink without a capability is simply never asked for it; nothing is probed by name.
+
+pyarrow is named here for type checkers only: the middleware imports this seam in
+every process that loads the service, most of which never write a batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @runtime_checkable

@@ -25,12 +25,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, MutableMapping
-from typing import Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import orjson
-import pyarrow as pa
 import structlog
 from opentelemetry import trace
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _REQUIRED: Final = ("request_id", "model_version", "trace_id", "span_id")

@@ -12,6 +12,10 @@ and other S3-compatible stores are reached. That gap is filled here, and the reg
 passed explicitly, so that building the filesystem never asks the network which region
 a bucket is in (``FileSystem.from_uri`` would, and fail at start-up when the store is
 down).
+
+pyarrow is imported by the functions that build or use a filesystem, not by this
+module: the spool and the logger's start-up checks import :mod:`predlog.storage` in
+processes that never touch a store (BentoML's supervisor imports the service too).
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-import pyarrow as pa
-import pyarrow.fs as pafs
-
 from predlog._settings import local_path, url_scheme
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 #: Errors in a store's answer that mean "this configuration cannot work" (missing
 #: bucket, refused credentials), as opposed to a store that is down for now.
@@ -88,11 +92,15 @@ class Location:
 
     def files(self, under: str, *, recursive: bool = True) -> list[pafs.FileInfo]:
         """The files under a path of this filesystem (none if it does not exist)."""
+        import pyarrow.fs as pafs  # noqa: PLC0415  # see the module docstring
+
         selector = pafs.FileSelector(under, allow_not_found=True, recursive=recursive)
         return [info for info in self.filesystem.get_file_info(selector) if info.is_file]
 
     def directories(self, under: str) -> list[pafs.FileInfo]:
         """The directories directly under a path (none if it does not exist)."""
+        import pyarrow.fs as pafs  # noqa: PLC0415  # see the module docstring
+
         selector = pafs.FileSelector(under, allow_not_found=True, recursive=False)
         infos = self.filesystem.get_file_info(selector)
         return [info for info in infos if info.type == pafs.FileType.Directory]
@@ -108,6 +116,8 @@ class Location:
         read can fail half-way through (pyarrow has no abort: a stream dropped after
         a partial write would be completed by its destructor).
         """
+        import pyarrow as pa  # noqa: PLC0415  # see the module docstring
+
         with pa.memory_map(str(local)) as source:
             data = source.read_buffer()
         out = self.filesystem.open_output_stream(path)
@@ -117,6 +127,8 @@ class Location:
 
 def _s3(environ: Mapping[str, str]) -> pafs.S3FileSystem:
     """An S3 filesystem configured from the standard AWS variables (see the module)."""
+    import pyarrow.fs as pafs  # noqa: PLC0415  # see the module docstring
+
     options: dict[str, Any] = {}
     endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
     if endpoint:
@@ -139,6 +151,8 @@ def _gcs(environ: Mapping[str, str]) -> pafs.FileSystem:
     """Google Cloud Storage; credentials from Google's default chain
     (``GOOGLE_APPLICATION_CREDENTIALS``, the metadata server). An emulator is reached
     through ``STORAGE_EMULATOR_HOST``, as Google's own clients do."""
+    import pyarrow.fs as pafs  # noqa: PLC0415  # see the module docstring
+
     options: dict[str, Any] = {}
     emulator = environ.get("STORAGE_EMULATOR_HOST")
     if emulator:
@@ -155,6 +169,8 @@ def locate(data_dir: str | os.PathLike[str], environ: Mapping[str, str] | None =
     Builds the filesystem without touching the network; :func:`probe` asks the store.
     A scheme predlog cannot write raises ValueError (the settings refuse it earlier).
     """
+    import pyarrow.fs as pafs  # noqa: PLC0415  # see the module docstring
+
     env = os.environ if environ is None else environ
     text = os.fspath(data_dir)
     scheme = url_scheme(text)
@@ -180,6 +196,8 @@ def probe(location: Location) -> str | None:
     """
     if location.is_local:
         return None
+    import pyarrow.fs as pafs  # noqa: PLC0415  # see the module docstring
+
     bucket = location.bucket or ""
     try:
         info = location.filesystem.get_file_info(bucket)
