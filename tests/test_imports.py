@@ -1,0 +1,178 @@
+"""What predlog loads in a process that never logs, and what a logging one never loads.
+
+BentoML's supervisor imports the service module as each worker does, and never logs a
+record: numpy, pyarrow and pandas there cost it about 115 MiB of resident memory
+(``benchmarks/bench_memory.py``). They load in the process that logs, when its logger
+starts; pandas in none, since predlog never uses it.
+
+Each check runs in a fresh interpreter: this one has loaded all three already.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import child_env
+
+HEAVY = ("numpy", "pyarrow", "pandas")
+
+#: A small BentoML service predlog's tests have not seen, in the shape the README gives.
+SERVICE = """\
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+{predlog_import}
+
+@bentoml.service(name="imports_probe")
+class ImportsProbe:
+    @bentoml.api
+    def predict(self, features: dict[str, Any]) -> dict[str, Any]:
+        score = min(1.0, float(features.get("amount", 0.0)) / 1000.0)
+        return {{"score": score, "decision": "declined" if score > 0.5 else "approved"}}
+
+{predlog_line}
+"""
+
+#: Imports the service, then instruments a FastAPI and a Starlette app; prints which of
+#: HEAVY are loaded after each step, as one JSON object on the last line.
+SERVE_ONLY = """\
+import json
+import sys
+
+HEAVY = {heavy!r}
+seen = {{}}
+sys.path.insert(0, {directory!r})
+import {module}
+
+seen["service"] = sorted(m for m in HEAVY if m in sys.modules)
+
+from fastapi import FastAPI
+from starlette.applications import Starlette
+
+{instrument}
+seen["apps"] = sorted(m for m in HEAVY if m in sys.modules)
+print(json.dumps(seen))
+"""
+
+INSTRUMENT_APPS = """\
+import predlog
+
+for app in (FastAPI(), Starlette()):
+    predlog.instrument(app, model_name="imports_probe", model_version="v1")
+"""
+
+
+def run_child(code: str, tmp_path: Path) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; the JSON object it printed last."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=child_env(
+            PREDLOG_DATA_DIR=str(tmp_path / "data"),
+            BENTOML_HOME=str(tmp_path / "bentoml"),
+            BENTOML_DO_NOT_TRACK="true",
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def serve_only(tmp_path: Path, *, with_predlog: bool) -> dict[str, list[str]]:
+    """What of HEAVY a process that imports the service and instruments apps has loaded."""
+    module = "probe_with_predlog" if with_predlog else "probe_bare"
+    (tmp_path / f"{module}.py").write_text(
+        SERVICE.format(
+            predlog_import="import predlog" if with_predlog else "",
+            predlog_line=(
+                'predlog.instrument(ImportsProbe, model_name="imports_probe", model_version="v1")'
+                if with_predlog
+                else ""
+            ),
+        )
+    )
+    code = SERVE_ONLY.format(
+        heavy=HEAVY,
+        directory=str(tmp_path),
+        module=module,
+        instrument=INSTRUMENT_APPS if with_predlog else "",
+    )
+    return run_child(code, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """The same process without predlog: the service module without the line, the
+    apps not instrumented."""
+    return serve_only(tmp_path_factory.mktemp("bare"), with_predlog=False)
+
+
+class TestServeOnly:
+    def test_service_and_apps_load_nothing_heavy(self, tmp_path, bare):
+        """Importing a service with predlog's line, then instrumenting a FastAPI and a
+        Starlette app, loads none of numpy, pyarrow, pandas the bare process does not."""
+        seen = serve_only(tmp_path, with_predlog=True)
+        assert seen["service"] == bare["service"], "after import service"
+        assert seen["apps"] == bare["apps"], "after instrument(FastAPI()), (Starlette())"
+
+    def test_bare_process_loads_none_of_them(self, bare):
+        """The comparison means something: without predlog, the service and the apps
+        load none of the three."""
+        assert bare == {"service": [], "apps": []}
+
+
+LOG_TO_PARQUET = """\
+import json
+import sys
+
+import predlog
+
+log = predlog.PredictionLogger(model_name="imports_probe", data_dir={data!r})
+for i in range(200):
+    log.log(
+        request_id=f"req-{{i}}",
+        features={{"amount": float(i), "channel": "web"}},
+        score=i / 200,
+        decision="declined" if i > 100 else "approved",
+        threshold=0.5,
+    )
+assert log.flush(30.0)
+log.close()
+loaded = sorted(m for m in {heavy!r} if m in sys.modules)
+print(json.dumps({{"stats": log.stats(), "loaded": loaded}}))
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pandas") is None, reason="pandas is not installed here"
+)
+class TestLogging:
+    @pytest.mark.xfail(
+        strict=True,
+        reason=(
+            "pyarrow imports pandas, when it is installed, at the first conversion of "
+            "Python or numpy values (pa.array, pa.scalar, Array.to_numpy, pyarrow.compute "
+            "given Python values), and the batch builder and ParquetSink still convert so"
+        ),
+    )
+    def test_logging_to_parquet_never_loads_pandas(self, tmp_path):
+        """A logger that logs and flushes to Parquet leaves pandas unloaded."""
+        data = tmp_path / "data"
+        result = run_child(LOG_TO_PARQUET.format(data=str(data), heavy=HEAVY), tmp_path)
+        assert result["stats"]["delivered"] == 200
+        assert list((data / "predictions").glob("date=*/*.parquet"))
+        assert "pandas" not in result["loaded"]
