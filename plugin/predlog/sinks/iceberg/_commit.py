@@ -15,6 +15,10 @@ Never twice, never lost:
   commit and deleting the notes, therefore never adds a file again;
 * a note is deleted only after its file is committed, so a file written and noted is
   committed later by whoever commits next, whatever died in between.
+
+A file this process has just written is described to Iceberg from the footer its writer
+kept (:func:`append_written`); any other is read back by pyiceberg's ``add_files``.
+Either way the commit holds the same statistics and partition.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from predlog.sinks.iceberg._files import writer_tag
+from predlog.sinks.iceberg._files import DataFile, writer_tag
 from predlog.sinks.iceberg._notes import Note, Notes
 
 if TYPE_CHECKING:
@@ -105,11 +109,69 @@ def no_blind_retry(table: Table) -> None:
     table.metadata = table.metadata.model_copy(update={"properties": properties})
 
 
+def append_written(table: Table, files: Sequence[DataFile], properties: dict[str, str]) -> None:
+    """Add ``files`` in one commit, each described from the footer its writer kept.
+
+    What pyiceberg's ``add_files`` does, without reading each file back from the store
+    (a footer read and a size request per file): the statistics and the partition come
+    from the same footer, the name mapping is set as ``add_files`` sets it, and the
+    table's choice of fast or merging append is honoured.
+    """
+    from pyiceberg.io.pyarrow import (  # noqa: PLC0415  # optional dependency
+        compute_statistics_plan,
+        data_file_statistics_from_parquet_metadata,
+        parquet_path_to_id_mapping,
+    )
+    from pyiceberg.manifest import DataFile as IcebergFile  # noqa: PLC0415
+    from pyiceberg.manifest import DataFileContent, FileFormat  # noqa: PLC0415
+    from pyiceberg.table import TableProperties  # noqa: PLC0415
+    from pyiceberg.utils.properties import property_as_bool  # noqa: PLC0415
+
+    with table.transaction() as tx:
+        if tx.table_metadata.name_mapping() is None:
+            mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
+            tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
+        metadata = tx.table_metadata
+        schema = metadata.schema()
+        plan = compute_statistics_plan(schema, metadata.properties)
+        columns = parquet_path_to_id_mapping(schema)
+        update = tx.update_snapshot(snapshot_properties=properties)
+        merge = property_as_bool(
+            metadata.properties,
+            TableProperties.MANIFEST_MERGE_ENABLED,
+            TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT,
+        )
+        with update.merge_append() if merge else update.fast_append() as append:
+            for file in files:
+                if file.footer is None:
+                    raise ValueError(f"no footer kept for {file.location}")
+                statistics = data_file_statistics_from_parquet_metadata(
+                    parquet_metadata=file.footer,
+                    stats_columns=plan,
+                    parquet_column_mapping=columns,
+                )
+                append.append_data_file(
+                    IcebergFile.from_args(
+                        content=DataFileContent.DATA,
+                        file_path=file.location,
+                        file_format=FileFormat.PARQUET,
+                        partition=statistics.partition(metadata.spec(), schema),
+                        file_size_in_bytes=file.size,
+                        sort_order_id=None,
+                        spec_id=metadata.default_spec_id,
+                        equality_ids=None,
+                        key_metadata=None,
+                        **statistics.to_serialized_dict(),
+                    )
+                )
+
+
 def commit_with_retry(
     table: Table,
     prepare: Callable[[Table], tuple[list[str], dict[str, str]]],
     *,
     stats: CommitStats,
+    written: Sequence[DataFile] = (),
     attempts: int = 8,
     backoff_s: float = 0.05,
     sleep: Callable[[float], None] = time.sleep,
@@ -118,15 +180,23 @@ def commit_with_retry(
 
     ``prepare(table)`` returns the file locations and summary properties of the next
     attempt against the table as it now is (an empty list: nothing left to add), or
-    raises :class:`Refused`. Returns whether a commit was made by this call.
+    raises :class:`Refused`. ``written``: files this process wrote, whose footers it
+    kept; an attempt made only of them is described from those footers, any other is
+    read back. Returns whether a commit was made by this call.
     """
+    kept = {f.location: f for f in written if f.footer is not None}
     for attempt in range(attempts):
         locations, properties = prepare(table)
         no_blind_retry(table)
         if not locations:
             return False
         try:
-            table.add_files(locations, snapshot_properties=properties, check_duplicate_files=False)
+            if all(location in kept for location in locations):
+                append_written(table, [kept[loc] for loc in locations], properties)
+            else:
+                table.add_files(
+                    locations, snapshot_properties=properties, check_duplicate_files=False
+                )
         except FileNotFoundError:
             raise
         except Exception as exc:

@@ -17,6 +17,11 @@ past this batch's end mean this batch's own commit landed.
 
 Data files of a batch that was never committed (the process was killed between
 writing them and committing) are referenced by no snapshot: no reader sees them.
+
+A batch is decoded a chunk at a time, and each chunk's rows go to a writer thread that
+encodes, compresses and uploads them (work that releases the GIL) while the next chunk
+decodes; the commit then describes the files from the footers their writer kept,
+without reading them back.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from predlog.sinks.iceberg import (
     COMMITTER_KEY,
     CommitStats,
     DataFile,
     FileWriter,
+    OpenFile,
     Refused,
     commit_with_retry,
     no_blind_retry,
@@ -46,12 +53,64 @@ from predlog.sinks.iceberg import (
 from predlog.tools.sink._loop import Batch, ConsumerStats
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyiceberg.table import Table
 
 _log = logging.getLogger("predlog.iceberg.kafka")
 
 #: A commit attempt's file locations and summary properties, for the table as it is.
 Prepare = Callable[["Table"], tuple[list[str], dict[str, str]]]
+#: Records decoded at a time, each chunk a row group of its partition's file: small
+#: enough that the writer thread's encoding overlaps most of the decoding, large enough
+#: for row groups a reader skips by their statistics.
+CHUNK: Final = 16_384
+
+
+class BatchFiles:
+    """The data files of one batch, one per partition, written by a thread of their own.
+
+    :meth:`add` queues a chunk's rows and returns at once; the writer thread opens each
+    partition's file on first use and appends its rows in the order they came.
+    :meth:`close` waits for every write and returns the complete files; on any error,
+    every file is abandoned (never committed) and the error raised.
+    """
+
+    def __init__(self, writer: FileWriter) -> None:
+        self._writer = writer
+        self._open: dict[tuple[int, str], OpenFile] = {}
+        self._pending: list[Future[None]] = []
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="predlog-table-files")
+        self.rows = 0
+
+    def add(self, decoded: pa.RecordBatch) -> None:
+        self.rows += decoded.num_rows
+        for key, rows in split(decoded).items():
+            self._pending.append(self._thread.submit(self._append, key, rows))
+
+    def _append(self, key: tuple[int, str], rows: pa.RecordBatch) -> None:
+        handle = self._open.get(key)
+        if handle is None:
+            handle = self._open[key] = self._writer.open(*key)
+        handle.write(rows)
+
+    def close(self) -> list[DataFile]:
+        try:
+            for write in self._pending:
+                write.result()
+            return list(self._thread.map(OpenFile.close, list(self._open.values())))
+        except BaseException:
+            self.abandon()
+            raise
+        finally:
+            self._thread.shutdown()
+
+    def abandon(self) -> None:
+        """Stop: the writes queued end or are cancelled, the files are left unfinished."""
+        for write in self._pending:
+            write.cancel()
+        self._thread.shutdown(wait=True)
+        for handle in self._open.values():
+            handle.abandon()
 
 
 class TableDestination:
@@ -145,16 +204,10 @@ class TableDestination:
                 "batch dropped: starts at %s, the table ends at %s", batch.first, self.base
             )
             return False
-        decoded = batch.decode(stats)
-        files: list[DataFile] = []
-        if decoded is not None and decoded.num_rows:
-            files = [
-                self._writer.write(day, model, rows)
-                for (day, model), rows in split(decoded).items()
-            ]
+        files, rows = self._write(batch, stats)
         started = time.perf_counter()
         try:
-            made, landed = self._commit(batch, [f.location for f in files])
+            made, landed = self._commit(batch, files)
         except Refused as exc:
             stats.refused += 1
             _log.warning("batch dropped: %s", exc)
@@ -165,16 +218,34 @@ class TableDestination:
         stats.commit_ms.append((time.perf_counter() - started) * 1000)
         if made:
             stats.files += len(files)
-            stats.written += decoded.num_rows if decoded is not None else 0
+            stats.written += rows
         for p, end in batch.end.items():
             self.base[p] = end
             self.gaps.pop(p, None)
         return True
 
-    def _commit(self, batch: Batch, locations: list[str]) -> tuple[bool, bool]:
-        """Commit ``locations`` with the batch's offsets: (made by this call, landed by
-        an earlier attempt of this batch). Raises :class:`Refused` if the table's offsets
+    def _write(self, batch: Batch, stats: ConsumerStats) -> tuple[list[DataFile], int]:
+        """The batch's data files, complete, and the rows in them. Decoded a chunk at a
+        time (a chunk that fails whole is decoded a message at a time, as a batch is),
+        written by the files' own thread meanwhile."""
+        files = BatchFiles(self._writer)
+        try:
+            for first in range(0, len(batch.values), CHUNK):
+                chunk = Batch()
+                chunk.values = batch.values[first : first + CHUNK]
+                decoded = chunk.decode(stats)
+                if decoded is not None and decoded.num_rows:
+                    files.add(decoded)
+        except BaseException:
+            files.abandon()
+            raise
+        return files.close(), files.rows
+
+    def _commit(self, batch: Batch, files: list[DataFile]) -> tuple[bool, bool]:
+        """Commit ``files`` with the batch's offsets: (made by this call, landed by an
+        earlier attempt of this batch). Raises :class:`Refused` if the table's offsets
         moved since the batch began."""
+        locations = [f.location for f in files]
         key = offsets_key(self._topic, self._group)
         expected = {p: self.base.get(p) for p in batch.end}
         offsets = {p: o for p, o in self.base.items() if o is not None} | batch.end
@@ -195,7 +266,7 @@ class TableDestination:
             return locations, properties
 
         if locations:
-            made = commit_with_retry(self.table, prepare, stats=self.commit_stats)
+            made = commit_with_retry(self.table, prepare, stats=self.commit_stats, written=files)
         else:
             made = self._commit_offsets_only(prepare)
         return made, landed
