@@ -7,6 +7,7 @@ the rest run anywhere.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -1094,6 +1095,42 @@ class TestMessageFormat:
             assert ("traceparent" in as_dict) == (i % 2 == 0)
         assert dict(messages[2][3])["traceparent"] == (f"00-{'3':0>32}-{'3':0>16}-01".encode())
         assert list(messages[0][3])[:2] == _wire.HEADERS, "the format's own headers first"
+
+    def test_the_producers_messages_are_the_formats(self):
+        """What the producer appends (one headers list, rewritten per record) is, record
+        by record, what encode() gives, traced and untraced records mixed; and so is any
+        part of them."""
+        batch = timed_batch(9, "p")
+        columns = _wire.messages(batch)
+        appended = [(k, v, t, list(h)) for k, v, t, h in columns.each()]
+        for i, (key, value, stamp, headers) in enumerate(appended):
+            assert key == f"p-{i}".encode()
+            as_dict = {name: v.decode() for name, v in headers}
+            assert len(as_dict) == len(headers), "no header twice"
+            assert (stamp, as_dict) == expected_message(value)
+            assert headers[:2] == _wire.HEADERS
+        assert appended == _wire.encode(batch) == list(columns)
+        assert list(columns.part(3, 7)) == appended[3:7]
+        assert len(columns) == 9
+
+    def test_a_batchs_messages_leave_no_container_per_record(self):
+        """The messages the producer sends from hold no tuple or list per record (the
+        collector would pass over every one, and everything the process holds, while
+        the batch grows): the objects it tracks do not grow with the batch."""
+        batch = timed_batch(2000, "g")
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            gc.collect()
+            before = len(gc.get_objects())
+            columns = _wire.messages(batch)
+            held = len(gc.get_objects()) - before
+            sent = sum(1 for _ in columns.each())
+        finally:
+            if collecting:
+                gc.enable()
+        assert sent == 2000
+        assert held < 100, f"{held} objects tracked for 2,000 records"
 
     @pytest.mark.parametrize(
         ("trace_id", "span_id"),

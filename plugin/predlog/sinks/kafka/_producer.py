@@ -294,7 +294,7 @@ class KafkaSink:
                 for i in range(0, n, _SPOOL_SLICE)
             )
         else:
-            entries = _wire.encode(batch)
+            entries = _wire.messages(batch)
             try:
                 await self._send(entries)
             except Exception as exc:  # noqa: BLE001  # any failure: keep the records on disk
@@ -304,7 +304,7 @@ class KafkaSink:
                 self.sent += n
                 return False
             chunks = (
-                _spooled.pack(entries[i : i + _SPOOL_SLICE]) for i in range(0, n, _SPOOL_SLICE)
+                _spooled.pack(entries.part(i, i + _SPOOL_SLICE)) for i in range(0, n, _SPOOL_SLICE)
             )
         try:
             self.spool.append_chunks(chunks)
@@ -331,18 +331,24 @@ class KafkaSink:
             self._producer = producer
         return self._producer
 
-    async def _send(self, entries: Sequence[_wire.Message]) -> None:
+    async def _send(self, entries: _wire.Messages | Sequence[_wire.Message]) -> None:
         # One deadline for the whole send: with the broker gone, even the metadata
         # lookup for the topic's partitions waits forever.
         await asyncio.wait_for(self._send_all(entries), self._delivery_timeout_s)
 
-    async def _send_all(self, entries: Sequence[_wire.Message]) -> None:
+    async def _send_all(self, entries: _wire.Messages | Sequence[_wire.Message]) -> None:
+        """Append every message to aiokafka's batch of its partition, send each batch
+        as it fills and the rest at the end, and wait until the broker has them all."""
         producer = await self._producer_ready()
         partitions = sorted(await producer.partitions_for(self.topic))
-        chosen = _murmur2.partitions([entry[0] for entry in entries], len(partitions)).tolist()
+        if isinstance(entries, _wire.Messages):
+            keys, each = entries.keys, entries.each()
+        else:
+            keys, each = [entry[0] for entry in entries], iter(entries)
+        chosen = _murmur2.partitions(keys, len(partitions)).tolist()
         batches: dict[int, Any] = {}
         pending: list[Any] = []
-        for (key, value, stamp, headers), index in zip(entries, chosen, strict=True):
+        for (key, value, stamp, headers), index in zip(each, chosen, strict=True):
             partition = partitions[index]
             builder = batches.get(partition)
             if builder is None:

@@ -17,7 +17,7 @@ which gives the timestamp and headers it would have been sent with.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -33,7 +33,7 @@ _EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 _MILLISECOND: Final = timedelta(milliseconds=1)
 
 
-def pack(messages: Sequence[Message]) -> list[tuple[bytes, bytes]]:
+def pack(messages: Iterable[Message]) -> list[tuple[bytes, bytes]]:
     """Spool entries (format 2) for ``messages``, in order."""
     entries = []
     for key, value, timestamp, headers in messages:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,8 +28,10 @@ import pyarrow.compute as pc
 from predlog._record import JSON_COLUMNS, arrow_schema
 
 _SCHEMA: Final = arrow_schema()
-#: What JSON must escape in a string (orjson escapes nothing else).
-_NEEDS_ESCAPE: Final = r'[\x00-\x1f"\\]'
+#: What JSON must escape in a string, besides the bytes below 0x20 (orjson escapes
+#: nothing else).
+_QUOTE: Final = ord('"')
+_BACKSLASH: Final = ord("\\")
 
 
 def values(batch: pa.RecordBatch, times: Any) -> list[bytes]:
@@ -85,14 +88,26 @@ def _json_text(name: str, column: Any) -> Any:
     kind = column.type
     if name in JSON_COLUMNS:
         return pc.fill_null(column, "null")  # JSON text already
-    if (
-        pa.types.is_string(kind)
-        and not pc.any(pc.match_substring_regex(column, _NEEDS_ESCAPE)).as_py()
-    ):
+    if pa.types.is_string(kind) and not _needs_escape(column):
         return _quoted(column)
     if pa.types.is_integer(kind):
         return pc.fill_null(column.cast(pa.string()), "null")
     return _by_orjson(column)
+
+
+def _needs_escape(column: Any) -> bool:
+    """Whether any value of a string column holds a byte JSON must escape.
+
+    One pass of numpy over the values' bytes: a regular expression per value cost
+    about 0.4 us a record for each string column, most of the encoding's time.
+    """
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)
+    data = column.buffers()[2]
+    if data is None:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    raw = raw[offsets[column.offset] : offsets[column.offset + len(column)]]
+    return bool(((raw < 0x20) | (raw == _QUOTE) | (raw == _BACKSLASH)).any())
 
 
 def _quoted(column: Any) -> Any:

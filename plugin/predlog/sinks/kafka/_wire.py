@@ -33,7 +33,7 @@ import gc
 import operator
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeAlias
 from urllib.parse import quote
@@ -67,18 +67,100 @@ _SCHEMA: Final = arrow_schema()
 
 
 def encode(batch: pa.RecordBatch) -> list[Message]:
-    """One message per record of ``batch``, in order.
+    """One message per record of ``batch``, in order: :func:`messages`, one tuple each."""
+    return list(messages(batch))
+
+
+class Messages:
+    """A batch's messages column by column: what :func:`encode` gives, before any
+    per-record tuple or header list is made.
+
+    Iterating gives each :data:`Message` with headers of its own. The producer uses
+    :meth:`each` instead: one list of headers, rewritten in place for every record,
+    since aiokafka copies a record's headers into the batch as it appends it. Kept
+    tuples and lists per record (seven objects each) made the garbage collector pass
+    over every one of them again and again while the batch grew, and over everything
+    else the process holds (the ring, full behind the flusher): measured, that cost
+    twice the encoding itself. Bytes and ints are never tracked by the collector, and a
+    tuple freed before the next collection costs it nothing.
+    """
+
+    __slots__ = ("ids", "keys", "parents", "sources", "stamps", "times", "values")
+
+    def __init__(
+        self,
+        *,
+        keys: list[bytes],
+        values: list[bytes],
+        stamps: list[int | None],
+        ids: list[bytes],
+        times: list[bytes],
+        sources: list[tuple[str, bytes]],
+        parents: list[bytes | None],
+    ) -> None:
+        #: Per record: the key, the value, the timestamp (ms), and what the headers are
+        #: made of: the prediction id, the time as text, the ``ce_source`` header (one
+        #: shared tuple per model) and the ``traceparent`` value (``None``: no header).
+        self.keys = keys
+        self.values = values
+        self.stamps = stamps
+        self.ids = ids
+        self.times = times
+        self.sources = sources
+        self.parents = parents
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def part(self, start: int, stop: int) -> Messages:
+        """The messages from ``start`` up to ``stop``, column by column."""
+        return Messages(
+            keys=self.keys[start:stop],
+            values=self.values[start:stop],
+            stamps=self.stamps[start:stop],
+            ids=self.ids[start:stop],
+            times=self.times[start:stop],
+            sources=self.sources[start:stop],
+            parents=self.parents[start:stop],
+        )
+
+    def __iter__(self) -> Iterator[Message]:
+        for key, value, stamp, headers in self.each():
+            yield key, value, stamp, list(headers)
+
+    def each(self) -> Iterator[Message]:
+        """Each message in order, its headers one list that the next message rewrites:
+        read (or copy) them before asking for the next."""
+        f0, f1, f2, f3 = _EVENT_HEADERS
+        plain: Headers = [f0, f1, f2, f3, f0, f0, f0]
+        traced: Headers = [f0, f1, f2, f3, f0, f0, f0, f0]
+        columns = (self.keys, self.values, self.stamps, self.ids, self.sources, self.times)
+        for (key, value, stamp, pid, source, time), parent in zip(
+            zip(*columns, strict=True), self.parents, strict=True
+        ):
+            headers = plain if parent is None else traced
+            headers[4] = ("ce_id", pid)
+            headers[5] = source
+            headers[6] = ("ce_time", time)
+            if parent is not None:
+                headers[7] = ("traceparent", parent)
+            yield key, value, stamp, headers
+
+
+def messages(batch: pa.RecordBatch) -> Messages:
+    """The messages of every record of ``batch``, in order, column by column.
 
     Everything is made column-wise (:mod:`predlog.sinks.kafka._values` for the values):
-    per record only the message's own objects are made, no intermediate ones.
+    per record only the message's own bytes are made, no intermediate objects.
 
     It runs in the application's process, so it leaves the garbage collector alone:
     pausing it would be a process-wide change the application never asked for (and
     could undo an application's own ``gc.disable()``). The consumer's :func:`decode`,
     in predlog's own process, does pause it.
     """
-    if not batch.num_rows:
-        return []
+    n = batch.num_rows
+    if not n:
+        return Messages(keys=[], values=[], stamps=[], ids=[], times=[], sources=[], parents=[])
     ids: Any = batch.column("prediction_id")
     request_ids: Any = batch.column("request_id")
     times: Any = _rfc3339.texts(batch.column("timestamp_utc"))
@@ -86,43 +168,30 @@ def encode(batch: pa.RecordBatch) -> list[Message]:
     has_request_id = pc.fill_null(pc.not_equal(request_ids, pa.scalar("")), False)
     keys = pc.if_else(has_request_id, request_ids, ids).cast(pa.binary()).to_pylist()
     stamps = pc.divide(pc.cast(batch.column("timestamp_utc"), pa.int64()), 1000).to_pylist()
-    headers = _batch_headers(
-        batch, ids.cast(pa.binary()).to_pylist(), times.cast(pa.binary()).to_pylist()
+    return Messages(
+        keys=keys,
+        values=values(batch, times),
+        stamps=stamps,
+        ids=ids.cast(pa.binary()).to_pylist(),
+        times=times.cast(pa.binary()).to_pylist(),
+        sources=_sources(batch.column("model_name")),
+        parents=_traceparents(batch.column("trace_id"), batch.column("span_id")),
     )
-    return list(zip(keys, values(batch, times), stamps, headers, strict=True))
 
 
-def _batch_headers(batch: pa.RecordBatch, ids: list[bytes], times: list[bytes]) -> list[Headers]:
-    """Each record's headers, the ones :func:`headers_for` makes, built column-wise.
-
-    Per record only a list of shared pairs and two new ones is made: a call, an unpacking
-    and two regex matches per record cost a fifth of the whole encoding, the garbage
-    collector's visits to all those objects included.
-    """
-    n = batch.num_rows
-    models: Any = batch.column("model_name")
-    if not n:
-        return []
+def _sources(models: Any) -> list[tuple[str, bytes]]:
+    """Each record's ``ce_source`` header, one shared tuple per model."""
     if is_constant(models):
-        sources = [("ce_source", source_for(models[0].as_py()))] * n
-    else:
-        known: dict[str, tuple[str, bytes]] = {}
-        sources = [
-            known.get(m) or known.setdefault(m, ("ce_source", source_for(m)))
-            for m in models.to_pylist()
-        ]
-    parents = _traceparents(batch.column("trace_id"), batch.column("span_id"))
-    f0, f1, f2, f3 = _EVENT_HEADERS
+        return [("ce_source", source_for(models[0].as_py()))] * len(models)
+    known: dict[str, tuple[str, bytes]] = {}
     return [
-        [f0, f1, f2, f3, ("ce_id", pid), source, ("ce_time", time)]
-        if parent is None
-        else [f0, f1, f2, f3, ("ce_id", pid), source, ("ce_time", time), parent]
-        for pid, time, source, parent in zip(ids, times, sources, parents, strict=True)
+        known.get(m) or known.setdefault(m, ("ce_source", source_for(m)))
+        for m in models.to_pylist()
     ]
 
 
-def _traceparents(trace_ids: Any, span_ids: Any) -> list[tuple[str, bytes] | None]:
-    """The ``traceparent`` header per record, ``None`` where the ids are missing or not
+def _traceparents(trace_ids: Any, span_ids: Any) -> list[bytes | None]:
+    """The ``traceparent`` value per record, ``None`` where the ids are missing or not
     W3C's."""
     if trace_ids.null_count == len(trace_ids) or span_ids.null_count == len(span_ids):
         return [None] * len(trace_ids)
@@ -135,8 +204,7 @@ def _traceparents(trace_ids: Any, span_ids: Any) -> list[tuple[str, bytes] | Non
             pc.not_equal(span_ids, pa.scalar("0" * 16)),
         ),
     )
-    values = pc.if_else(valid, joined, None).cast(pa.binary()).to_pylist()
-    return [None if v is None else ("traceparent", v) for v in values]
+    return pc.if_else(valid, joined, None).cast(pa.binary()).to_pylist()  # type: ignore[no-any-return]
 
 
 def source_for(model_name: str) -> bytes:
