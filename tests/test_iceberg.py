@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
 from predlog import arrow_schema
@@ -220,6 +222,48 @@ class TestFilesAndCommits:
         assert made and len(calls) == 3 and stats.conflicts == 2
         assert len(slept) == 2 and slept[1] > slept[0] * 0.5  # backing off, with jitter
         assert rows(TABLE, tmp_path).num_rows == 6
+
+    def test_a_file_described_from_its_footer_commits_as_one_read_back(
+        self, tmp_path: Path
+    ) -> None:
+        """A file committed from the footer its writer kept has the partition, counts,
+        bounds and size that pyiceberg's add_files reads back from the same file; the
+        first such commit sets the name mapping readers need, as add_files does."""
+        batch = make_batch(30, model=lambda i: "m1")
+        kept, read = (open_table(f"preds.t{i}", data_dir=tmp_path) for i in range(2))
+        ((day, model), part), *_ = split(batch).items()
+        described = FileWriter(kept).write(day, model, part)
+        assert described.footer is not None and described.size > 0
+        located = FileWriter(read).write(day, model, part)
+
+        def attempt(location: str) -> Callable[[Table], tuple[list[str], dict[str, str]]]:
+            return lambda table: ([location], {})
+
+        assert kept.metadata.name_mapping() is None
+        assert commit_with_retry(
+            kept, attempt(described.location), stats=CommitStats(), written=[described]
+        )
+        assert commit_with_retry(read, attempt(located.location), stats=CommitStats())
+        assert kept.metadata.name_mapping() is not None
+
+        def entry(table: Table) -> dict[str, object]:
+            (task,) = table.scan().plan_files()
+            f = task.file
+            return {
+                "partition": f.partition,
+                "spec_id": f.spec_id,
+                "record_count": f.record_count,
+                "file_size_in_bytes": f.file_size_in_bytes,
+                "column_sizes": f.column_sizes,
+                "value_counts": f.value_counts,
+                "null_value_counts": f.null_value_counts,
+                "lower_bounds": f.lower_bounds,
+                "upper_bounds": f.upper_bounds,
+                "split_offsets": f.split_offsets,
+            }
+
+        assert entry(kept) == entry(read)
+        assert ids_of(kept.scan().to_arrow()) == ids_of(read.scan().to_arrow())
 
     def test_a_note_whose_file_is_gone_is_set_aside_and_counted(self, tmp_path: Path) -> None:
         write_noted(TABLE, tmp_path, make_batch(6, model=lambda i: f"m{i % 2}"))

@@ -29,7 +29,7 @@ import pytest
 from services.bentoserve import free_port
 
 from predlog.errors import ConfigError
-from predlog.sinks.iceberg import open_table, table_offsets
+from predlog.sinks.iceberg import OpenFile, open_table, table_offsets
 from predlog.sinks.kafka import encode
 from predlog.tools.sink import Batch, ConsumerStats, TableDestination
 from tests.helpers import ROOT, child_env
@@ -210,6 +210,55 @@ def test_a_batch_of_a_revoked_partition_is_refused(tmp_path: Path) -> None:
     assert table_offsets(destination.table, "t", "g") == {}
     assert asyncio.run(destination.store(consumed(0, 5), stats))
     assert table_offsets(destination.table, "t", "g") == {0: 5}
+
+
+def test_a_batch_decoded_in_chunks_lands_whole_one_file_per_partition(tmp_path: Path) -> None:
+    """A batch decoded a few records at a time, two models and one message that is not
+    a record among them: each partition is one file holding its rows in order, the bad
+    message is counted and skipped, and the offsets cover every message."""
+    destination = TableDestination(TABLE, data_dir=tmp_path, chunk_records=4)
+    destination.open(None, topic="t", group="g")
+    stats = ConsumerStats()
+    assert asyncio.run(destination.continues_at([0])) == {}
+    values = [m[1] for m in encode(make_batch(10, model=lambda i: f"m{i % 2}"))]
+    values.insert(5, b"not a record")
+    batch = Batch()
+    batch.add(0, [SimpleNamespace(offset=i, value=v) for i, v in enumerate(values)])
+    assert asyncio.run(destination.store(batch, stats))
+    assert (stats.undecodable, stats.written, stats.files) == (1, 10, 2)
+    ids = [str(u) for u in prediction_ids(0, 10)]
+    assert table_ids(tmp_path) == Counter(dict.fromkeys(ids, 1))
+    table = open_table(TABLE, data_dir=tmp_path, create=False)
+    for model in ("m0", "m1"):
+        rows = table.scan(row_filter=f"model_name == '{model}'").to_arrow()
+        assert [str(v) for v in rows.column("prediction_id").to_pylist()] == ids[model == "m1" :: 2]
+    assert table_offsets(table, "t", "g") == {0: 11}
+
+
+def test_a_batch_whose_file_fails_commits_nothing(tmp_path: Path, monkeypatch) -> None:
+    """A write that fails part-way (the store full) stops the batch: no file of it is
+    committed, nor its offsets; the same batch stored again lands once."""
+    destination = TableDestination(TABLE, data_dir=tmp_path, chunk_records=3)
+    destination.open(None, topic="t", group="g")
+    stats = ConsumerStats()
+    assert asyncio.run(destination.continues_at([0])) == {}
+    write, calls = OpenFile.write, []
+
+    def failing(self: OpenFile, rows: object) -> None:
+        calls.append(rows)
+        if len(calls) == 2:
+            raise OSError("no space left")
+        write(self, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OpenFile, "write", failing)
+    with pytest.raises(OSError, match="no space left"):
+        asyncio.run(destination.store(consumed(0, 10), stats))
+    table = open_table(TABLE, data_dir=tmp_path, create=False)
+    assert table.current_snapshot() is None
+    monkeypatch.setattr(OpenFile, "write", write)
+    assert asyncio.run(destination.store(consumed(0, 10), stats))
+    assert table_ids(tmp_path) == Counter(dict.fromkeys(map(str, prediction_ids(0, 10)), 1))
+    assert table_offsets(destination.table, "t", "g") == {0: 10}
 
 
 @pytest.mark.integration

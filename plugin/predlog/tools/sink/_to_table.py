@@ -118,9 +118,13 @@ class TableDestination:
 
     keeps_offsets = True
 
-    def __init__(self, table: str, *, data_dir: str | Path) -> None:
+    def __init__(self, table: str, *, data_dir: str | Path, chunk_records: int = CHUNK) -> None:
+        if chunk_records < 1:
+            raise ValueError(f"chunk_records must be at least 1, got {chunk_records}")
         self.name = table
         self.data_dir = data_dir
+        #: Records decoded at a time (see :data:`CHUNK`).
+        self.chunk_records = chunk_records
         self.commit_stats = CommitStats()
         #: Per assigned partition, the table's offset this consumer continues from
         #: (None: the table holds none for it).
@@ -230,9 +234,9 @@ class TableDestination:
         written by the files' own thread meanwhile."""
         files = BatchFiles(self._writer)
         try:
-            for first in range(0, len(batch.values), CHUNK):
+            for first in range(0, len(batch.values), self.chunk_records):
                 chunk = Batch()
-                chunk.values = batch.values[first : first + CHUNK]
+                chunk.values = batch.values[first : first + self.chunk_records]
                 decoded = chunk.decode(stats)
                 if decoded is not None and decoded.num_rows:
                     files.add(decoded)
