@@ -3,10 +3,17 @@
 Needs a Kafka broker (``make bench`` starts one; or set PREDLOG_TEST_KAFKA=host:port);
 starts its own moto S3 server. Prints, each from this run:
 
-1. ``predlog sink --table``: N records produced to a fresh topic first, then one
-   consumer process drains them into an Iceberg table whose warehouse is on moto's S3
-   (a SQL catalog named ``bench``, configured by PYICEBERG_CATALOG__BENCH__*): records
-   per second for that one process, from its first poll to its last commit;
+1. ``predlog sink --table``: N records produced to a fresh topic once, then drained
+   by one consumer process per run, each in a group of its own: into an Iceberg table
+   whose warehouse is on moto's S3 (a SQL catalog named ``bench``, configured by
+   PYICEBERG_CATALOG__BENCH__*), and, as baselines in the same rounds, alternating
+   order: the same loop taking each batch as stored (its polling and unpacking only),
+   decoding each batch and writing nothing, and writing the Parquet layout on local
+   disk. Records per second for one process, from the first assignment (polling starts
+   there) to the last batch stored, so the start-up paid once per process (imports,
+   opening the table, joining the group) is left out; the whole process's figure is
+   printed beside it. The ratios of the table to each baseline per round, and the
+   records lost (the table's and the layout's rows against N);
 2. the latency of that consumer's commits (data files and offsets in one snapshot),
    median and p95 ms;
 3. ``predlog compact``: the same records as small files, on the Parquet layout (local
@@ -14,13 +21,14 @@ starts its own moto S3 server. Prints, each from this run:
 
 No assertions: the figures are for benchmarks/RESULTS.md.
 
-Usage: python benchmarks/bench_lakehouse.py [--records N] [--max-batch N]
+Usage: python benchmarks/bench_lakehouse.py [--records N] [--max-batch N] [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -35,7 +43,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 
@@ -150,23 +158,129 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
     return asyncio.run(run())
 
 
+class Timed:
+    """A destination as the loop sees it, timed: from the first assignment (the loop
+    polls right after it) to the end of the last batch stored, and the records stored.
+    Start-up (imports, the table opened, the group joined) is left out: it is paid once
+    per process, not per record."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.keeps_offsets = inner.keeps_offsets
+        self.began: float | None = None
+        self.ended = 0.0
+        self.records = 0
+
+    def open(self, consumer: Any, *, topic: str, group: str) -> None:
+        self.inner.open(consumer, topic=topic, group=group)
+
+    async def continues_at(self, partitions: list[int]) -> dict[int, int]:
+        if self.began is None:
+            self.began = time.perf_counter()
+        found: dict[int, int] = await self.inner.continues_at(partitions)
+        return found
+
+    def revoked(self, partitions: list[int]) -> None:
+        self.inner.revoked(partitions)
+
+    async def store(self, batch: Any, stats: Any) -> bool:
+        stored: bool = await self.inner.store(batch, stats)
+        if stored:
+            self.records += len(batch.values)
+            self.ended = time.perf_counter()
+        return stored
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Consumed:
+    """The loop's own ceiling: each batch taken as stored, nothing decoded or written."""
+
+    keeps_offsets = False
+
+    def open(self, consumer: Any, *, topic: str, group: str) -> None:
+        del consumer, topic, group
+
+    async def continues_at(self, partitions: list[int]) -> dict[int, int]:
+        del partitions
+        return {}
+
+    def revoked(self, partitions: list[int]) -> None:
+        del partitions
+
+    async def store(self, batch: Any, stats: Any) -> bool:
+        del batch, stats
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class Decoded(Consumed):
+    """The loop and the values decoded into Arrow (in the worker thread, as the table
+    destination decodes them), nothing written: what every destination pays first."""
+
+    async def store(self, batch: Any, stats: Any) -> bool:
+        await asyncio.to_thread(batch.decode, stats)
+        return True
+
+
+#: What a round drains the topic into: the figure (``table``) and its baselines.
+KINDS = ("consume", "decode", "parquet", "table")
+
+
+def consume_into(kind: str, options: dict[str, Any], work: str, table: str) -> dict[str, Any]:
+    """In the consumer's process: drain the topic into ``kind``; its counts and times."""
+    started = time.perf_counter()
+    from predlog.tools.sink import ParquetDestination, TableDestination, consume_until_signalled
+
+    inner: Any
+    if kind == "table":
+        inner = TableDestination(table, data_dir=work)
+    elif kind == "parquet":
+        inner = ParquetDestination(str(Path(work) / f"layout-{options['group_id']}"))
+    elif kind == "decode":
+        inner = Decoded()
+    else:
+        inner = Consumed()
+    timed = Timed(inner)
+    stats = consume_until_signalled({**options, "destination": timed})
+    result = dataclasses.asdict(stats)
+    result["records"] = timed.records
+    result["busy_s"] = timed.ended - (timed.began or timed.ended)
+    result["whole_s"] = timed.ended - started
+    return result
+
+
 def drain(
-    bootstrap: str, topic: str, env: dict[str, str], work: Path, max_batch: int
+    kind: str,
+    *,
+    bootstrap: str,
+    topic: str,
+    group: str,
+    env: dict[str, str],
+    work: Path,
+    table: str,
+    max_batch: int,
 ) -> dict[str, Any]:
-    """Run one `predlog sink --table` consumer (the function the command runs, in a
-    process of its own) until the topic is idle; its counts and every commit's latency
-    (the command prints only their median and maximum)."""
+    """Run one `predlog sink` consumer (the function the command runs, in a process of
+    its own) into ``kind`` until the topic is idle; its counts, busy time, and every
+    commit's latency (the command prints only their median and maximum)."""
     idle = 3.0
+    options = {
+        "bootstrap_servers": bootstrap,
+        "topic": topic,
+        "group_id": group,
+        "max_batch": max_batch,
+        "max_wait_s": 2.0,
+        "exit_when_idle_s": idle,
+    }
     code = f"""
-import dataclasses, json
-from predlog.tools.sink import TableDestination, consume_until_signalled
-stats = consume_until_signalled({{
-    "destination": TableDestination("bench.lake.preds", data_dir={str(work)!r}),
-    "bootstrap_servers": {bootstrap!r}, "topic": {topic!r}, "group_id": "bench",
-    "max_batch": {max_batch},
-    "max_wait_s": 2.0, "exit_when_idle_s": {idle},
-}})
-print(json.dumps(dataclasses.asdict(stats)))
+import json, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from bench_lakehouse import consume_into
+print(json.dumps(consume_into({kind!r}, {options!r}, {str(work)!r}, {table!r})))
 """
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -179,6 +293,17 @@ print(json.dumps(dataclasses.asdict(stats)))
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["idle_s"] = idle
     return result
+
+
+def table_rows(table: str, env: dict[str, str], work: Path) -> int:
+    """The rows of the table's current snapshot, as its summary counts them."""
+    os.environ.update(env)
+    from predlog.sinks.iceberg import open_table
+
+    snapshot = open_table(table, data_dir=work, create=False).current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return 0
+    return int(snapshot.summary.additional_properties.get("total-records", 0))
 
 
 def compact(*args: str, env: dict[str, str]) -> dict[str, Any]:
@@ -218,10 +343,18 @@ def say_compaction(what: str, report: dict[str, Any]) -> None:
     )
 
 
+def layout_rows(data: Path) -> int:
+    """The rows in the Parquet layout's published files."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(path).num_rows for path in data.glob("predictions/**/*.parquet"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--max-batch", type=int, default=50_000, help="records per commit")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every kind")
     args = parser.parse_args()
     bootstrap = os.environ.get("PREDLOG_TEST_KAFKA")
     if not bootstrap:
@@ -229,7 +362,7 @@ def main() -> None:
     import boto3
 
     n = args.records
-    print(f"bench_lakehouse: {n} records, {os.cpu_count()} cores")
+    print(f"bench_lakehouse: {n} records, {os.cpu_count()} cores, {args.rounds} rounds")
     with tempfile.TemporaryDirectory() as tmp, moto_s3() as endpoint:
         work = Path(tmp)
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
@@ -238,15 +371,56 @@ def main() -> None:
         topic = f"bench-lake-{uuid.uuid4().hex[:8]}"
         produced = produce(bootstrap, topic, n)
         print(f"1. produced {n} records to {topic} in {produced:.1f} s (not the figure)")
-        run = drain(bootstrap, topic, env, work, args.max_batch)
-        busy = run["seconds"] - run["idle_s"]
+        rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        latencies: list[float] = []
+        lost: list[int] = []
+        table = ""
+        for r in range(args.rounds):
+            # Alternate the order, so that a neighbour's load falls on every kind alike.
+            for kind in KINDS if r % 2 == 0 else tuple(reversed(KINDS)):
+                group = f"bench-{kind}-{r}-{uuid.uuid4().hex[:6]}"
+                table = f"bench.lake.preds_{r}"
+                run = drain(
+                    kind,
+                    bootstrap=bootstrap,
+                    topic=topic,
+                    group=group,
+                    env=env,
+                    work=work,
+                    table=table,
+                    max_batch=args.max_batch,
+                )
+                rates[kind].append(run["records"] / run["busy_s"])
+                line = (
+                    f"   round {r + 1} {kind:8s}: {run['records']} records in "
+                    f"{run['busy_s']:.2f} s = {rates[kind][-1]:>9,.0f} records/s"
+                )
+                if kind == "table":
+                    latencies += run["commit_ms"]
+                    lost.append(n - table_rows(table, env, work))
+                    line += (
+                        f" ({run['commits']} commits, {run['files']} data files; from the "
+                        f"process's start: {run['written'] / run['whole_s']:,.0f}/s; "
+                        f"lost {lost[-1]})"
+                    )
+                elif kind == "parquet":
+                    lost.append(n - layout_rows(work / f"layout-{group}"))
+                    line += f" (lost {lost[-1]})"
+                print(line)
+        median = {kind: statistics.median(values) for kind, values in rates.items()}
         print(
-            f"   predlog sink --table (one consumer process, warehouse on moto S3): "
-            f"{run['written']} records in {busy:.1f} s = {run['written'] / busy:,.0f} records/s "
-            f"({run['commits']} commits, {run['files']} data files; the idle wait before "
-            f"exit, {run['idle_s']:.0f} s, left out)"
+            "   predlog sink --table (one consumer process, warehouse on moto S3), median "
+            f"{median['table']:,.0f} records/s, from the assignment to the last commit"
         )
-        latencies = run["commit_ms"]
+        for base in KINDS[:-1]:
+            ratios = [t / b for t, b in zip(rates["table"], rates[base], strict=True)]
+            print(
+                f"   against the loop {_BASELINE[base]}: median {median[base]:,.0f}/s, "
+                f"table/{base} per round "
+                + ", ".join(f"{x:.2f}" for x in ratios)
+                + f" (median {statistics.median(ratios):.2f})"
+            )
+        print(f"   records lost (table and parquet runs): {sum(lost)}")
         if latencies:
             print(
                 f"2. commit latency over {len(latencies)} commits: median "
@@ -260,9 +434,17 @@ def main() -> None:
             compact("--data", str(layout), env={}),
         )
         say_compaction(
-            "Iceberg table on moto S3 (predlog compact --table bench.lake.preds)",
-            compact("--data", str(work), "--table", "bench.lake.preds", env=env),
+            f"Iceberg table on moto S3 (predlog compact --table {table})",
+            compact("--data", str(work), "--table", table, env=env),
         )
+
+
+#: What each baseline kind is, as the summary names it.
+_BASELINE: Final = {
+    "consume": "taking each batch as stored (polling and unpacking only)",
+    "decode": "decoding each batch into Arrow, nothing written",
+    "parquet": "into the Parquet layout on local disk (predlog sink --data)",
+}
 
 
 def _boto(credentials: dict[str, str]) -> dict[str, str]:
