@@ -467,22 +467,25 @@ def plot(all_runs: dict[str, dict[str, list[dict[str, dict[str, float]]]]], path
     fig.savefig(path, dpi=100)
 
 
-def machine() -> str:
-    cpu = cpu_model()
-    import bentoml
-
+def machine_basics() -> str:
+    """The machine and the load generator, for the head of a benchmark's output."""
     wrk_version = subprocess.run(
         [shutil.which("wrk") or "/usr/bin/wrk", "-v"], capture_output=True, text=True, check=False
     ).stdout.split("[")[0]
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    return (
+        f"{os.cpu_count()} CPUs ({cpu_model()}), {memory:.0f} GiB; "
+        f"Python {platform.python_version()}; {wrk_version.strip()}"
+    )
+
+
+def machine() -> str:
+    import bentoml
+
     oha_version = subprocess.run(
         [str(OHA), "--version"], capture_output=True, text=True, check=False
     ).stdout
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    return (
-        f"{os.cpu_count()} CPUs ({cpu}), {memory:.0f} GiB; "
-        f"Python {platform.python_version()}, BentoML {bentoml.__version__}; "
-        f"{wrk_version.strip()}; {oha_version.strip()}"
-    )
+    return f"{machine_basics()}; BentoML {bentoml.__version__}; {oha_version.strip()}"
 
 
 def main() -> None:

@@ -115,6 +115,11 @@ class Server:
         self.stop()
         raise RuntimeError(f"the server was not ready in {timeout:.0f} s:\n{self.log_tail()}")
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id once started (its worker's too, for a one-process server)."""
+        return None if self._proc is None else self._proc.pid
+
     def log_tail(self, lines: int = 15) -> str:
         """The end of the server's output (its log lives in a temporary directory)."""
         try:

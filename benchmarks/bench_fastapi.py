@@ -1,0 +1,203 @@
+"""What predlog costs a near-zero-work FastAPI app under uvicorn, against bare, in one run.
+
+The app (servers/fastapi_bare.py: parse the JSON body, answer a fixed score) is
+served by ``python -m uvicorn`` with its defaults and one worker, in two or more
+variants at once: ``bare`` (a module that never imports predlog) and ``predlog``
+(servers/fastapi_predlog.py, the same app with predlog's one line). A variant
+``predlog-off=SUSPECT[+SUSPECT]`` is the predlog one with suspects switched off (see
+fastapi_predlog.py), to measure what each costs; ``wrapped`` (servers/fastapi_wrapped.py)
+wraps receive and send as predlog does but logs nothing.
+
+Each round drives every variant with wrk at ``--connections`` for one slice, in a new
+random order per round, so drift of a shared machine falls on all alike. Per slice:
+requests served, and the worker's CPU time (from /proc/<pid>/task/*/schedstat: all
+its threads, the flusher's included, in ns) divided by them. Ratios are taken against bare
+in the same round; the median and the range over rounds are printed.
+
+A near-zero app is where predlog's share is largest: uvicorn and FastAPI do about
+0.3-0.4 ms of CPU per request here, so predlog's 16 µs in-process cost
+(bench_middleware.py) would be about 1.04x.
+
+Usage: python benchmarks/bench_fastapi.py [--rounds N] [--slice S] [--connections C]
+       [--variants bare,predlog,predlog-off=tracing,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_server import ROOT, SERVICES, machine_basics, wrk
+from predlog.tools.bench._servers import Kind, Server
+
+APPS = {
+    "bare": "benchmarks.servers.fastapi_bare:app",
+    "predlog": "benchmarks.servers.fastapi_predlog:app",
+    "wrapped": "benchmarks.servers.fastapi_wrapped:app",
+}
+ASGI = Kind("asgi", None, None, {})
+
+
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process's main thread, and of its other threads together (the
+    flusher's, the thread pool's), live ones only: the scheduler's own clock
+    (/proc/<pid>/task/<tid>/schedstat, in ns), finer than stat's clock ticks."""
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            used = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue
+        if task.name == str(pid):
+            main += used
+        else:
+            other += used
+    return main, other
+
+
+@dataclass
+class Variant:
+    """One served copy and what each of its slices measured."""
+
+    name: str
+    server: Server
+    script: Path
+    rps: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    #: CPU per request of the event loop's thread; the rest is the other threads'.
+    loop_us: list[float] = field(default_factory=list)
+    #: With --gc: the collector's CPU per request, and the objects it tracks after a slice.
+    gc_us: list[float] = field(default_factory=list)
+    gc_counts: list[list[float]] = field(default_factory=list)
+    gc_gen_us: list[list[float]] = field(default_factory=list)
+    tracked: list[float] = field(default_factory=list)
+    p50_ms: list[float] = field(default_factory=list)
+    errors: float = 0.0
+
+
+def gc_totals(v: Variant) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{v.server.port}/bench/gc"
+    with urllib.request.urlopen(url, timeout=10) as reply:  # loopback
+        return dict(json.loads(reply.read()))
+
+
+def launch(name: str, work: Path, *, gc_clock: bool) -> Variant:
+    """Start the variant ``name`` (``bare``, ``predlog`` or ``predlog-off=...``)."""
+    app = APPS[name.partition("-off=")[0]]
+    env = dict(
+        os.environ,
+        PREDLOG_DATA_DIR=str(work / f"data-{name}"),
+        PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
+        BENCH_PREDLOG_OFF=name.partition("=")[2].replace("+", ","),
+    )
+    if gc_clock:
+        env["BENCH_GC_CLOCK"] = "1"
+    tag = name.replace("=", "-").replace("+", "-")
+    server = Server(app, ASGI, env=env, cwd=ROOT, log=work / f"{tag}.log")
+    script = work / f"{tag}.lua"
+    script.write_text(SERVICES["trivial"].lua(f"{tag}-"))
+    server.start()
+    return Variant(name, server, script)
+
+
+def measure(v: Variant, seconds: float, connections: int, *, gc_clock: bool) -> None:
+    """One slice of closed-loop load on ``v``; its throughput and worker CPU per request."""
+    pid = v.server.pid
+    assert pid is not None
+    gc0 = gc_totals(v) if gc_clock else {}
+    main0, other0 = thread_cpu_s(pid)
+    result = wrk(f"http://127.0.0.1:{v.server.port}/predict", seconds, connections, v.script)
+    main1, other1 = thread_cpu_s(pid)
+    requests = max(result["requests"], 1.0)
+    v.rps.append(result["requests"] / seconds)
+    v.cpu_us.append((main1 + other1 - main0 - other0) / requests * 1e6)
+    v.loop_us.append((main1 - main0) / requests * 1e6)
+    v.p50_ms.append(result["p50"])
+    if gc_clock:
+        gc1 = gc_totals(v)
+        spent = [b - a for a, b in zip(gc0["seconds"], gc1["seconds"], strict=True)]
+        v.gc_us.append(sum(spent) / requests * 1e6)
+        v.gc_counts.append(
+            [(b - a) / seconds for a, b in zip(gc0["count"], gc1["count"], strict=True)]
+        )
+        v.gc_gen_us.append([t / requests * 1e6 for t in spent])
+        v.tracked.append(gc1["tracked"])
+    v.errors += result["errors"]
+
+
+def ratios(values: list[float], bare: list[float]) -> str:
+    r = [v / b for v, b in zip(values, bare, strict=True)]
+    return f"x{statistics.median(r):.3f} [{min(r):.3f}-{max(r):.3f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--slice", type=float, default=3.0, help="seconds of load per slice")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds per variant")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--variants", default="bare,predlog")
+    parser.add_argument(
+        "--gc", action="store_true", help="also time the garbage collector in each server"
+    )
+    args = parser.parse_args()
+    names = [n for n in args.variants.split(",") if n]
+    if names[0] != "bare":
+        raise SystemExit("--variants must start with bare: every ratio is against it")
+    work = Path(tempfile.mkdtemp(prefix="predlog-fastapi-bench-"))
+    print(machine_basics())
+    variants = [launch(n, work, gc_clock=args.gc) for n in names]
+    rng = random.Random(args.seed)
+    try:
+        for v in variants:
+            wrk(
+                f"http://127.0.0.1:{v.server.port}/predict", args.warmup, args.connections, v.script
+            )
+        started = time.monotonic()
+        for _ in range(args.rounds):
+            for v in rng.sample(variants, len(variants)):
+                measure(v, args.slice, args.connections, gc_clock=args.gc)
+        took = time.monotonic() - started
+    finally:
+        for v in variants:
+            v.server.stop()
+    bare = variants[0]
+    print(
+        f"uvicorn, 1 worker, wrk -t1 -c{args.connections}; {args.rounds} rounds of one "
+        f"{args.slice:g} s slice per variant, order shuffled per round ({took:.0f} s); "
+        "value: median, ratio to bare in the same round: median [range]"
+    )
+    for v in variants:
+        print(
+            f"  {v.name:28s} {statistics.median(v.rps):7.0f} req/s {ratios(v.rps, bare.rps)}"
+            f" | CPU {statistics.median(v.cpu_us):6.1f} us/req {ratios(v.cpu_us, bare.cpu_us)}"
+            f" (loop {statistics.median(v.loop_us):6.1f} {ratios(v.loop_us, bare.loop_us)})"
+            f" | p50 {statistics.median(v.p50_ms):5.2f} ms {ratios(v.p50_ms, bare.p50_ms)}"
+            + (f" | errors {v.errors:.0f}" if v.errors else "")
+        )
+        if args.gc:
+            per_s = [statistics.median(c[g] for c in v.gc_counts) for g in range(3)]
+            us = [statistics.median(c[g] for c in v.gc_gen_us) for g in range(3)]
+            print(
+                f"  {'':28s} GC {statistics.median(v.gc_us):5.1f} us/req; collections/s "
+                f"(us/req) gen0 {per_s[0]:.1f} ({us[0]:.1f}), gen1 {per_s[1]:.1f} ({us[1]:.1f}), "
+                f"gen2 {per_s[2]:.2f} ({us[2]:.1f}); "
+                f"tracked objects {statistics.median(v.tracked):.0f}"
+            )
+    print(f"logs: {work}")
+
+
+if __name__ == "__main__":
+    main()
