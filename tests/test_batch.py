@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from predlog import PredictionLogger, arrow_schema
-from predlog.flush import BatchBuilder, BuildResult, ExchangeDecoder
+from predlog.flush import BatchBuilder, BuildResult, ExchangeDecoder, as_arrow
 from predlog.testing import (
     CAPTURE_FIELDS,
     ErrorReporter,
@@ -43,7 +43,7 @@ def make_builder(reporter=None, *, audit_rule=None, feature_names=(), **settings
 
 def rows(result: BuildResult):
     assert result.batch is not None
-    return result.batch.to_pylist()
+    return as_arrow(result.batch).to_pylist()
 
 
 def keeps(request_id: str, rate: float) -> bool:
@@ -61,7 +61,7 @@ class TestBatchBuilder:
         captures = [capture(request_id=f"r{i}", score=i / 10, features={"i": i}) for i in range(5)]
         result = make_builder().build(captures)
         assert result.batch is not None
-        assert result.batch.schema.equals(arrow_schema(), check_metadata=True)
+        assert as_arrow(result.batch).schema.equals(arrow_schema(), check_metadata=True)
         assert (result.kept, result.sampled_out, result.failed) == (5, 0, 0)
         assert [r["request_id"] for r in rows(result)] == [f"r{i}" for i in range(5)]
         assert [json.loads(r["features"]) for r in rows(result)] == [{"i": i} for i in range(5)]
@@ -220,7 +220,7 @@ class TestBatchBuilder:
         result = make_builder(reporter).build(captures)
         assert [r["request_id"] for r in rows(result)] == ["a", "d"]
         assert (result.kept, result.sampled_out, result.failed) == (2, 0, 4)
-        assert result.batch.schema.equals(arrow_schema())
+        assert as_arrow(result.batch).schema.equals(arrow_schema())
         assert reporter.counts() == {"batch_invalid": 1, "record_invalid": 4}
 
     def test_audit_rule_keeps_records_the_sample_would_drop(self):

@@ -25,7 +25,7 @@ from predlog import arrow_schema
 from predlog._capture import EXTRA, FEATURES, FLAGS
 from predlog.audit import leaf_hash
 from predlog.audit._store import HEAD, ReadOnlyStore, UnreadableError, parse_records
-from predlog.flush import BatchBuilder, ExchangeDecoder
+from predlog.flush import BatchBuilder, ExchangeDecoder, as_arrow
 from predlog.flush._decode import JSON_OPTIONS, json_extractor, loads, optional_str
 from predlog.flush._exchange import field_path, flatten
 from predlog.sinks.kafka import decode, encode
@@ -301,8 +301,9 @@ def build_one_per_input(captures):
         reporter.counts()
     )
     assert result.batch is not None
-    assert result.batch.schema.equals(arrow_schema(), check_metadata=True)
-    return result.batch.to_pylist()
+    batch = as_arrow(result.batch)
+    assert batch.schema.equals(arrow_schema(), check_metadata=True)
+    return batch.to_pylist()
 
 
 class TestExchangeDecoderFuzz:
@@ -490,7 +491,7 @@ def wire_messages(n=3):
         )
         for i in range(n)
     ]
-    batch = builder.build(captures).batch
+    batch = as_arrow(builder.build(captures).batch)
     assert batch is not None
     return [message[1] for message in encode(batch)]
 

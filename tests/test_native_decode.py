@@ -22,7 +22,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from predlog.flush import BatchBuilder, ExchangeDecoder, _native
+from predlog.flush import BatchBuilder, ExchangeDecoder, _native, as_arrow
 from predlog.flush._exchange import flatten
 from predlog.testing import CAPTURE_FIELDS, ErrorReporter, Exchange, resolve
 
@@ -84,7 +84,7 @@ def assert_same(make_captures, audit: bool = False, **options):
         native.sampled_out,
         native.failed,
     )
-    left, right = without_ids(python.batch), without_ids(native.batch)
+    left, right = without_ids(as_arrow(python.batch)), without_ids(as_arrow(native.batch))
     if left is None or right is None:
         assert left == right
         return

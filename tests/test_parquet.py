@@ -218,10 +218,12 @@ class TestPublishing:
 
     def test_failed_write_publishes_nothing_broken(self, data_dir, monkeypatch):
         """An I/O error mid-write abandons the file: nothing partial is published, and
-        the rows it held, taken earlier and counted pending until then, count failed."""
+        the rows it held, taken earlier and counted pending until then, count failed.
+        The error is injected into pyarrow's writer (the batches built with pyarrow);
+        tests/test_disk_full.py fills a real disk under the extension's."""
         sink = ParquetSink(data_dir)
         log = predlog.PredictionLogger(
-            sinks=[sink], install_signal_handlers=False, flush_interval_s=0.01
+            sinks=[sink], install_signal_handlers=False, flush_interval_s=0.01, native_decode=False
         )
         log.log(request_id="a", score=0.1)
         deadline = time.monotonic() + 10

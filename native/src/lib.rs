@@ -17,6 +17,7 @@
 mod format;
 mod json;
 mod split;
+mod table;
 mod walk;
 
 #[global_allocator]
@@ -660,5 +661,6 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add_function(wrap_pyfunction!(request_features, m)?)?;
     m.add_function(wrap_pyfunction!(cut_objects, m)?)?;
+    table::register(m)?;
     Ok(())
 }

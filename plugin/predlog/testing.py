@@ -114,7 +114,7 @@ def build_batch(
     """
     import pyarrow as pa  # noqa: PLC0415  # see the module docstring
 
-    from predlog.flush._batch import BatchBuilder  # noqa: PLC0415
+    from predlog.flush import BatchBuilder, as_arrow  # noqa: PLC0415
 
     s = resolve(settings)
     reporter = ErrorReporter()
@@ -129,7 +129,7 @@ def build_batch(
         )
     if result.batch is None:
         return pa.RecordBatch.from_pylist([], schema=arrow_schema())
-    return result.batch
+    return as_arrow(result.batch)
 
 
 def _capture(record: Mapping[str, Any]) -> Capture:

@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
     from predlog.flush._pii import Pseudonymiser, default_key_id
     from predlog.flush._sampling import REASONS, Sampler, sampling_hash
+    from predlog.flush._table import (
+        Batch,
+        as_arrow,
+        as_native,
+        by_day,
+        has_record_schema,
+        is_native,
+        native_parquet_file,
+    )
 
 #: Where each name lives, imported when first asked for.
 _HOMES = {
@@ -40,6 +49,13 @@ _HOMES = {
     "REASONS": "predlog.flush._sampling",
     "Sampler": "predlog.flush._sampling",
     "sampling_hash": "predlog.flush._sampling",
+    "Batch": "predlog.flush._table",
+    "as_arrow": "predlog.flush._table",
+    "as_native": "predlog.flush._table",
+    "by_day": "predlog.flush._table",
+    "has_record_schema": "predlog.flush._table",
+    "is_native": "predlog.flush._table",
+    "native_parquet_file": "predlog.flush._table",
 }
 
 
@@ -58,6 +74,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "REASONS",
+    "Batch",
     "BatchBuilder",
     "BuildResult",
     "ExchangeDecoder",
@@ -66,8 +83,14 @@ __all__ = [
     "Sampler",
     "SinkState",
     "UUID7Factory",
+    "as_arrow",
+    "as_native",
+    "by_day",
     "default_key_id",
     "format_ids",
+    "has_record_schema",
     "ids_as_text",
+    "is_native",
+    "native_parquet_file",
     "sampling_hash",
 ]

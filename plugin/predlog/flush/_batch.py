@@ -1,11 +1,14 @@
 """From captured tuples to one Arrow record batch: decode, sample, build columns.
 
 This is the flusher's work and the only place captures are interpreted. It is
-columnar: ``zip(*captures)`` transposes the batch in C, whole columns go to
-pyarrow and numpy at once, and only a column holding something odd (a string
-score, a numpy array of features) falls back to value-by-value handling. Per-record
-Python is kept to what must be per record: feature encoding and, below a sample
-rate of 1, the sampling hash.
+columnar: ``zip(*captures)`` transposes the batch in C, whole columns go to numpy at
+once, and only a column holding something odd (a string score, a numpy array of
+features) falls back to value-by-value handling. Per-record Python is kept to what
+must be per record: feature encoding and, below a sample rate of 1, the sampling hash.
+
+Every value is decided here; the columns leave as :data:`~predlog.flush._table.Spec`
+forms, and :mod:`predlog.flush._table` makes them Arrow: natively where the extension
+is built (no pyarrow in the process), with pyarrow otherwise.
 
 A capture that cannot be turned into a record becomes a record with a
 ``data_quality`` flag saying why; a capture that cannot even be unpacked is
@@ -22,28 +25,23 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from predlog._capture import CAPTURE_FIELDS, FEATURES, FLAGS, Capture
 from predlog._exchange import Exchange
-from predlog._record import BAND_DECIMALS, SCHEMA_VERSION, arrow_schema
+from predlog._record import BAND_DECIMALS, FIELD_NAMES, SCHEMA_VERSION
 from predlog._report import ErrorReporter
 from predlog._settings import Settings
-from predlog.flush import _decode, _native
+from predlog.flush import _decode, _native, _table
 from predlog.flush._ids import UUID7Factory
 from predlog.flush._pii import Pseudonymiser
 from predlog.flush._sampling import REASONS, Sampler, SampleResult
+from predlog.flush._table import Batch, Spec
 
 if TYPE_CHECKING:
     from predlog.flush._rust import Encoded, EncodedExtra
 
-_SCHEMA: Final = arrow_schema()
-_STRING: Final = pa.string()
-_FLOAT: Final = pa.float64()
-_ARROW_ERRORS: Final = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
-_BANDS: Final = pa.array(["high", "medium", "low"], type=_STRING)
-_REASONS: Final = pa.array(REASONS, type=_STRING)
+_BANDS: Final = ("high", "medium", "low")
+_NO_STRINGS: Final[Spec] = ("constant", None)
 
 Flags = dict[int, list[str]]
 _features_of: Final = itemgetter(FEATURES)
@@ -54,45 +52,72 @@ FloatArray = npt.NDArray[np.float64]
 class BuildResult:
     """What became of one drained list of captures."""
 
-    batch: pa.RecordBatch | None
+    batch: Batch | None
     kept: int
     sampled_out: int
     failed: int
+
+
+def _same(column: Sequence[Any]) -> Sequence[Any]:
+    return column
+
+
+def _texts(column: Sequence[Any]) -> list[str | None]:
+    """A string column's values as the stored text: str and None as they are, anything
+    else (and a str with lone surrogates) as :func:`~predlog.flush._decode.optional_str`
+    makes it."""
+    if set(map(type, column)) <= _TEXT:
+        try:
+            "".join(filter(None, column)).encode()
+        except UnicodeEncodeError:
+            pass
+        else:
+            return list(column)
+    return [_decode.optional_str(v) for v in column]
+
+
+_TEXT: Final = frozenset({str, type(None)})
 
 
 def _flag(flags: Flags, index: int, flag: str) -> None:
     flags.setdefault(index, []).append(flag)
 
 
-def _strings(column: Sequence[Any]) -> pa.Array:  # type: ignore[type-arg]
+def _as_floats(column: Sequence[Any]) -> FloatArray | None:
+    """The column as float64 in one numpy call (None as NaN), or None where a value is
+    not a plain number (numpy would take a string or a nested list its own way)."""
+    if not set(map(type, column)) <= _NUMBERS:
+        return None
     try:
-        return pa.array(column, type=_STRING)
-    except _ARROW_ERRORS:
-        return pa.array([_decode.optional_str(v) for v in column], type=_STRING)
+        return np.array(column, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):  # an int past the float range
+        return None
+
+
+_NUMBERS: Final = frozenset({float, int, type(None)})
 
 
 def _floats(
     column: Sequence[Any], flags: Flags, *, missing: str | None, invalid: str, nan: str, inf: str
 ) -> FloatArray:
     """A float column as numpy, NaN where unusable, with a flag per unusable value."""
-    try:
-        arrow = pa.array(column, type=_FLOAT)
-    except _ARROW_ERRORS:
-        values: list[float | None] = []
+    parsed = _as_floats(column)
+    if parsed is None:
+        values: list[float] = []
         for i, raw in enumerate(column):
             if raw is None:
-                values.append(None)
+                values.append(np.nan)
                 continue
             try:
                 values.append(float(raw))
             except (TypeError, ValueError, OverflowError):
                 _flag(flags, i, invalid)
-                values.append(None)
-        arrow = pa.array(values, type=_FLOAT)
-    result: FloatArray = np.array(arrow.to_numpy(zero_copy_only=False), dtype=np.float64)
-    if arrow.null_count and missing is not None:
-        for i in np.flatnonzero(np.asarray(arrow.is_null())).tolist():
-            if column[i] is None:
+                values.append(np.nan)
+        parsed = np.array(values, dtype=np.float64)
+    result: FloatArray = parsed
+    if missing is not None and column.count(None):
+        for i, raw in enumerate(column):
+            if raw is None:
                 _flag(flags, i, missing)
     if np.isnan(result).any() or np.isinf(result).any():
         for i in np.flatnonzero(~np.isfinite(result)).tolist():
@@ -104,8 +129,9 @@ def _floats(
     return result
 
 
-def _masked(values: FloatArray) -> pa.Array:  # type: ignore[type-arg]
-    return pa.array(values, type=_FLOAT, mask=np.isnan(values))
+def _masked(values: FloatArray) -> Spec:
+    """A float column whose NaN are null."""
+    return ("float64", values, True)
 
 
 def _bands(scores: FloatArray, thresholds: FloatArray) -> npt.NDArray[np.int8]:
@@ -115,11 +141,6 @@ def _bands(scores: FloatArray, thresholds: FloatArray) -> npt.NDArray[np.int8]:
         codes = np.where(distance > 0.3, 0, np.where(distance > 0.1, 1, 2)).astype(np.int8)
     codes[np.isnan(distance)] = -1
     return codes
-
-
-def _codes_to_strings(codes: npt.NDArray[np.int8], labels: pa.Array) -> pa.Array:  # type: ignore[type-arg]
-    indices = pa.array(codes, type=pa.int8(), mask=codes < 0)
-    return labels.take(indices)
 
 
 #: (decision, model name, extra) -> whether the audit log must have the record.
@@ -173,7 +194,6 @@ class _Decoded:
     bands: npt.NDArray[np.int8]
     #: One (name, version) for the whole batch, or one per record.
     models: tuple[str, str] | list[tuple[str, str]]
-    request_ids: pa.Array  # type: ignore[type-arg]
 
 
 class BatchBuilder:
@@ -195,6 +215,7 @@ class BatchBuilder:
         self._ids = UUID7Factory()
         self._audit_rule = audit_rule
         self._native = settings.native_decode and _native.AVAILABLE
+        self._table = _table.Tables(native=self._native)
 
     @classmethod
     def from_settings(
@@ -283,7 +304,7 @@ class BatchBuilder:
             return self._one_by_one(captures)
 
     def _one_by_one(self, captures: Sequence[Capture]) -> BuildResult:
-        batches: list[pa.RecordBatch] = []
+        batches: list[Batch] = []
         sampled_out = 0
         failed = 0
         for capture in captures:
@@ -298,8 +319,7 @@ class BatchBuilder:
                 batches.append(result.batch)
         if not batches:
             return BuildResult(None, 0, sampled_out, failed)
-        table = pa.Table.from_batches(batches, schema=_SCHEMA).combine_chunks()
-        batch = table.to_batches()[0]
+        batch = self._table.concat(batches)
         return BuildResult(batch, batch.num_rows, sampled_out, failed)
 
     def _build(self, captures: Sequence[Capture]) -> BuildResult:
@@ -342,7 +362,6 @@ class BatchBuilder:
             cutoffs=cutoffs,
             bands=_bands(scores, cutoffs),
             models=self._models(columns["model_name"], columns["model_version"]),
-            request_ids=_strings(columns["request_id"]),
         )
 
     def _models(
@@ -350,12 +369,10 @@ class BatchBuilder:
     ) -> tuple[str, str] | list[tuple[str, str]]:
         s = self._settings
         n = len(names)
-        name_col = _strings(names) if names.count(None) != n else None
-        version_col = _strings(versions) if versions.count(None) != n else None
-        if name_col is None and version_col is None:
+        if names.count(None) == n and versions.count(None) == n:
             return (s.model_name, s.model_version)
-        name_py = name_col.to_pylist() if name_col is not None else [None] * n
-        version_py = version_col.to_pylist() if version_col is not None else [None] * n
+        name_py = _texts(names)
+        version_py = _texts(versions)
         return [
             (a or s.model_name, b or s.model_version)
             for a, b in zip(name_py, version_py, strict=True)
@@ -370,7 +387,7 @@ class BatchBuilder:
             # Built only for records the base-rate rule must hash.
             nonlocal request_py
             if request_py is None:
-                request_py = d.request_ids.to_pylist()
+                request_py = _texts(columns["request_id"])
             rid = request_py[i]
             return rid if rid is not None else f"{columns['timestamp_ns'][i]}:{i}"
 
@@ -411,26 +428,27 @@ class BatchBuilder:
                         _flag(d.flags, i, f)
         return fresh
 
-    def _assemble(self, d: _Decoded, sample: SampleResult, kept: int) -> pa.RecordBatch:
+    def _assemble(self, d: _Decoded, sample: SampleResult, kept: int) -> Batch:
         """The kept records as one batch in the schema's column order."""
         s = self._settings
         columns = d.columns
         index = np.flatnonzero(sample.kept)
-        take = pa.array(index, type=pa.int64())
-        all_kept = kept == d.n
-
-        def sel(array: pa.Array) -> pa.Array:  # type: ignore[type-arg]
-            return array if all_kept else array.take(take)
-
-        def strings(name: str) -> pa.Array:  # type: ignore[type-arg]
-            return sel(_strings(columns[name]))
-
-        def model(part: int, default: str) -> pa.Array:  # type: ignore[type-arg]
-            if isinstance(d.models, list):
-                return pa.array([m[part] for m in d.models], type=_STRING).take(take)
-            return pa.array([default] * kept, type=_STRING)
-
         positions: list[int] = index.tolist()
+        pick: Callable[[Sequence[Any]], Sequence[Any]]
+        if kept == d.n:
+            pick = _same
+        else:
+            getter = itemgetter(*positions)
+            pick = (lambda column: (getter(column),)) if kept == 1 else getter
+
+        def strings(name: str) -> Spec:
+            return ("strings", pick(columns[name]))
+
+        def model(part: int, default: str) -> Spec:
+            if isinstance(d.models, list):
+                return ("strings", pick([m[part] for m in d.models]))
+            return ("constant", default)
+
         features_col, summary_col, nulls_col = self._encode_features(
             columns["features"], positions, d.flags
         )
@@ -442,42 +460,40 @@ class BatchBuilder:
         extra_col = self._encode_extras(
             columns["extra"], positions, d.flags, self._features.pseudonymiser
         )
-        arrays: dict[str, pa.Array] = {  # type: ignore[type-arg]
-            "schema_version": pa.array(np.full(kept, SCHEMA_VERSION, dtype=np.int16)),
-            "prediction_id": self._ids.batch(d.stamps[index] // 1_000_000),
-            "request_id": sel(d.request_ids),
+        specs: dict[str, Spec] = {
+            "schema_version": ("constant", SCHEMA_VERSION),
+            "prediction_id": ("text", *self._ids.batch(d.stamps[index] // 1_000_000), None),
+            "request_id": strings("request_id"),
             "session_id": strings("session_id"),
             "trace_id": strings("trace_id"),
             "span_id": strings("span_id"),
-            "timestamp_utc": pa.array(
-                d.stamps[index] // 1_000, type=_SCHEMA.field("timestamp_utc").type
-            ),
+            "timestamp_utc": ("timestamps", d.stamps[index] // 1_000),
             "model_name": model(0, s.model_name),
             "model_version": model(1, s.model_version),
-            "model_framework": pa.array([s.model_framework] * kept, type=_STRING),
+            "model_framework": ("constant", s.model_framework),
             "features": features_col,
             "features_summary": summary_col,
             "feature_store_snapshot_id": strings("feature_store_snapshot_id"),
             "raw_score": _masked(d.scores[index]),
             "decision": strings("decision"),
-            "decision_threshold": pa.array(d.cutoffs[index], type=_FLOAT),
-            "model_confidence": _codes_to_strings(d.bands[index], _BANDS),
+            "decision_threshold": ("float64", d.cutoffs[index], False),
+            "model_confidence": ("codes", d.bands[index], _BANDS),
             "feature_freshness_max_age_seconds": _masked(fresh[index]),
             "feature_null_count": nulls_col,
             "user_segment": strings("user_segment"),
             "channel": strings("channel"),
             "geographic_region": strings("geographic_region"),
             **timing,
-            "sample_weight": pa.array(sample.weights[index], type=_FLOAT),
-            "sampling_reason": _codes_to_strings(sample.reasons[index], _REASONS),
+            "sample_weight": ("float64", sample.weights[index], False),
+            "sampling_reason": ("codes", sample.reasons[index], REASONS),
             "data_quality": self._quality(d.flags, positions),
             "extra": extra_col,
         }
-        return pa.RecordBatch.from_arrays([arrays[name] for name in _SCHEMA.names], schema=_SCHEMA)
+        return self._table.build([specs[name] for name in FIELD_NAMES], kept)
 
     def _encode_features(
         self, features: Sequence[Any], positions: list[int], flags: Flags
-    ) -> tuple[pa.Array, pa.Array, pa.Array]:  # type: ignore[type-arg]
+    ) -> tuple[Spec, Spec, Spec]:
         encoder = self._features
         dumps = orjson.dumps
         limit = encoder.max_bytes
@@ -526,15 +542,11 @@ class BatchBuilder:
             texts.append(text)
             summaries.append(summary)
             nulls.append(count)
-        return (
-            pa.array(texts, type=_STRING),
-            pa.array(summaries, type=_STRING),
-            pa.array(nulls, type=pa.int32()),
-        )
+        return ("strings", texts), ("strings", summaries), ("int32", nulls)
 
     def _encode_dicts(
         self, features: Sequence[Any], positions: list[int], flags: Flags
-    ) -> tuple[pa.Array, pa.Array, pa.Array] | None:  # type: ignore[type-arg]
+    ) -> tuple[Spec, Spec, Spec] | None:
         """Every kept features value a plain dict (``log()``'s usual batch): one orjson
         call for them all, cut into the column by the native extension. The texts are
         orjson's, as one call per record would write them. None when the batch is
@@ -553,20 +565,19 @@ class BatchBuilder:
         n = len(values)
         if len(offsets) != 4 * (n + 1):  # a value orjson wrote as is (a Fragment) misled the cut
             return None
-        texts: pa.Array = pa.StringArray.from_buffers(  # type: ignore[type-arg]
-            n, pa.py_buffer(offsets), pa.py_buffer(data)
-        )
-        oversize = np.diff(np.frombuffer(offsets, dtype=np.int32)) > self._features.max_bytes
+        bounds = np.frombuffer(offsets, dtype=np.int32)
+        oversize = np.diff(bounds) > self._features.max_bytes
+        valid = None
         if oversize.any():
             for k in np.flatnonzero(oversize).tolist():
                 _flag(flags, positions[k], "features_oversize")
-            texts = pc.if_else(pa.array(oversize), pa.scalar(None, _STRING), texts)
+            valid = ~oversize
         counts = np.frombuffer(null_counts, dtype=np.int32).copy()
         for k in np.flatnonzero(counts).tolist():
             # The cut counts nulls in the text; a feature is null by its value (an Enum
             # whose value is None is written null but is not one), as one by one.
             counts[k] = sum(1 for v in values[k].values() if _decode.is_null(v))
-        return texts, pa.nulls(n, type=_STRING), pa.array(counts, type=pa.int32())
+        return ("text", bounds, data, valid), _NO_STRINGS, ("int32s", counts)
 
     @staticmethod
     def _encode_extras(
@@ -574,9 +585,9 @@ class BatchBuilder:
         positions: list[int],
         flags: Flags,
         pseudonymiser: Pseudonymiser | None,
-    ) -> pa.Array:  # type: ignore[type-arg]
+    ) -> Spec:
         if not any(extras):
-            return pa.nulls(len(positions), type=_STRING)
+            return _NO_STRINGS
         native_type = _native.ENCODED_EXTRA_TYPE
         out: list[str | None] = []
         for i in positions:
@@ -591,11 +602,10 @@ class BatchBuilder:
             out.append(_decode.extra_json(extra, record_flags, pseudonymiser))
             for f in record_flags:
                 _flag(flags, i, f)
-        return pa.array(out, type=_STRING)
+        return ("strings", out)
 
     @staticmethod
-    def _quality(flags: Flags, positions: list[int]) -> pa.Array:  # type: ignore[type-arg]
-        kept = len(positions)
+    def _quality(flags: Flags, positions: list[int]) -> Spec:
         if not flags:
-            return pa.ListArray.from_arrays([0] * (kept + 1), pa.array([], type=_STRING))
-        return pa.array([flags.get(i, []) for i in positions], type=pa.list_(_STRING))
+            return ("lists", None)
+        return ("lists", [flags.get(i, []) for i in positions])

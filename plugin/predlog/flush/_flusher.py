@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from predlog._capture import Capture
 from predlog._report import ErrorReporter
@@ -33,8 +34,9 @@ from predlog._ring import RingBuffer
 from predlog._tracing import uninstrumented
 from predlog.errors import ConfigError
 from predlog.flush._batch import BatchBuilder, BuildResult
+from predlog.flush._table import Batch, as_arrow, is_native
 from predlog.metrics import BatchLatency, HealthObserver
-from predlog.sinks import Backlog, ForkAware, Openable, Sink, Ticking
+from predlog.sinks import Backlog, ForkAware, Openable, Sink, TakesNativeBatches, Ticking
 
 
 @dataclass
@@ -49,10 +51,15 @@ class SinkState:
     errors: dict[str, int] = field(default_factory=dict)
     ticking: Ticking | None = field(init=False)
     backlog: Backlog | None = field(init=False)
+    #: Whether export() takes a native batch as it is (else it gets pyarrow's).
+    native: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.ticking = self.sink if isinstance(self.sink, Ticking) else None
         self.backlog = self.sink if isinstance(self.sink, Backlog) else None
+        self.native = isinstance(self.sink, TakesNativeBatches) and bool(
+            self.sink.takes_native_batches
+        )
 
 
 def _count(backlog: Backlog, held: bool) -> int:
@@ -389,9 +396,15 @@ class Flusher:
         batch = result.batch
         assert batch is not None
         all_ok = True
+        arrow: Batch | None = None
         for state in self.sinks:
             try:
-                state.sink.export(batch)
+                # Either form for a sink that takes native batches; pyarrow's for the rest.
+                given: Any = batch
+                if not state.native and is_native(batch):
+                    # Made once for all the sinks that need pyarrow, on the first of them.
+                    given = arrow = as_arrow(batch) if arrow is None else arrow
+                state.sink.export(given)
             except Exception as exc:  # noqa: BLE001  # isolate each sink
                 all_ok = False
                 state.failed += result.kept

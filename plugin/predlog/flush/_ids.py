@@ -19,12 +19,13 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _VERSION = np.uint64(0x7000)
 _RAND_B = np.uint64(0x3FFF_FFFF_FFFF_FFFF)
@@ -48,8 +49,23 @@ _HEX_QUADS: Final = _hex_quads()
 _DASH: Final = np.uint32(ord("-"))
 
 
+#: An Arrow string column's two buffers: int32 offsets and the UTF-8 text.
+TextBuffers = tuple[npt.NDArray[np.int32], npt.NDArray[np.uint32]]
+
+
 def format_ids(raw: npt.NDArray[np.uint8]) -> pa.StringArray:
-    """Canonical text of ids given as an ``(n, 16)`` array of their bytes.
+    """Canonical text of ids given as an ``(n, 16)`` array of their bytes, as Arrow."""
+    import pyarrow as pa  # noqa: PLC0415  # the analytics' function; the flusher needs none
+
+    offsets, words = id_buffers(raw)
+    return pa.StringArray.from_buffers(
+        len(raw), pa.py_buffer(offsets.data), pa.py_buffer(words.data), None, 0
+    )
+
+
+def id_buffers(raw: npt.NDArray[np.uint8]) -> TextBuffers:
+    """The canonical text of ids given as an ``(n, 16)`` array of their bytes, as the
+    two buffers of an Arrow string column.
 
     The text of one id is nine 32-bit words: the groups of 8 and 12 digits are whole
     words of the lookup (8 bytes of the id make 16 digits at 4 per word); the 16
@@ -69,9 +85,7 @@ def format_ids(raw: npt.NDArray[np.uint8]) -> pa.StringArray:
     words[:, 4] = (third >> 16) | (_DASH << 16) | (fourth << 24)
     words[:, 5] = (fourth >> 8) | (_DASH << 24)
     offsets = np.arange(0, (n + 1) * TEXT_LENGTH, TEXT_LENGTH, dtype=np.int32)
-    return pa.StringArray.from_buffers(
-        n, pa.py_buffer(offsets.data), pa.py_buffer(words.data), None, 0
-    )
+    return offsets, words.reshape(-1)
 
 
 class UUID7Factory:
@@ -82,8 +96,8 @@ class UUID7Factory:
     def __init__(self) -> None:
         self._next = itertools.count()
 
-    def batch(self, unix_ms: Sequence[int] | npt.NDArray[np.int64]) -> pa.StringArray:
-        """One UUIDv7 per timestamp, as canonical text."""
+    def batch(self, unix_ms: Sequence[int] | npt.NDArray[np.int64]) -> TextBuffers:
+        """One UUIDv7 per timestamp, as canonical text in a string column's buffers."""
         n = len(unix_ms)
         start = next(self._next)
         if n > 1:
@@ -95,7 +109,7 @@ class UUID7Factory:
         words = np.empty((n, 2), dtype=">u8")
         words[:, 0] = (ms << _SHIFT) | _VERSION | counter
         words[:, 1] = (random & _RAND_B) | _VARIANT
-        return format_ids(words.view(np.uint8).reshape(n, 16))
+        return id_buffers(words.view(np.uint8).reshape(n, 16))
 
 
 def ids_as_text(column: pa.Array | pa.ChunkedArray) -> pa.StringArray:  # type: ignore[type-arg]
@@ -107,6 +121,9 @@ def ids_as_text(column: pa.Array | pa.ChunkedArray) -> pa.StringArray:  # type: 
     reads from a directory mixing both (see :func:`predlog._record.reading_schema`).
     Nulls stay null.
     """
+    import pyarrow as pa  # noqa: PLC0415  # the analytics' function; the flusher needs none
+    import pyarrow.compute as pc  # noqa: PLC0415
+
     array: Any = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
@@ -129,6 +146,9 @@ def ids_as_text(column: pa.Array | pa.ChunkedArray) -> pa.StringArray:  # type: 
 
 def _format_fixed(array: Any) -> pa.StringArray:
     """Text of a ``fixed_size_binary(16)`` array, nulls kept."""
+    import pyarrow as pa  # noqa: PLC0415  # the analytics' function; the flusher needs none
+    import pyarrow.compute as pc  # noqa: PLC0415
+
     n = len(array)
     if not n:
         return pa.array([], pa.string())

@@ -16,7 +16,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from predlog.sinks._base import Backlog, ForkAware, Openable, Reporting, Sink, Ticking
+from predlog.sinks._base import (
+    Backlog,
+    ForkAware,
+    Openable,
+    Reporting,
+    Sink,
+    TakesNativeBatches,
+    Ticking,
+)
 
 if TYPE_CHECKING:
     from predlog.sinks._oplog import OperationalLogSink, configure_logging
@@ -54,6 +62,7 @@ __all__ = [
     "ParquetSink",
     "Reporting",
     "Sink",
+    "TakesNativeBatches",
     "Ticking",
     "configure_logging",
 ]

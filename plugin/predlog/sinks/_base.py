@@ -13,6 +13,7 @@ that a sink has or has not (``isinstance`` tells, once, when the flusher is made
 * :class:`Backlog`: records taken but not yet where readers see them, or lost after;
 * :class:`Reporting`: the sink's own figures for ``sink_stats()``;
 * :class:`ForkAware`: what a forked child must forget of its parent's.
+* :class:`TakesNativeBatches`: ``export()`` takes the flusher's batches in either form.
 
 A sink without a capability is simply never asked for it; nothing is probed by name.
 
@@ -112,3 +113,17 @@ class ForkAware(Protocol):
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's files and threads; start afresh."""
+
+
+@runtime_checkable
+class TakesNativeBatches(Protocol):
+    """A sink whose ``export()`` takes a batch in either form the flusher builds
+    (:data:`predlog.flush.Batch`): the extension's, as it is, or pyarrow's.
+
+    Every other sink (a user's own included) is given a ``pyarrow.RecordBatch``, made
+    from a native batch once per batch, without copying its columns. A process whose
+    sinks all take native batches never imports pyarrow.
+    """
+
+    #: True: declared by the class, so that ``isinstance`` tells.
+    takes_native_batches: bool

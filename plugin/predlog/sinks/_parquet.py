@@ -30,6 +30,12 @@ a dead process of this host left behind are uploaded when the next sink starts.
 Staging is bounded by ``spool_max_bytes``: past it, new batches are refused (the
 flusher counts them failed) rather than fill the disk while the store is down.
 
+Batches come in either form the flusher builds (:mod:`predlog.flush._table`). A
+file is written by the extension (the ``parquet`` crate, no pyarrow in the process)
+when its first batch is native and its codec is zstd or none, and by pyarrow
+otherwise; a batch of the other form is converted to the file's. Both write the same
+columns, the same row group per batch, the same dictionary and statistics columns.
+
 Lifecycle: the constructor only checks its arguments and touches no file. ``open()``
 (called by the logger before its flusher starts, or by the first ``export()`` or
 ``flush()`` of a sink used on its own) sweeps the temporary files dead writers of this
@@ -52,15 +58,19 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from predlog._record import JSON_COLUMNS, arrow_schema
+from predlog._record import FIELD_NAMES, JSON_COLUMNS, arrow_schema
 from predlog._settings import DEFAULT_DATA_DIR, Settings, check_argument, read
 from predlog.errors import SinkError
+from predlog.flush import (
+    as_arrow,
+    as_native,
+    by_day,
+    has_record_schema,
+    is_native,
+    native_parquet_file,
+)
 from predlog.storage import (
     Location,
     LocationDestination,
@@ -72,13 +82,16 @@ from predlog.storage import (
     newest_first,
 )
 
+if TYPE_CHECKING:
+    from predlog.flush import Batch
+
 #: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]
 
-_US_PER_DAY: Final = 86_400_000_000
 #: How long a sink's first file stays open (see the module docstring: the age ramp).
 FIRST_FILE_AGE_S: Final = 2.0
-_SCHEMA: Final = arrow_schema()
+#: The codecs the extension's Parquet writer is built with.
+_NATIVE_CODECS: Final = ("zstd", "none")
 #: Writers inherited across fork: kept referenced so they are never closed (which
 #: would write a footer into the parent's file) and pointed at /dev/null.
 _ORPHANS: list[Any] = []
@@ -112,33 +125,49 @@ _DICTIONARY_COLUMNS: Final = [
     "data_quality.list.element",
 ]
 #: Min/max statistics serve predicate pushdown; over JSON text they serve nothing.
-_STATISTICS_COLUMNS: Final = [name for name in _SCHEMA.names if name not in JSON_COLUMNS]
+_STATISTICS_COLUMNS: Final = [name for name in FIELD_NAMES if name not in JSON_COLUMNS]
 
 
 class _OpenFile:
     """One temporary file being written, where it will be published, and how long it
-    may stay open (``max_age``, in seconds)."""
+    may stay open (``max_age``, in seconds). ``native``: written by the extension."""
 
-    __slots__ = ("file", "final", "max_age", "opened", "rows", "temp", "writer")
+    __slots__ = ("file", "final", "max_age", "native", "opened", "rows", "temp", "writer")
 
-    def __init__(self, final: Path, temp: Path, compression: Compression, max_age: float) -> None:
+    def __init__(
+        self, final: Path, temp: Path, compression: Compression, max_age: float, *, native: bool
+    ) -> None:
         self.max_age = max_age
         self.final = final
         self.temp = temp
-        self.file = pa.OSFile(str(temp), "wb")
+        self.native = native
+        self.file: Any = None
         try:
-            self.writer = pq.ParquetWriter(
-                self.file,
-                _SCHEMA,
-                compression=compression,
-                use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]  # stubs: bool only
-                write_statistics=_STATISTICS_COLUMNS,
-            )
+            if native:
+                self.writer: Any = native_parquet_file(
+                    temp,
+                    compression,
+                    dictionary=_DICTIONARY_COLUMNS,
+                    statistics=_STATISTICS_COLUMNS,
+                )
+            else:
+                import pyarrow as pa  # noqa: PLC0415  # only for files pyarrow writes
+                import pyarrow.parquet as pq  # noqa: PLC0415
+
+                self.file = pa.OSFile(str(temp), "wb")
+                self.writer = pq.ParquetWriter(
+                    self.file,
+                    arrow_schema(),
+                    compression=compression,
+                    use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]  # stubs: bool only
+                    write_statistics=_STATISTICS_COLUMNS,
+                )
         except BaseException:
             # The writer writes the file's first bytes at once: on a full disk it fails
             # here, and the temporary file must not stay behind (one per batch, forever).
             try:
-                self.file.close()
+                if self.file is not None:
+                    self.file.close()
             finally:
                 temp.unlink(missing_ok=True)
             raise
@@ -147,13 +176,25 @@ class _OpenFile:
 
     @property
     def size(self) -> int:
-        return int(self.file.tell())
+        return int(self.writer.size if self.native else self.file.tell())
+
+    def fileno(self) -> int:
+        return int(self.writer.fileno() if self.native else self.file.fileno())
+
+    def write(self, batch: Batch) -> None:
+        """One row group; a batch of the other form is converted to this file's."""
+        if self.native:
+            self.writer.write(as_native(batch))
+        else:
+            self.writer.write_batch(as_arrow(batch))
 
     def publish(self) -> Path:
-        self.writer.close()
-        fd = self.file.fileno()
-        os.fsync(fd)
-        self.file.close()
+        if self.native:
+            self.writer.close()  # the footer, fsync and close, in the extension
+        else:
+            self.writer.close()
+            os.fsync(self.file.fileno())
+            self.file.close()
         os.replace(self.temp, self.final)
         # Published already: a directory that cannot be fsynced loses no reader.
         with contextlib.suppress(OSError):
@@ -162,11 +203,14 @@ class _OpenFile:
 
     def abandon(self) -> None:
         """Stop writing and remove the temporary file (the rows in it are lost)."""
-        # The file is being thrown away; a writer that cannot close cleanly is fine.
-        with contextlib.suppress(Exception):
-            self.writer.close()
         try:
-            self.file.close()
+            if self.native:
+                self.writer.abandon()
+            else:
+                # The file is being thrown away; a writer that cannot close cleanly is fine.
+                with contextlib.suppress(Exception):
+                    self.writer.close()
+                self.file.close()
         finally:
             self.temp.unlink(missing_ok=True)
 
@@ -194,6 +238,8 @@ class ParquetSink:
     # Class-level, so that __del__ of an instance whose constructor refused reads them.
     _opened = False
     _closed = False
+    #: export() writes native batches without pyarrow (TakesNativeBatches).
+    takes_native_batches = True
 
     def __init__(
         self,
@@ -313,19 +359,22 @@ class ParquetSink:
             match = _FILE_NAME.match(path.name)
             if match is None or not abandoned(match["host"], int(match["pid"]), shared=shared):
                 continue
+            import pyarrow as pa  # noqa: PLC0415  # an object store's sink loads it anyway
+            import pyarrow.parquet as pq  # noqa: PLC0415
+
             try:
                 rows = pq.ParquetFile(path).metadata.num_rows
                 uploads.add(path, self._key(path), rows, own=False)
             except (OSError, pa.ArrowException):
                 continue  # gone meanwhile (another sink took it), or not ours to send
 
-    def export(self, batch: pa.RecordBatch) -> None:
+    def export(self, batch: Batch) -> None:
         if self._closed:
             raise SinkError("ParquetSink is closed")
         self.open()
         if batch.num_rows == 0:
             return
-        if not batch.schema.equals(_SCHEMA, check_metadata=False):
+        if not has_record_schema(batch):
             # Refuse before touching any file: the open file and its rows stay intact.
             raise SinkError("batch does not have the prediction record schema")
         if self._uploads is not None and self._uploads.staged_bytes >= self._spool_max:
@@ -336,17 +385,11 @@ class ParquetSink:
                 f"{self._uploads.staged_bytes} bytes already wait for {self.location.url} "
                 f"(spool_max_bytes {self._spool_max}): batch refused"
             )
-        micros = batch.column("timestamp_utc").cast(pa.int64()).to_numpy()
-        days = micros // _US_PER_DAY
-        first, last = int(days.min()), int(days.max())
         # Rows each open file held before this batch: if rolling one fails below, only
         # those count as lost; this batch's rows the flusher counts failed.
         held = {day: handle.rows for day, handle in self._open.items()}
-        if first == last:
-            self._write(first, batch)
-        else:
-            for day in np.unique(days):
-                self._write(int(day), batch.filter(pa.array(days == day)))
+        for day, rows in by_day(batch, "timestamp_utc"):
+            self._write(day, rows)
         for day, handle in list(self._open.items()):
             if handle.size >= self._max_bytes:
                 self._publish(day, fresh=handle.rows - held.get(day, 0))
@@ -429,12 +472,12 @@ class ParquetSink:
             if self._uploads is not None:
                 self._uploads.close()
 
-    def _write(self, day: int, batch: pa.RecordBatch) -> None:
+    def _write(self, day: int, batch: Batch) -> None:
         handle = self._open.get(day)
         if handle is None:
-            handle = self._open[day] = self._new_file(day)
+            handle = self._open[day] = self._new_file(day, native=is_native(batch))
         try:
-            handle.writer.write_batch(batch)
+            handle.write(batch)
         except Exception as exc:
             # A write that failed part-way (disk full, I/O error) may leave the file
             # unreadable: abandon it so no broken file is ever published. Its earlier
@@ -446,7 +489,7 @@ class ParquetSink:
             raise SinkError(f"Parquet write failed, file abandoned: {exc!r}") from exc
         handle.rows += batch.num_rows
 
-    def _new_file(self, day: int) -> _OpenFile:
+    def _new_file(self, day: int, *, native: bool) -> _OpenFile:
         date = datetime.fromtimestamp(day * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
         directory = self.root / f"date={date}"
         directory.mkdir(parents=True, exist_ok=True)
@@ -454,7 +497,11 @@ class ParquetSink:
         stamp = datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%S")
         name = f"part-{stamp}-{self._host}-{self._pid}-{self._seq:06d}.parquet"
         handle = _OpenFile(
-            directory / name, directory / f".{name}.tmp", self._compression, self._next_age
+            directory / name,
+            directory / f".{name}.tmp",
+            self._compression,
+            self._next_age,
+            native=native and self._compression in _NATIVE_CODECS,
         )
         self._next_age = min(2 * self._next_age, self._max_age)
         return handle
@@ -494,7 +541,7 @@ class ParquetSink:
         try:
             for handle in self._open.values():
                 with contextlib.suppress(OSError, ValueError):
-                    os.dup2(devnull, handle.file.fileno())
+                    os.dup2(devnull, handle.fileno())
                 _ORPHANS.append(handle)
         finally:
             os.close(devnull)

@@ -20,6 +20,7 @@ processes that never touch a store (BentoML's supervisor imports the service too
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -61,9 +62,21 @@ class Location:
     """
 
     url: str
-    filesystem: pafs.FileSystem
+    #: The store's filesystem; None for this machine's, made on first use.
+    store: pafs.FileSystem | None
     base: str
     scheme: str | None
+
+    @functools.cached_property
+    def filesystem(self) -> pafs.FileSystem:
+        """The filesystem to read and write through. A local one is made when first
+        asked for: a server writing the Parquet layout to a local directory with the
+        extension never needs it, nor pyarrow."""
+        if self.store is not None:
+            return self.store
+        import pyarrow.fs as pafs  # noqa: PLC0415  # see the module docstring
+
+        return pafs.LocalFileSystem()
 
     @property
     def is_local(self) -> bool:
@@ -169,16 +182,14 @@ def locate(data_dir: str | os.PathLike[str], environ: Mapping[str, str] | None =
     Builds the filesystem without touching the network; :func:`probe` asks the store.
     A scheme predlog cannot write raises ValueError (the settings refuse it earlier).
     """
-    import pyarrow.fs as pafs  # noqa: PLC0415  # see the module docstring
-
     env = os.environ if environ is None else environ
     text = os.fspath(data_dir)
     scheme = url_scheme(text)
     if scheme is None:
-        return Location(text, pafs.LocalFileSystem(), str(Path(text)), None)
+        return Location(text, None, str(Path(text)), None)
     rest = text.split("://", 1)[1]
     if scheme == "file":
-        return Location(text, pafs.LocalFileSystem(), str(local_path(text)), "file")
+        return Location(text, None, str(local_path(text)), "file")
     base = rest.strip("/")
     if scheme == "s3":
         return Location(text, _s3(env), base, scheme)
