@@ -3,6 +3,15 @@
 Needs a broker (``make bench`` starts one; or set PREDLOG_TEST_KAFKA=host:port).
 Prints, each from this run:
 
+0. with ``--base REV``: the flusher into Kafka (ring to acknowledgement, one core) with
+   this tree's Kafka package against REV's, alternating rounds in fresh interpreters,
+   records/s and CPU per record of the process (every thread), and of that CPU what
+   is the Kafka sink's (beyond the same records into a sink that does nothing), each
+   side's median and head/base. Both sides run one copy of the code committed at
+   HEAD, with the Kafka package (``predlog/sinks/kafka``) of REV or of this working
+   tree laid over it, so that the ratio is the Kafka package's alone, whatever else is
+   being changed in the tree; the native extension is this tree's, or ``--native PATH``;
+
 1. encoding 100,000 records: JSON per record (predlog record JSON v1) vs Arrow IPC
    per batch, records/s;
 2. delivery to the broker, acks=all, idempotent, zstd: one message per record
@@ -14,18 +23,24 @@ Prints, each from this run:
 4. ``log()`` on the calling thread with the broker up vs away (an address where
    nothing listens; records go to the disk spool), ns/call, and the ratio.
 
-Usage: python benchmarks/bench_kafka.py [--records N]
+Usage: python benchmarks/bench_kafka.py [--records N] [--base REV [--rounds N] [--native PATH]]
+       [--only versus]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+import resource
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import uuid
@@ -39,7 +54,7 @@ import predlog
 from _common import flusher_rate, fraud_features, one_core
 from predlog import KafkaSink
 from predlog.sinks.kafka import _wire
-from predlog.testing import MemorySink
+from predlog.testing import MemorySink, paused
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,6 +165,184 @@ def flusher_to_kafka(bootstrap: str, records: int, seed: int) -> float:
     return rate
 
 
+class Discard:
+    """A sink that takes each batch and does nothing with it: the flusher's own cost."""
+
+    def export(self, batch: pa.RecordBatch) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def flusher_cost(bootstrap: str | None, records: int, seed: int) -> tuple[float, float]:
+    """Records/s from the ring to acknowledged, and CPU microseconds per record of the
+    whole process (the flusher, the sink's loop, aiokafka), on one core. Without
+    ``bootstrap``, the same into :class:`Discard`: what building the batches costs."""
+    with tempfile.TemporaryDirectory() as spool:
+        sink: KafkaSink | Discard = (
+            Discard()
+            if bootstrap is None
+            else KafkaSink(
+                bootstrap_servers=bootstrap,
+                topic=f"bench-v-{uuid.uuid4().hex[:8]}",
+                spool_dir=spool,
+            )
+        )
+        log = predlog.PredictionLogger(
+            sinks=[sink],
+            model_name="fraud",
+            model_version="v1",
+            ring_capacity=records + 1,
+            batch_size=8192,
+            flush_interval_s=3600,
+            install_signal_handlers=False,
+        )
+        log.log(request_id="warm-up", features={"x": 1}, score=0.1)  # connect, make the topic
+        if not log.flush(timeout=60):
+            raise SystemExit("the broker did not take a first record")
+        rng = random.Random(seed)
+        feats = [fraud_features(rng) for _ in range(1024)]
+        with one_core():
+            with paused(log):
+                for i in range(records):
+                    log.log(
+                        request_id=f"v{seed}-{i}",
+                        features=feats[i & 1023],
+                        score=rng.random(),
+                        decision="approved",
+                        threshold=0.5,
+                        user_segment="standard",
+                        channel="web",
+                        inference_ms=1.2,
+                    )
+                start, cpu = time.perf_counter(), cpu_seconds()
+            if not log.flush(timeout=600):
+                raise SystemExit("the flusher did not finish within 10 minutes")
+            elapsed, used = time.perf_counter() - start, cpu_seconds() - cpu
+        stats = log.stats()
+        sent = sink.stats() if isinstance(sink, KafkaSink) else {"spooled": 0}
+        log.close(timeout=60)
+    if stats["delivered"] != records + 1 or sent["spooled"] or stats["failed"]:
+        raise SystemExit(f"records were lost or spooled, the figure would mislead: {stats} {sent}")
+    return records / elapsed, used / records * 1e6
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def versus(args: argparse.Namespace, bootstrap: str) -> None:
+    """The flusher into Kafka with this tree's Kafka package against ``args.base``'s."""
+    git = shutil.which("git")
+    if git is None:
+        raise SystemExit("git is needed to check out the base revision")
+
+    def rev(name: str) -> str:
+        return subprocess.run(
+            [git, "rev-parse", "--short", name],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    base, head = rev(args.base), rev("HEAD")
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    native = (
+        Path(args.native)
+        if args.native
+        else ROOT / "plugin" / "predlog" / "flush" / f"_rust{suffix}"
+    )
+    package = Path("plugin") / "predlog" / "sinks" / "kafka"
+    with tempfile.TemporaryDirectory(prefix="predlog-kafka-versus-") as tmp:
+        sides: dict[str, Path] = {}
+        for side in ("base", "head"):
+            tree = Path(tmp) / side
+            subprocess.run(
+                [git, "worktree", "add", "--detach", "--quiet", str(tree), head],
+                cwd=ROOT,
+                check=True,
+            )
+            sides[side] = tree
+        try:
+            for side, tree in sides.items():
+                if native.exists():
+                    shutil.copy(native, tree / "plugin" / "predlog" / "flush" / native.name)
+                shutil.rmtree(tree / package)
+                if side == "head":
+                    shutil.copytree(ROOT / package, tree / package)
+                else:
+                    names = subprocess.run(
+                        [git, "ls-tree", "-r", "--name-only", base, str(package)],
+                        cwd=ROOT,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout.split()
+                    for name in names:
+                        target = tree / name
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(
+                            subprocess.run(
+                                [git, "show", f"{base}:{name}"],
+                                cwd=ROOT,
+                                capture_output=True,
+                                check=True,
+                            ).stdout
+                        )
+            rounds: list[dict[str, tuple[float, float, float]]] = []
+            for _ in range(args.rounds):
+                rounds.append(
+                    {side: child_cost(tree, args.records) for side, tree in sides.items()}
+                )
+        finally:
+            for tree in sides.values():
+                subprocess.run(
+                    [git, "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True
+                )
+    print(
+        f"flusher -> Kafka, Kafka package of this tree vs {base}, both on the code of {head} "
+        f"(native extension: {native if native.exists() else 'none'}), {args.records:,} records, "
+        f"one core, {args.rounds} alternating rounds:"
+    )
+    measures = ("records/s", "CPU us/record", "of it the sink's")
+    for index, name in enumerate(measures):
+        b = [r["base"][index] for r in rounds]
+        h = [r["head"][index] for r in rounds]
+        ratios = [y / x for x, y in zip(b, h, strict=True)]
+        print(
+            f"  {name:16s} base {statistics.median(b):10,.2f}  head {statistics.median(h):10,.2f}"
+            f"  head/base {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
+        )
+
+
+def child_cost(tree: Path, records: int) -> tuple[float, float, float]:
+    """In a fresh interpreter with ``tree``'s predlog: :func:`flusher_cost` into Kafka,
+    and the CPU per record of that beyond the same records into :class:`Discard` (the
+    Kafka sink's own share)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREDLOG_") or k == "PREDLOG_TEST_KAFKA"
+    }
+    env["PYTHONPATH"] = str(tree / "plugin")
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(records)],
+        env=env,
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate, cpu, build = json.loads(out.strip().splitlines()[-1])
+    return float(rate), float(cpu), float(cpu - build)
+
+
 def codecs(data: list[pa.RecordBatch]) -> list[tuple[str, float, float]]:
     from aiokafka import codec
 
@@ -208,10 +401,23 @@ def closed_port() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--base", help="git revision whose Kafka package to compare against")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds with --base")
+    parser.add_argument("--native", help="the native extension both sides use with --base")
+    parser.add_argument("--only", choices=("versus",), help="print only that part")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     bootstrap = os.environ.get("PREDLOG_TEST_KAFKA")
     if not bootstrap:
         raise SystemExit("set PREDLOG_TEST_KAFKA=host:port (make bench starts a broker)")
+    if args.child:
+        rate, cpu = flusher_cost(bootstrap, args.child, seed=1)
+        print(json.dumps([rate, cpu, flusher_cost(None, args.child, seed=1)[1]]))
+        return
+    if args.base:
+        versus(args, bootstrap)
+    if args.only == "versus":
+        return
 
     data = batches(args.records)
     json_rate, ipc_rate = encode_rates(data)

@@ -20,7 +20,11 @@ end and at its peak, against ring capacity x record size, and the records offere
 held and dropped. A third run logs into a KafkaSink whose broker is away (records go
 to the disk spool): its address is a loopback port where nothing listens, so the
 shared broker other runs use is never stopped, and aiokafka meets what a stopped
-broker gives it, a refused connection.
+broker gives it, a refused connection. A fourth, ``draining``, is the baseline for it
+from the same run: ``log()`` into a sink that does nothing with each batch but take
+``--drain-s`` seconds over it (by default about what spooling a batch takes), so the
+flusher builds batch after batch while the ring refills behind it, as it does while
+spooling. What the Kafka sink holds of its own is its figure minus this one.
 
 Usage: python benchmarks/bench_outage_memory.py [--seconds S] [--capacity N] [--kinds K,...]
 """
@@ -55,6 +59,22 @@ BODY = (
     '{"transaction": {"amount": %d.5, "merchant_category": "grocery", "hour": 13, '
     '"channel": "web", "card_age_days": 400}}'
 )
+
+
+class DrainingSink:
+    """A sink that takes each batch after ``seconds`` and does nothing with it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def export(self, batch: pa.RecordBatch) -> None:
+        time.sleep(self.seconds)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class StalledSink:
@@ -92,7 +112,7 @@ class Producer:
     def one(self) -> None:
         self.count += 1
         n = self.count
-        if self.kind in {"log", "kafka"}:
+        if self.kind in {"log", "kafka", "draining"}:
             self.logger.log(request_id=f"m-{n}", features=fraud_features(self.rng), score=0.42)
         else:
             self.loop.run_until_complete(self.request(n))
@@ -158,16 +178,18 @@ def closed_port() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-def outage(kind: str, seconds: float, capacity: int) -> dict[str, Any]:
+def outage(kind: str, seconds: float, capacity: int, drain_s: float) -> dict[str, Any]:
     # The spool is left full (the broker never comes back): removed here, or any
     # KafkaSink whose spool directory is made beside it later would adopt it.
     with tempfile.TemporaryDirectory(prefix="predlog-outage-") as spool:
-        return _outage(kind, seconds, capacity, spool)
+        return _outage(kind, seconds, capacity, spool, drain_s)
 
 
-def _outage(kind: str, seconds: float, capacity: int, spool: str) -> dict[str, Any]:
-    if kind == "kafka":
-        sink: Any = predlog.KafkaSink(
+def _outage(kind: str, seconds: float, capacity: int, spool: str, drain_s: float) -> dict[str, Any]:
+    if kind == "draining":
+        sink: Any = DrainingSink(drain_s)
+    elif kind == "kafka":
+        sink = predlog.KafkaSink(
             bootstrap_servers=closed_port(),
             topic=f"outage-{os.getpid()}",
             spool_dir=spool,
@@ -216,7 +238,7 @@ def child(args: argparse.Namespace) -> None:
     if args.measure == "size":
         print(json.dumps(record_size(args.kind, args.capacity)))
     else:
-        print(json.dumps(outage(args.kind, args.seconds, args.capacity)))
+        print(json.dumps(outage(args.kind, args.seconds, args.capacity, args.drain_s)))
 
 
 def run_child(*argv: str) -> dict[str, Any]:
@@ -235,7 +257,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--capacity", type=int, default=65_536)
     parser.add_argument(
-        "--kinds", default="log,middleware,kafka", help="comma-separated: log, middleware, kafka"
+        "--kinds",
+        default="log,middleware,draining,kafka",
+        help="comma-separated: log, middleware, draining, kafka",
+    )
+    parser.add_argument(
+        "--drain-s", type=float, default=0.25, help="seconds the draining sink takes a batch"
     )
     parser.add_argument("--measure", choices=("size", "outage"), help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
@@ -244,12 +271,13 @@ def main() -> None:
         child(args)
         return
     kinds = [k for k in args.kinds.split(",") if k]
-    unknown = set(kinds) - {"log", "middleware", "kafka"}
+    unknown = set(kinds) - {"log", "middleware", "draining", "kafka"}
     if unknown:
         parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
     print(f"ring capacity {args.capacity:,}; {args.seconds:.0f} s at saturation per kind")
+    growth: dict[str, float] = {}
     for kind in kinds:
-        size_kind = "log" if kind == "kafka" else kind
+        size_kind = "log" if kind in {"kafka", "draining"} else kind
         size = run_child("--measure", "size", "--kind", size_kind, "--capacity", str(args.capacity))
         r = run_child(
             "--measure",
@@ -260,9 +288,15 @@ def main() -> None:
             str(args.seconds),
             "--capacity",
             str(args.capacity),
+            "--drain-s",
+            str(args.drain_s),
         )
         bound = args.capacity * size["rss"]
-        what = "broker away, spooling" if kind == "kafka" else "sink stalled"
+        what = {
+            "kafka": "broker away, spooling",
+            "draining": f"sink taking {args.drain_s} s a batch",
+        }.get(kind, "sink stalled")
+        growth[kind] = r["growth_end"] / bound
         after_full = (
             "ring never filled"
             if r["after_full"] is None
@@ -276,6 +310,13 @@ def main() -> None:
             f"({r['growth_peak'] / bound:.3f}x), {after_full} | offered {r['offered']:,}, "
             f"dropped {r['dropped']:,}, pending {r['pending']:,}, "
             f"spool {r['spool_bytes'] / 2**20:,.1f} MiB"
+        )
+    if "kafka" in growth and "draining" in growth:
+        print(
+            f"kafka against draining (the same flusher work, no sink work): "
+            f"{growth['kafka']:.3f}x - {growth['draining']:.3f}x = "
+            f"{growth['kafka'] - growth['draining']:+.3f}x of the ring bound is the Kafka "
+            "sink's own"
         )
 
 
