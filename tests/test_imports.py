@@ -10,10 +10,13 @@ Each check runs in a fresh interpreter: this one has loaded all three already.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import pytest
 from tests.helpers import child_env
 
 HEAVY = ("numpy", "pyarrow", "pandas")
+KAFKA = os.environ.get("PREDLOG_TEST_KAFKA")
 
 #: A small BentoML service predlog's tests have not seen, in the shape the README gives.
 SERVICE = """\
@@ -134,13 +138,18 @@ class TestServeOnly:
         assert bare == {"service": [], "apps": []}
 
 
-LOG_TO_PARQUET = """\
+#: Makes a logger with {options}, logs 200 records, flushes and closes it; prints its
+#: stats and which of HEAVY are loaded, as one JSON object on the last line.
+LOG = """\
 import json
 import sys
 
 import predlog
 
-log = predlog.PredictionLogger(model_name="imports_probe", data_dir={data!r})
+{setup}
+log = predlog.PredictionLogger(
+    model_name="imports_probe", data_dir={data!r}, install_signal_handlers=False, {options}
+)
 for i in range(200):
     log.log(
         request_id=f"req-{{i}}",
@@ -148,12 +157,47 @@ for i in range(200):
         score=i / 200,
         decision="declined" if i > 100 else "approved",
         threshold=0.5,
+        explanation={{"method": "exact", "contributions": {{"amount": 0.3}}}},
     )
-assert log.flush(30.0)
+assert log.flush(60.0)
 log.close()
 loaded = sorted(m for m in {heavy!r} if m in sys.modules)
 print(json.dumps({{"stats": log.stats(), "loaded": loaded}}))
 """
+
+AUDIT_SINK = """\
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from predlog.audit import AuditLog, AuditSink, ReasonTable
+
+key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+audit = AuditSink(
+    AuditLog({audit!r}, signing_key=key),
+    reasons=ReasonTable({{"amount": "Amount unusually high"}}, features=["amount"]),
+)
+"""
+
+
+def logged(tmp_path: Path, *, setup: str = "", options: str = "") -> dict[str, Any]:
+    """What a process that logged 200 records with these options has loaded."""
+    code = LOG.format(setup=setup, options=options, data=str(tmp_path / "data"), heavy=HEAVY)
+    result = run_child(code, tmp_path)
+    assert result["stats"]["delivered"] == 200, result["stats"]
+    return result
+
+
+def pyarrow_imports_pandas(where: str) -> pytest.MarkDecorator:
+    """A sink whose pyarrow calls still load pandas, where it is installed: strict, so
+    that the marker goes once they do not."""
+    return pytest.mark.xfail(
+        importlib.util.find_spec("pandas") is not None,
+        strict=True,
+        reason=(
+            "pyarrow imports pandas, where it is installed, at the first conversion of a "
+            "time zone aware timestamp to Python, of any Python or numpy value to Arrow "
+            f"(pa.array, pa.scalar, pyarrow.compute given one), or Array.to_numpy: {where}"
+        ),
+    )
 
 
 class TestLogging:
@@ -161,8 +205,27 @@ class TestLogging:
         """A logger that logs and flushes to a local Parquet layout, with the extension
         built (as here), loads numpy only: the extension builds the Arrow columns and
         writes the files."""
-        data = tmp_path / "data"
-        result = run_child(LOG_TO_PARQUET.format(data=str(data), heavy=HEAVY), tmp_path)
-        assert result["stats"]["delivered"] == 200
-        assert list((data / "predictions").glob("date=*/*.parquet"))
+        result = logged(tmp_path)
+        assert list((tmp_path / "data" / "predictions").glob("date=*/*.parquet"))
         assert result["loaded"] == ["numpy"]
+
+    def test_operational_log_never_loads_pandas(self, tmp_path):
+        """With operational logs too (a sink given pyarrow batches), pandas stays out."""
+        result = logged(tmp_path, options="operational_log=True")
+        assert "pandas" not in result["loaded"]
+
+    @pyarrow_imports_pandas("AuditSink.export converts the whole batch with to_pylist()")
+    def test_audit_sink_never_loads_pandas(self, tmp_path):
+        """With an audit sink, pandas stays out."""
+        setup = AUDIT_SINK.format(audit=str(tmp_path / "audit"))
+        result = logged(tmp_path, setup=setup, options="audit=audit")
+        assert "pandas" not in result["loaded"]
+
+    @pytest.mark.skipif(not KAFKA, reason="PREDLOG_TEST_KAFKA names no broker")
+    @pyarrow_imports_pandas("the Kafka sink's timestamps (_rfc3339.texts) use to_numpy()")
+    def test_kafka_sink_never_loads_pandas(self, tmp_path):
+        """With the Kafka sink, pandas stays out."""
+        topic = f"imports-{uuid.uuid4().hex[:8]}"
+        options = f"kafka_bootstrap={KAFKA!r}, kafka_topic={topic!r}"
+        result = logged(tmp_path, options=options)
+        assert "pandas" not in result["loaded"]
