@@ -6,7 +6,9 @@ variants at once: ``bare`` (a module that never imports predlog) and ``predlog``
 (servers/fastapi_predlog.py, the same app with predlog's one line). A variant
 ``predlog-off=SUSPECT[+SUSPECT]`` is the predlog one with suspects switched off (see
 fastapi_predlog.py), to measure what each costs; ``wrapped`` (servers/fastapi_wrapped.py)
-wraps receive and send as predlog does but logs nothing.
+wraps receive and send as predlog does but logs nothing; with ``--base DIR`` (a
+plugin/ directory of another version, from ``git archive REV plugin``), ``base`` is
+that version's predlog line, to compare a change against what it replaces.
 
 Each round drives every variant with wrk at ``--connections`` for one slice, in a new
 random order per round, so drift of a shared machine falls on all alike. Per slice:
@@ -92,13 +94,14 @@ def gc_totals(v: Variant) -> dict[str, Any]:
         return dict(json.loads(reply.read()))
 
 
-def launch(name: str, work: Path, *, gc_clock: bool) -> Variant:
-    """Start the variant ``name`` (``bare``, ``predlog`` or ``predlog-off=...``)."""
-    app = APPS[name.partition("-off=")[0]]
+def launch(name: str, work: Path, *, gc_clock: bool, base: Path | None) -> Variant:
+    """Start the variant ``name`` (``bare``, ``predlog``, ``base``, ``predlog-off=...``)."""
+    app = APPS[name.partition("-off=")[0].replace("base", "predlog")]
+    plugin = base if name.startswith("base") and base is not None else ROOT / "plugin"
     env = dict(
         os.environ,
         PREDLOG_DATA_DIR=str(work / f"data-{name}"),
-        PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
+        PYTHONPATH=f"{plugin}{os.pathsep}{ROOT}",
         BENCH_PREDLOG_OFF=name.partition("=")[2].replace("+", ","),
     )
     if gc_clock:
@@ -150,15 +153,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--variants", default="bare,predlog")
     parser.add_argument(
+        "--base",
+        type=Path,
+        help="a plugin/ directory of another version of predlog (git archive REV plugin): "
+        "adds the variant base, that version's predlog line, to compare before and after",
+    )
+    parser.add_argument(
         "--gc", action="store_true", help="also time the garbage collector in each server"
     )
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
+    if args.base is not None and "base" not in names:
+        names.append("base")
     if names[0] != "bare":
         raise SystemExit("--variants must start with bare: every ratio is against it")
     work = Path(tempfile.mkdtemp(prefix="predlog-fastapi-bench-"))
     print(machine_basics())
-    variants = [launch(n, work, gc_clock=args.gc) for n in names]
+    variants = [launch(n, work, gc_clock=args.gc, base=args.base) for n in names]
     rng = random.Random(args.seed)
     try:
         for v in variants:

@@ -10,10 +10,12 @@ never pays for decoding.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Final, Protocol
 
-from predlog._capture import Capture
+from predlog._capture import FEATURES, Capture
 
 #: Counts and logs an error: (kind, message, exception).
 Report = Callable[[str, str, BaseException | None], None]
@@ -36,6 +38,9 @@ class BodyDecoder(Protocol):
 class Exchange:
     """References to one request and response; filled by the middleware."""
 
+    #: How many free exchanges the pool keeps at most; past that, the oldest are let go.
+    POOL_BOUND: ClassVar[int] = 8192
+
     __slots__ = (
         "decoder",
         "fields",
@@ -56,14 +61,19 @@ class Exchange:
     )
 
     def __init__(self, method: str, path: str, decoder: BodyDecoder) -> None:
+        self.request_chunks: list[bytes] = []
+        self.response_chunks: list[bytes] = []
+        self.reset(method, path, decoder)
+
+    def reset(self, method: str, path: str, decoder: BodyDecoder) -> None:
+        """Everything but the chunk lists, as a new exchange has it (the lists are
+        emptied when the exchange is recycled)."""
         self.method = method
         self.path = path
         #: How the flusher turns this exchange into a record: the middleware's options.
         self.decoder = decoder
-        self.request_chunks: list[bytes] = []
         self.request_size = 0
         self.request_content_type: bytes | None = None
-        self.response_chunks: list[bytes] = []
         self.response_size = 0
         self.response_parts = 0
         self.response_content_type: bytes | None = None
@@ -74,3 +84,77 @@ class Exchange:
         #: The request id header came more than once; the first was taken.
         self.request_id_repeated = False
         self.fields: dict[str, Any] = {}
+
+    @classmethod
+    def take(cls, method: str, path: str, decoder: BodyDecoder) -> Exchange:
+        """An exchange for a new request: a recycled one when there is one, else a new one."""
+        try:
+            exchange = _free.pop()
+        except IndexError:
+            return cls(method, path, decoder)
+        exchange.reset(method, path, decoder)
+        return exchange
+
+    @staticmethod
+    def recycle(captures: Sequence[Any]) -> None:
+        """Hand back the exchanges of captures the flusher has finished with.
+
+        Only an exchange that nothing else can reach is kept for another request: its
+        capture and the exchange itself must be held by ``captures`` alone (counted
+        references), so that a capture a sink, a test or an error report kept never sees
+        its exchange change. A chunk list someone else holds is replaced, not emptied.
+        Call it before ``captures`` is cleared, from the one thread that owns them.
+        """
+        refs = sys.getrefcount
+        keep = _free.append
+        for capture in captures:
+            if type(capture) is not tuple or len(capture) <= FEATURES:
+                continue
+            exchange = capture[FEATURES]
+            if (
+                type(exchange) is not Exchange
+                or refs(capture) > _CAPTURE_ALONE
+                or refs(exchange) > _EXCHANGE_ALONE
+            ):
+                continue
+            if refs(exchange.request_chunks) > _LIST_ALONE:
+                exchange.request_chunks = []
+            else:
+                exchange.request_chunks.clear()
+            if refs(exchange.response_chunks) > _LIST_ALONE:
+                exchange.response_chunks = []
+            else:
+                exchange.response_chunks.clear()
+            # Nothing of the last request stays reachable from a free exchange.
+            exchange.fields = _NO_FIELDS
+            exchange.invalid_request_id = None
+            keep(exchange)
+
+    @staticmethod
+    def pooled() -> int:
+        """Free exchanges waiting for a request (a snapshot)."""
+        return len(_free)
+
+
+#: Exchanges no capture holds any more, waiting for a request.
+_free: Final[deque[Exchange]] = deque(maxlen=Exchange.POOL_BOUND)
+#: What a free exchange holds for fields: never a request's own dict (reset() makes one).
+_NO_FIELDS: Final[dict[str, Any]] = {}
+
+
+def _references(captures: Sequence[Any]) -> tuple[int, int, int]:
+    """The references :meth:`Exchange.recycle` sees to a capture only a list holds, to an
+    exchange only that capture holds, and to a chunk list only that exchange holds:
+    counted by the same kind of loop, so that they hold for this interpreter's way of
+    counting."""
+    refs = sys.getrefcount
+    for capture in captures:
+        exchange = capture[FEATURES]
+        return refs(capture), refs(exchange), refs(exchange.request_chunks)
+    raise AssertionError("no capture")  # pragma: no cover
+
+
+_PROBE: tuple[Any, ...] = (None,) * FEATURES
+_CAPTURE_ALONE, _EXCHANGE_ALONE, _LIST_ALONE = _references(
+    [(*_PROBE, Exchange("", "", None))]  # type: ignore[arg-type]  # a probe; never decoded
+)

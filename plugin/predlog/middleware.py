@@ -275,7 +275,8 @@ class PredictionLogMiddleware:
 
         started_ns = time_ns()
         started = perf_counter_ns()
-        exchange = Exchange(scope["method"], scope["path"], self._decoder)
+        # A recycled exchange when the flusher has handed one back (predlog._exchange).
+        exchange = Exchange.take(scope["method"], scope["path"], self._decoder)
         request_id: str | None = None
         seen_id = False
         for name, value in scope["headers"]:

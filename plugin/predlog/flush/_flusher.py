@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from predlog._capture import Capture
+from predlog._exchange import Exchange
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
+from predlog._table import Batch, as_arrow, is_native
 from predlog._tracing import uninstrumented
 from predlog.errors import ConfigError
 from predlog.flush._batch import BatchBuilder, BuildResult
-from predlog.flush._table import Batch, as_arrow, is_native
 from predlog.metrics import BatchLatency, HealthObserver
 from predlog.sinks import Backlog, ForkAware, Openable, Sink, TakesNativeBatches, Ticking
 
@@ -385,6 +386,9 @@ class Flusher:
             self._reporter.report("batch_invalid", f"could not build a batch: {exc!r}", exc=exc)
             return
         finally:
+            # The exchanges nothing else holds go to the next requests, rather than to
+            # the garbage collector.
+            Exchange.recycle(captures)
             # Let go of the captured objects before a sink can stall: while it does,
             # the ring refills, and memory must stay at one ring, not a ring plus a batch.
             captures.clear()
