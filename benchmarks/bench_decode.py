@@ -6,7 +6,7 @@ JSON text. Three ways to do it, over the same batch of ``bentoml serve``-style b
 
 * ``python``: ``ExchangeDecoder.resolve`` per capture, then orjson for the features
   (the reference);
-* ``native``: ``predlog.flush._rust.resolve`` over the whole batch, parsing with the GIL
+* ``native``: ``predlog._rust.resolve`` over the whole batch, parsing with the GIL
   released;
 * ``pyarrow``: ``pyarrow.json.read_json`` over the request bodies joined by newlines,
   and again over the responses: parsing only, into inferred Arrow columns. It does
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     if not _native.AVAILABLE:
-        raise SystemExit("predlog.flush._rust is not built: pip install -e . with cargo on PATH")
+        raise SystemExit("predlog._rust is not built: pip install -e . with cargo on PATH")
     ways = {"python": python_decode, "native": native_decode, "pyarrow": pyarrow_decode}
     samples: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(args.rounds):

@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     if not _native.AVAILABLE:
-        raise SystemExit("predlog.flush._rust is not built: pip install -e . with cargo on PATH")
+        raise SystemExit("predlog._rust is not built: pip install -e . with cargo on PATH")
     results: dict[str, list[dict[str, float]]] = {}
     for _ in range(args.rounds):
         for name in ("python", "native"):  # alternate to cancel drift

@@ -30,8 +30,8 @@ AT_NS = 1_767_225_600_000_000_000
 
 
 def test_the_extension_is_built():
-    """CI builds predlog.flush._rust; without it every other test here would prove nothing."""
-    assert _native.AVAILABLE, "predlog.flush._rust is not built (pip install -e . needs cargo)"
+    """CI builds predlog._rust; without it every other test here would prove nothing."""
+    assert _native.AVAILABLE, "predlog._rust is not built (pip install -e . needs cargo)"
 
 
 def audit_everything(decision, model_name, extra) -> bool:

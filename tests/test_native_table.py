@@ -1,7 +1,7 @@
 """The extension's Arrow batches and Parquet files against pyarrow's: the same records.
 
 The batch builder decides every value and hands columns over as specs
-(predlog.flush._table); pyarrow's path is the reference. Each test builds the same
+(predlog._table); pyarrow's path is the reference. Each test builds the same
 ``log()`` captures both ways, values of every odd kind included (strings for numbers,
 NaN, infinities, lone surrogates, numpy scalars, markup, ints past 64 bits), and
 compares the batches column by column, then the files each path writes, read back,

@@ -147,7 +147,7 @@ def records(request: pytest.FixtureRequest) -> dict[str, dict]:
                 [s for s in SHAPES if s.options == options], options, native=False
             ).items()
         }
-    assert _native.AVAILABLE, "predlog.flush._rust is not built (pip install -e . needs cargo)"
+    assert _native.AVAILABLE, "predlog._rust is not built (pip install -e . needs cargo)"
     declined: list[str] = []
     resolve = _native.resolve
 

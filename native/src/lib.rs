@@ -33,7 +33,7 @@ use crate::walk::{
 };
 
 /// Features already written as JSON text, with what the batch builder needs of them.
-#[pyclass(frozen, module = "predlog.flush._rust")]
+#[pyclass(frozen, module = "predlog._rust")]
 struct Encoded {
     /// The flattened features as orjson would write them.
     #[pyo3(get)]
@@ -48,7 +48,7 @@ struct Encoded {
 
 /// A record's extra map already written as JSON text: the exchange's method, path and
 /// status, when nothing else (recorded fields of no place, an audit rule) needs the map.
-#[pyclass(frozen, module = "predlog.flush._rust")]
+#[pyclass(frozen, module = "predlog._rust")]
 struct EncodedExtra {
     #[pyo3(get)]
     text: String,

@@ -36,7 +36,7 @@ fn value_error(message: impl std::fmt::Display) -> PyErr {
 }
 
 /// The record schema, built once from `predlog._record.COLUMNS`.
-#[pyclass(frozen, module = "predlog.flush._rust")]
+#[pyclass(frozen, module = "predlog._rust")]
 pub struct NativeSchema {
     schema: SchemaRef,
 }
@@ -75,7 +75,7 @@ impl NativeSchema {
 }
 
 /// One record batch, held natively; pyarrow reads it through `__arrow_c_array__`.
-#[pyclass(frozen, module = "predlog.flush._rust")]
+#[pyclass(frozen, module = "predlog._rust")]
 pub struct NativeBatch {
     batch: RecordBatch,
 }
@@ -459,7 +459,7 @@ pub fn build_batch(
 }
 
 /// One Parquet file being written: a row group per written batch, the footer at `close`.
-#[pyclass(frozen, module = "predlog.flush._rust")]
+#[pyclass(frozen, module = "predlog._rust")]
 pub struct ParquetFile {
     // A lock only to be shared: the sink writes from its flusher thread and closes
     // from whichever thread closes the logger, never both at once.

@@ -18,13 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from predlog.flush._batch import BatchBuilder, BuildResult
-    from predlog.flush._exchange import ExchangeDecoder
-    from predlog.flush._flusher import Flusher, SinkState
-    from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
-    from predlog.flush._pii import Pseudonymiser, default_key_id
-    from predlog.flush._sampling import REASONS, Sampler, sampling_hash
-    from predlog.flush._table import (
+    from predlog._table import (
         Batch,
         as_arrow,
         as_native,
@@ -33,6 +27,12 @@ if TYPE_CHECKING:
         is_native,
         native_parquet_file,
     )
+    from predlog.flush._batch import BatchBuilder, BuildResult
+    from predlog.flush._exchange import ExchangeDecoder
+    from predlog.flush._flusher import Flusher, SinkState
+    from predlog.flush._ids import UUID7Factory, format_ids, ids_as_text
+    from predlog.flush._pii import Pseudonymiser, default_key_id
+    from predlog.flush._sampling import REASONS, Sampler, sampling_hash
 
 #: Where each name lives, imported when first asked for.
 _HOMES = {
@@ -49,13 +49,13 @@ _HOMES = {
     "REASONS": "predlog.flush._sampling",
     "Sampler": "predlog.flush._sampling",
     "sampling_hash": "predlog.flush._sampling",
-    "Batch": "predlog.flush._table",
-    "as_arrow": "predlog.flush._table",
-    "as_native": "predlog.flush._table",
-    "by_day": "predlog.flush._table",
-    "has_record_schema": "predlog.flush._table",
-    "is_native": "predlog.flush._table",
-    "native_parquet_file": "predlog.flush._table",
+    "Batch": "predlog._table",
+    "as_arrow": "predlog._table",
+    "as_native": "predlog._table",
+    "by_day": "predlog._table",
+    "has_record_schema": "predlog._table",
+    "is_native": "predlog._table",
+    "native_parquet_file": "predlog._table",
 }
 
 

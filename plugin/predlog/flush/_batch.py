@@ -6,8 +6,8 @@ once, and only a column holding something odd (a string score, a numpy array of
 features) falls back to value-by-value handling. Per-record Python is kept to what
 must be per record: feature encoding and, below a sample rate of 1, the sampling hash.
 
-Every value is decided here; the columns leave as :data:`~predlog.flush._table.Spec`
-forms, and :mod:`predlog.flush._table` makes them Arrow: natively where the extension
+Every value is decided here; the columns leave as :data:`~predlog._table.Spec`
+forms, and :mod:`predlog._table` makes them Arrow: natively where the extension
 is built (no pyarrow in the process), with pyarrow otherwise.
 
 A capture that cannot be turned into a record becomes a record with a
@@ -26,19 +26,20 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from predlog import _table
 from predlog._capture import CAPTURE_FIELDS, FEATURES, FLAGS, Capture
 from predlog._exchange import Exchange
 from predlog._record import BAND_DECIMALS, FIELD_NAMES, SCHEMA_VERSION
 from predlog._report import ErrorReporter
 from predlog._settings import Settings
-from predlog.flush import _decode, _native, _table
+from predlog._table import Batch, Spec
+from predlog.flush import _decode, _native
 from predlog.flush._ids import UUID7Factory
 from predlog.flush._pii import Pseudonymiser
 from predlog.flush._sampling import REASONS, Sampler, SampleResult
-from predlog.flush._table import Batch, Spec
 
 if TYPE_CHECKING:
-    from predlog.flush._rust import Encoded, EncodedExtra
+    from predlog._rust import Encoded, EncodedExtra
 
 _BANDS: Final = ("high", "medium", "low")
 _NO_STRINGS: Final[Spec] = ("constant", None)
@@ -215,7 +216,7 @@ class BatchBuilder:
         self._ids = UUID7Factory()
         self._audit_rule = audit_rule
         self._native = settings.native_decode and _native.AVAILABLE
-        self._table = _table.Tables(native=self._native)
+        self._table = _table.Tables(native=self._native, coerce=_decode.optional_str)
 
     @classmethod
     def from_settings(

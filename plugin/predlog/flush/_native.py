@@ -1,7 +1,7 @@
 """The native decoder, when it was built: middleware captures decoded in batches,
 outside the GIL.
 
-``predlog.flush._rust`` is a Rust extension (``native/``), built by ``pip install`` when
+``predlog._rust`` is a Rust extension (``native/``), built by ``pip install`` when
 a Rust toolchain is there and skipped when not. It does what
 :meth:`ExchangeDecoder.resolve <predlog.flush._exchange.ExchangeDecoder.resolve>` and
 the feature encoding after it do, for the captures it can reproduce exactly, and
@@ -31,7 +31,7 @@ from predlog._exchange import Exchange
 from predlog.flush._exchange import RECORD_POSITIONS
 
 try:
-    from predlog.flush import _rust as _native
+    from predlog import _rust as _native
 except ImportError:  # not built: no Rust toolchain where predlog was installed
     _native = None  # type: ignore[assignment]
 

@@ -30,7 +30,7 @@ a dead process of this host left behind are uploaded when the next sink starts.
 Staging is bounded by ``spool_max_bytes``: past it, new batches are refused (the
 flusher counts them failed) rather than fill the disk while the store is down.
 
-Batches come in either form the flusher builds (:mod:`predlog.flush._table`). A
+Batches come in either form the flusher builds (:mod:`predlog._table`). A
 file is written by the extension (the ``parquet`` crate, no pyarrow in the process)
 when its first batch is native and its codec is zstd or none, and by pyarrow
 otherwise; a batch of the other form is converted to the file's. Both write the same
@@ -62,8 +62,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from predlog._record import FIELD_NAMES, JSON_COLUMNS, arrow_schema
 from predlog._settings import DEFAULT_DATA_DIR, Settings, check_argument, read
-from predlog.errors import SinkError
-from predlog.flush import (
+from predlog._table import (
     as_arrow,
     as_native,
     by_day,
@@ -71,6 +70,7 @@ from predlog.flush import (
     is_native,
     native_parquet_file,
 )
+from predlog.errors import SinkError
 from predlog.storage import (
     Location,
     LocationDestination,
@@ -83,7 +83,7 @@ from predlog.storage import (
 )
 
 if TYPE_CHECKING:
-    from predlog.flush import Batch
+    from predlog._table import Batch
 
 #: Parquet codecs; zstd is the default for its ratio on repetitive JSON features.
 Compression = Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"]

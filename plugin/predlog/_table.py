@@ -5,7 +5,7 @@ The batch builder (:mod:`predlog.flush._batch`) decides every value and hands ea
 column over as a :data:`Spec`, a tuple whose first item names its form. This module
 owns what happens next, and never decides a value:
 
-* natively (``predlog.flush._rust``, Rust with the ``arrow`` crates): the batch stays a
+* natively (``predlog._rust``, Rust with the ``arrow`` crates): the batch stays a
   :class:`NativeBatch`, which :class:`~predlog.sinks.ParquetSink` writes without
   pyarrow. A server that only writes the Parquet layout never imports pyarrow (about
   50 MiB a process);
@@ -19,8 +19,8 @@ Interface, without copying the columns.
 
 The forms of a :data:`Spec`:
 
-* ``("strings", values)``: str or None; anything else is made text by
-  :func:`~predlog.flush._decode.optional_str` (lone surrogates replaced too);
+* ``("strings", values)``: str or None; anything else (and a str with lone
+  surrogates) is made text by the builder's ``coerce``;
 * ``("constant", value)``: one value (str, int or None) for every row;
 * ``("float64", array, nan_is_null)``: a numpy float64 array;
 * ``("int32", values)``: int or None; ``("int32s", array)``: numpy int32, no nulls;
@@ -34,24 +34,23 @@ The forms of a :data:`Spec`:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Union, cast
 
 import numpy as np
 from typing_extensions import TypeIs
 
 from predlog._record import COLUMNS, SCHEMA_METADATA, arrow_schema
-from predlog.flush import _decode
 
 try:
-    from predlog.flush import _rust
+    from predlog import _rust
 except ImportError:  # not built: no Rust toolchain where predlog was installed
     _rust = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from predlog.flush._rust import NativeBatch, NativeSchema, ParquetFile
+    from predlog._rust import NativeBatch, NativeSchema, ParquetFile
 
 #: One column as the builder gives it (see the module docstring for the forms).
 Spec = tuple[Any, ...]
@@ -138,17 +137,19 @@ def native_parquet_file(
 class Tables:
     """Builds batches one way for a whole process: natively or with pyarrow."""
 
-    __slots__ = ("native",)
+    __slots__ = ("coerce", "native")
 
-    def __init__(self, *, native: bool) -> None:
+    def __init__(self, *, native: bool, coerce: Callable[[Any], str | None]) -> None:
         self.native = native and AVAILABLE
+        #: Makes a string column's value that is not text into text (or None).
+        self.coerce = coerce
 
     def build(self, specs: Sequence[Spec], rows: int) -> Batch:
         """One batch of ``rows`` records from one spec per column, in schema order."""
         if self.native:
             columns = [tuple(_bytes(v) for v in spec) for spec in specs]
-            return _rust.build_batch(native_schema(), columns, rows, _decode.optional_str)
-        return to_arrow(specs, rows)
+            return _rust.build_batch(native_schema(), columns, rows, self.coerce)
+        return to_arrow(specs, rows, self.coerce)
 
     def concat(self, batches: Sequence[Batch]) -> Batch:
         """Batches built by this object, as one."""
@@ -165,19 +166,25 @@ def _bytes(value: Any) -> Any:
     return value.tobytes() if isinstance(value, np.ndarray) else value
 
 
-def to_arrow(specs: Sequence[Spec], rows: int) -> pa.RecordBatch:
+def to_arrow(
+    specs: Sequence[Spec], rows: int, coerce: Callable[[Any], str | None]
+) -> pa.RecordBatch:
     """The reference: the same batch, made with pyarrow."""
     import pyarrow as pa  # noqa: PLC0415  # this path is the one without the extension
 
     schema = arrow_schema()
-    arrays = [_arrow(spec, field.type, rows) for spec, field in zip(specs, schema, strict=True)]
+    arrays = [
+        _arrow(spec, field.type, rows, coerce) for spec, field in zip(specs, schema, strict=True)
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 _ARROW_ERRORS: Final = (TypeError, ValueError, OverflowError)
 
 
-def _arrow(spec: Spec, kind: pa.DataType, rows: int) -> pa.Array:  # type: ignore[type-arg]
+def _arrow(
+    spec: Spec, kind: pa.DataType, rows: int, coerce: Callable[[Any], str | None]
+) -> pa.Array:  # type: ignore[type-arg]
     import pyarrow as pa  # noqa: PLC0415
 
     form = spec[0]
@@ -185,7 +192,7 @@ def _arrow(spec: Spec, kind: pa.DataType, rows: int) -> pa.Array:  # type: ignor
         try:
             return pa.array(spec[1], type=kind)
         except (pa.ArrowInvalid, pa.ArrowTypeError, *_ARROW_ERRORS):
-            return pa.array([_decode.optional_str(v) for v in spec[1]], type=kind)
+            return pa.array([coerce(v) for v in spec[1]], type=kind)
     if form == "constant":
         return pa.array([spec[1]] * rows, type=kind)
     if form == "float64":
