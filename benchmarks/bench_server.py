@@ -28,8 +28,12 @@ Also per variant: server CPU time per request (from
 RSS before and after, and for predlog the records written against the requests
 completed (lost). A PNG plot of latency percentiles per variant is written.
 
+Without oha, the open loop uses ``predlog bench``'s own generator. ``--base DIR`` (a
+plugin/ directory of another version, from ``git archive REV plugin``) adds the variant
+predlog_base, that version's predlog, to compare a change with what it replaces.
+
 Usage: python benchmarks/bench_server.py [--duration S] [--slices N] [--rounds R] [--load F]
-       [--connections C] [--services trivial,fraud] [--variants bare,predlog,...]
+       [--connections C] [--services trivial,fraud] [--variants bare,predlog,...] [--base DIR]
 """
 
 from __future__ import annotations
@@ -190,7 +194,38 @@ def wrk(url: str, seconds: float, connections: int, script: Path) -> dict[str, f
     }
 
 
+def open_loop_python(url: str, seconds: float, rate: float, bodies: Path) -> dict[str, float]:
+    """The open loop without oha: ``predlog bench``'s own generator (asyncio, latency from
+    each request's scheduled start). It runs in this process and takes some CPU of the
+    machine the server shares, alike for every variant."""
+    from urllib.parse import urlsplit
+
+    from predlog.tools.bench import _load
+
+    parts = urlsplit(url)
+    assert parts.port is not None
+    target = _load.Target(
+        parts.port, parts.path, bodies.read_bytes().splitlines(), f"open-{uuid.uuid4().hex[:6]}"
+    )
+    done = _load.open_loop(target, seconds, rate)
+    latencies = sorted(done.latencies_ms) or [0.0]
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    return {
+        "rps": done.throughput,
+        "requests": float(len(done.latencies_ms)),
+        "p50": pct(0.50),
+        "p90": pct(0.90),
+        "p99": pct(0.99),
+        "errors": float(done.errors),
+    }
+
+
 def oha(url: str, seconds: float, rate: float, bodies: Path) -> dict[str, float]:
+    if not OHA.exists():
+        return open_loop_python(url, seconds, rate, bodies)
     out = subprocess.run(
         [
             str(OHA),
@@ -259,6 +294,8 @@ class Plan:
     rates: dict[str, float]  # open-loop arrival rate per service, set in round 1
     load: float
     work: Path
+    #: A plugin/ directory of another predlog version, served as the predlog_base variant.
+    base: Path | None = None
 
 
 @dataclass
@@ -279,13 +316,16 @@ def launch(service: Service, variant: str, plan: Plan) -> Variant:
     data = plan.work / tag
     env = dict(
         os.environ,
-        BENCH_VARIANT=variant,
+        BENCH_VARIANT="predlog" if variant == "predlog_base" else variant,
         PREDLOG_DATA_DIR=str(data),
         PREDLOG_PSEUDONYM_KEY=PSEUDONYM_KEY,
         BENTOML_HOME=str(plan.work / "bentoml"),
         BENTOML_DO_NOT_TRACK="true",
         PYTHONPATH=f"{ROOT / 'plugin'}{os.pathsep}{ROOT}",
     )
+    if variant == "predlog_base":
+        assert plan.base is not None
+        env["PYTHONPATH"] = f"{plan.base}{os.pathsep}{ROOT}"
     env.pop("PREDLOG_KAFKA_BOOTSTRAP", None)
     env.pop("PREDLOG_KAFKA_TOPIC", None)
     topic = f"bench-{tag}"
@@ -403,7 +443,8 @@ def report(service: str, runs: dict[str, list[dict[str, dict[str, float]]]], pla
         ("closed", f"closed loop, wrk -t1 -c{plan.connections}, {slicing}"),
         (
             "open",
-            f"open loop, oha -q {plan.rates[service]:.0f}/s (x{plan.load} of bare's closed-loop "
+            f"open loop, {'oha' if OHA.exists() else 'predlog bench generator'} "
+            f"-q {plan.rates[service]:.0f}/s (x{plan.load} of bare's closed-loop "
             f"throughput) --latency-correction, {slicing}",
         ),
     ):
@@ -482,9 +523,11 @@ def machine_basics() -> str:
 def machine() -> str:
     import bentoml
 
-    oha_version = subprocess.run(
-        [str(OHA), "--version"], capture_output=True, text=True, check=False
-    ).stdout
+    oha_version = (
+        subprocess.run([str(OHA), "--version"], capture_output=True, text=True, check=False).stdout
+        if OHA.exists()
+        else "open loop: predlog bench's generator"
+    )
     return f"{machine_basics()}; BentoML {bentoml.__version__}; {oha_version.strip()}"
 
 
@@ -499,13 +542,21 @@ def main() -> None:
     parser.add_argument("--services", default="trivial,fraud")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "latency.png")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="a plugin/ directory of another predlog version (git archive REV plugin): adds "
+        "the variant predlog_base, that version's predlog line, to compare before and after",
+    )
     args = parser.parse_args()
     if not OHA.exists():
-        raise SystemExit(f"no oha at {OHA}: `make bench` installs it (cargo install oha)")
+        print(f"no oha at {OHA} (`make bench` installs it): the open loop uses predlog bench's")
     variants = [v for v in args.variants.split(",") if v]
     if "predlog_kafka" in variants and not os.environ.get("PREDLOG_TEST_KAFKA"):
         variants.remove("predlog_kafka")
         print("no broker (PREDLOG_TEST_KAFKA unset): the predlog_kafka variant is skipped")
+    if args.base is not None and "predlog_base" not in variants:
+        variants.append("predlog_base")
     if variants[0] != "bare":
         raise SystemExit("--variants must start with bare: every ratio is against it")
     plan = Plan(
@@ -515,6 +566,7 @@ def main() -> None:
         {},
         args.load,
         Path(tempfile.mkdtemp(prefix="predlog-server-bench-")),
+        args.base,
     )
     services = [SERVICES[s] for s in args.services.split(",")]
     print(machine())
