@@ -14,9 +14,9 @@ starts its own moto S3 server. Prints, each from this run:
    opening the table, joining the group) is left out; the figure with it (from the
    consumer's start, the sink's imports included) is printed beside it. The ratios of
    the table to each baseline per round, and the records lost (the table's and the
-   layout's rows against N). And a what-if: the
-   table with decoding made free (one chunk decoded up front, its rows reused), which
-   says how fast the table path itself goes behind the loop;
+   layout's rows against N). And a what-if: the table with decoding made free (one
+   chunk decoded up front, its rows reused), which says how fast the table path itself
+   goes behind the loop;
 2. the latency of that consumer's commits (data files and offsets in one snapshot),
    median and p95 ms;
 3. ``predlog compact``: the same records as small files, on the Parquet layout (local
