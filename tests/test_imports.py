@@ -146,10 +146,6 @@ class TestServeOnly:
         assert seen["service"] == bare["service"], "after import service"
         assert seen["apps"] == bare["apps"], "after instrument(FastAPI()), (Starlette())"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="predlog/audit/_sink.py imports pyarrow at module level for one annotation",
-    )
     def test_service_naming_the_audit_sink_loads_nothing_heavy(self, tmp_path, bare):
         """A service that imports the audit names and gives the line an audit sink (the
         README's example) loads nothing heavy either: the sink is made where it writes."""
@@ -238,7 +234,6 @@ class TestLogging:
         result = logged(tmp_path, options="operational_log=True")
         assert "pandas" not in result["loaded"]
 
-    @pyarrow_imports_pandas("AuditSink.export converts the whole batch with to_pylist()")
     def test_audit_sink_never_loads_pandas(self, tmp_path):
         """With an audit sink, pandas stays out."""
         setup = AUDIT_SINK.format(audit=str(tmp_path / "audit"))

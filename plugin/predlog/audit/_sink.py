@@ -31,10 +31,9 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Final
 
 from predlog.audit._canonical import CanonicalError, canonical
 from predlog.audit._log import AuditLog
@@ -42,6 +41,11 @@ from predlog.audit._reasons import ReasonTable
 from predlog.audit._store import UnreadableError
 from predlog.errors import ConfigError, SinkError
 from predlog.storage import Spool, SpoolFullError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _names(setting: str, values: Iterable[str]) -> tuple[str, ...]:
@@ -190,8 +194,14 @@ class AuditSink:
         if self._closed:
             raise SinkError("AuditSink is closed")
         self.open()
+        import pyarrow as pa  # noqa: PLC0415  # the batch is pyarrow's already
+
+        # Microseconds, not datetimes: pyarrow turns a zoned timestamp into Python
+        # through pandas, which would load it (40 MiB) into the server for this alone.
+        at = batch.schema.get_field_index("timestamp_utc")
+        rows = batch.set_column(at, "timestamp_utc", batch.column(at).cast(pa.int64()))
         entries, refused = _encodable(
-            self._entry(row) for row in batch.to_pylist() if self._selected(row)
+            self._entry(row) for row in rows.to_pylist() if self._selected(row)
         )
         with self._lock:
             self.unencodable += len(refused)
@@ -317,7 +327,7 @@ class AuditSink:
             "audit_id": str(uuid.uuid4()),
             "prediction_id": str(row["prediction_id"]),
             "request_id": row.get("request_id"),
-            "timestamp": row["timestamp_utc"].isoformat(),
+            "timestamp": (_EPOCH + timedelta(microseconds=row["timestamp_utc"])).isoformat(),
             "model_name": row.get("model_name"),
             "model_version": row.get("model_version"),
             "raw_score": row.get("raw_score"),
