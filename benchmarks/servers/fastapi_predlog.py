@@ -9,13 +9,16 @@ against bare in the same run. Each is replaced in this process only, for measuri
 * ``gc``: the cyclic garbage collector (``gc.disable()``; the bare app makes no
   collection at all under this load, as bench_fastapi.py --gc shows);
 * ``flusher``: the flusher thread is never started (records stay in the ring, and
-  are dropped once it is full: nothing is written).
+  are dropped once it is full: nothing is written);
+* ``handoffs``: forced GIL hand-offs between the event loop and the flusher, made ten
+  times rarer (``sys.setswitchinterval(0.05)``, against the default 5 ms).
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import sys
 from typing import Any
 
 from benchmarks.servers.fastapi_bare import app
@@ -38,6 +41,8 @@ if "tracing" in OFF:
     _tracing.annotate = lambda span, fields: None  # type: ignore[assignment]
 if "gc" in OFF:
     gc.disable()
+if "handoffs" in OFF:
+    sys.setswitchinterval(0.05)
 if "flusher" in OFF:
     from predlog.flush._flusher import Flusher
 
