@@ -44,6 +44,7 @@ TOP_LEVEL = {
     "_otel_setup.py",
     "_exchange.py",
     "_record.py",
+    "_lazy.py",
     # The record batch as Arrow, and the extension that builds it: the flusher and the
     # Parquet sink both use them, and neither package may import the other.
     "_table.py",

@@ -13,8 +13,9 @@ Quick start::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from predlog._lazy import attach
 
 if TYPE_CHECKING:
     from predlog._context import record
@@ -76,19 +77,7 @@ _MODULES = frozenset(
 )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MODULES:
-        return importlib.import_module(f"predlog.{name}")
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'predlog' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES, *_MODULES})
+__getattr__, __dir__ = attach(__name__, globals(), _HOMES, modules=_MODULES)
 
 
 __all__ = [

@@ -11,8 +11,9 @@ verify("./audit", public_key=public_key).ok
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from predlog._lazy import attach
 
 if TYPE_CHECKING:
     from predlog.audit._canonical import CanonicalError, canonical
@@ -51,17 +52,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'predlog.audit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+__getattr__, __dir__ = attach(__name__, globals(), _HOMES)
 
 
 __all__ = [

@@ -14,8 +14,9 @@ sampling bring numpy and pyarrow, which only the process that logs should pay fo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from predlog._lazy import attach
 
 if TYPE_CHECKING:
     from predlog._table import (
@@ -59,17 +60,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'predlog.flush' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+__getattr__, __dir__ = attach(__name__, globals(), _HOMES)
 
 
 __all__ = [

@@ -12,9 +12,9 @@ commits every few seconds, leaves behind; every reader pays for each file it ope
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Final
 
+from predlog._lazy import attach
 from predlog.tools.compact._layout import compact_layout
 from predlog.tools.compact._report import CompactError, CompactReport, DayReport
 
@@ -35,14 +35,9 @@ __all__ = [
 
 #: The Iceberg variants, and their modules: imported on first use.
 _ICEBERG: Final = {
-    "compact_table": "_table",
-    "expire_snapshots": "_housekeeping",
-    "remove_orphan_files": "_housekeeping",
+    "compact_table": "predlog.tools.compact._table",
+    "expire_snapshots": "predlog.tools.compact._housekeeping",
+    "remove_orphan_files": "predlog.tools.compact._housekeeping",
 }
 
-
-def __getattr__(name: str) -> object:
-    home = _ICEBERG.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+__getattr__, __dir__ = attach(__name__, globals(), _ICEBERG)
