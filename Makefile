@@ -36,14 +36,15 @@ typecheck: $(STAMP)
 # The integration tests need Kafka and Jaeger: with-services.sh starts them (building
 # or downloading into ~/.cache/predlog-ci the first time) and stops them afterwards,
 # whether the tests pass or fail.
-# Then the decoding tests again on the pure-Python decoder, the fallback where the
-# native one was not built (tests/test_native_decode.py compares the two).
+# Then the decoding and Parquet tests again on the pure-Python decoder and pyarrow's
+# writer, the fallback where the extension was not built (tests/test_native_decode.py
+# and tests/test_native_table.py compare the two).
 pytest: $(STAMP)
 	services/with-services.sh $(PY) -m pytest -q
 	PREDLOG_TEST_PYTHON_DECODER=1 $(PY) -m pytest -q $(FALLBACK_TESTS)
 
 FALLBACK_TESTS := tests/test_exchange.py tests/test_batch.py tests/test_middleware.py \
-	tests/test_fuzz.py tests/test_pii.py
+	tests/test_fuzz.py tests/test_pii.py tests/test_parquet.py
 
 services-up:
 	services/up.sh
