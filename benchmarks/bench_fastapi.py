@@ -20,8 +20,17 @@ A near-zero app is where predlog's share is largest: uvicorn and FastAPI do abou
 0.3-0.4 ms of CPU per request here, so predlog's 16 µs in-process cost
 (bench_middleware.py) would be about 1.04x.
 
+``--in-process`` measures the same app without a server or sockets, where a shared
+machine's noise is far smaller: each request in its own asyncio task as uvicorn runs
+it, the event loop thread's CPU time per request (time.thread_time) over
+``--requests`` requests, variants interleaved in a new order each round, the flusher
+running and the garbage collector on (bench_middleware.py collects before each run and
+keeps the flusher idle, so its figures leave both out). Variants: bare, predlog, and
+predlog with the OpenTelemetry work or the collector switched off during its runs.
+
 Usage: python benchmarks/bench_fastapi.py [--rounds N] [--slice S] [--connections C]
-       [--variants bare,predlog,predlog-off=tracing,...]
+       [--variants bare,predlog,predlog-off=tracing,...] [--base DIR] [--gc]
+       python benchmarks/bench_fastapi.py --in-process [--rounds N] [--requests N]
 """
 
 from __future__ import annotations
@@ -144,6 +153,113 @@ def ratios(values: list[float], bare: list[float]) -> str:
     return f"x{statistics.median(r):.3f} [{min(r):.3f}-{max(r):.3f}]"
 
 
+BODY = SERVICES["trivial"].lines(1).strip().encode()
+
+
+def in_process(rounds: int, requests: int) -> None:
+    """The app and predlog's line in this process, driven as uvicorn drives them."""
+    import asyncio
+    import gc
+    import importlib.util
+
+    from opentelemetry.trace import INVALID_SPAN
+
+    import predlog
+    from predlog import _tracing
+
+    def fresh_app() -> Any:
+        spec = importlib.util.find_spec("benchmarks.servers.fastapi_bare")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.app
+
+    bare, logged = fresh_app(), fresh_app()
+    predlog.instrument(logged, model_name="near-zero", model_version="v1")
+    real = {name: getattr(_tracing, name) for name in ("enter", "leave", "ids", "annotate")}
+    stubs = {
+        "enter": lambda *a, **k: (None, INVALID_SPAN, None),
+        "leave": lambda *a, **k: None,
+        "ids": lambda span: (0, 0),
+        "annotate": lambda span, fields: None,
+    }
+    variants = {
+        "bare": (bare, ""),
+        "predlog": (logged, ""),
+        "predlog-off=tracing": (logged, "tracing"),
+        "predlog-off=gc": (logged, "gc"),
+    }
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": "POST",
+        "root_path": "",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": b"",
+        "state": {},
+    }
+    counter = iter(range(1 << 62))
+
+    async def one(app: Any) -> None:
+        message = {"type": "http.request", "body": BODY, "more_body": False}
+
+        async def receive() -> dict[str, Any]:
+            return message
+
+        async def send(_: Any) -> None:
+            pass
+
+        request_id = (b"x-request-id", f"inproc-{next(counter)}".encode())
+        await app({**scope, "headers": [*headers, request_id]}, receive, send)
+
+    async def drive(app: Any, off: str) -> float:
+        for name, fn in (stubs if off == "tracing" else real).items():
+            setattr(_tracing, name, fn)
+        if off == "gc":
+            gc.disable()
+        loop = asyncio.get_running_loop()
+        started = time.thread_time_ns()
+        for _ in range(requests):
+            await loop.create_task(one(app))  # a task per request, as uvicorn makes
+        took = (time.thread_time_ns() - started) / requests / 1e3
+        gc.enable()
+        return took
+
+    async def run() -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {name: [] for name in variants}
+        rng = random.Random(1)
+        for app, off in variants.values():  # warm-up: the middleware and logger start here
+            await drive(app, off)
+        for _ in range(rounds):
+            for name in rng.sample(list(variants), len(variants)):
+                out[name].append(await drive(*variants[name]))
+        return out
+
+    out = asyncio.run(run())
+    print(
+        f"in process, FastAPI app, {rounds} rounds of {requests} requests per variant; "
+        "event loop thread CPU per request: median, and the median over rounds of the "
+        "difference to bare in the same round"
+    )
+    for name, values in out.items():
+        extra = [v - b for v, b in zip(values, out["bare"], strict=True)]
+        print(
+            f"  {name:22s} {statistics.median(values):6.1f} us/req  "
+            f"+{statistics.median(extra):5.1f} us [{min(extra):+.1f} to {max(extra):+.1f}]"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=10)
@@ -161,7 +277,16 @@ def main() -> None:
     parser.add_argument(
         "--gc", action="store_true", help="also time the garbage collector in each server"
     )
+    parser.add_argument("--in-process", action="store_true", help="no server: see above")
+    parser.add_argument("--requests", type=int, default=2000, help="per round, --in-process")
     args = parser.parse_args()
+    if args.in_process:
+        os.environ.setdefault("PREDLOG_DATA_DIR", tempfile.mkdtemp(prefix="predlog-inproc-"))
+        # After PYTHONPATH: another version of predlog there is the one measured.
+        sys.path.insert(0, str(ROOT))
+        sys.path.append(str(ROOT / "plugin"))
+        in_process(args.rounds, args.requests)
+        return
     names = [n for n in args.variants.split(",") if n]
     if args.base is not None and "base" not in names:
         names.append("base")
