@@ -1,8 +1,9 @@
 """A py-spy profile of a real server's worker with predlog enabled, under load.
 
 The trivial BentoML service (predlog variant, servers/trivial_service.py) is served
-by ``bentoml serve`` and driven by wrk, as in bench_server.py, while py-spy samples
-every thread of the worker process (blocking mode, so stacks are consistent).
+by ``bentoml serve`` (or, with ``--service fastapi``, the near-zero FastAPI app of
+bench_fastapi.py under uvicorn) and driven by wrk, as in bench_server.py, while py-spy
+samples every thread of the worker process (blocking mode, so stacks are consistent).
 Written beside the results:
 
 * ``profile_server.svg``: the flame graph;
@@ -11,7 +12,7 @@ Written beside the results:
   (``PredictionLogMiddleware.__call__`` -> the next middleware) is the app's, not
   predlog's, and is listed apart.
 
-Usage: python benchmarks/profile_server.py [--seconds S]
+Usage: python benchmarks/profile_server.py [--seconds S] [--service trivial|fastapi]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # services.bent
 from services.bentoserve import BentoServer
 
 from bench_server import ROOT, SERVICES, tree_pids, wrk
+from predlog.tools.bench._servers import Kind, Server
 
 OUT = ROOT / "benchmarks"
 PY_SPY = Path(sys.executable).parent / "py-spy"
@@ -45,7 +47,21 @@ APP_EDGES = {
         "PredictionLogMiddleware.__call__.<locals>.receive_and_keep",
         "AccessLogMiddleware.__call__.<locals>.wrapped_receive",
     ),
+    # FastAPI under uvicorn: the app inside, Starlette's error middleware and uvicorn outside.
+    ("PredictionLogMiddleware.__call__", "ExceptionMiddleware.__call__"),
+    (
+        "PredictionLogMiddleware.__call__.<locals>.send_and_keep",
+        "ServerErrorMiddleware.__call__.<locals>._send",
+    ),
+    (
+        "PredictionLogMiddleware.__call__.<locals>.receive_and_keep",
+        "RequestResponseCycle.receive",
+    ),
 }
+
+
+#: Waits py-spy samples as work (a timed Event.wait is not seen as idle): left out.
+IDLE_EDGES = {("Flusher._step", "Event.wait")}
 
 
 def is_predlog(frame: str) -> bool:
@@ -57,6 +73,7 @@ def summarise(raw: Path, requests: float) -> str:
     threads: collections.Counter[str] = collections.Counter()
     own: collections.Counter[tuple[str, str]] = collections.Counter()
     in_app = 0
+    idle = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n = int(count)
@@ -70,7 +87,9 @@ def summarise(raw: Path, requests: float) -> str:
         i = marks[-1]
         here = frames[i].split(" (")[0]
         below = frames[i + 1].split(" (")[0] if i + 1 < len(frames) else "(itself)"
-        if (here, below) in APP_EDGES:
+        if (here, below) in IDLE_EDGES:
+            idle += n
+        elif (here, below) in APP_EDGES:
             in_app += n
         else:
             own[(here, below)] += n
@@ -82,17 +101,49 @@ def summarise(raw: Path, requests: float) -> str:
         *(f"  {n / total:6.1%}  {t}" for t, n in threads.most_common()),
         "",
         f"predlog's own frames: {mine / total:.1%} of all samples "
-        f"(the wrapped app, under predlog's frames: {in_app / total:.1%}).",
+        f"(the wrapped app, under predlog's frames: {in_app / total:.1%}; the flusher's "
+        f"timed wait, idle but sampled: {idle / total:.1%}).",
         "Innermost predlog frame -> what it was calling when sampled:",
         *(f"  {n / total:6.2%}  {a} -> {b}" for (a, b), n in own.most_common(25)),
     ]
     return "\n".join(lines) + "\n"
 
 
+def record(
+    url: str, worker: int, connections: int, raw: Path, args: argparse.Namespace
+) -> list[float]:
+    """py-spy on ``worker`` under wrk: the raw stacks, then the flame graph."""
+    profiles = []
+    for fmt, path in (("raw", raw), ("flamegraph", out_path(args, "svg"))):
+        spy = subprocess.Popen(
+            [
+                *(str(PY_SPY), "record", "-p", str(worker), "-d", str(args.seconds)),
+                *("-r", str(args.rate), "--threads", "-f", fmt, "-o", str(path)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.5)
+        result = wrk(url, args.seconds - 1, connections, args.script)
+        _, err = spy.communicate()
+        if spy.returncode:
+            raise SystemExit(f"py-spy failed: {err}")
+        profiles.append(result["requests"])
+    return profiles
+
+
+def out_path(args: argparse.Namespace, ext: str) -> Path:
+    """profile_server.EXT for the BentoML service, profile_server_fastapi.EXT for FastAPI."""
+    suffix = "" if args.service == "trivial" else f"_{args.service}"
+    return OUT / f"profile_server{suffix}.{ext}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--service", choices=("trivial", "fastapi"), default="trivial")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="predlog-profile-"))
     service = SERVICES["trivial"]
@@ -106,34 +157,36 @@ def main() -> None:
     )
     script = work / "load.lua"
     script.write_text(service.lua("profile-"))
+    args.script = script
     raw = work / "profile.raw"
-    with BentoServer(
-        service.target, log_path=work / "server.log", env=env, cwd=work, ready_timeout=180
-    ) as server:
-        url = f"{server.base_url}/predict"
-        wrk(url, 3, 16, script)
-        worker = max(tree_pids(server.pid))  # the worker is the server's child
-        profiles = []
-        for fmt, path in (("raw", raw), ("flamegraph", OUT / "profile_server.svg")):
-            spy = subprocess.Popen(
-                [
-                    *(str(PY_SPY), "record", "-p", str(worker), "-d", str(args.seconds)),
-                    *("-r", str(args.rate), "--threads", "-f", fmt, "-o", str(path)),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            time.sleep(0.5)
-            result = wrk(url, args.seconds - 1, 16, script)
-            _, err = spy.communicate()
-            if spy.returncode:
-                raise SystemExit(f"py-spy failed: {err}")
-            profiles.append(result["requests"])
+    if args.service == "fastapi":
+        uvicorn = Server(
+            "benchmarks.servers.fastapi_predlog:app",
+            Kind("asgi", None, None, {}),
+            env=env,
+            cwd=ROOT,
+            log=work / "server.log",
+        )
+        uvicorn.start()
+        try:
+            assert uvicorn.pid is not None
+            url = f"http://127.0.0.1:{uvicorn.port}/predict"
+            wrk(url, 3, 8, script)
+            profiles = record(url, uvicorn.pid, 8, raw, args)
+        finally:
+            uvicorn.stop()
+    else:
+        with BentoServer(
+            service.target, log_path=work / "server.log", env=env, cwd=work, ready_timeout=180
+        ) as server:
+            url = f"{server.base_url}/predict"
+            wrk(url, 3, 16, script)
+            worker = max(tree_pids(server.pid))  # the worker is the server's child
+            profiles = record(url, worker, 16, raw, args)
     text = summarise(raw, profiles[0])
-    (OUT / "profile_server.txt").write_text(text)
+    out_path(args, "txt").write_text(text)
     print(text, end="")
-    print(f"flame graph: {OUT / 'profile_server.svg'}")
+    print(f"flame graph: {out_path(args, 'svg')}")
 
 
 if __name__ == "__main__":
