@@ -26,14 +26,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import pyarrow as pa
-import pyarrow.fs as pafs
-
 from predlog._record import arrow_schema
 from predlog._settings import local_path, url_scheme
 from predlog.errors import ConfigError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
@@ -145,6 +144,8 @@ def load_catalog(catalog_name: str | None, *, data_dir: str | Path) -> Catalog:
 def iceberg_arrow_schema() -> pa.Schema:
     """The prediction schema as the table takes it: Arrow types Iceberg has (int16 is
     Iceberg's int), without predlog's schema metadata."""
+    import pyarrow as pa  # noqa: PLC0415  # the start-up check needs none of it
+
     fields = []
     for f in arrow_schema():
         if pa.types.is_int8(f.type) or pa.types.is_int16(f.type):
@@ -183,6 +184,8 @@ def evolve(table: Table) -> Table:
     Additive only: existing columns are never dropped, renamed, retyped or made
     required, so a reader of the old schema still reads every file.
     """
+    import pyarrow as pa  # noqa: PLC0415
+
     have = {f.name for f in table.schema().fields}
     missing = [f.with_nullable(True) for f in iceberg_arrow_schema() if f.name not in have]
     if not missing:
