@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
@@ -57,6 +58,16 @@ class BuildResult:
     kept: int
     sampled_out: int
     failed: int
+
+
+def _has_none(column: Sequence[Any]) -> bool:
+    """Whether a value is None, by identity: ``tuple.count`` compares with ``==``, which a
+    numpy array (a score given as ``predict_proba``'s row) answers with an array."""
+    return any(map(is_, column, repeat(None)))
+
+
+def _all_none(column: Sequence[Any]) -> bool:
+    return all(map(is_, column, repeat(None)))
 
 
 def _same(column: Sequence[Any]) -> Sequence[Any]:
@@ -116,7 +127,7 @@ def _floats(
                 values.append(np.nan)
         parsed = np.array(values, dtype=np.float64)
     result: FloatArray = parsed
-    if missing is not None and column.count(None):
+    if missing is not None and _has_none(column):
         for i, raw in enumerate(column):
             if raw is None:
                 _flag(flags, i, missing)
@@ -151,7 +162,7 @@ AuditRule = Callable[[Any, Any, Any], bool]
 def _given_flags(capture_flags: Sequence[Any]) -> Flags:
     """The flags captures arrived with (the middleware's), as mutable per-record lists."""
     flags: Flags = {}
-    if capture_flags.count(None) != len(capture_flags):
+    if not _all_none(capture_flags):
         for i, given in enumerate(capture_flags):
             if given:
                 flags[i] = list(given)
@@ -349,7 +360,7 @@ class BatchBuilder:
             inf="score_inf",
         )
         thresholds = columns["threshold"]
-        if thresholds.count(None) == n:
+        if _all_none(thresholds):
             cutoffs = np.full(n, s.decision_threshold)
         else:
             cutoffs = _floats_flagged(thresholds, flags, "threshold")
@@ -369,8 +380,7 @@ class BatchBuilder:
         self, names: tuple[Any, ...], versions: tuple[Any, ...]
     ) -> tuple[str, str] | list[tuple[str, str]]:
         s = self._settings
-        n = len(names)
-        if names.count(None) == n and versions.count(None) == n:
+        if _all_none(names) and _all_none(versions):
             return (s.model_name, s.model_version)
         name_py = _texts(names)
         version_py = _texts(versions)
@@ -417,7 +427,7 @@ class BatchBuilder:
             d.columns["feature_freshness_max_age_seconds"], d.flags, "feature_freshness"
         )
         stamps = d.columns["feature_timestamps"]
-        if stamps.count(None) != d.n:
+        if not _all_none(stamps):
             for i in positions:
                 stamps_i = stamps[i]
                 if stamps_i is not None and np.isnan(fresh[i]):

@@ -135,13 +135,17 @@ def json_extractor(body: bytes) -> Mapping[str, Any]:
 
 
 def optional_str(value: Any) -> str | None:
-    """Text for a string column: lone surrogates replaced, and a value that cannot be
-    printed (nested past the recursion limit, a failing ``__str__``) named by its type."""
+    """Text for a string column: lone surrogates replaced, bytes read as UTF-8 (what is
+    not UTF-8 replaced), and a value that cannot be printed (nested past the recursion
+    limit, a failing ``__str__``) named by its type."""
     if value is None:
         return None
     text: str
     if isinstance(value, str):
         text = value
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        # A request id or a decision given as bytes is that text, not its repr.
+        return bytes(value).decode(errors="replace")
     else:
         try:
             text = str(value)
