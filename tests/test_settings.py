@@ -105,6 +105,19 @@ class TestResolve:
             resolve(kwargs, environ={})
         assert str(info.value).startswith(f"{setting}: ")
 
+    @pytest.mark.parametrize(
+        ("name", "variable"),
+        [("model_framework", "PREDLOG_MODEL_FRAMEWORK"), ("model_name", "PREDLOG_MODEL_NAME")],
+    )
+    def test_text_that_is_not_utf8_is_refused(self, name, variable):
+        """An environment variable holding bytes that are not UTF-8 arrives with lone
+        surrogates; every record would carry it and fail to be stored. Refused at start-up,
+        named, as an argument and as a variable."""
+        with pytest.raises(ConfigError, match=rf"^{name}: must be valid UTF-8 text"):
+            resolve({name: "sk\udcfflearn"}, environ={})
+        with pytest.raises(ConfigError, match=rf"^{variable}: must be valid UTF-8 text"):
+            resolve({}, environ={variable: "sk\udcfflearn"})
+
     def test_batch_size_is_capped_by_ring_capacity(self):
         """A batch can never be larger than the ring that feeds it."""
         s = resolve({"ring_capacity": 128, "batch_size": 4096}, environ={})

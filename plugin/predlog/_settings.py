@@ -93,10 +93,20 @@ def _positive_number(value: Any) -> str | None:
     return problem
 
 
+def _unencodable(value: str) -> str | None:
+    """Why a text setting cannot be stored: bytes that are not UTF-8 (an environment
+    variable holding them arrives with lone surrogates), which every record would carry."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        return f"must be valid UTF-8 text, got {value!r} ({exc.reason} at {exc.start})"
+    return None
+
+
 def _optional_str(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         return f"must be a string, got {type(value).__name__}"
-    return None
+    return None if value is None else _unencodable(value)
 
 
 def _optional_path(value: Any) -> str | None:
@@ -106,7 +116,7 @@ def _optional_path(value: Any) -> str | None:
 def _non_empty_str(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return f"must be a non-empty string, got {value!r}"
-    return None
+    return _unencodable(value)
 
 
 def _str_tuple(value: Any) -> str | None:
