@@ -58,9 +58,7 @@ class SinkState:
     def __post_init__(self) -> None:
         self.ticking = self.sink if isinstance(self.sink, Ticking) else None
         self.backlog = self.sink if isinstance(self.sink, Backlog) else None
-        self.native = isinstance(self.sink, TakesNativeBatches) and bool(
-            self.sink.takes_native_batches
-        )
+        self.native = _takes_native(self.sink)
 
 
 def _count(backlog: Backlog, held: bool) -> int:
@@ -69,6 +67,18 @@ def _count(backlog: Backlog, held: bool) -> int:
         return int(backlog.unpublished_rows if held else backlog.lost_rows)
     except Exception:  # noqa: BLE001  # a figure, not a delivery
         return 0
+
+
+def _takes_native(sink: Sink) -> bool:
+    """Whether the class whose ``export()`` the sink runs declares it takes native batches:
+    a subclass that overrides ``export()`` (a user's ParquetSink that reads pyarrow
+    columns) gets pyarrow's, whatever its base declares."""
+    if not isinstance(sink, TakesNativeBatches):
+        return False
+    for klass in type(sink).__mro__:
+        if "export" in vars(klass):
+            return bool(vars(klass).get("takes_native_batches", False))
+    return False
 
 
 def _sink_name(sink: Sink, index: int) -> str:

@@ -122,7 +122,9 @@ class TakesNativeBatches(Protocol):
 
     Every other sink (a user's own included) is given a ``pyarrow.RecordBatch``, made
     from a native batch once per batch, without copying its columns. A process whose
-    sinks all take native batches never imports pyarrow.
+    sinks all take native batches never imports pyarrow. The class that defines
+    ``export()`` must declare it: a subclass overriding ``export()`` is given pyarrow's
+    batches unless it declares it again.
     """
 
     #: True: declared by the class, so that ``isinstance`` tells.
