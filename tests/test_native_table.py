@@ -12,6 +12,9 @@ and their layout (row groups, codecs, which columns carry dictionaries and stati
 from __future__ import annotations
 
 import math
+import os
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -22,8 +25,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from predlog import ParquetSink, arrow_schema
-from predlog.flush import BatchBuilder, as_arrow, as_native, by_day, is_native
+from predlog import ParquetSink, PredictionLogger, arrow_schema
+from predlog.flush import (
+    BatchBuilder,
+    as_arrow,
+    as_native,
+    by_day,
+    is_native,
+    native_parquet_file,
+)
 from predlog.testing import CAPTURE_FIELDS, ErrorReporter, resolve
 
 AT_NS = 1_767_225_600_000_000_000
@@ -31,6 +41,9 @@ DAY_NS = 86_400 * 10**9
 
 odd_text = st.one_of(
     st.none(),
+    st.binary(max_size=6),
+    st.builds(bytearray, st.binary(max_size=4)),
+    st.builds(memoryview, st.binary(max_size=4)),
     st.text(max_size=12),
     st.sampled_from(["a\ud800b", "<script>x</script>", "\x00", "é", ""]),
     st.integers(min_value=-(2**70), max_value=2**70),
@@ -46,6 +59,7 @@ odd_number = st.one_of(
     st.booleans(),
     st.builds(np.float64, st.floats(allow_nan=True)),
     st.lists(st.floats(allow_nan=False), max_size=2),
+    st.builds(np.array, st.lists(st.floats(allow_nan=False), min_size=1, max_size=2)),
 )
 features = st.one_of(
     st.none(),
@@ -130,6 +144,39 @@ class TestBatches:
         assert comparable(native) == comparable(reference)
 
 
+def log_capture(**values) -> tuple:
+    return tuple({"timestamp_ns": AT_NS, **values}.get(n) for n in CAPTURE_FIELDS)
+
+
+class TestOddValues:
+    def test_an_array_score_keeps_its_record_flagged(self):
+        """A score given as predict_proba's row is no number: the record is kept with
+        score_invalid, on both paths, and the rest of the batch is untouched."""
+        captures = [
+            log_capture(request_id="a", score=np.array([0.2, 0.8])),
+            log_capture(request_id="b", score=0.4),
+        ]
+        for native in (True, False):
+            result = builder(native=native).build(captures)
+            assert (result.kept, result.failed) == (2, 0)
+            rows = as_arrow(result.batch).to_pylist()
+            assert rows[0]["raw_score"] is None and "score_invalid" in rows[0]["data_quality"]
+            assert rows[1]["raw_score"] == 0.4 and "score_invalid" not in rows[1]["data_quality"]
+
+    def test_bytes_are_stored_as_their_text(self):
+        """A request id, decision or channel given as bytes is that text, not its repr;
+        what is not UTF-8 is replaced, on both paths."""
+        captures = [
+            log_capture(request_id=b"req-1", decision=bytearray(b"ok"), channel=memoryview(b"web")),
+            log_capture(request_id=b"\xffx", decision=7, channel=None),
+        ]
+        reference, native = built_both(captures)
+        assert comparable(native) == comparable(reference)
+        assert native.column("request_id").to_pylist() == ["req-1", "\ufffdx"]
+        assert native.column("decision").to_pylist() == ["ok", "7"]
+        assert native.column("channel").to_pylist() == ["web", None]
+
+
 class TestInterchange:
     def test_a_native_batch_goes_to_pyarrow_and_back_unchanged(self):
         """Through the C Data Interface both ways, schema metadata included."""
@@ -155,6 +202,55 @@ class TestInterchange:
         assert [d for d, _ in native_days] == [d for d, _ in reference_days]
         for (_, a), (_, b) in zip(native_days, reference_days, strict=True):
             assert a.equals(b)
+
+
+class TestSinks:
+    def test_a_subclass_overriding_export_gets_pyarrow_batches(self, tmp_path):
+        """ParquetSink takes native batches; a user's subclass whose export() reads
+        pyarrow columns is given pyarrow's batches, as any sink of the user's is."""
+        seen: list[str] = []
+
+        class Counting(ParquetSink):
+            def export(self, batch) -> None:
+                seen.append(type(batch).__module__)
+                batch.column("request_id")  # a pyarrow method
+                super().export(batch)
+
+        log = PredictionLogger(sinks=[Counting(tmp_path)], install_signal_handlers=False)
+        log.log(request_id="a", score=0.5)
+        assert log.flush(10)
+        log.close()
+        assert seen == ["pyarrow.lib"]
+        assert log.stats()["delivered"] == 1
+
+    def test_opening_a_file_never_holds_the_gil(self, tmp_path):
+        """A file whose open blocks (a FIFO with no reader yet, as a hung volume would)
+        stalls the thread opening it, not the threads serving requests."""
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        gaps: list[float] = []
+        stop = threading.Event()
+
+        def tick() -> None:
+            last = time.monotonic()
+            while not stop.is_set():
+                time.sleep(0.005)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticker = threading.Thread(target=tick)
+        ticker.start()
+        opener = threading.Thread(
+            target=lambda: native_parquet_file(fifo, "zstd", dictionary=[], statistics=[])
+        )
+        opener.start()
+        time.sleep(0.5)
+        with open(fifo, "rb"):  # the reader arrives: the open completes
+            opener.join(5)
+        stop.set()
+        ticker.join()
+        assert max(gaps) < 0.25, f"the ticker stalled {max(gaps):.2f} s"
 
 
 def written(directory: Path, batches: list) -> tuple[pa.Table, list[pq.FileMetaData]]:

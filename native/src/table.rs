@@ -35,6 +35,14 @@ fn value_error(message: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(message.to_string())
 }
 
+/// A panic as an ordinary error: pyo3 would raise it as PanicException, a
+/// BaseException, which the flusher's handlers (rightly) do not catch, and the thread
+/// that logs would die. The caller counts the batch failed and goes on.
+fn unpanicked<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(value_error("the extension failed on this batch (a panic)")))
+}
+
 /// The record schema, built once from `predlog._record.COLUMNS`.
 #[pyclass(frozen, module = "predlog._rust")]
 pub struct NativeSchema {
@@ -204,8 +212,11 @@ pub fn concat_batches(
     batches: Vec<PyRef<'_, NativeBatch>>,
 ) -> PyResult<NativeBatch> {
     let parts: Vec<&RecordBatch> = batches.iter().map(|b| &b.batch).collect();
-    let batch = arrow_select::concat::concat_batches(&schema.schema, parts).map_err(value_error)?;
-    Ok(NativeBatch { batch })
+    unpanicked(|| {
+        let batch =
+            arrow_select::concat::concat_batches(&schema.schema, parts).map_err(value_error)?;
+        Ok(NativeBatch { batch })
+    })
 }
 
 /// A fixed-width number type read from the native-endian bytes numpy's `tobytes()` gives.
@@ -441,6 +452,15 @@ pub fn build_batch(
     rows: usize,
     coerce: &Bound<'_, PyAny>,
 ) -> PyResult<NativeBatch> {
+    unpanicked(|| build(schema, columns, rows, coerce))
+}
+
+fn build(
+    schema: &NativeSchema,
+    columns: &Bound<'_, PyList>,
+    rows: usize,
+    coerce: &Bound<'_, PyAny>,
+) -> PyResult<NativeBatch> {
     let fields = schema.schema.fields();
     if columns.len() != fields.len() {
         return Err(value_error(format!(
@@ -478,7 +498,8 @@ impl ParquetFile {
     /// paths, dotted).
     #[new]
     fn new(
-        path: &str,
+        py: Python<'_>,
+        path: String,
         schema: &NativeSchema,
         compression: &str,
         dictionary: Vec<String>,
@@ -507,12 +528,18 @@ impl ParquetFile {
         for name in &statistics {
             props = props.set_column_statistics_enabled(leaf(name), EnabledStatistics::Chunk);
         }
-        let file = File::create(path).map_err(io_error)?;
-        let fd = file.as_raw_fd();
-        let mut writer = ArrowWriter::try_new(file, schema.schema.clone(), Some(props.build()))
-            .map_err(value_error)?;
-        // The magic bytes, at once: a full disk refuses the file here, before any rows.
-        writer.sync().map_err(io_error)?;
+        let (props, arrow_schema) = (props.build(), schema.schema.clone());
+        // Without the GIL, as pyarrow opens files: a disk that hangs stalls the flusher,
+        // never the threads serving requests.
+        let (writer, fd) = py.allow_threads(move || {
+            let file = File::create(path).map_err(io_error)?;
+            let fd = file.as_raw_fd();
+            let mut writer =
+                ArrowWriter::try_new(file, arrow_schema, Some(props)).map_err(value_error)?;
+            // The magic bytes, at once: a full disk refuses the file here, before any rows.
+            writer.sync().map_err(io_error)?;
+            Ok::<_, PyErr>((writer, fd))
+        })?;
         Ok(Self {
             writer: Mutex::new(Some(writer)),
             fd,
@@ -522,21 +549,23 @@ impl ParquetFile {
     /// Appends the batch as one row group.
     fn write(&self, py: Python<'_>, batch: &NativeBatch) -> PyResult<()> {
         let rows = batch.batch.clone();
-        py.allow_threads(|| {
-            let mut guard = self.lock();
-            let writer = guard.as_mut().ok_or_else(|| io_error("file closed"))?;
-            writer.write(&rows).map_err(io_error)?;
-            writer.flush().map_err(io_error)?;
-            // To the file now, as pyarrow writes: a full disk fails this batch, not a
-            // later one whose rows would then be lost with the file.
-            writer.sync().map_err(io_error)
+        unpanicked(|| {
+            py.allow_threads(|| {
+                let mut guard = self.lock();
+                let writer = guard.as_mut().ok_or_else(|| io_error("file closed"))?;
+                writer.write(&rows).map_err(io_error)?;
+                writer.flush().map_err(io_error)?;
+                // To the file now, as pyarrow writes: a full disk fails this batch, not a
+                // later one whose rows would then be lost with the file.
+                writer.sync().map_err(io_error)
+            })
         })
     }
 
     /// Bytes written so far (the footer not included until `close`).
     #[getter]
-    fn size(&self) -> usize {
-        self.lock().as_ref().map_or(0, ArrowWriter::bytes_written)
+    fn size(&self, py: Python<'_>) -> usize {
+        py.allow_threads(|| self.lock().as_ref().map_or(0, ArrowWriter::bytes_written))
     }
 
     fn fileno(&self) -> i32 {
@@ -545,16 +574,18 @@ impl ParquetFile {
 
     /// Writes the footer, fsyncs and closes the file.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let writer = self.lock().take().ok_or_else(|| io_error("file closed"))?;
-        py.allow_threads(|| {
-            let file = writer.into_inner().map_err(io_error)?;
-            file.sync_all().map_err(io_error)
+        unpanicked(|| {
+            py.allow_threads(|| {
+                let writer = self.lock().take().ok_or_else(|| io_error("file closed"))?;
+                let file = writer.into_inner().map_err(io_error)?;
+                file.sync_all().map_err(io_error)
+            })
         })
     }
 
     /// Closes the file without a footer (what was written is thrown away by the caller).
-    fn abandon(&self) {
-        self.lock().take();
+    fn abandon(&self, py: Python<'_>) {
+        py.allow_threads(|| drop(self.lock().take()));
     }
 }
 
