@@ -11,6 +11,7 @@ never pays for decoding.
 from __future__ import annotations
 
 import sys
+import sysconfig
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final, Protocol
@@ -105,6 +106,8 @@ class Exchange:
         its exchange change. A chunk list someone else holds is replaced, not emptied.
         Call it before ``captures`` is cleared, from the one thread that owns them.
         """
+        if not _POOLING:
+            return
         refs = sys.getrefcount
         keep = _free.append
         for capture in captures:
@@ -128,6 +131,8 @@ class Exchange:
             # Nothing of the last request stays reachable from a free exchange.
             exchange.fields = _NO_FIELDS
             exchange.invalid_request_id = None
+            exchange.path = exchange.method = ""
+            exchange.request_content_type = exchange.response_content_type = None
             keep(exchange)
 
     @staticmethod
@@ -154,6 +159,10 @@ def _references(captures: Sequence[Any]) -> tuple[int, int, int]:
     raise AssertionError("no capture")  # pragma: no cover
 
 
+#: Reference counts decide what is free only where they are exact and nothing runs
+#: beside the flusher: on a build with the GIL, before 3.14 (which counts references
+#: differently: some reads no longer add one).
+_POOLING: Final = sys.version_info < (3, 14) and not sysconfig.get_config_var("Py_GIL_DISABLED")
 _PROBE: tuple[Any, ...] = (None,) * FEATURES
 _CAPTURE_ALONE, _EXCHANGE_ALONE, _LIST_ALONE = _references(
     [(*_PROBE, Exchange("", "", None))]  # type: ignore[arg-type]  # a probe; never decoded
