@@ -225,7 +225,7 @@ class TestLogging:
         """A logger that logs and flushes to a local Parquet layout, with the extension
         built (as here), loads numpy only: the extension builds the Arrow columns and
         writes the files."""
-        result = logged(tmp_path)
+        result = logged(tmp_path, options="native_decode=True")
         assert list((tmp_path / "data" / "predictions").glob("date=*/*.parquet"))
         assert result["loaded"] == ["numpy"]
 
