@@ -45,6 +45,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -141,23 +142,30 @@ def packed_rate(bootstrap: str, data: list[pa.RecordBatch]) -> float:
     return asyncio.run(run())
 
 
+def warmed_logger(sink: Any, records: int) -> predlog.PredictionLogger:
+    """A logger into ``sink`` whose ring holds ``records``, flushing only when asked,
+    after one record went through (connected, the topic made) outside any timing."""
+    log = predlog.PredictionLogger(
+        sinks=[sink],
+        model_name="fraud",
+        model_version="v1",
+        ring_capacity=records + 1,
+        batch_size=8192,
+        flush_interval_s=3600,
+        install_signal_handlers=False,
+    )
+    log.log(request_id="warm-up", features={"x": 1}, score=0.1)
+    if not log.flush(timeout=60):
+        raise SystemExit("the broker did not take a first record")
+    return log
+
+
 def flusher_to_kafka(bootstrap: str, records: int, seed: int) -> float:
     with tempfile.TemporaryDirectory() as spool:
         sink = KafkaSink(
             bootstrap_servers=bootstrap, topic=f"bench-f-{uuid.uuid4().hex[:8]}", spool_dir=spool
         )
-        log = predlog.PredictionLogger(
-            sinks=[sink],
-            model_name="fraud",
-            model_version="v1",
-            ring_capacity=records + 1,
-            batch_size=8192,
-            flush_interval_s=3600,
-            install_signal_handlers=False,
-        )
-        log.log(request_id="warm-up", features={"x": 1}, score=0.1)  # connect, make the topic
-        if not log.flush(timeout=60):
-            raise SystemExit("the broker did not take a first record")
+        log = warmed_logger(sink, records)
         with one_core():
             rate = flusher_rate(log, records, seed)
         if sink.stats()["spooled"]:
@@ -192,18 +200,7 @@ def flusher_cost(bootstrap: str | None, records: int, seed: int) -> tuple[float,
                 spool_dir=spool,
             )
         )
-        log = predlog.PredictionLogger(
-            sinks=[sink],
-            model_name="fraud",
-            model_version="v1",
-            ring_capacity=records + 1,
-            batch_size=8192,
-            flush_interval_s=3600,
-            install_signal_handlers=False,
-        )
-        log.log(request_id="warm-up", features={"x": 1}, score=0.1)  # connect, make the topic
-        if not log.flush(timeout=60):
-            raise SystemExit("the broker did not take a first record")
+        log = warmed_logger(sink, records)
         rng = random.Random(seed)
         feats = [fraud_features(rng) for _ in range(1024)]
         with one_core():
@@ -253,11 +250,7 @@ def versus(args: argparse.Namespace, bootstrap: str) -> None:
 
     base, head = rev(args.base), rev("HEAD")
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    native = (
-        Path(args.native)
-        if args.native
-        else ROOT / "plugin" / "predlog" / "flush" / f"_rust{suffix}"
-    )
+    native = Path(args.native) if args.native else ROOT / "plugin" / "predlog" / f"_rust{suffix}"
     package = Path("plugin") / "predlog" / "sinks" / "kafka"
     with tempfile.TemporaryDirectory(prefix="predlog-kafka-versus-") as tmp:
         sides: dict[str, Path] = {}
@@ -272,7 +265,7 @@ def versus(args: argparse.Namespace, bootstrap: str) -> None:
         try:
             for side, tree in sides.items():
                 if native.exists():
-                    shutil.copy(native, tree / "plugin" / "predlog" / "flush" / native.name)
+                    shutil.copy(native, tree / "plugin" / "predlog" / native.name)
                 shutil.rmtree(tree / package)
                 if side == "head":
                     shutil.copytree(ROOT / package, tree / package)

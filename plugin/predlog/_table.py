@@ -33,6 +33,7 @@ The forms of a :data:`Spec`:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Union, cast
@@ -58,19 +59,15 @@ Spec = tuple[Any, ...]
 Batch = Union["NativeBatch", "pa.RecordBatch"]
 
 #: Whether this build of the extension makes Arrow batches and Parquet files.
-AVAILABLE: Final = _rust is not None and hasattr(_rust, "build_batch")
-
-_native_schema: NativeSchema | None = None
+AVAILABLE: Final = _rust is not None
 
 
+@functools.cache
 def native_schema() -> NativeSchema:
     """The record schema as the extension holds it, built once. Requires :data:`AVAILABLE`."""
-    global _native_schema  # noqa: PLW0603  # one immutable schema per process, made on first use
-    if _native_schema is None:
-        _native_schema = _rust.NativeSchema(
-            [(c.name, c.kind, c.nullable) for c in COLUMNS], list(SCHEMA_METADATA.items())
-        )
-    return _native_schema
+    return _rust.NativeSchema(
+        [(c.name, c.kind, c.nullable) for c in COLUMNS], list(SCHEMA_METADATA.items())
+    )
 
 
 def is_native(batch: object) -> TypeIs[NativeBatch]:
