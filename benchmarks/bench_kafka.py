@@ -7,10 +7,18 @@ Prints, each from this run:
    this tree's Kafka package against REV's, alternating rounds in fresh interpreters,
    records/s and CPU per record of the process (every thread), and of that CPU what
    is the Kafka sink's (beyond the same records into a sink that does nothing), each
-   side's median and head/base. Both sides run one copy of the code committed at
-   HEAD, with the Kafka package (``predlog/sinks/kafka``) of REV or of this working
-   tree laid over it, so that the ratio is the Kafka package's alone, whatever else is
-   being changed in the tree; the native extension is this tree's, or ``--native PATH``;
+   side's median and head/base; then where the sink's CPU went: its own thread (the
+   event loop: encoding, aiokafka, zstd, the socket), the flusher thread beyond its
+   CPU into the sink that does nothing, and the garbage collector (any thread). Both
+   sides run one copy of the code committed at HEAD, with the Kafka package
+   (``predlog/sinks/kafka``) of REV or of this working tree laid over it, so that the
+   ratio is the Kafka package's alone, whatever else is being changed in the tree;
+   the native extension is this tree's, or ``--native PATH``. A full collection runs
+   just before the clock starts, in every run: the fill leaves the ring's records as
+   survivors, and whether the full pass they call for fell inside the timed window
+   depended on the collector's counters, which the Kafka package's imports shift
+   (measured: about 1 us/record in the Kafka run, none in the other, on the flusher
+   thread). That pass is log()'s cost, not the sink's;
 
 1. encoding 100,000 records: JSON per record (predlog record JSON v1) vs Arrow IPC
    per batch, records/s;
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -42,6 +51,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -186,10 +196,53 @@ class Discard:
         pass
 
 
-def flusher_cost(bootstrap: str | None, records: int, seed: int) -> tuple[float, float]:
+class GcClock:
+    """CPU seconds the garbage collector takes while running, on whichever thread."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.running = False
+        self._started: dict[int, float] = {}
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        ident = threading.get_ident()
+        if phase == "start":
+            self._started[ident] = time.thread_time()
+        elif self.running and ident in self._started:
+            self.seconds += time.thread_time() - self._started.pop(ident)
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds each live thread has used, by thread name (where the platform has a
+    clock per thread; else none)."""
+    used: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None or not hasattr(time, "pthread_getcpuclockid"):
+            continue
+        try:
+            seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except OSError:
+            continue  # ended meanwhile
+        used[thread.name] = used.get(thread.name, 0.0) + seconds
+    return used
+
+
+def flusher_cost(bootstrap: str | None, records: int, seed: int) -> dict[str, float]:
     """Records/s from the ring to acknowledged, and CPU microseconds per record of the
-    whole process (the flusher, the sink's loop, aiokafka), on one core. Without
+    whole process (the flusher, the sink's loop, aiokafka), on one core, and of it the
+    flusher thread's, the sink's loop thread's and the garbage collector's. Without
     ``bootstrap``, the same into :class:`Discard`: what building the batches costs."""
+    clock = GcClock()
+    gc.callbacks.append(clock)
+    try:
+        return _flusher_cost(bootstrap, records, seed, clock)
+    finally:
+        gc.callbacks.remove(clock)
+
+
+def _flusher_cost(
+    bootstrap: str | None, records: int, seed: int, clock: GcClock
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as spool:
         sink: KafkaSink | Discard = (
             Discard()
@@ -216,16 +269,31 @@ def flusher_cost(bootstrap: str | None, records: int, seed: int) -> tuple[float,
                         channel="web",
                         inference_ms=1.2,
                     )
+                gc.collect()  # the fill's survivors: log()'s cost (see the module docstring)
+                threads = thread_cpu()
+                clock.running = True
                 start, cpu = time.perf_counter(), cpu_seconds()
             if not log.flush(timeout=600):
                 raise SystemExit("the flusher did not finish within 10 minutes")
             elapsed, used = time.perf_counter() - start, cpu_seconds() - cpu
+            clock.running = False
+            after = thread_cpu()
         stats = log.stats()
         sent = sink.stats() if isinstance(sink, KafkaSink) else {"spooled": 0}
         log.close(timeout=60)
     if stats["delivered"] != records + 1 or sent["spooled"] or stats["failed"]:
         raise SystemExit(f"records were lost or spooled, the figure would mislead: {stats} {sent}")
-    return records / elapsed, used / records * 1e6
+
+    def per_record(name: str) -> float:
+        return (after.get(name, 0.0) - threads.get(name, 0.0)) / records * 1e6
+
+    return {
+        "rate": records / elapsed,
+        "cpu": used / records * 1e6,
+        "flusher": per_record("predlog-flusher"),
+        "loop": per_record("predlog-kafka"),
+        "gc": clock.seconds / records * 1e6,
+    }
 
 
 def cpu_seconds() -> float:
@@ -288,7 +356,7 @@ def versus(args: argparse.Namespace, bootstrap: str) -> None:
                                 check=True,
                             ).stdout
                         )
-            rounds: list[dict[str, tuple[float, float, float]]] = []
+            rounds: list[dict[str, tuple[float, ...]]] = []
             for _ in range(args.rounds):
                 rounds.append(
                     {side: child_cost(tree, args.records) for side, tree in sides.items()}
@@ -303,21 +371,34 @@ def versus(args: argparse.Namespace, bootstrap: str) -> None:
         f"(native extension: {native if native.exists() else 'none'}), {args.records:,} records, "
         f"one core, {args.rounds} alternating rounds:"
     )
-    measures = ("records/s", "CPU us/record", "of it the sink's")
+    measures = (
+        "records/s",
+        "CPU us/record",
+        "of it the sink's",
+        "  its loop thread",
+        "  flusher thread",
+        "  GC, Kafka run",
+        "  GC, Discard run",
+    )
     for index, name in enumerate(measures):
         b = [r["base"][index] for r in rounds]
         h = [r["head"][index] for r in rounds]
-        ratios = [y / x for x, y in zip(b, h, strict=True)]
+        ratios = [y / x if x else float("nan") for x, y in zip(b, h, strict=True)]
         print(
-            f"  {name:16s} base {statistics.median(b):10,.2f}  head {statistics.median(h):10,.2f}"
+            f"  {name:18s} base {statistics.median(b):10,.2f}  head {statistics.median(h):10,.2f}"
             f"  head/base {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
         )
+    print(
+        "  (the loop thread: encoding, aiokafka, zstd, the socket; the flusher thread: its "
+        "CPU beyond the Discard run's;\n   GC: CPU in the garbage collector during the "
+        "window, on any thread, in the Kafka run and in the Discard run)"
+    )
 
 
-def child_cost(tree: Path, records: int) -> tuple[float, float, float]:
+def child_cost(tree: Path, records: int) -> tuple[float, ...]:
     """In a fresh interpreter with ``tree``'s predlog: :func:`flusher_cost` into Kafka,
     and the CPU per record of that beyond the same records into :class:`Discard` (the
-    Kafka sink's own share)."""
+    Kafka sink's own share), with where it went (see :func:`versus`)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -332,8 +413,16 @@ def child_cost(tree: Path, records: int) -> tuple[float, float, float]:
         text=True,
         check=True,
     ).stdout
-    rate, cpu, build = json.loads(out.strip().splitlines()[-1])
-    return float(rate), float(cpu), float(cpu - build)
+    kafka, discard = json.loads(out.strip().splitlines()[-1])
+    return (
+        kafka["rate"],
+        kafka["cpu"],
+        kafka["cpu"] - discard["cpu"],
+        kafka["loop"],
+        kafka["flusher"] - discard["flusher"],
+        kafka["gc"],
+        discard["gc"],
+    )
 
 
 def codecs(data: list[pa.RecordBatch]) -> list[tuple[str, float, float]]:
@@ -404,8 +493,8 @@ def main() -> None:
     if not bootstrap:
         raise SystemExit("set PREDLOG_TEST_KAFKA=host:port (make bench starts a broker)")
     if args.child:
-        rate, cpu = flusher_cost(bootstrap, args.child, seed=1)
-        print(json.dumps([rate, cpu, flusher_cost(None, args.child, seed=1)[1]]))
+        kafka = flusher_cost(bootstrap, args.child, seed=1)
+        print(json.dumps([kafka, flusher_cost(None, args.child, seed=1)]))
         return
     if args.base:
         versus(args, bootstrap)
