@@ -359,6 +359,9 @@ class KafkaSink:
                 builder.append(key=key, value=value, timestamp=stamp, headers=headers)
         for partition, builder in batches.items():
             if builder.record_count():
+                # Nothing more comes: closed, the sender takes it at once, where an open
+                # batch would linger for linger_ms first (every export waited that long).
+                builder.close()
                 pending.append(await producer.send_batch(builder, self.topic, partition=partition))
         await asyncio.gather(*pending)
 
