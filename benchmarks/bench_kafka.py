@@ -20,6 +20,14 @@ Prints, each from this run:
    (measured: about 1 us/record in the Kafka run, none in the other, on the flusher
    thread). That pass is log()'s cost, not the sink's;
 
+   with ``--only stages`` instead (no broker needed): the CPU per record of each step
+   the sink's loop thread takes with batches of 8,192 fraud-like records, on this
+   thread alone: encoding the messages, choosing partitions, appending them to
+   aiokafka's record batches (its Cython builder, 1 MiB batches, as the sink does),
+   and building those (zstd, then the checksum; and, for comparison, the same batches
+   uncompressed: checksum and copy alone). What the loop thread spends beyond these in
+   ``--base`` runs is aiokafka's sender, asyncio and the socket;
+
 1. encoding 100,000 records: JSON per record (predlog record JSON v1) vs Arrow IPC
    per batch, records/s;
 2. delivery to the broker, acks=all, idempotent, zstd: one message per record
@@ -32,7 +40,7 @@ Prints, each from this run:
    nothing listens; records go to the disk spool), ns/call, and the ratio.
 
 Usage: python benchmarks/bench_kafka.py [--records N] [--base REV [--rounds N] [--native PATH]]
-       [--only versus]
+       [--only versus | --only stages]
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import predlog
 from _common import flusher_rate, fraud_features, one_core
 from predlog import KafkaSink
-from predlog.sinks.kafka import _wire
+from predlog.sinks.kafka import _murmur2, _wire
 from predlog.testing import MemorySink, paused
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +92,34 @@ def batches(n: int) -> list[pa.RecordBatch]:
                 decision="approved",
                 user_segment="standard",
                 channel="web",
+            )
+    table = pa.Table.from_pylist(keep.records, schema=predlog.arrow_schema())
+    return table.to_batches(max_chunksize=8192)
+
+
+def fraud_batches(n: int) -> list[pa.RecordBatch]:
+    """Batches of 8,192 records as :func:`flusher_cost` logs them (1,024 feature sets)."""
+    rng = random.Random(1)
+    feats = [fraud_features(rng) for _ in range(1024)]
+    keep = MemorySink()
+    with predlog.PredictionLogger(
+        sinks=[keep],
+        model_name="fraud",
+        model_version="v1",
+        ring_capacity=n + 1,
+        batch_size=8192,
+        install_signal_handlers=False,
+    ) as log:
+        for i in range(n):
+            log.log(
+                request_id=f"s-{i}",
+                features=feats[i & 1023],
+                score=rng.random(),
+                decision="approved",
+                threshold=0.5,
+                user_segment="standard",
+                channel="web",
+                inference_ms=1.2,
             )
     table = pa.Table.from_pylist(keep.records, schema=predlog.arrow_schema())
     return table.to_batches(max_chunksize=8192)
@@ -425,6 +461,64 @@ def child_cost(tree: Path, records: int) -> tuple[float, ...]:
     )
 
 
+def stages(data: list[pa.RecordBatch], repeats: int = 5) -> dict[str, float]:
+    """CPU microseconds per record of each step KafkaSink's loop takes with these batches
+    (see the module docstring), the least of ``repeats`` passes each."""
+    n = sum(b.num_rows for b in data)
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        clock = time.thread_time()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.thread_time()
+            used = (now - clock) / n * 1e6
+            best[name] = min(best.get(name, used), used)
+            clock = now
+
+        messages = [_wire.messages(b) for b in data]
+        lap("encode the messages (_wire.messages)")
+        chosen = [_murmur2.partitions(m.keys, 3).tolist() for m in messages]
+        lap("choose partitions (murmur2)")
+        built = appended(messages, chosen, ZSTD)
+        lap("append to aiokafka batches")
+        for b in built:
+            b.build()
+        lap("build them: zstd and checksum")
+        plain = appended(messages, chosen, 0)
+        clock = time.thread_time()
+        for b in plain:
+            b.build()
+        lap("  the same uncompressed (checksum, copy)")
+    return best
+
+
+#: Kafka's code for zstd in a record batch's attributes.
+ZSTD = 4
+
+
+def appended(messages: list[_wire.Messages], chosen: list[list[int]], codec: int) -> list[Any]:
+    """What the sink's send does per record: each message into its partition's aiokafka
+    batch (1 MiB, as KafkaSink's), a new batch when one is full; every batch made."""
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    def builder() -> Any:
+        return DefaultRecordBatchBuilder(2, codec, 0, -1, -1, 0, 1 << 20)
+
+    done: list[Any] = []
+    for entries, indices in zip(messages, chosen, strict=True):
+        current = [builder() for _ in range(3)]
+        offsets = [0, 0, 0]
+        for (key, value, stamp, headers), index in zip(entries.each(), indices, strict=True):
+            if current[index].append(offsets[index], stamp, key, value, headers) is None:
+                done.append(current[index])
+                current[index], offsets[index] = builder(), 0
+                current[index].append(0, stamp, key, value, headers)
+            offsets[index] += 1
+        done += current
+    return done
+
+
 def codecs(data: list[pa.RecordBatch]) -> list[tuple[str, float, float]]:
     from aiokafka import codec
 
@@ -486,9 +580,19 @@ def main() -> None:
     parser.add_argument("--base", help="git revision whose Kafka package to compare against")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds with --base")
     parser.add_argument("--native", help="the native extension both sides use with --base")
-    parser.add_argument("--only", choices=("versus",), help="print only that part")
+    parser.add_argument("--only", choices=("versus", "stages"), help="print only that part")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.only == "stages":
+        data = fraud_batches(args.records)
+        steps = stages(data)
+        print(f"the sink's steps, CPU us/record, {args.records:,} fraud-like records, this thread:")
+        for name, used in steps.items():
+            print(f"  {name:42s} {used:6.2f}")
+        total = sum(used for name, used in steps.items() if not name.startswith(" "))
+        print(f"  {'the steps above, in all':42s} {total:6.2f}")
+        return  # no broker needed
+
     bootstrap = os.environ.get("PREDLOG_TEST_KAFKA")
     if not bootstrap:
         raise SystemExit("set PREDLOG_TEST_KAFKA=host:port (make bench starts a broker)")
@@ -500,7 +604,6 @@ def main() -> None:
         versus(args, bootstrap)
     if args.only == "versus":
         return
-
     data = batches(args.records)
     json_rate, ipc_rate = encode_rates(data)
     print(
