@@ -8,8 +8,9 @@ starts its own moto S3 server. Prints, each from this run:
    whose warehouse is on moto's S3 (a SQL catalog named ``bench``, configured by
    PYICEBERG_CATALOG__BENCH__*), and, as baselines in the same rounds, alternating
    order: the same loop taking each batch as stored (its polling and unpacking only),
-   decoding each batch and writing nothing, and writing the Parquet layout on local
-   disk. Records per second for one process, from the first assignment (polling starts
+   decoding each batch and writing nothing, writing the Parquet layout on local disk,
+   and the table with the values decoded in Python instead of by the extension.
+   Records per second for one process, from the first assignment (polling starts
    there) to the last batch stored, so the start-up paid once per process (imports,
    opening the table, joining the group) is left out; the figure with it (from the
    consumer's start, the sink's imports included) is printed beside it. The ratios of
@@ -231,8 +232,10 @@ class Decoded(Consumed):
 
 #: What a round drains the topic into: the figure (``table``) and its baselines, and
 #: a what-if (``table-decoded``): the table with each chunk's decoding taken from one
-#: chunk decoded up front, what the table path would do were decoding free.
-KINDS = ("consume", "decode", "parquet", "table", "table-decoded")
+#: chunk decoded up front, what the table path would do were decoding free; and the
+#: table with the values decoded in Python (``table-python``, ``native_decode`` off),
+#: the baseline of the extension's decoder.
+KINDS = ("consume", "decode", "parquet", "table", "table-python", "table-decoded")
 
 
 def decode_once() -> None:
@@ -272,7 +275,8 @@ def consume_into(kind: str, options: dict[str, Any], work: str, table: str) -> d
     else:
         inner = Consumed()
     timed = Timed(inner)
-    stats = consume_until_signalled({**options, "destination": timed})
+    native = {"native_decode": kind != "table-python"}
+    stats = consume_until_signalled({**options, **native, "destination": timed})
     result = dataclasses.asdict(stats)
     result["records"] = timed.records
     result["busy_s"] = timed.ended - (timed.began or timed.ended)
@@ -414,8 +418,9 @@ def rounds(
             )
             if kind == "table-decoded":
                 line += f" ({run['commits']} commits; what if decoding were free)"
-            elif kind == "table":
-                latencies += run["commit_ms"]
+            elif kind in ("table", "table-python"):
+                if kind == "table":
+                    latencies += run["commit_ms"]
                 lost.append(n - table_rows(table, env, work))
                 line += (
                     f" ({run['commits']} commits, {run['files']} data files; from the "
@@ -464,7 +469,7 @@ def main() -> None:
             "   predlog sink --table (one consumer process, warehouse on moto S3), median "
             f"{median['table']:,.0f} records/s, from the assignment to the last commit"
         )
-        for base in ("consume", "decode", "parquet"):
+        for base in ("consume", "decode", "parquet", "table-python"):
             ratios = [t / b for t, b in zip(rates["table"], rates[base], strict=True)]
             print(
                 f"   against the loop {_BASELINE[base]}: median {median[base]:,.0f}/s, "
@@ -502,6 +507,7 @@ _BASELINE: Final = {
     "consume": "taking each batch as stored (polling and unpacking only)",
     "decode": "decoding each batch into Arrow, nothing written",
     "parquet": "into the Parquet layout on local disk (predlog sink --data)",
+    "table-python": "into the table, the values decoded in Python (native_decode off)",
 }
 
 

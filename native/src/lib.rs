@@ -16,6 +16,7 @@
 
 mod format;
 mod json;
+mod records;
 mod split;
 mod table;
 mod walk;
@@ -661,6 +662,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add_function(wrap_pyfunction!(request_features, m)?)?;
     m.add_function(wrap_pyfunction!(cut_objects, m)?)?;
+    m.add_function(wrap_pyfunction!(records::decode_records, m)?)?;
     table::register(m)?;
     Ok(())
 }

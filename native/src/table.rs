@@ -38,7 +38,7 @@ fn value_error(message: impl std::fmt::Display) -> PyErr {
 /// A panic as an ordinary error: pyo3 would raise it as PanicException, a
 /// BaseException, which the flusher's handlers (rightly) do not catch, and the thread
 /// that logs would die. The caller counts the batch failed and goes on.
-fn unpanicked<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+pub(crate) fn unpanicked<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
         .unwrap_or_else(|_| Err(value_error("the extension failed on this batch (a panic)")))
 }
@@ -61,6 +61,12 @@ fn data_type(kind: &str) -> PyResult<DataType> {
         "list_string" => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
         other => return Err(value_error(format!("unknown column kind {other:?}"))),
     })
+}
+
+impl NativeSchema {
+    pub(crate) fn schema_ref(&self) -> SchemaRef {
+        self.schema.clone()
+    }
 }
 
 #[pymethods]
@@ -98,6 +104,12 @@ fn capsule<'py, T: 'static + Send>(
         value,
         Some(CString::new(name).expect("a capsule name has no NUL")),
     )
+}
+
+impl NativeBatch {
+    pub(crate) fn from_batch(batch: RecordBatch) -> Self {
+        Self { batch }
+    }
 }
 
 #[pymethods]

@@ -76,3 +76,10 @@ def build_batch(
     schema: NativeSchema, columns: list[tuple[Any, ...]], rows: int, coerce: Any
 ) -> NativeBatch: ...
 def concat_batches(schema: NativeSchema, batches: list[NativeBatch]) -> NativeBatch: ...
+def decode_records(
+    schema: NativeSchema,
+    values: list[bytes],
+    json_columns: list[str],
+    uuid_columns: list[str],
+    version: tuple[str, int],
+) -> NativeBatch | None: ...

@@ -312,9 +312,9 @@ class Settings:
     flush_interval_s: float = setting(1.0, _positive_number)
     overflow: str = setting("drop_newest", _overflow)
     max_feature_bytes: int = setting(1 << 20, _positive_int)
-    #: Decode middleware captures in predlog's native extension, in batches and outside
-    #: the GIL, when it is installed. False keeps the pure-Python decoder, which is the
-    #: reference both are tested against.
+    #: Decode middleware captures (and, in ``predlog sink``, Kafka values) in predlog's
+    #: native extension, in batches and outside the GIL, when it is installed. False
+    #: keeps the pure-Python decoders, the reference both are tested against.
     native_decode: bool = setting(True, _bool)
     install_signal_handlers: bool = setting(True, _bool)
     parquet_max_file_bytes: int = setting(128 << 20, _positive_int)

@@ -131,6 +131,19 @@ def native_parquet_file(
     )
 
 
+def decode_json_records(
+    values: list[bytes], *, json_columns: Sequence[str], uuid_columns: Sequence[str], version: int
+) -> NativeBatch | None:
+    """JSON records, one object per value, as a batch of the record schema, parsed and
+    built by the extension without the GIL; None where any value is outside what it
+    reads exactly as the Python decoder would (that decoder then decides the batch).
+    ``json_columns`` hold nested JSON, stored as its text; ``uuid_columns`` canonical
+    UUIDs; ``schema_version`` must be ``version``. Requires :data:`AVAILABLE`."""
+    return _rust.decode_records(
+        native_schema(), values, list(json_columns), list(uuid_columns), ("schema_version", version)
+    )
+
+
 class Tables:
     """Builds batches one way for a whole process: natively or with pyarrow."""
 

@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 
+from predlog._settings import read
 from predlog.sinks import kafka
 
 _log = logging.getLogger("predlog.sink")
@@ -71,8 +72,10 @@ OnCommit: TypeAlias = Callable[[ConsumerStats, int | None], None]
 class Batch:
     """The messages of one batch, per partition: their values and offset range."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, native: bool = True) -> None:
         self.values: list[bytes] = []
+        #: Decode with the extension where it takes the values (``native_decode``).
+        self.native = native
         #: Per partition, the first offset in the batch and the one after its last.
         self.first: dict[int, int] = {}
         self.end: dict[int, int] = {}
@@ -92,17 +95,17 @@ class Batch:
         One bad message must not stop the topic: a batch that fails whole is decoded
         one message at a time."""
         try:
-            return kafka.decode(self.values)
+            return kafka.decode(self.values, native=self.native)
         except Exception:  # noqa: BLE001  # one bad message must not stop the topic
             good: list[bytes] = []
             for value in self.values:
                 try:
-                    kafka.decode([value])
+                    kafka.decode([value], native=False)
                 except Exception:  # noqa: BLE001
                     stats.undecodable += 1
                 else:
                     good.append(value)
-            return kafka.decode(good) if good else None
+            return kafka.decode(good, native=self.native) if good else None
 
 
 class Destination(Protocol):
@@ -165,8 +168,10 @@ class ConsumerLoop:
         topic: str,
         on_commit: OnCommit | None = None,
         pause_before_commit_s: float = 0.0,
+        native_decode: bool = True,
     ) -> None:
         self.consumer = consumer
+        self.native_decode = native_decode
         self.destination = destination
         self.topic = topic
         self.stats = ConsumerStats()
@@ -266,7 +271,7 @@ class ConsumerLoop:
         message for ``exit_when_idle_s`` since the last one or the last assignment. A
         consumer still joining is not idle: after a crash the group waits out the dead
         member's session before it assigns anything."""
-        batch = Batch()
+        batch = Batch(native=self.native_decode)
         started = time.monotonic()
         last_message: float | None = None
         writing: asyncio.Task[None] | None = None
@@ -277,7 +282,7 @@ class ConsumerLoop:
                     # What is in hand is dropped, and every partition goes back to
                     # where the destination continues (the positions moved past it).
                     await _finish(writing)
-                    writing, batch, self.moved = None, Batch(), False
+                    writing, batch, self.moved = None, Batch(native=self.native_decode), False
                     async with self.busy:
                         await self.resync()
                     started = last_message = time.monotonic()
@@ -298,7 +303,7 @@ class ConsumerLoop:
                     if self.moved:
                         continue  # the batch before was refused: read again from its start
                     writing = asyncio.create_task(self.deliver(batch))
-                    batch, started = Batch(), now
+                    batch, started = Batch(native=self.native_decode), now
                 if idle and not batch:
                     break
             await _finish(writing)
@@ -331,6 +336,7 @@ async def consume(
     stop: asyncio.Event | None = None,
     on_commit: OnCommit | None = None,
     pause_before_commit_s: float = 0.0,
+    native_decode: bool | None = None,
 ) -> ConsumerStats:
     """Consume ``topic`` into ``destination`` until ``stop`` is set (or the topic is
     idle for ``exit_when_idle_s``), then finish the batch in hand.
@@ -338,7 +344,11 @@ async def consume(
     ``on_commit`` is told the totals and the lag after every commit.
     ``pause_before_commit_s`` (0 outside tests) holds each batch made durable and its
     group offsets not yet committed for that long: the window a crash test kills in.
+    ``native_decode`` (default: the setting, ``PREDLOG_NATIVE_DECODE``) decodes values
+    with the extension where it is built.
     """
+    if native_decode is None:
+        native_decode = read("native_decode")  # a bad value stops here, before consuming
     from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener  # noqa: PLC0415
 
     began = time.monotonic()
@@ -357,6 +367,7 @@ async def consume(
         topic=topic,
         on_commit=on_commit,
         pause_before_commit_s=pause_before_commit_s,
+        native_decode=native_decode,
     )
 
     class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base

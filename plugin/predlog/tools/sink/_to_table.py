@@ -235,7 +235,7 @@ class TableDestination:
         files = BatchFiles(self._writer)
         try:
             for first in range(0, len(batch.values), self.chunk_records):
-                chunk = Batch()
+                chunk = Batch(native=batch.native)
                 chunk.values = batch.values[first : first + self.chunk_records]
                 decoded = chunk.decode(stats)
                 if decoded is not None and decoded.num_rows:
