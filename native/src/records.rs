@@ -36,7 +36,7 @@ use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::format::{write_float, write_string};
+use crate::format::{write_scalar, write_string};
 use crate::json::{parse, Json};
 use crate::table::{NativeBatch, NativeSchema};
 
@@ -158,21 +158,21 @@ impl Column {
                         return None;
                     }
                 }
-                values.push(number.unwrap_or(0));
-                valid.push(number.is_some());
+                push_optional(values, valid, number);
             }
             Column::Float { values, valid } => {
                 let number = match value {
                     None => None,
                     Some(Json::Int(i)) if i.unsigned_abs() < EXACT_IN_DOUBLE => Some(*i as f64),
                     Some(Json::UInt(u)) if *u < EXACT_IN_DOUBLE => Some(*u as f64),
-                    Some(Json::Float(f)) if f.is_finite() && !(*f == 0.0 && f.is_sign_negative()) => {
+                    Some(Json::Float(f))
+                        if f.is_finite() && !(*f == 0.0 && f.is_sign_negative()) =>
+                    {
                         Some(*f)
                     }
                     Some(_) => return None,
                 };
-                values.push(number.unwrap_or(0.0));
-                valid.push(number.is_some());
+                push_optional(values, valid, number);
             }
             Column::Text {
                 role,
@@ -180,24 +180,21 @@ impl Column {
                 offsets,
                 valid,
             } => {
-                match (value, *role) {
-                    (None, _) => valid.push(false),
-                    (Some(Json::Str(s)), Text::Plain) => {
-                        data.extend_from_slice(s.as_bytes());
-                        valid.push(true);
-                    }
-                    (Some(Json::Str(s)), Text::Uuid) if canonical_uuid(s) => {
-                        data.extend_from_slice(s.as_bytes());
-                        valid.push(true);
-                    }
+                let text: Option<&str> = match (value, *role) {
+                    (None, _) => None,
                     (Some(v), Text::Json) => {
                         scratch.clear();
                         write_json(scratch, v)?;
-                        data.extend_from_slice(scratch.as_bytes());
-                        valid.push(true);
+                        Some(scratch)
                     }
+                    (Some(Json::Str(s)), Text::Plain) => Some(s),
+                    (Some(Json::Str(s)), Text::Uuid) if canonical_uuid(s) => Some(s),
                     _ => return None,
+                };
+                if let Some(text) = text {
+                    data.extend_from_slice(text.as_bytes());
                 }
+                valid.push(text.is_some());
                 offsets.push(i32::try_from(data.len()).ok()?);
             }
             Column::Stamps { values, valid } => {
@@ -206,8 +203,7 @@ impl Column {
                     Some(Json::Str(s)) => Some(rfc3339_micros(s)?),
                     Some(_) => return None,
                 };
-                values.push(micros.unwrap_or(0));
-                valid.push(micros.is_some());
+                push_optional(values, valid, micros);
             }
             Column::Lists {
                 offsets,
@@ -317,19 +313,16 @@ impl Column {
     }
 }
 
+/// A value and whether it is there, each in its own vector (a null's value is unused).
+fn push_optional<T: Default>(values: &mut Vec<T>, valid: &mut Vec<bool>, value: Option<T>) {
+    valid.push(value.is_some());
+    values.push(value.unwrap_or_default());
+}
+
 /// Any JSON value as orjson writes it; None for a negative zero, whose source text
 /// (`-0`, orjson's integer 0, or `-0.0`) the parsed value cannot tell.
 fn write_json(out: &mut String, value: &Json<'_>) -> Taken {
     match value {
-        Json::Null => out.push_str("null"),
-        Json::Bool(true) => out.push_str("true"),
-        Json::Bool(false) => out.push_str("false"),
-        Json::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
-        Json::UInt(u) => out.push_str(itoa::Buffer::new().format(*u)),
-        Json::Float(f) if *f == 0.0 && f.is_sign_negative() => return None,
-        Json::Float(f) if f.is_finite() => write_float(out, *f),
-        Json::Float(_) => return None,
-        Json::Str(s) => write_string(out, s),
         Json::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -352,6 +345,7 @@ fn write_json(out: &mut String, value: &Json<'_>) -> Taken {
             }
             out.push('}');
         }
+        scalar => return write_scalar(out, scalar).then_some(()),
     }
     Some(())
 }
@@ -373,7 +367,14 @@ fn rfc3339_micros(text: &str) -> Option<i64> {
     if b.len() != 32 || &b[26..] != b"+00:00" {
         return None;
     }
-    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.')];
+    let separators = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ];
     if separators.iter().any(|(at, c)| b[*at] != *c) {
         return None;
     }
