@@ -32,7 +32,10 @@ def texts(column: Any) -> Any:
     n = len(column)
     if column.null_count or not n:
         return pc.strftime(column, format=FORMAT)
-    micros = column.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)
+    # Read from the buffer: to_numpy goes through pyarrow's pandas conversion, which
+    # imports pandas (see predlog.sinks.kafka._values).
+    ints = column.cast(pa.int64())
+    micros = np.frombuffer(ints.buffers()[1], dtype=np.int64, count=n, offset=ints.offset * 8)
     days, rest = np.divmod(micros, _DAY_US)
     year, month, day = _civil(days)
     seconds, fraction = np.divmod(rest, 1_000_000)

@@ -14,6 +14,12 @@ escaping, quoted; the JSON columns, as they are), and every other column's value
 (floats, strings that need escaping, lists) are serialised by orjson, one call per
 column, so no formatting rule is reimplemented here. Columns with one value for the
 whole batch are serialised once and spliced into every record.
+
+No Python value is converted by Arrow here (``pa.scalar``, ``pa.array`` of a list, a
+Python value given to a compute function): on its first use that conversion imports
+pandas into the application's process, where pandas is installed, about 40 MiB and
+40,000 objects more for every full pass of its garbage collector to walk. Scalars and
+arrays are made from their bytes instead (:func:`text`, :func:`binaries`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,33 @@ _SCHEMA: Final = arrow_schema()
 #: nothing else).
 _QUOTE: Final = ord('"')
 _BACKSLASH: Final = ord("\\")
+#: The largest offset of an Arrow string or binary array (32-bit offsets).
+_MAX_OFFSET: Final = 2**31 - 1
+
+
+def text(value: str) -> Any:
+    """``value`` as an Arrow string scalar, made from its UTF-8 bytes (see the module
+    docstring for why not ``pa.scalar``)."""
+    data = value.encode()
+    offsets = np.array([0, len(data)], dtype=np.int32)
+    return pa.StringArray.from_buffers(1, pa.py_buffer(offsets.data), pa.py_buffer(data))[0]
+
+
+def binaries(parts: list[bytes]) -> Any:
+    """``parts`` as an Arrow binary array, made from their bytes (not ``pa.array``)."""
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)), out=offsets[1:])
+    if offsets[-1] > _MAX_OFFSET:
+        return pa.array(parts, type=pa.binary())  # past 32-bit offsets: Arrow's own way
+    narrow = pa.py_buffer(offsets.astype(np.int32).data)
+    data = pa.py_buffer(b"".join(parts))
+    return pa.Array.from_buffers(pa.binary(), len(parts), [None, narrow, data])
+
+
+_NULL: Final = text("null")
+_QUOTE_TEXT: Final = text('"')
+_CLOSE: Final = text("}")
+_NOTHING: Final = text("")
 
 
 def values(batch: pa.RecordBatch, times: Any) -> list[bytes]:
@@ -45,9 +78,9 @@ def values(batch: pa.RecordBatch, times: Any) -> list[bytes]:
     for name in _SCHEMA.names:
         column: Any = batch.column(name)
         if name == "timestamp_utc":
-            text = _quoted(times)
+            member = _quoted(times)
         elif name == "prediction_id":
-            text = _json_text(name, column)  # one per record: never constant
+            member = _json_text(name, column)  # one per record: never constant
         elif name == "data_quality" and not len(column.flatten()):
             constant[name] = []  # no flags at all, the usual case
             continue
@@ -57,13 +90,14 @@ def values(batch: pa.RecordBatch, times: Any) -> list[bytes]:
             constant[name] = orjson.Fragment(value) if json_text else value
             continue
         else:
-            text = _json_text(name, column)
-        pieces += [f',"{name}":', text]
+            member = _json_text(name, column)
+        pieces += [f',"{name}":', member]
     # The constants' object, open, then each varying column's member; the first
     # member's comma goes when there are no constants before it.
     head = orjson.dumps(constant)[:-1].decode() if constant else "{"
     pieces[0] = head + pieces[0] if constant else head + pieces[0][1:]
-    joined = pc.binary_join_element_wise(*pieces, "}", "")
+    pieces = [text(p) if isinstance(p, str) else p for p in pieces]
+    joined = pc.binary_join_element_wise(*pieces, _CLOSE, _NOTHING)
     return joined.cast(pa.binary()).to_pylist()  # type: ignore[no-any-return]
 
 
@@ -87,11 +121,11 @@ def _json_text(name: str, column: Any) -> Any:
     """The JSON text of each value of ``column``, as a string array without nulls."""
     kind = column.type
     if name in JSON_COLUMNS:
-        return pc.fill_null(column, "null")  # JSON text already
+        return pc.fill_null(column, _NULL)  # JSON text already
     if pa.types.is_string(kind) and not _needs_escape(column):
         return _quoted(column)
     if pa.types.is_integer(kind):
-        return pc.fill_null(column.cast(pa.string()), "null")
+        return pc.fill_null(column.cast(pa.string()), _NULL)
     return _by_orjson(column)
 
 
@@ -112,7 +146,8 @@ def _needs_escape(column: Any) -> bool:
 
 def _quoted(column: Any) -> Any:
     """Strings that need no escaping as JSON strings; null as ``null``."""
-    return pc.fill_null(pc.binary_join_element_wise('"', column, '"', ""), "null")
+    quoted = pc.binary_join_element_wise(_QUOTE_TEXT, column, _QUOTE_TEXT, _NOTHING)
+    return pc.fill_null(quoted, _NULL)
 
 
 def _by_orjson(column: Any) -> Any:
@@ -125,4 +160,4 @@ def _by_orjson(column: Any) -> Any:
     else:
         dumps = orjson.dumps
         parts = [dumps(v) for v in items]
-    return pa.array(parts, type=pa.binary()).cast(pa.string())
+    return binaries(parts).cast(pa.string())

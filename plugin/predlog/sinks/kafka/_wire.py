@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from predlog import _table
 from predlog._record import JSON_COLUMNS, SCHEMA_VERSION, arrow_schema
 from predlog.sinks.kafka import _rfc3339
-from predlog.sinks.kafka._values import is_constant, values
+from predlog.sinks.kafka._values import is_constant, text, values
 
 CONTENT_TYPE: Final = b"application/json"
 #: The headers of predlog record JSON v1 itself, on every message.
@@ -65,6 +65,18 @@ Headers: TypeAlias = list[tuple[str, bytes]]
 #: leaves it to the producer's clock) and headers.
 Message: TypeAlias = tuple[bytes, bytes, int | None, Headers]
 _SCHEMA: Final = arrow_schema()
+# Arrow scalars made from their bytes, not converted from Python values: that
+# conversion imports pandas (see predlog.sinks.kafka._values).
+_EMPTY: Final = text("")
+_VERSION: Final = text("00-")
+_DASH: Final = text("-")
+_SAMPLED: Final = text("-01")
+_ZERO_TRACE: Final = text("0" * 32)
+_ZERO_SPAN: Final = text("0" * 16)
+_NO_TEXT: Final = pa.nulls(1, pa.string())[0]
+_THOUSAND: Final = pa.Int64Array.from_buffers(
+    pa.int64(), 1, [None, pa.py_buffer((1000).to_bytes(8, "little"))]
+)[0]
 
 
 def encode(batch: pa.RecordBatch) -> list[Message]:
@@ -166,9 +178,10 @@ def messages(batch: pa.RecordBatch) -> Messages:
     request_ids: Any = batch.column("request_id")
     times: Any = _rfc3339.texts(batch.column("timestamp_utc"))
     # The request id, or the prediction id where there is none (or it is empty).
-    has_request_id = pc.fill_null(pc.not_equal(request_ids, pa.scalar("")), False)
+    has_request_id = pc.and_kleene(pc.is_valid(request_ids), pc.not_equal(request_ids, _EMPTY))
     keys = pc.if_else(has_request_id, request_ids, ids).cast(pa.binary()).to_pylist()
-    stamps = pc.divide(pc.cast(batch.column("timestamp_utc"), pa.int64()), 1000).to_pylist()
+    micros = pc.cast(batch.column("timestamp_utc"), pa.int64())
+    stamps = pc.divide(micros, _THOUSAND).to_pylist()
     return Messages(
         keys=keys,
         values=values(batch, times),
@@ -196,16 +209,16 @@ def _traceparents(trace_ids: Any, span_ids: Any) -> list[bytes | None]:
     W3C's."""
     if trace_ids.null_count == len(trace_ids) or span_ids.null_count == len(span_ids):
         return [None] * len(trace_ids)
-    joined = pc.binary_join_element_wise("00-", trace_ids, "-", span_ids, "-01", "")
+    joined = pc.binary_join_element_wise(_VERSION, trace_ids, _DASH, span_ids, _SAMPLED, _EMPTY)
     valid = pc.and_kleene(
         pc.match_substring_regex(joined, "^00-[0-9a-f]{32}-[0-9a-f]{16}-01$"),
         # All zeros is W3C's invalid id.
         pc.and_kleene(
-            pc.not_equal(trace_ids, pa.scalar("0" * 32)),
-            pc.not_equal(span_ids, pa.scalar("0" * 16)),
+            pc.not_equal(trace_ids, _ZERO_TRACE),
+            pc.not_equal(span_ids, _ZERO_SPAN),
         ),
     )
-    return pc.if_else(valid, joined, None).cast(pa.binary()).to_pylist()  # type: ignore[no-any-return]
+    return pc.if_else(valid, joined, _NO_TEXT).cast(pa.binary()).to_pylist()  # type: ignore[no-any-return]
 
 
 def source_for(model_name: str) -> bytes:
