@@ -8,7 +8,7 @@ OHA    := $(CACHE)/oha/bin/oha
 # The revision bench_versus.py compares the request path against.
 BENCH_BASE ?= HEAD~1
 
-.PHONY: demo test lint typecheck pytest bench clean services-up services-down
+.PHONY: demo test lint typecheck pytest bench clean services-up services-down services-prepare
 
 # The native decoder (native/) is built by pip, with cargo, as part of the install.
 $(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
@@ -35,13 +35,15 @@ typecheck: $(STAMP)
 
 # The integration tests need Kafka and Jaeger: with-services.sh starts them (building
 # or downloading into ~/.cache/predlog-ci the first time) and stops them afterwards,
-# whether the tests pass or fail.
+# whether the tests pass or fail. Two processes share the tests, a file at a time
+# (module fixtures stay whole): most of the suite waits on servers and subprocesses,
+# so the two-core machine runs it in about half the time. The slowest tests are listed.
 # Then the decoding and Parquet tests again on the pure-Python decoder and pyarrow's
 # writer, the fallback where the extension was not built (tests/test_native_decode.py
 # and tests/test_native_table.py compare the two).
 pytest: $(STAMP)
-	services/with-services.sh $(PY) -m pytest -q
-	PREDLOG_TEST_PYTHON_DECODER=1 $(PY) -m pytest -q $(FALLBACK_TESTS)
+	services/with-services.sh $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	PREDLOG_TEST_PYTHON_DECODER=1 $(PY) -m pytest -q -n 2 --dist loadfile $(FALLBACK_TESTS)
 
 FALLBACK_TESTS := tests/test_exchange.py tests/test_batch.py tests/test_middleware.py \
 	tests/test_fuzz.py tests/test_pii.py tests/test_parquet.py
@@ -49,10 +51,16 @@ FALLBACK_TESTS := tests/test_exchange.py tests/test_batch.py tests/test_middlewa
 services-up:
 	services/up.sh
 
+# The services' downloads and builds (minutes on a fresh machine, nothing once cached),
+# in the background, beside the install, lint and type check; up.sh waits for them.
+services-prepare:
+	mkdir -p $(CACHE)
+	services/prepare.sh >$(CACHE)/prepare.log 2>&1 &
+
 services-down:
 	services/down.sh
 
-test: lint typecheck pytest
+test: services-prepare lint typecheck pytest
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py

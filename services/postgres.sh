@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# postgres.sh start|stop: PostgreSQL from Debian's packages on loopback, trust auth, for
+# postgres.sh install|start|stop: PostgreSQL from Debian's packages on loopback, trust auth, for
 # the Iceberg SQL catalog tests (PREDLOG_TEST_POSTGRES). State under $PREDLOG_SERVICES_DIR.
 # initdb refuses to run as root: as root it runs as the `postgres` user the package made.
 set -euo pipefail
@@ -25,6 +25,9 @@ as_owner() {  # run a command as the data directory's owner (never root)
 }
 
 case "${1:-}" in
+install)
+    bin_dir >/dev/null
+    ;;
 start)
     bin="$(bin_dir)"
     mkdir -p "$pg_dir"
@@ -41,5 +44,5 @@ stop)
         as_owner "$bin/pg_ctl" -D "$pg_dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
     fi
     ;;
-*) echo "usage: postgres.sh start|stop" >&2; exit 2 ;;
+*) echo "usage: postgres.sh install|start|stop" >&2; exit 2 ;;
 esac

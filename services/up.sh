@@ -19,26 +19,9 @@ wait_port() {  # host port seconds what
     done
 }
 
-# --- kcat, a Kafka client we did not write (Debian package) --------------------
-if ! command -v kcat >/dev/null; then
-    log "installing kcat"
-    (apt-get install -y -q kcat >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q kcat >/dev/null)
-fi
+# Everything downloaded or built, once (a prepare.sh already running is waited for).
+"$here/prepare.sh"
 
-# --- Chromium, to render the HTML reports in tests (Debian package) -----------------
-if ! command -v chromium >/dev/null; then
-    log "installing chromium"
-    (apt-get install -y -q chromium >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
-fi
-
-# --- Kafka ------------------------------------------------------------------------
-if [[ ! -f "$KAFKA_HOME/.complete" ]]; then
-    log "resolving Apache Kafka $KAFKA_VERSION from Maven Central"
-    rm -rf "$KAFKA_HOME"
-    mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs"
-    touch "$KAFKA_HOME/.complete"
-fi
 kafka_dir="$PREDLOG_SERVICES_DIR/kafka"
 rm -rf "$kafka_dir" && mkdir -p "$kafka_dir"
 cat >"$kafka_dir/server.properties" <<PROPS
@@ -65,16 +48,13 @@ java -cp "$KAFKA_HOME/libs/*" kafka.tools.StorageTool format -t "$cluster_id" \
 wait_port 127.0.0.1 "$KAFKA_PORT" 90 "Kafka"
 log "Kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT"
 
-"$here/spark-jars.sh" >/dev/null  # Iceberg Spark runtime and JDBC drivers, for tests/test_spark.py
-
 # --- PostgreSQL (Debian's packages; the Iceberg SQL catalog's multi-writer case) ---
 pg_start=$SECONDS
 "$here/postgres.sh" start
 log "PostgreSQL up on 127.0.0.1:$POSTGRES_PORT in $((SECONDS - pg_start)) s"
 
 # --- Jaeger ------------------------------------------------------------------------
-"$here/jaeger-build.sh" >/dev/null
-JAEGER_UI_ASSETS="$("$here/jaeger-ui-build.sh")"
+JAEGER_UI_ASSETS="$("$here/jaeger-ui-build.sh")"  # cached by prepare.sh: prints its path
 export JAEGER_UI_ASSETS
 jaeger_dir="$PREDLOG_SERVICES_DIR/jaeger"
 mkdir -p "$jaeger_dir"
