@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 
@@ -19,7 +20,7 @@ from starlette.routing import Route
 import predlog
 import predlog.middleware
 from predlog import ConfigError, PredictionLogMiddleware
-from predlog.testing import CAPTURE_FIELDS, MemorySink
+from predlog.testing import CAPTURE_FIELDS, Exchange, MemorySink, paused
 
 _EXPORTER = InMemorySpanExporter()
 _PROVIDER = TracerProvider()
@@ -284,6 +285,26 @@ class TestCapture:
         (_,), (rec,) = logged(app, sink, [("POST", "/text", {"content": b"hello"})])
         assert json.loads(rec["features"]) == {"length": 5}
         assert (rec["raw_score"], rec["decision"]) == (0.33, "custom")
+
+
+    def test_captures_waiting_in_the_ring_are_out_of_the_collectors_sight(self):
+        """A capture waiting in the ring is neither walked by the garbage collector nor
+        promoted into its old generation (whose growth sets off full collections of the
+        application): the collector finds nothing holding the request's exchange but the
+        exchange's own parts. The record is still written whole."""
+        if predlog.middleware.untracker() is None:
+            pytest.skip("the native extension is not built: captures stay tracked")
+        sink = MemorySink()
+        app = make_app(with_predlog=True, sink=sink)
+        with paused(app.state.logger):
+            run(app, [("POST", "/predict", {"json": {"tx": {"amount": 5}}})])
+            gc.collect()
+            waiting = [o for o in gc.get_objects() if type(o) is Exchange and o.method == "POST"]
+            assert len(waiting) == 1
+            holders = [r for r in gc.get_referrers(waiting[0]) if type(r) is tuple]
+            assert holders == []
+        app.state.logger.close()
+        assert [json.loads(r["features"]) for r in sink.records] == [{"amount": 5}]
 
 
 class TestSharedLogger:

@@ -480,7 +480,29 @@ fn assemble<'py>(
         Some(v) => values[layout.span_id] = v,
         None => return Ok(None),
     }
-    Ok(Some(PyTuple::new(py, values)?))
+    Ok(Some(untrack(PyTuple::new(py, values)?)))
+}
+
+/// The tuple, no longer tracked by the cyclic garbage collector.
+///
+/// A capture is referred to only by the ring (or the flusher's batch) and refers to
+/// nothing that refers back to it, so it can never be part of a cycle; tracked, it
+/// would only be walked by every collection while it waits, and promoted into the old
+/// generation, whose growth is what sets off the full collections that walk the whole
+/// application (tens of milliseconds each). CPython untracks a tuple of untracked
+/// values by itself, at the first collection that meets it; a middleware capture holds
+/// its exchange, which is tracked, so it never would.
+fn untrack(tuple: Bound<'_, PyTuple>) -> Bound<'_, PyTuple> {
+    // SAFETY: a tuple is a GC-managed object; untracking a tracked or an untracked one
+    // is allowed, and a reference to it is held for the call.
+    unsafe { pyo3::ffi::PyObject_GC_UnTrack(tuple.as_ptr().cast()) };
+    tuple
+}
+
+/// A capture as it goes into the ring: the tuple itself, untracked (see `untrack`).
+#[pyfunction]
+fn untracked(capture: Bound<'_, PyTuple>) -> Bound<'_, PyTuple> {
+    untrack(capture)
 }
 
 /// Whether a capture is one this module takes: the layout's length, an exchange, and
@@ -662,6 +684,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add_function(wrap_pyfunction!(request_features, m)?)?;
     m.add_function(wrap_pyfunction!(cut_objects, m)?)?;
+    m.add_function(wrap_pyfunction!(untracked, m)?)?;
     m.add_function(wrap_pyfunction!(records::decode_records, m)?)?;
     table::register(m)?;
     Ok(())

@@ -8,6 +8,7 @@ builds captures and :mod:`predlog.flush._batch` unpacks them, both from this ord
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -56,3 +57,23 @@ def epoch_ns(timestamp: float | datetime) -> int:
     if isinstance(timestamp, datetime):
         return int(timestamp.timestamp() * 1e9)
     return int(timestamp * 1e9)
+
+
+def untracker() -> Callable[[Capture], Capture] | None:
+    """The extension's function that takes a capture out of the cyclic garbage
+    collector's sight before it goes into the ring, or None without the extension.
+
+    Nothing refers to a capture but the ring and the flusher's batch, and it refers to
+    nothing that refers back, so it can never be part of a cycle. Tracked, every
+    capture waiting in the ring is walked by each collection and promoted into the old
+    generation, whose growth sets off full collections of the whole application. CPython
+    untracks a tuple of untracked values by itself; a middleware capture holds its
+    exchange, so it never would. Called when a middleware is made, in the process that
+    logs: importing the extension with this module would map it into processes that
+    only import the service (BentoML's arbiter).
+    """
+    try:
+        from predlog._rust import untracked  # noqa: PLC0415  # see the docstring
+    except ImportError:  # not built: no Rust toolchain where predlog was installed
+        return None
+    return untracked
