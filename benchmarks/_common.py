@@ -66,6 +66,23 @@ def one_core() -> Iterator[None]:
             os.sched_setaffinity(0, affinity)
 
 
+def log_fraud(log: predlog.PredictionLogger, n: int, rng: random.Random, prefix: str) -> None:
+    """``n`` fraud-like records through ``log.log()``, request ids ``<prefix>-<i>``: 1,024
+    feature sets drawn from ``rng`` first, then a score per record."""
+    feats = [fraud_features(rng) for _ in range(1024)]
+    for i in range(n):
+        log.log(
+            request_id=f"{prefix}-{i}",
+            features=feats[i & 1023],
+            score=rng.random(),
+            decision="approved",
+            threshold=0.5,
+            user_segment="standard",
+            channel="web",
+            inference_ms=1.2,
+        )
+
+
 def flusher_rate(log: predlog.PredictionLogger, records: int, seed: int) -> float:
     """Records/s the flusher of ``log`` delivers, from a ring filled beforehand.
 
@@ -74,21 +91,9 @@ def flusher_rate(log: predlog.PredictionLogger, records: int, seed: int) -> floa
     and the rate is overstated, by ~16% in one measured case). ``log`` needs a ring
     of at least ``records`` and is closed here.
     """
-    rng = random.Random(seed)
-    feats = [fraud_features(rng) for _ in range(1024)]
     before = log.stats()["delivered"]
     with paused(log):
-        for i in range(records):
-            log.log(
-                request_id=f"r{seed}-{i}",
-                features=feats[i & 1023],
-                score=rng.random(),
-                decision="approved",
-                threshold=0.5,
-                user_segment="standard",
-                channel="web",
-                inference_ms=1.2,
-            )
+        log_fraud(log, records, random.Random(seed), f"r{seed}")
         start = time.perf_counter()
     if not log.flush(timeout=600):
         raise SystemExit("the flusher did not finish within 10 minutes")

@@ -70,7 +70,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import predlog
-from _common import flusher_rate, fraud_features, one_core
+from _common import flusher_rate, fraud_features, log_fraud, one_core
 from predlog import KafkaSink
 from predlog.sinks.kafka import _murmur2, _wire
 from predlog.testing import MemorySink, paused
@@ -99,8 +99,6 @@ def batches(n: int) -> list[pa.RecordBatch]:
 
 def fraud_batches(n: int) -> list[pa.RecordBatch]:
     """Batches of 8,192 records as :func:`flusher_cost` logs them (1,024 feature sets)."""
-    rng = random.Random(1)
-    feats = [fraud_features(rng) for _ in range(1024)]
     keep = MemorySink()
     with predlog.PredictionLogger(
         sinks=[keep],
@@ -110,17 +108,7 @@ def fraud_batches(n: int) -> list[pa.RecordBatch]:
         batch_size=8192,
         install_signal_handlers=False,
     ) as log:
-        for i in range(n):
-            log.log(
-                request_id=f"s-{i}",
-                features=feats[i & 1023],
-                score=rng.random(),
-                decision="approved",
-                threshold=0.5,
-                user_segment="standard",
-                channel="web",
-                inference_ms=1.2,
-            )
+        log_fraud(log, n, random.Random(1), "s")
     table = pa.Table.from_pylist(keep.records, schema=predlog.arrow_schema())
     return table.to_batches(max_chunksize=8192)
 
@@ -290,21 +278,9 @@ def _flusher_cost(
             )
         )
         log = warmed_logger(sink, records)
-        rng = random.Random(seed)
-        feats = [fraud_features(rng) for _ in range(1024)]
         with one_core():
             with paused(log):
-                for i in range(records):
-                    log.log(
-                        request_id=f"v{seed}-{i}",
-                        features=feats[i & 1023],
-                        score=rng.random(),
-                        decision="approved",
-                        threshold=0.5,
-                        user_segment="standard",
-                        channel="web",
-                        inference_ms=1.2,
-                    )
+                log_fraud(log, records, random.Random(seed), f"v{seed}")
                 gc.collect()  # the fill's survivors: log()'s cost (see the module docstring)
                 threads = thread_cpu()
                 clock.running = True

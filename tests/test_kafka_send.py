@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
 
-import predlog
 from predlog import KafkaSink
-from predlog.testing import MemorySink
 from tests.services import fresh_topic, kafka_bootstrap
-
-
-def a_batch(n: int, prefix: str) -> pa.RecordBatch:
-    """``n`` prediction records with request ids ``<prefix>-<i>``."""
-    keep = MemorySink()
-    with predlog.PredictionLogger(sinks=[keep], install_signal_handlers=False) as log:
-        for i in range(n):
-            log.log(request_id=f"{prefix}-{i}", score=0.1)
-    return pa.RecordBatch.from_pylist(keep.records, schema=predlog.arrow_schema())
+from tests.test_kafka import a_batch
 
 
 @pytest.mark.integration

@@ -286,7 +286,6 @@ class TestCapture:
         assert json.loads(rec["features"]) == {"length": 5}
         assert (rec["raw_score"], rec["decision"]) == (0.33, "custom")
 
-
     def test_captures_waiting_in_the_ring_are_out_of_the_collectors_sight(self):
         """A capture waiting in the ring is neither walked by the garbage collector nor
         promoted into its old generation (whose growth sets off full collections of the
