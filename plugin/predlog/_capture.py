@@ -68,7 +68,7 @@ def untracker() -> Callable[[Capture], Capture] | None:
     capture waiting in the ring is walked by each collection and promoted into the old
     generation, whose growth sets off full collections of the whole application. CPython
     untracks a tuple of untracked values by itself; a middleware capture holds its
-    exchange, so it never would. Called when a middleware is made, in the process that
+    exchange, so it never would. Called when a logger is made, in the process that
     logs: importing the extension with this module would map it into processes that
     only import the service (BentoML's arbiter).
     """

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
-from predlog._capture import Capture, epoch_ns
+from predlog._capture import Capture, epoch_ns, untracker
 from predlog._counter import AtomicCounter
 from predlog._report import ErrorReporter
 from predlog._ring import RingBuffer
@@ -84,6 +84,8 @@ class PredictionLogger:
         self._closed_drops = AtomicCounter()
         self._count = self._captured.incr
         self._put: Callable[[Capture], bool] = self._ring.put
+        # What takes a handed-over capture out of the collector's sight (_capture.untracker).
+        self._untracked = untracker()
         self._closed = False
         #: Whether this process holds the drain lock across a fork (see _before_fork).
         self._fork_locked = False
@@ -297,9 +299,12 @@ class PredictionLogger:
         return self._reporter
 
     def _submit(self, capture: Capture) -> bool:
-        """Hand over a prepared capture tuple (see :mod:`predlog._capture`). Never raises."""
+        """Hand over a prepared capture tuple (see :mod:`predlog._capture`), untracked
+        by the garbage collector while it waits in the ring. Never raises."""
         self._count()
         try:
+            if self._untracked is not None:
+                capture = self._untracked(capture)
             return self._put(capture)
         except Exception as exc:  # noqa: BLE001  # a prediction never fails because of us
             self._request_failures.incr()

@@ -23,7 +23,7 @@ from typing import Any, Final
 from typing_extensions import Unpack
 
 from predlog import _otel_setup, _tracing
-from predlog._capture import FEATURES, TOTAL_MS, untracker
+from predlog._capture import FEATURES, TOTAL_MS
 from predlog._context import LOG_MODEL_VERSION, LOG_REQUEST_ID, bind_fields, unbind_fields
 from predlog._exchange import Exchange
 from predlog._logger import PredictionLogger, handoff, preflight
@@ -212,7 +212,6 @@ class PredictionLogMiddleware:
             response_extractor=response_extractor,
         )
         self._submit = handoff(self.logger)
-        self._untracked = untracker()
         # Built once: per request these are set lookups and a tuple append.
         self._methods = frozenset(self.settings.methods)
         self._include = tuple(self.settings.paths)
@@ -386,20 +385,19 @@ class PredictionLogMiddleware:
             unbind_fields(fields_token)
             # The capture layout of predlog._capture: everything between the exchange
             # and total_ms is decoded from the exchange in the flusher.
-            capture = (
-                started_ns,
-                request_id,
-                exchange,
-                *_DECODED_LATER,
-                (perf_counter_ns() - started) / 1e6,
-                None,
-                trace_id or None,
-                span_id or None,
-                None,
+            self._submit(
+                (
+                    started_ns,
+                    request_id,
+                    exchange,
+                    *_DECODED_LATER,
+                    (perf_counter_ns() - started) / 1e6,
+                    None,
+                    trace_id or None,
+                    span_id or None,
+                    None,
+                )
             )
-            if self._untracked is not None:
-                capture = self._untracked(capture)
-            self._submit(capture)
 
 
 def instrument(
