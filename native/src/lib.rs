@@ -14,6 +14,7 @@
 //! in Python. A record is never decoded differently here than there; the differential
 //! tests (`tests/test_native_decode.py`) hold both to that.
 
+mod columns;
 mod format;
 mod json;
 mod records;
@@ -349,44 +350,53 @@ fn hex_id<'py>(value: &Bound<'py, PyAny>, width: usize) -> PyResult<Option<Bound
     ))
 }
 
-/// The resolved capture of one decoded exchange, or None to decline it.
-#[allow(clippy::too_many_arguments)]
-fn assemble<'py>(
+/// One decoded exchange merged with its capture and what the handler recorded: the
+/// capture's values, the features as text, the flags, and what the extra map says.
+struct Merged<'py> {
+    /// The capture's values with the response's and the handler's in place; the
+    /// features, extra and flags positions still hold what the capture had.
+    values: Vec<Bound<'py, PyAny>>,
+    features: Option<(String, usize)>,
+    flags: Vec<String>,
+    method: Bound<'py, PyAny>,
+    path: Bound<'py, PyAny>,
+    status: Bound<'py, PyAny>,
+    invalid: Option<String>,
+    /// Where the score and decision were read, for the extra map (`SOURCE_KEYS`).
+    sources: [(&'static str, Option<Path>); 2],
+    /// Recorded fields without a place in a capture, in the order recorded.
+    unplaced: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+}
+
+/// The keys the extra map writes before the recorded fields without a place; a recorded
+/// field of one of these names replaces the value in place, which only Python does.
+const EXTRA_KEYS: [&str; 6] = [
+    "http_method",
+    "http_path",
+    "http_status",
+    "invalid_request_id",
+    "score_field",
+    "decision_field",
+];
+
+/// The capture, the decoded exchange and the handler's recorded fields as one record's
+/// values, or None to decline it.
+fn merge<'py>(
     py: Python<'py>,
     capture: &Bound<'py, PyTuple>,
     exchange: &Bound<'py, PyAny>,
     decoded: Decoded,
     layout: &Layout,
     positions: &Bound<'py, PyDict>,
-    max_bytes: usize,
-    extra_maps: bool,
-) -> PyResult<Option<Bound<'py, PyTuple>>> {
+) -> PyResult<Option<Merged<'py>>> {
     let mut values: Vec<Bound<'py, PyAny>> = capture.iter().collect();
-    // Where the score and decision were read, for the extra map (`SOURCE_KEYS`).
-    let mut sources: [(&str, Option<Path>); 2] = [("score_field", None), ("decision_field", None)];
-    let method = exchange.getattr(intern!(py, "method"))?;
-    let path = exchange.getattr(intern!(py, "path"))?;
-    let status = exchange.getattr(intern!(py, "status"))?;
+    let mut sources: [(&'static str, Option<Path>); 2] =
+        [("score_field", None), ("decision_field", None)];
     let invalid = exchange.getattr(intern!(py, "invalid_request_id"))?;
     let invalid: Option<String> = if invalid.is_none() {
         None
     } else {
         Some(invalid.extract::<String>()?.chars().take(256).collect())
-    };
-    values[layout.features] = match decoded.features {
-        Some((text, nulls)) => {
-            let oversize = text.len() > max_bytes;
-            Bound::new(
-                py,
-                Encoded {
-                    text,
-                    nulls,
-                    oversize,
-                },
-            )?
-            .into_any()
-        }
-        None => py.None().into_bound(py),
     };
     let found = [
         (layout.score, decoded.score),
@@ -430,36 +440,67 @@ fn assemble<'py>(
     if values[layout.decision].is_none() {
         flags.push("decision_missing".to_owned());
     }
-    values[layout.extra] = if extra_maps || !unplaced.is_empty() {
-        let extra = PyDict::new(py);
-        extra.set_item(intern!(py, "http_method"), method)?;
-        extra.set_item(intern!(py, "http_path"), path)?;
-        extra.set_item(intern!(py, "http_status"), status)?;
-        if let Some(id) = invalid {
-            extra.set_item(intern!(py, "invalid_request_id"), id)?;
+    Ok(Some(Merged {
+        values,
+        features: decoded.features,
+        flags,
+        method: exchange.getattr(intern!(py, "method"))?,
+        path: exchange.getattr(intern!(py, "path"))?,
+        status: exchange.getattr(intern!(py, "status"))?,
+        invalid,
+        sources,
+        unplaced,
+    }))
+}
+
+/// A recorded value as orjson writes it, when it is one whose text is certain: str, bool,
+/// None, an int of 64 bits, a finite float (not a negative zero). False for anything else.
+fn write_recorded(out: &mut String, value: &Bound<'_, PyAny>) -> bool {
+    if value.is_none() {
+        out.push_str("null");
+    } else if let Ok(b) = value.downcast_exact::<PyBool>() {
+        out.push_str(if b.is_true() { "true" } else { "false" });
+    } else if let Ok(s) = value.downcast_exact::<PyString>() {
+        match s.to_str() {
+            Ok(text) => format::write_string(out, text),
+            Err(_) => return false,
         }
-        for (key, path) in &sources {
-            if let Some(path) = path {
-                extra.set_item(key, path.as_ref())?;
-            }
+    } else if value.is_exact_instance_of::<PyInt>() {
+        if let Ok(i) = value.extract::<i64>() {
+            out.push_str(itoa::Buffer::new().format(i));
+        } else if let Ok(u) = value.extract::<u64>() {
+            out.push_str(itoa::Buffer::new().format(u));
+        } else {
+            return false;
         }
-        for (name, value) in unplaced {
-            extra.set_item(name, value)?;
+    } else if let Ok(f) = value.downcast_exact::<PyFloat>() {
+        let f = f.value();
+        if !f.is_finite() || (f == 0.0 && f.is_sign_negative()) {
+            return false;
         }
-        extra.into_any()
+        format::write_float(out, f);
     } else {
+        return false;
+    }
+    true
+}
+
+impl<'py> Merged<'py> {
+    /// The extra map as orjson writes it (`_decode.extra_json`), or None when a recorded
+    /// field is one only Python writes (see `write_recorded`, `EXTRA_KEYS`).
+    fn extra_text(&self) -> PyResult<Option<String>> {
         let mut text = String::with_capacity(160);
         text.push_str("{\"http_method\":");
-        format::write_string(&mut text, &method.extract::<String>()?);
+        format::write_string(&mut text, &self.method.extract::<String>()?);
         text.push_str(",\"http_path\":");
-        format::write_string(&mut text, &path.extract::<String>()?);
+        format::write_string(&mut text, &self.path.extract::<String>()?);
         text.push_str(",\"http_status\":");
-        text.push_str(&status.extract::<i64>()?.to_string());
-        if let Some(id) = invalid {
+        text.push_str(&self.status.extract::<i64>()?.to_string());
+        if let Some(id) = &self.invalid {
             text.push_str(",\"invalid_request_id\":");
-            format::write_string(&mut text, &id);
+            format::write_string(&mut text, id);
         }
-        for (key, path) in &sources {
+        for (key, path) in &self.sources {
             if let Some(path) = path {
                 text.push_str(",\"");
                 text.push_str(key);
@@ -467,10 +508,88 @@ fn assemble<'py>(
                 format::write_string(&mut text, path);
             }
         }
+        for (name, value) in &self.unplaced {
+            let Ok(name) = name.downcast::<PyString>()?.to_str() else {
+                return Ok(None);
+            };
+            if EXTRA_KEYS.contains(&name) {
+                return Ok(None);
+            }
+            text.push(',');
+            format::write_string(&mut text, name);
+            text.push(':');
+            if !write_recorded(&mut text, value) {
+                return Ok(None);
+            }
+        }
         text.push('}');
-        Bound::new(py, EncodedExtra { text })?.into_any()
+        Ok(Some(text))
+    }
+
+    /// The extra map as a dict, for the batch builder to write (an audit rule reads it).
+    fn extra_dict(self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let extra = PyDict::new(py);
+        extra.set_item(intern!(py, "http_method"), self.method)?;
+        extra.set_item(intern!(py, "http_path"), self.path)?;
+        extra.set_item(intern!(py, "http_status"), self.status)?;
+        if let Some(id) = self.invalid {
+            extra.set_item(intern!(py, "invalid_request_id"), id)?;
+        }
+        for (key, path) in &self.sources {
+            if let Some(path) = path {
+                extra.set_item(key, path.as_ref())?;
+            }
+        }
+        for (name, value) in self.unplaced {
+            extra.set_item(name, value)?;
+        }
+        Ok(extra)
+    }
+}
+
+/// The resolved capture of one decoded exchange, or None to decline it.
+#[allow(clippy::too_many_arguments)]
+fn assemble<'py>(
+    py: Python<'py>,
+    capture: &Bound<'py, PyTuple>,
+    exchange: &Bound<'py, PyAny>,
+    decoded: Decoded,
+    layout: &Layout,
+    positions: &Bound<'py, PyDict>,
+    max_bytes: usize,
+    extra_maps: bool,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let Some(mut merged) = merge(py, capture, exchange, decoded, layout, positions)? else {
+        return Ok(None);
     };
-    let flags: Vec<Bound<'py, PyString>> = flags.iter().map(|f| PyString::new(py, f)).collect();
+    let features = match merged.features.take() {
+        Some((text, nulls)) => {
+            let oversize = text.len() > max_bytes;
+            Bound::new(
+                py,
+                Encoded {
+                    text,
+                    nulls,
+                    oversize,
+                },
+            )?
+            .into_any()
+        }
+        None => py.None().into_bound(py),
+    };
+    let flags: Vec<Bound<'py, PyString>> =
+        merged.flags.iter().map(|f| PyString::new(py, f)).collect();
+    let extra = if extra_maps || !merged.unplaced.is_empty() {
+        None
+    } else {
+        merged.extra_text()?
+    };
+    let mut values = std::mem::take(&mut merged.values);
+    values[layout.extra] = match extra {
+        Some(text) => Bound::new(py, EncodedExtra { text })?.into_any(),
+        None => merged.extra_dict(py)?.into_any(),
+    };
+    values[layout.features] = features;
     values[layout.flags] = PyTuple::new(py, flags)?.into_any();
     match hex_id(&values[layout.trace_id], 32)? {
         Some(v) => values[layout.trace_id] = v,
@@ -536,22 +655,9 @@ fn eligible<'py>(
     Ok(Some((tuple.clone(), exchange)))
 }
 
-/// Resolve a batch of captures: for each, the resolved capture, or None where the
-/// caller must resolve it in Python (not an exchange, or declined).
-///
-/// `layout` is (length, features, score, decision, extra, trace_id, span_id, flags);
-/// `positions` maps the recorded fields that have a place in a capture to it;
-/// `extra_maps` asks for every extra as a dict (an audit rule reads them), not as text.
-#[pyfunction]
-fn resolve<'py>(
-    py: Python<'py>,
-    captures: &Bound<'py, PyList>,
-    exchange_type: &Bound<'py, PyAny>,
-    layout: (usize, usize, usize, usize, usize, usize, usize, usize),
-    positions: &Bound<'py, PyDict>,
-    max_bytes: usize,
-    extra_maps: bool,
-) -> PyResult<Bound<'py, PyList>> {
+/// The layout given as (length, features, score, decision, extra, trace_id, span_id,
+/// flags), checked.
+fn layout_of(layout: (usize, usize, usize, usize, usize, usize, usize, usize)) -> PyResult<Layout> {
     let layout = Layout {
         length: layout.0,
         features: layout.1,
@@ -576,6 +682,25 @@ fn resolve<'py>(
             "a capture position lies outside the layout",
         ));
     }
+    Ok(layout)
+}
+
+/// One decoded exchange as `each_decoded` hands it over: its index in the batch, the
+/// capture, the exchange, and what decoding gave.
+type Visit<'a, 'py> =
+    dyn FnMut(usize, Bound<'py, PyTuple>, Bound<'py, PyAny>, Decoded) -> PyResult<bool> + 'a;
+
+/// Read, decode and hand over each capture holding an exchange this module can decode,
+/// in order. A capture it cannot take is skipped, unless `strict`: then the whole walk
+/// stops and answers false, as it does when `visit` answers false.
+fn each_decoded<'py>(
+    py: Python<'py>,
+    captures: &Bound<'py, PyList>,
+    exchange_type: &Bound<'py, PyAny>,
+    layout: &Layout,
+    strict: bool,
+    visit: &mut Visit<'_, 'py>,
+) -> PyResult<bool> {
     let mut cache = Vec::new();
     let mut options = Vec::new();
     let mut taken: Vec<(usize, Bound<'py, PyTuple>, Bound<'py, PyAny>)> = Vec::new();
@@ -584,13 +709,12 @@ fn resolve<'py>(
     // The chunks read in place by the group's jobs: alive until the group is parsed.
     let mut alive: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut flags = Vec::new();
-    let out = PyList::new(py, (0..captures.len()).map(|_| py.None()))?;
     let count = captures.len();
     for (i, capture) in captures.iter().enumerate() {
         // Anything unexpected about one capture declines it alone: Python resolves it
         // and reports what is wrong with it.
         let read = (|| -> PyResult<Option<Taken<'py>>> {
-            let Some((tuple, exchange)) = eligible(&capture, exchange_type, &layout)? else {
+            let Some((tuple, exchange)) = eligible(&capture, exchange_type, layout)? else {
                 return Ok(None);
             };
             let decoder = exchange.getattr(intern!(py, "decoder"))?;
@@ -601,10 +725,14 @@ fn resolve<'py>(
             let job = read_job(&exchange, option, &mut flags, &mut alive)?;
             Ok(job.map(|job| (job, tuple, exchange)))
         })();
-        if let Ok(Some((job, tuple, exchange))) = read {
-            copied += job.copied();
-            jobs.push(job);
-            taken.push((i, tuple, exchange));
+        match read {
+            Ok(Some((job, tuple, exchange))) => {
+                copied += job.copied();
+                jobs.push(job);
+                taken.push((i, tuple, exchange));
+            }
+            _ if strict => return Ok(false),
+            _ => {}
         }
         // The bodies are copied to be parsed without the GIL, a group at a time.
         if copied >= GROUP_BYTES || jobs.len() >= GROUP_RECORDS || i + 1 == count {
@@ -612,18 +740,55 @@ fn resolve<'py>(
             let decoded: Vec<Option<Decoded>> =
                 py.allow_threads(|| group.into_iter().map(|job| decode(job, &options)).collect());
             for ((i, tuple, exchange), result) in taken.drain(..).zip(decoded) {
-                let Some(result) = result else { continue };
-                let assembled = assemble(
-                    py, &tuple, &exchange, result, &layout, positions, max_bytes, extra_maps,
-                );
-                if let Ok(Some(resolved)) = assembled {
-                    out.set_item(i, resolved)?;
+                let visited = match result {
+                    Some(result) => visit(i, tuple, exchange, result)?,
+                    None => !strict,
+                };
+                if !visited {
+                    return Ok(false);
                 }
             }
             copied = 0;
             alive.clear();
         }
     }
+    Ok(true)
+}
+
+/// Resolve a batch of captures: for each, the resolved capture, or None where the
+/// caller must resolve it in Python (not an exchange, or declined).
+///
+/// `layout` is (length, features, score, decision, extra, trace_id, span_id, flags);
+/// `positions` maps the recorded fields that have a place in a capture to it;
+/// `extra_maps` asks for every extra as a dict (an audit rule reads them), not as text.
+#[pyfunction]
+fn resolve<'py>(
+    py: Python<'py>,
+    captures: &Bound<'py, PyList>,
+    exchange_type: &Bound<'py, PyAny>,
+    layout: (usize, usize, usize, usize, usize, usize, usize, usize),
+    positions: &Bound<'py, PyDict>,
+    max_bytes: usize,
+    extra_maps: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let layout = layout_of(layout)?;
+    let out = PyList::new(py, (0..captures.len()).map(|_| py.None()))?;
+    each_decoded(
+        py,
+        captures,
+        exchange_type,
+        &layout,
+        false,
+        &mut |i, tuple, exchange, decoded| {
+            let assembled = assemble(
+                py, &tuple, &exchange, decoded, &layout, positions, max_bytes, extra_maps,
+            );
+            if let Ok(Some(resolved)) = assembled {
+                out.set_item(i, resolved)?;
+            }
+            Ok(true)
+        },
+    )?;
     Ok(out)
 }
 
@@ -686,6 +851,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cut_objects, m)?)?;
     m.add_function(wrap_pyfunction!(untracked, m)?)?;
     m.add_function(wrap_pyfunction!(records::decode_records, m)?)?;
+    m.add_function(wrap_pyfunction!(columns::resolve_columns, m)?)?;
     table::register(m)?;
     Ok(())
 }
