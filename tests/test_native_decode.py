@@ -19,6 +19,7 @@ from itertools import pairwise
 
 import orjson
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -504,6 +505,69 @@ def test_ordinary_traffic_is_decoded_natively_and_equally():
     assert sum(r is not None for r in resolved) >= 0.95 * len(shapes)
     assert_same(make)
     assert_same(make, audit=True)
+
+
+def traffic(n: int, **fields) -> list[tuple]:
+    """``n`` middleware captures of BentoML-shaped traffic, each with its own request
+    id, the handler's recorded ``fields`` in every fourth."""
+    out = []
+    for i in range(n):
+        ex = plain_exchange(i)
+        if i % 4 == 0:
+            ex.fields = dict(fields)
+        capture = list(capture_of(ex, trace_id=2**127 + i, span_id=i + 1))
+        capture[CAPTURE_FIELDS.index("request_id")] = f"req-{i}"
+        out.append(tuple(capture))
+    return out
+
+
+#: Recorded fields of every kind a batch resolved into columns takes.
+COLUMN_FIELDS = {
+    "threshold": 0.4,
+    "inference_ms": 3,
+    "feature_fetch_ms": float("nan"),
+    "model_version": "v2",
+    "user_segment": "gold",
+    "cache_hit": True,
+    "note": 'a "quoted" é\n',
+    "count": -(2**63),
+    "big": 2**64 - 1,
+    "ratio": 1e-7,
+    "none": None,
+}
+
+
+def test_ordinary_batches_are_resolved_into_columns_and_equally():
+    """A batch of ordinary middleware captures is resolved whole into columns (no tuple
+    per record), with the handler's recorded fields of every plain kind, error
+    statuses, trace ids, oversize features and sampling; the records are the Python
+    decoder's."""
+    assert _native.resolve_columns(traffic(300, **COLUMN_FIELDS)) is not None
+    assert_same(lambda: traffic(300, **COLUMN_FIELDS))
+    assert_same(lambda: traffic(300, **COLUMN_FIELDS), max_feature_bytes=30)
+    assert_same(lambda: traffic(300, **COLUMN_FIELDS), sample_rate=0.3, high_risk_score=0.95)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"user_segment": 5},  # a text column given an int: Python writes str(5)
+        {"score": True},  # a bool score: Python's float(True)
+        {"threshold": "0.5"},  # a string number: Python parses it
+        {"cache_hit": float("inf")},  # orjson writes null
+        {"cache_hit": -0.0},
+        {"cache_hit": 2**64},  # past 64 bits: only the coercing retry writes it
+        {"cache_hit": [1, 2]},
+        {"http_status": 999},  # a recorded name the extra map already has
+        {"feature_timestamps": {"a": 1.0}},
+        {"model_name": "\ud800"},  # a lone surrogate
+    ],
+)
+def test_a_batch_with_one_odd_value_is_left_to_the_tuples(fields):
+    """One value whose column form only Python decides sends the whole batch the way of
+    one tuple per record, with the same records as the Python decoder."""
+    assert _native.resolve_columns(traffic(40, **fields)) is None
+    assert_same(lambda: traffic(40, **fields))
 
 
 def test_large_objects_keep_first_places_and_last_values():

@@ -1,10 +1,13 @@
 """From captured tuples to one Arrow record batch: decode, sample, build columns.
 
 This is the flusher's work and the only place captures are interpreted. It is
-columnar: ``zip(*captures)`` transposes the batch in C, whole columns go to numpy at
-once, and only a column holding something odd (a string score, a numpy array of
-features) falls back to value-by-value handling. Per-record Python is kept to what
-must be per record: feature encoding and, below a sample rate of 1, the sampling hash.
+columnar: a batch is read as whole columns (:mod:`predlog.flush._columns`), either
+transposed from the capture tuples in C or, for a batch of middleware captures the
+extension resolves whole, written by the extension straight into Arrow buffers. Whole
+columns go to numpy at once, and only a column holding something odd (a string score,
+a numpy array of features) falls back to value-by-value handling. Per-record Python is
+kept to what must be per record: feature encoding of tuples and, below a sample rate
+of 1, the sampling hash.
 
 Every value is decided here; the columns leave as :data:`~predlog._table.Spec`
 forms, and :mod:`predlog._table` makes them Arrow: natively where the extension
@@ -19,8 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import repeat
-from operator import is_, itemgetter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
@@ -28,13 +30,14 @@ import numpy.typing as npt
 import orjson
 
 from predlog import _table
-from predlog._capture import CAPTURE_FIELDS, FEATURES, FLAGS, Capture
+from predlog._capture import FEATURES, FLAGS, Capture
 from predlog._exchange import Exchange
 from predlog._record import BAND_DECIMALS, FIELD_NAMES, SCHEMA_VERSION
 from predlog._report import ErrorReporter
 from predlog._settings import Settings
 from predlog._table import Batch, Spec
 from predlog.flush import _decode, _native
+from predlog.flush._columns import Flags, FloatArray, NativeColumns, Source, Tuples, flag
 from predlog.flush._ids import UUID7Factory
 from predlog.flush._pii import Pseudonymiser
 from predlog.flush._sampling import REASONS, Sampler, SampleResult
@@ -45,9 +48,7 @@ if TYPE_CHECKING:
 _BANDS: Final = ("high", "medium", "low")
 _NO_STRINGS: Final[Spec] = ("constant", None)
 
-Flags = dict[int, list[str]]
 _features_of: Final = itemgetter(FEATURES)
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,87 +59,6 @@ class BuildResult:
     kept: int
     sampled_out: int
     failed: int
-
-
-def _has_none(column: Sequence[Any]) -> bool:
-    """Whether a value is None, by identity: ``tuple.count`` compares with ``==``, which a
-    numpy array (a score given as ``predict_proba``'s row) answers with an array."""
-    return any(map(is_, column, repeat(None)))
-
-
-def _all_none(column: Sequence[Any]) -> bool:
-    return all(map(is_, column, repeat(None)))
-
-
-def _same(column: Sequence[Any]) -> Sequence[Any]:
-    return column
-
-
-def _texts(column: Sequence[Any]) -> list[str | None]:
-    """A string column's values as the stored text: str and None as they are, anything
-    else (and a str with lone surrogates) as :func:`~predlog.flush._decode.optional_str`
-    makes it."""
-    if set(map(type, column)) <= _TEXT:
-        try:
-            "".join(filter(None, column)).encode()
-        except UnicodeEncodeError:
-            pass
-        else:
-            return list(column)
-    return [_decode.optional_str(v) for v in column]
-
-
-_TEXT: Final = frozenset({str, type(None)})
-
-
-def _flag(flags: Flags, index: int, flag: str) -> None:
-    flags.setdefault(index, []).append(flag)
-
-
-def _as_floats(column: Sequence[Any]) -> FloatArray | None:
-    """The column as float64 in one numpy call (None as NaN), or None where a value is
-    not a plain number (numpy would take a string or a nested list its own way)."""
-    if not set(map(type, column)) <= _NUMBERS:
-        return None
-    try:
-        return np.array(column, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # an int past the float range
-        return None
-
-
-_NUMBERS: Final = frozenset({float, int, type(None)})
-
-
-def _floats(
-    column: Sequence[Any], flags: Flags, *, missing: str | None, invalid: str, nan: str, inf: str
-) -> FloatArray:
-    """A float column as numpy, NaN where unusable, with a flag per unusable value."""
-    parsed = _as_floats(column)
-    if parsed is None:
-        values: list[float] = []
-        for i, raw in enumerate(column):
-            if raw is None:
-                values.append(np.nan)
-                continue
-            try:
-                values.append(float(raw))
-            except (TypeError, ValueError, OverflowError):
-                _flag(flags, i, invalid)
-                values.append(np.nan)
-        parsed = np.array(values, dtype=np.float64)
-    result: FloatArray = parsed
-    if missing is not None and _has_none(column):
-        for i, raw in enumerate(column):
-            if raw is None:
-                _flag(flags, i, missing)
-    if np.isnan(result).any() or np.isinf(result).any():
-        for i in np.flatnonzero(~np.isfinite(result)).tolist():
-            raw = column[i]
-            if raw is None or (i in flags and invalid in flags[i]):
-                continue
-            _flag(flags, i, nan if result[i] != result[i] else inf)
-        result = np.where(np.isfinite(result), result, np.nan)
-    return result
 
 
 def _masked(values: FloatArray) -> Spec:
@@ -159,20 +79,10 @@ def _bands(scores: FloatArray, thresholds: FloatArray) -> npt.NDArray[np.int8]:
 AuditRule = Callable[[Any, Any, Any], bool]
 
 
-def _given_flags(capture_flags: Sequence[Any]) -> Flags:
-    """The flags captures arrived with (the middleware's), as mutable per-record lists."""
-    flags: Flags = {}
-    if not _all_none(capture_flags):
-        for i, given in enumerate(capture_flags):
-            if given:
-                flags[i] = list(given)
-    return flags
-
-
-def _floats_flagged(column: Sequence[Any], flags: Flags, name: str) -> FloatArray:
+def _floats_flagged(source: Source, flags: Flags, column: str, name: str) -> FloatArray:
     """An optional float column whose every unusable value is flagged ``<name>_invalid``."""
     bad = f"{name}_invalid"
-    return _floats(column, flags, missing=None, invalid=bad, nan=bad, inf=bad)
+    return source.floats(column, flags, missing=None, invalid=bad, nan=bad, inf=bad)
 
 
 def _exchange_of(capture: Capture) -> Exchange | None:
@@ -197,7 +107,7 @@ def _holds_exchanges(captures: Sequence[Capture]) -> bool:
 class _Decoded:
     """One batch between the build steps: the capture columns and what was derived."""
 
-    columns: dict[str, tuple[Any, ...]]
+    source: Source
     n: int
     flags: Flags
     stamps: npt.NDArray[np.int64]
@@ -264,14 +174,28 @@ class BatchBuilder:
     def _report(self, kind: str, message: str, exc: BaseException | None) -> None:
         self._reporter.report(kind, message, exc=exc)
 
-    def _resolve_natively(self, captures: Sequence[Capture]) -> list[Capture | None] | None:
-        """The batch through the native decoder, when it can be used; None when not.
-
-        Only while features are written as they are parsed: pseudonyms and summary
-        features need the features as Python values.
-        """
+    def _decodes_natively(self) -> bool:
+        """Whether the native decoder may be used: only while features are written as
+        they are parsed (pseudonyms and summary features need them as Python values)."""
         encoder = self._features
-        if not (self._native and encoder.pseudonymiser is None and not encoder.summary_keys):
+        return self._native and encoder.pseudonymiser is None and not encoder.summary_keys
+
+    def _resolve_columns(self, captures: Sequence[Capture]) -> NativeColumns | None:
+        """The batch resolved natively into columns, when every capture is an exchange
+        the extension takes whole and no audit rule needs each record's values; None
+        when not."""
+        if not self._decodes_natively() or self._audit_rule is not None:
+            return None
+        try:
+            return _native.resolve_columns(captures)
+        except Exception as exc:  # noqa: BLE001  # the batch goes the way of one tuple each
+            self._report("native_failed", f"native decoding failed: {exc!r}", exc)
+            return None
+
+    def _resolve_natively(self, captures: Sequence[Capture]) -> list[Capture | None] | None:
+        """The batch through the native decoder, when it can be used; None when not."""
+        encoder = self._features
+        if not self._decodes_natively():
             return None
         try:
             return _native.resolve(
@@ -308,9 +232,15 @@ class BatchBuilder:
         if not captures:
             return BuildResult(None, 0, 0, 0)
         if _holds_exchanges(captures):
+            columns = self._resolve_columns(captures)
+            if columns is not None:
+                try:
+                    return self._build(columns)
+                except Exception as exc:  # noqa: BLE001  # the batch goes one tuple each
+                    self._report("native_failed", f"native batch failed: {exc!r}", exc)
             captures = self._resolve_exchanges(captures)
         try:
-            return self._build(captures)
+            return self._build(Tuples(captures))
         except Exception as exc:  # noqa: BLE001  # retry one by one to isolate the culprit
             self._reporter.report("batch_invalid", f"batch build failed: {exc!r}", exc=exc)
             return self._one_by_one(captures)
@@ -321,7 +251,7 @@ class BatchBuilder:
         failed = 0
         for capture in captures:
             try:
-                result = self._build([capture])
+                result = self._build(Tuples([capture]))
             except Exception as exc:  # noqa: BLE001  # this one capture is unusable
                 failed += 1
                 self._reporter.report("record_invalid", f"capture discarded: {exc!r}", exc=exc)
@@ -334,9 +264,9 @@ class BatchBuilder:
         batch = self._table.concat(batches)
         return BuildResult(batch, batch.num_rows, sampled_out, failed)
 
-    def _build(self, captures: Sequence[Capture]) -> BuildResult:
+    def _build(self, source: Source) -> BuildResult:
         """Decode, sample, assemble: the three steps, each over whole columns."""
-        decoded = self._decode(captures)
+        decoded = self._decode(source)
         sample = self._sample(decoded)
         kept = int(sample.kept.sum())
         if not kept:
@@ -344,46 +274,41 @@ class BatchBuilder:
         batch = self._assemble(decoded, sample, kept)
         return BuildResult(batch, kept, decoded.n - kept, 0)
 
-    def _decode(self, captures: Sequence[Capture]) -> _Decoded:
-        """Transpose the captures into named columns and decode what sampling needs."""
+    def _decode(self, source: Source) -> _Decoded:
+        """Decode what sampling needs, over whole columns."""
         s = self._settings
-        # zip(*captures) transposes in C; CAPTURE_FIELDS names the columns it yields.
-        columns = dict(zip(CAPTURE_FIELDS, zip(*captures, strict=True), strict=True))
-        n = len(captures)
-        flags = _given_flags(columns["flags"])
-        scores = _floats(
-            columns["score"],
+        n = source.n
+        flags = source.given_flags()
+        scores = source.floats(
+            "score",
             flags,
             missing="score_missing",
             invalid="score_invalid",
             nan="score_nan",
             inf="score_inf",
         )
-        thresholds = columns["threshold"]
-        if _all_none(thresholds):
+        if source.all_none("threshold"):
             cutoffs = np.full(n, s.decision_threshold)
         else:
-            cutoffs = _floats_flagged(thresholds, flags, "threshold")
+            cutoffs = _floats_flagged(source, flags, "threshold", "threshold")
             cutoffs[np.isnan(cutoffs)] = s.decision_threshold
         return _Decoded(
-            columns=columns,
+            source=source,
             n=n,
             flags=flags,
-            stamps=np.fromiter(columns["timestamp_ns"], dtype=np.int64, count=n),
+            stamps=source.stamps(),
             scores=scores,
             cutoffs=cutoffs,
             bands=_bands(scores, cutoffs),
-            models=self._models(columns["model_name"], columns["model_version"]),
+            models=self._models(source),
         )
 
-    def _models(
-        self, names: tuple[Any, ...], versions: tuple[Any, ...]
-    ) -> tuple[str, str] | list[tuple[str, str]]:
+    def _models(self, source: Source) -> tuple[str, str] | list[tuple[str, str]]:
         s = self._settings
-        if _all_none(names) and _all_none(versions):
+        if source.all_none("model_name") and source.all_none("model_version"):
             return (s.model_name, s.model_version)
-        name_py = _texts(names)
-        version_py = _texts(versions)
+        name_py = source.texts("model_name")
+        version_py = source.texts("model_version")
         return [
             (a or s.model_name, b or s.model_version)
             for a, b in zip(name_py, version_py, strict=True)
@@ -391,21 +316,23 @@ class BatchBuilder:
 
     def _sample(self, d: _Decoded) -> SampleResult:
         """Which records to keep, with their weights and reasons."""
-        columns = d.columns
+        source = d.source
         request_py: list[str | None] | None = None
 
         def key_of(i: int) -> str:
             # Built only for records the base-rate rule must hash.
             nonlocal request_py
             if request_py is None:
-                request_py = _texts(columns["request_id"])
+                request_py = source.texts("request_id")
             rid = request_py[i]
-            return rid if rid is not None else f"{columns['timestamp_ns'][i]}:{i}"
+            return rid if rid is not None else f"{d.stamps[i]}:{i}"
 
         audited = None
         if self._audit_rule is not None:
+            # Only over tuples: a batch resolved into columns has no audit rule.
             rule = self._audit_rule
-            decisions, names, extras = (columns[k] for k in ("decision", "model_name", "extra"))
+            tuples = cast("Tuples", source)
+            decisions, names, extras = (tuples[k] for k in ("decision", "model_name", "extra"))
             default_name = self._settings.model_name
             audited = np.fromiter(
                 (rule(decisions[i], names[i] or default_name, extras[i]) for i in range(d.n)),
@@ -424,10 +351,11 @@ class BatchBuilder:
     def _freshness(self, d: _Decoded, positions: list[int]) -> FloatArray:
         """The given freshness, or the oldest feature timestamp's age where none was given."""
         fresh = _floats_flagged(
-            d.columns["feature_freshness_max_age_seconds"], d.flags, "feature_freshness"
+            d.source, d.flags, "feature_freshness_max_age_seconds", "feature_freshness"
         )
-        stamps = d.columns["feature_timestamps"]
-        if not _all_none(stamps):
+        if not d.source.all_none("feature_timestamps"):
+            # Only in tuples: a batch resolved into columns has none.
+            stamps = cast("Tuples", d.source)["feature_timestamps"]
             for i in positions:
                 stamps_i = stamps[i]
                 if stamps_i is not None and np.isnan(fresh[i]):
@@ -436,41 +364,45 @@ class BatchBuilder:
                     if age is not None:
                         fresh[i] = age
                     for f in flag_list:
-                        _flag(d.flags, i, f)
+                        flag(d.flags, i, f)
         return fresh
 
     def _assemble(self, d: _Decoded, sample: SampleResult, kept: int) -> Batch:
         """The kept records as one batch in the schema's column order."""
         s = self._settings
-        columns = d.columns
+        source = d.source
         index = np.flatnonzero(sample.kept)
         positions: list[int] = index.tolist()
-        pick: Callable[[Sequence[Any]], Sequence[Any]]
-        if kept == d.n:
-            pick = _same
-        else:
-            getter = itemgetter(*positions)
-            pick = (lambda column: (getter(column),)) if kept == 1 else getter
 
         def strings(name: str) -> Spec:
-            return ("strings", pick(columns[name]))
+            return source.strings(name, positions)
 
         def model(part: int, default: str) -> Spec:
             if isinstance(d.models, list):
-                return ("strings", pick([m[part] for m in d.models]))
+                return ("strings", [d.models[i][part] for i in positions])
             return ("constant", default)
 
-        features_col, summary_col, nulls_col = self._encode_features(
-            columns["features"], positions, d.flags
-        )
+        features_col: Spec
+        summary_col: Spec
+        extra_col: Spec
+        if isinstance(source, NativeColumns):
+            features_col, nulls_col = source.features(positions, d.flags, self._features.max_bytes)
+            summary_col = _NO_STRINGS
+        else:
+            features_col, summary_col, nulls_col = self._encode_features(
+                source["features"], positions, d.flags
+            )
         fresh = self._freshness(d, positions)
         timing = {
-            name: _masked(_floats_flagged(columns[name], d.flags, name)[index])
+            name: _masked(_floats_flagged(source, d.flags, name, name)[index])
             for name in ("feature_fetch_ms", "inference_ms", "total_ms")
         }
-        extra_col = self._encode_extras(
-            columns["extra"], positions, d.flags, self._features.pseudonymiser
-        )
+        if isinstance(source, NativeColumns):
+            extra_col = source.text("extra", positions)
+        else:
+            extra_col = self._encode_extras(
+                source["extra"], positions, d.flags, self._features.pseudonymiser
+            )
         specs: dict[str, Spec] = {
             "schema_version": ("constant", SCHEMA_VERSION),
             "prediction_id": ("text", *self._ids.batch(d.stamps[index] // 1_000_000), None),
@@ -525,7 +457,7 @@ class BatchBuilder:
                 # Written by the native decoder; null count and size already known.
                 written = cast("Encoded", value)
                 if written.oversize:
-                    _flag(flags, i, "features_oversize")
+                    flag(flags, i, "features_oversize")
                     texts.append(None)
                 else:
                     texts.append(written.text)
@@ -549,7 +481,7 @@ class BatchBuilder:
             record_flags: list[str] = []
             text, summary, count = encoder.encode(value, record_flags)
             for f in record_flags:
-                _flag(flags, i, f)
+                flag(flags, i, f)
             texts.append(text)
             summaries.append(summary)
             nulls.append(count)
@@ -581,7 +513,7 @@ class BatchBuilder:
         valid = None
         if oversize.any():
             for k in np.flatnonzero(oversize).tolist():
-                _flag(flags, positions[k], "features_oversize")
+                flag(flags, positions[k], "features_oversize")
             valid = ~oversize
         counts = np.frombuffer(null_counts, dtype=np.int32).copy()
         for k in np.flatnonzero(counts).tolist():
@@ -612,7 +544,7 @@ class BatchBuilder:
             record_flags: list[str] = []
             out.append(_decode.extra_json(extra, record_flags, pseudonymiser))
             for f in record_flags:
-                _flag(flags, i, f)
+                flag(flags, i, f)
         return ("strings", out)
 
     @staticmethod

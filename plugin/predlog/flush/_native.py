@@ -22,12 +22,14 @@ from predlog._capture import (
     EXTRA,
     FEATURES,
     FLAGS,
+    POSITION,
     SCORE,
     SPAN_ID,
     TRACE_ID,
     Capture,
 )
 from predlog._exchange import Exchange
+from predlog.flush._columns import NativeColumns
 from predlog.flush._exchange import RECORD_POSITIONS
 
 try:
@@ -57,6 +59,28 @@ AVAILABLE: Final = _native is not None
 ENCODED_TYPE: Final[type | None] = _native.Encoded if _native is not None else None
 ENCODED_EXTRA_TYPE: Final[type | None] = _native.EncodedExtra if _native is not None else None
 _LAYOUT: Final = (len(CAPTURE_FIELDS), FEATURES, SCORE, DECISION, EXTRA, TRACE_ID, SPAN_ID, FLAGS)
+#: What each capture position becomes in :func:`resolve_columns` (text unless named).
+_KINDS: Final = {
+    "timestamp_ns": "stamp",
+    "features": "features",
+    "extra": "extra",
+    "flags": "flags",
+    "trace_id": "hex32",
+    "span_id": "hex16",
+    "feature_timestamps": "absent",
+    **dict.fromkeys(
+        (
+            "score",
+            "threshold",
+            "feature_freshness_max_age_seconds",
+            "feature_fetch_ms",
+            "inference_ms",
+            "total_ms",
+        ),
+        "float",
+    ),
+}
+_COLUMN_KINDS: Final = [_KINDS.get(name, "text") for name in POSITION]
 
 
 def resolve(
@@ -79,6 +103,24 @@ def resolve(
         extra_maps,
     )
     return result
+
+
+def resolve_columns(captures: Sequence[Capture]) -> NativeColumns | None:
+    """The whole batch resolved into columns, or None unless the extension takes every
+    capture in it (each an exchange it decodes, each value one whose column form is
+    certain). Requires :data:`AVAILABLE`."""
+    if _native is None:
+        raise RuntimeError("predlog's native extension is not installed")
+    columns = _native.resolve_columns(
+        captures if isinstance(captures, list) else list(captures),
+        Exchange,
+        _LAYOUT,
+        RECORD_POSITIONS,
+        _COLUMN_KINDS,
+    )
+    if columns is None:
+        return None
+    return NativeColumns(dict(zip(POSITION, columns, strict=True)), len(captures))
 
 
 def cut_objects(text: bytes) -> tuple[bytes, bytes, bytes] | None:
