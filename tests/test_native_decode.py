@@ -570,6 +570,25 @@ def test_a_batch_with_one_odd_value_is_left_to_the_tuples(fields):
     assert_same(lambda: traffic(40, **fields))
 
 
+def test_after_a_declined_batch_the_next_ones_go_one_tuple_each(monkeypatch):
+    """A handler that records a value only Python writes would have every batch decoded
+    twice; after a declined batch the extension's columns are not tried for
+    COLUMNS_BACKOFF batches, then tried again."""
+    asked = []
+    real = _native.resolve_columns
+    monkeypatch.setattr(_native, "resolve_columns", lambda c: asked.append(1) or real(c))
+    b = builder(native=True)
+    assert b.build(traffic(8, user_segment=5)).kept == 8
+    assert len(asked) == 1
+    for _ in range(BatchBuilder.COLUMNS_BACKOFF):
+        assert b.build(traffic(8)).kept == 8
+    assert len(asked) == 1
+    assert b.build(traffic(8)).kept == 8
+    assert len(asked) == 2
+    b.build([(None,) * len(CAPTURE_FIELDS)])  # not an exchange: never asked
+    assert len(asked) == 2
+
+
 def test_large_objects_keep_first_places_and_last_values():
     """Past 32 keys repeated keys are found by an index, not a scan: the same rule holds
     (first place, last value), in the body and among flattened names."""

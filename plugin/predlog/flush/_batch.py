@@ -94,13 +94,15 @@ def _exchange_of(capture: Capture) -> Exchange | None:
     return value if type(value) is Exchange else None
 
 
-def _holds_exchanges(captures: Sequence[Capture]) -> bool:
-    """Whether any capture came from the middleware; in C, as log()'s batches have none."""
+def _exchanges_in(captures: Sequence[Capture]) -> tuple[bool, bool]:
+    """Whether every capture, and whether any, came from the middleware; in C, as log()'s
+    batches have none."""
     try:
-        return Exchange in set(map(type, map(_features_of, captures)))
+        kinds = set(map(type, map(_features_of, captures)))
     except (IndexError, KeyError, TypeError):
         # A capture too short to unpack: look one by one; the build fails it alone.
-        return any(_exchange_of(capture) is not None for capture in captures)
+        return False, any(_exchange_of(capture) is not None for capture in captures)
+    return kinds == {Exchange}, Exchange in kinds
 
 
 @dataclass(slots=True)
@@ -121,6 +123,12 @@ class _Decoded:
 class BatchBuilder:
     """Decodes captures into columns; owns the sampler and the id factory."""
 
+    #: Batches built one tuple per record after the extension declined one for its
+    #: values, before it is asked again: a service whose handler records a value only
+    #: Python writes (an int segment, a numpy float32) would otherwise have every batch
+    #: decoded twice.
+    COLUMNS_BACKOFF: Final = 16
+
     def __init__(
         self,
         settings: Settings,
@@ -138,6 +146,8 @@ class BatchBuilder:
         self._audit_rule = audit_rule
         self._native = settings.native_decode and _native.AVAILABLE
         self._table = _table.Tables(native=self._native, coerce=_decode.optional_str)
+        #: Batches left to build without the extension's columns (see COLUMNS_BACKOFF).
+        self._columns_backoff = 0
 
     @classmethod
     def from_settings(
@@ -181,16 +191,22 @@ class BatchBuilder:
         return self._native and encoder.pseudonymiser is None and not encoder.summary_keys
 
     def _resolve_columns(self, captures: Sequence[Capture]) -> NativeColumns | None:
-        """The batch resolved natively into columns, when every capture is an exchange
-        the extension takes whole and no audit rule needs each record's values; None
-        when not."""
+        """The batch (every capture an exchange) resolved natively into columns, when
+        the extension takes every capture whole and no audit rule needs each record's
+        values; None when not."""
         if not self._decodes_natively() or self._audit_rule is not None:
             return None
+        if self._columns_backoff:
+            self._columns_backoff -= 1
+            return None
         try:
-            return _native.resolve_columns(captures)
+            columns = _native.resolve_columns(captures)
         except Exception as exc:  # noqa: BLE001  # the batch goes the way of one tuple each
             self._report("native_failed", f"native decoding failed: {exc!r}", exc)
-            return None
+            columns = None
+        if columns is None:
+            self._columns_backoff = self.COLUMNS_BACKOFF
+        return columns
 
     def _resolve_natively(self, captures: Sequence[Capture]) -> list[Capture | None] | None:
         """The batch through the native decoder, when it can be used; None when not."""
@@ -231,13 +247,15 @@ class BatchBuilder:
         """One Arrow batch of the records kept, and how many were sampled out or failed."""
         if not captures:
             return BuildResult(None, 0, 0, 0)
-        if _holds_exchanges(captures):
+        every, some = _exchanges_in(captures)
+        if every:
             columns = self._resolve_columns(captures)
             if columns is not None:
                 try:
                     return self._build(columns)
                 except Exception as exc:  # noqa: BLE001  # the batch goes one tuple each
                     self._report("native_failed", f"native batch failed: {exc!r}", exc)
+        if some:
             captures = self._resolve_exchanges(captures)
         try:
             return self._build(Tuples(captures))
