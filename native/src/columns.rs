@@ -19,6 +19,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
+use crate::table::unpanicked;
 use crate::{each_decoded, layout_of, merge};
 
 /// What one capture position becomes; named by the caller, which owns the layout.
@@ -40,6 +41,9 @@ enum Column {
     /// Must be None in every record (what only Python reads, such as feature timestamps).
     Absent,
 }
+
+/// The most a text column reserves ahead of its values.
+const RESERVE_BOUND: usize = 16 << 20;
 
 /// A string column's Arrow buffers: the texts end to end, int32 offsets, validity.
 #[derive(Default)]
@@ -66,8 +70,10 @@ impl Text {
         match text {
             Some(bytes) => {
                 if self.data.is_empty() {
-                    // Room for the batch at the first value's size, not regrown in steps.
-                    self.data.reserve(bytes.len() * self.valid.capacity());
+                    // Room for the batch at the first value's size, not regrown in steps;
+                    // bounded, since one large first body says nothing of the others.
+                    let guess = bytes.len().saturating_mul(self.valid.capacity());
+                    self.data.reserve(guess.min(RESERVE_BOUND));
                 }
                 self.data.extend_from_slice(bytes);
                 self.valid.push(1);
@@ -286,6 +292,18 @@ pub fn resolve_columns<'py>(
     layout: (usize, usize, usize, usize, usize, usize, usize, usize),
     positions: &Bound<'py, PyDict>,
     kinds: Vec<String>,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    // A panic is an ordinary error here: the batch goes one tuple per record.
+    unpanicked(|| columns_of(py, captures, exchange_type, layout, positions, &kinds))
+}
+
+fn columns_of<'py>(
+    py: Python<'py>,
+    captures: &Bound<'py, PyList>,
+    exchange_type: &Bound<'py, PyAny>,
+    layout: (usize, usize, usize, usize, usize, usize, usize, usize),
+    positions: &Bound<'py, PyDict>,
+    kinds: &[String],
 ) -> PyResult<Option<Bound<'py, PyList>>> {
     let layout = layout_of(layout)?;
     if kinds.len() != layout.length {

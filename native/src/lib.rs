@@ -773,22 +773,25 @@ fn resolve<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let layout = layout_of(layout)?;
     let out = PyList::new(py, (0..captures.len()).map(|_| py.None()))?;
-    each_decoded(
-        py,
-        captures,
-        exchange_type,
-        &layout,
-        false,
-        &mut |i, tuple, exchange, decoded| {
-            let assembled = assemble(
-                py, &tuple, &exchange, decoded, &layout, positions, max_bytes, extra_maps,
-            );
-            if let Ok(Some(resolved)) = assembled {
-                out.set_item(i, resolved)?;
-            }
-            Ok(true)
-        },
-    )?;
+    // A panic is an ordinary error here: the batch is resolved in Python.
+    table::unpanicked(|| {
+        each_decoded(
+            py,
+            captures,
+            exchange_type,
+            &layout,
+            false,
+            &mut |i, tuple, exchange, decoded| {
+                let assembled = assemble(
+                    py, &tuple, &exchange, decoded, &layout, positions, max_bytes, extra_maps,
+                );
+                if let Ok(Some(resolved)) = assembled {
+                    out.set_item(i, resolved)?;
+                }
+                Ok(true)
+            },
+        )
+    })?;
     Ok(out)
 }
 
