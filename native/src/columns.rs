@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::table::unpanicked;
-use crate::{each_decoded, layout_of, merge};
+use crate::{each_decoded, layout_of, merge, Positions};
 
 /// What one capture position becomes; named by the caller, which owns the layout.
 enum Column {
@@ -289,7 +289,7 @@ pub fn resolve_columns<'py>(
     py: Python<'py>,
     captures: &Bound<'py, PyList>,
     exchange_type: &Bound<'py, PyAny>,
-    layout: (usize, usize, usize, usize, usize, usize, usize, usize),
+    layout: Positions,
     positions: &Bound<'py, PyDict>,
     kinds: Vec<String>,
 ) -> PyResult<Option<Bound<'py, PyList>>> {
@@ -301,7 +301,7 @@ fn columns_of<'py>(
     py: Python<'py>,
     captures: &Bound<'py, PyList>,
     exchange_type: &Bound<'py, PyAny>,
-    layout: (usize, usize, usize, usize, usize, usize, usize, usize),
+    layout: Positions,
     positions: &Bound<'py, PyDict>,
     kinds: &[String],
 ) -> PyResult<Option<Bound<'py, PyList>>> {

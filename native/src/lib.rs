@@ -655,9 +655,12 @@ fn eligible<'py>(
     Ok(Some((tuple.clone(), exchange)))
 }
 
-/// The layout given as (length, features, score, decision, extra, trace_id, span_id,
-/// flags), checked.
-fn layout_of(layout: (usize, usize, usize, usize, usize, usize, usize, usize)) -> PyResult<Layout> {
+/// A capture layout as the caller gives it: (length, features, score, decision, extra,
+/// trace_id, span_id, flags).
+type Positions = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// The layout given as `Positions`, checked.
+fn layout_of(layout: Positions) -> PyResult<Layout> {
     let layout = Layout {
         length: layout.0,
         features: layout.1,
@@ -766,7 +769,7 @@ fn resolve<'py>(
     py: Python<'py>,
     captures: &Bound<'py, PyList>,
     exchange_type: &Bound<'py, PyAny>,
-    layout: (usize, usize, usize, usize, usize, usize, usize, usize),
+    layout: Positions,
     positions: &Bound<'py, PyDict>,
     max_bytes: usize,
     extra_maps: bool,
